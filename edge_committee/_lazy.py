@@ -1,0 +1,55 @@
+"""Lazy imports of heavy optional dependencies (Polygraphy ``mod/importer.py`` style)."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+from edge_committee.errors import DependencyError
+
+#: module name -> pip requirement that provides it
+_PIP_NAMES = {
+    "torch": "torch==2.13.0 (CPU build)",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
+    "onnxconverter_common": "onnxconverter-common",
+    "yaml": "pyyaml",
+    "safetensors": "safetensors",
+    "matplotlib": "matplotlib",
+    "tqdm": "tqdm",
+    "PIL": "pillow",
+    "tensorrt": "tensorrt (or tensorrt-lean-cu13-bindings for the lean runtime)",
+    "cv2": "opencv-python-headless",
+}
+
+
+def require(name: str) -> types.ModuleType:
+    """Import module ``name`` now, or raise :class:`DependencyError` saying what to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        top = name.split(".")[0]
+        pip = _PIP_NAMES.get(top, top)
+        raise DependencyError(
+            f"this step needs the Python package '{top}', which is not installed "
+            f"({exc}); install it with: pip install {pip}"
+        ) from exc
+
+
+class LazyModule(types.ModuleType):
+    """A module proxy that imports on first attribute access."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._lazy_name = name
+        self._lazy_mod: types.ModuleType | None = None
+
+    def __getattr__(self, attr: str):
+        if self._lazy_mod is None:
+            self._lazy_mod = require(self._lazy_name)
+        return getattr(self._lazy_mod, attr)
+
+
+def lazy_import(name: str) -> LazyModule:
+    """Return a proxy for ``name`` that imports it when first used."""
+    return LazyModule(name)

@@ -1,0 +1,3 @@
+from edge_committee.backend.base.runner import BaseRunner
+
+__all__ = ["BaseRunner"]

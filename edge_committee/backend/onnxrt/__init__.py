@@ -1,0 +1,3 @@
+from edge_committee.backend.onnxrt.runner import OnnxrtRunner
+
+__all__ = ["OnnxrtRunner"]

@@ -1,0 +1,229 @@
+"""Readers that turn a data source into raw uint8 images (+ optional labels).
+
+Formats (the ``format`` key of a split in the spec):
+
+- ``idx``: MNIST-style IDX files (``.gz`` or plain), ``images`` and optional ``labels``;
+  the Debian package ``dataset-fashion-mnist`` ships them under
+  ``/usr/share/datasets/fashion-mnist``.
+- ``npy``: ``images`` an .npy array (N, H, W[, C]) uint8, optional ``labels`` an .npy array.
+- ``npz``: ``path`` to an .npz with arrays ``images_key`` (default ``x``) and ``labels_key``
+  (default ``y``; optional).
+- ``folder``: ``path`` to a folder of images; with ``labeled: true`` (default when every file
+  lies in a sub-folder) the sub-folder name is the label name.
+
+Every split may take ``start``/``stop`` to slice the samples (e.g. the last 10k of the
+60k training images as a validation split). Corrupt or unreadable files raise
+:class:`~edge_committee.errors.EdgeCommitteeError` naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edge_committee.errors import EdgeCommitteeError, SpecError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp", ".tif", ".tiff")
+FORMATS = ("idx", "npy", "npz", "folder")
+
+
+@dataclasses.dataclass
+class RawSplit:
+    """Raw images of one split. ``images``: uint8 (N, H, W, C) array, or a list of (H, W, C)
+    arrays when sizes differ. ``labels``: int64 (N,) or None. ``files``: the source files."""
+
+    images: np.ndarray | list[np.ndarray]
+    labels: np.ndarray | None
+    files: list[str]
+    name: str = ""
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, start: int, stop: int) -> np.ndarray | list[np.ndarray]:
+        return self.images[start:stop]
+
+    def content_hash(self) -> str:
+        """sha256 over the images and labels (the evaluation cache key)."""
+        h = hashlib.sha256()
+        if isinstance(self.images, np.ndarray):
+            h.update(str(self.images.shape).encode())
+            h.update(np.ascontiguousarray(self.images).tobytes())
+        else:
+            for im in self.images:
+                h.update(str(im.shape).encode())
+                h.update(np.ascontiguousarray(im).tobytes())
+        if self.labels is not None:
+            h.update(np.asarray(self.labels, np.int64).tobytes())
+        return h.hexdigest()
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) into a NumPy array."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise EdgeCommitteeError(f"IDX file not found: {path}") from None
+    except (OSError, EOFError) as exc:
+        raise EdgeCommitteeError(f"cannot read IDX file {path}: {exc}") from None
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in dtypes:
+        raise EdgeCommitteeError(f"{path} is not an IDX file (bad magic number)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(dtypes[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = data[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise EdgeCommitteeError(
+            f"{path}: truncated or corrupt IDX file ({len(body)} bytes of data, expected {expected})"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read one image file as uint8 (H, W, C) with C = 1 (gray) or 3 (RGB)."""
+    from edge_committee._lazy import require
+
+    Image = require("PIL.Image")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("L" if im.mode in ("1", "I", "I;16", "F") else "RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise EdgeCommitteeError(f"image file not found: {path}") from None
+    except Exception as exc:  # PIL raises many types for corrupt files
+        raise EdgeCommitteeError(
+            f"cannot read image {path}: {exc}; remove or replace the file"
+        ) from None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def as_nhwc_uint8(images: np.ndarray, where: str) -> np.ndarray:
+    """Check and reshape a raw image array to uint8 (N, H, W, C)."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise EdgeCommitteeError(
+            f"{where}: images must have shape (N, H, W) or (N, H, W, 1|3); got {x.shape}"
+        )
+    if x.dtype != np.uint8:
+        raise EdgeCommitteeError(
+            f"{where}: images must be uint8 raw pixels (0..255); got dtype {x.dtype}"
+        )
+    return x
+
+
+def _load_npy(path: Path, where: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise EdgeCommitteeError(f"{where}: file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise EdgeCommitteeError(f"{where}: cannot read {path}: {exc}") from None
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted for determinism."""
+    if not folder.is_dir():
+        raise EdgeCommitteeError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise EdgeCommitteeError(
+            f"no image files ({', '.join(IMAGE_SUFFIXES)}) found under {folder}"
+        )
+    return files
+
+
+def read_folder(folder: Path, label_names: Sequence[str] | None, labeled: bool | None) -> RawSplit:
+    files = list_image_files(folder)
+    images = [read_image(p) for p in files]
+    labels = None
+    in_subdirs = all(p.parent != folder for p in files)
+    if labeled or (labeled is None and in_subdirs and label_names):
+        names = [p.relative_to(folder).parts[0] for p in files]
+        if label_names is None:
+            label_names = sorted(set(names))
+        index = {n: i for i, n in enumerate(label_names)}
+        bad = sorted(set(names) - set(index))
+        if bad:
+            raise EdgeCommitteeError(
+                f"{folder}: sub-folder {bad[0]!r} is not one of the committee's labels "
+                f"({', '.join(label_names[:5])}...); rename it or fix the labels"
+            )
+        labels = np.array([index[n] for n in names], np.int64)
+    if len({im.shape for im in images}) == 1:
+        images = np.stack(images)
+    return RawSplit(images, labels, [str(p) for p in files])
+
+
+def read_split(
+    cfg: Mapping[str, Any],
+    base_dir: Path,
+    label_names: Sequence[str] | None = None,
+    where: str = "data",
+) -> RawSplit:
+    """Read one split described by a spec mapping (see the module docstring)."""
+    fmt = cfg.get("format")
+    if fmt not in FORMATS:
+        raise SpecError(f"{where}.format: {fmt!r} is not allowed; use one of {', '.join(FORMATS)}")
+
+    def path(key: str) -> Path:
+        if key not in cfg:
+            raise SpecError(f"{where}: missing key {key!r} for format {fmt!r}")
+        p = Path(os.path.expanduser(str(cfg[key])))
+        return p if p.is_absolute() else base_dir / p
+
+    labels = None
+    if fmt == "idx":
+        images, files = read_idx(path("images")), [str(path("images"))]
+        if "labels" in cfg:
+            labels, files = read_idx(path("labels")).astype(np.int64), files + [str(path("labels"))]
+        split = RawSplit(as_nhwc_uint8(images, where), labels, files)
+    elif fmt == "npy":
+        images, files = _load_npy(path("images"), where), [str(path("images"))]
+        if "labels" in cfg:
+            labels, files = _load_npy(path("labels"), where), files + [str(path("labels"))]
+        split = RawSplit(as_nhwc_uint8(images, where), labels, files)
+    elif fmt == "npz":
+        p = path("path")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                xk, yk = cfg.get("images_key", "x"), cfg.get("labels_key", "y")
+                if xk not in z:
+                    raise SpecError(f"{where}: {p} has no array {xk!r} (has {', '.join(z.files)})")
+                images = z[xk]
+                labels = z[yk] if yk in z else None
+        except FileNotFoundError:
+            raise EdgeCommitteeError(f"{where}: file not found: {p}") from None
+        except (OSError, ValueError) as exc:
+            raise EdgeCommitteeError(f"{where}: cannot read {p}: {exc}") from None
+        split = RawSplit(as_nhwc_uint8(images, where), labels, [str(p)])
+    else:
+        split = read_folder(path("path"), label_names, cfg.get("labeled"))
+    if split.labels is not None:
+        split.labels = np.asarray(split.labels, np.int64).reshape(-1)
+        if len(split.labels) != len(split.images):
+            raise EdgeCommitteeError(
+                f"{where}: {len(split.images)} images but {len(split.labels)} labels"
+            )
+    start, stop = cfg.get("start"), cfg.get("stop")
+    if start is not None or stop is not None:
+        sl = slice(start, stop)
+        split.images = split.images[sl]
+        split.labels = None if split.labels is None else split.labels[sl]
+    if len(split) == 0:
+        raise EdgeCommitteeError(f"{where}: the split is empty (check start/stop)")
+    return split
