@@ -1,0 +1,9 @@
+"""Export stage: PyTorch member -> ONNX file with a dynamic batch, checked against PyTorch.
+
+torch and onnx are imported only when a function runs, never when this package is imported.
+"""
+
+from edge_committee.export.loader import load_torch_member, read_state_dict, resolve_factory
+from edge_committee.export.torch_onnx import ExportReport, export_onnx
+
+__all__ = ["ExportReport", "export_onnx", "load_torch_member", "read_state_dict", "resolve_factory"]
