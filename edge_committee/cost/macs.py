@@ -152,10 +152,10 @@ def _fix_input_shapes(proto: Any, given: dict[str, Sequence[int]]) -> int:
     for value in proto.graph.input:
         if value.name in initializers:
             continue
-        dims = value.type.tensor_type.shape.dim
         if value.name in given:
             _set_dims(value, given[value.name])
-        elif len(dims) and not dims[0].HasField("dim_value"):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
             dims[0].dim_value = 1  # clears dim_param: the dims share a oneof
         bad = [i for i, d in enumerate(dims) if not d.HasField("dim_value")]
         if bad:
