@@ -1,0 +1,220 @@
+"""What selection reads: cached member outputs on the validation and test splits, and costs.
+
+:class:`SelectionData` holds, per member name, the logits on the validation split (N_val, C)
+and the test split (N_test, C), its cost, and the labels of both splits. Validation labels may
+be ``None`` (label-free selection, see :mod:`.frontier`); test labels may be ``None`` (no test
+accuracy is reported then). Costs are in ``cost_unit``: MACs by default, or milliseconds when
+they come from a measured latency profile (:func:`load_profile`).
+
+Loaders:
+
+- :func:`load_outputs_npz` reads a bundle's ``outputs.npz`` (keys ``"<member>/validation"``,
+  ``"<member>/test"``, ``"labels/validation"``, ``"labels/test"``).
+- :func:`load_profile` reads a latency profile, JSON
+  ``{"unit": "ms", "members": {"<member>": <latency>, ...}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Mapping
+
+import numpy as np
+
+from edge_committee.errors import EdgeCommitteeError
+
+
+def _as_logits(name: str, split: str, x: object) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise EdgeCommitteeError(
+            f"member {name!r}: {split} logits have shape {arr.shape}, expected (N, C) with C >= 2"
+        )
+    if arr.dtype not in (np.float16, np.float32, np.float64):
+        raise EdgeCommitteeError(
+            f"member {name!r}: {split} logits have dtype {arr.dtype}, expected a float type"
+        )
+    return arr
+
+
+def _as_labels(split: str, y: object, n: int, c: int) -> np.ndarray | None:
+    if y is None:
+        return None
+    arr = np.asarray(y)
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+        raise EdgeCommitteeError(
+            f"{split} labels have shape {arr.shape} and dtype {arr.dtype}, expected ({n},) integers"
+        )
+    if n and (arr.min() < 0 or arr.max() >= c):
+        raise EdgeCommitteeError(f"{split} labels must lie in [0, {c}); got [{arr.min()}, {arr.max()}]")
+    return arr.astype(np.int64)
+
+
+@dataclasses.dataclass
+class SelectionData:
+    """Member outputs and costs for model selection.
+
+    Attributes:
+        val_logits: member name -> (N_val, C) float logits on the validation split.
+        test_logits: member name -> (N_test, C) float logits on the test split, or ``None``.
+        costs: member name -> cost of one inference in ``cost_unit`` (MACs or ms), > 0.
+        val_labels: (N_val,) int labels, or ``None`` for label-free selection.
+        test_labels: (N_test,) int labels, or ``None``.
+        cost_unit: ``"MACs"`` (default) or ``"ms"``.
+    """
+
+    val_logits: Mapping[str, np.ndarray]
+    test_logits: Mapping[str, np.ndarray] | None
+    costs: Mapping[str, float]
+    val_labels: np.ndarray | None = None
+    test_labels: np.ndarray | None = None
+    cost_unit: str = "MACs"
+
+    def __post_init__(self) -> None:
+        if not self.val_logits:
+            raise EdgeCommitteeError("selection needs at least one member; got none")
+        names = list(self.val_logits)
+        if set(self.costs) != set(names):
+            raise EdgeCommitteeError(
+                f"costs are given for {sorted(self.costs)} but outputs for {sorted(names)}; "
+                "give one cost per member"
+            )
+        self.val_logits = {n: _as_logits(n, "validation", self.val_logits[n]) for n in names}
+        shapes = {x.shape for x in self.val_logits.values()}
+        if len(shapes) != 1:
+            raise EdgeCommitteeError(f"validation logits differ in shape across members: {shapes}")
+        n_val, c = shapes.pop()
+        self.costs = {n: self._check_cost(n, self.costs[n]) for n in names}
+        if self.test_logits is not None:
+            if set(self.test_logits) != set(names):
+                raise EdgeCommitteeError(
+                    f"test logits are given for {sorted(self.test_logits)}, expected {sorted(names)}"
+                )
+            self.test_logits = {n: _as_logits(n, "test", self.test_logits[n]) for n in names}
+            t_shapes = {x.shape for x in self.test_logits.values()}
+            if len(t_shapes) != 1 or next(iter(t_shapes))[1] != c:
+                raise EdgeCommitteeError(f"test logits must all be (N_test, {c}); got {t_shapes}")
+        self.val_labels = _as_labels("validation", self.val_labels, n_val, c)
+        n_test = self.num_test
+        if self.test_labels is not None and self.test_logits is None:
+            raise EdgeCommitteeError("test labels are given without test logits")
+        self.test_labels = _as_labels("test", self.test_labels, n_test, c)
+
+    @staticmethod
+    def _check_cost(name: str, cost: object) -> float:
+        value = float(cost)  # type: ignore[arg-type]
+        if not (math.isfinite(value) and value > 0):
+            raise EdgeCommitteeError(f"member {name!r}: cost must be a positive number, got {cost!r}")
+        return value
+
+    @property
+    def names(self) -> list[str]:
+        """Member names, cheapest first (ties keep the given order)."""
+        given = list(self.val_logits)
+        return sorted(given, key=lambda n: (self.costs[n], given.index(n)))
+
+    @property
+    def num_val(self) -> int:
+        return next(iter(self.val_logits.values())).shape[0]
+
+    @property
+    def num_test(self) -> int:
+        if self.test_logits is None:
+            return 0
+        return next(iter(self.test_logits.values())).shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return next(iter(self.val_logits.values())).shape[1]
+
+    @property
+    def label_free(self) -> bool:
+        """True when there are no validation labels (selection by agreement with a reference)."""
+        return self.val_labels is None
+
+    def with_costs(self, costs: Mapping[str, float], unit: str) -> "SelectionData":
+        """A copy with other costs (e.g. measured latency in ms from :func:`load_profile`)."""
+        missing = sorted(set(self.val_logits) - set(costs))
+        if missing:
+            raise EdgeCommitteeError(f"the cost profile has no entry for members {missing}")
+        return dataclasses.replace(
+            self, costs={n: costs[n] for n in self.val_logits}, cost_unit=unit
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CostProfile:
+    """Measured cost per member: ``costs[name]`` in ``unit`` (``"ms"`` for latency)."""
+
+    unit: str
+    costs: dict[str, float]
+
+
+def load_profile(path: str | os.PathLike) -> CostProfile:
+    """Read a latency profile.
+
+    Format (JSON)::
+
+        {"unit": "ms", "members": {"b0": 1.9, "b1": 3.2, ...}}
+
+    ``unit`` is a free-form string used in reports (default ``"ms"`` when absent); every latency
+    must be a positive number. Use it with ``data.with_costs(profile.costs, profile.unit)``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except OSError as exc:
+        raise EdgeCommitteeError(f"cannot read the cost profile {os.fspath(path)!r}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise EdgeCommitteeError(f"the cost profile {os.fspath(path)!r} is not JSON: {exc}") from None
+    members = doc.get("members") if isinstance(doc, dict) else None
+    if not isinstance(members, dict) or not members:
+        raise EdgeCommitteeError(
+            f"the cost profile {os.fspath(path)!r} needs a non-empty object 'members': "
+            '{"unit": "ms", "members": {"<member>": <latency>}}'
+        )
+    costs = {str(k): SelectionData._check_cost(str(k), v) for k, v in members.items()}
+    return CostProfile(unit=str(doc.get("unit", "ms")), costs=costs)
+
+
+def load_outputs_npz(
+    path: str | os.PathLike,
+    macs: Mapping[str, float],
+    members: list[str] | None = None,
+) -> SelectionData:
+    """Read a bundle's cached outputs into :class:`SelectionData` with MACs as costs.
+
+    ``path``: ``outputs.npz`` with float logits under ``"<member>/validation"`` and
+    ``"<member>/test"`` and int labels under ``"labels/validation"`` and ``"labels/test"``
+    (either label key may be absent). ``macs``: member name -> MACs per inference (e.g. from the
+    bundle's ``manifest.json``). ``members``: which members to load (default: every member in
+    ``macs``).
+    """
+    names = list(members) if members is not None else list(macs)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise EdgeCommitteeError(f"cannot read member outputs {os.fspath(path)!r}: {exc}") from None
+    with npz:
+        keys = set(npz.files)
+        missing = [f"{n}/validation" for n in names if f"{n}/validation" not in keys]
+        if missing:
+            raise EdgeCommitteeError(
+                f"{os.fspath(path)!r} lacks {missing}; it holds {sorted(keys)}"
+            )
+        val = {n: npz[f"{n}/validation"] for n in names}
+        has_test = all(f"{n}/test" in keys for n in names)
+        test = {n: npz[f"{n}/test"] for n in names} if has_test else None
+        y_val = npz["labels/validation"] if "labels/validation" in keys else None
+        y_test = npz["labels/test"] if has_test and "labels/test" in keys else None
+    return SelectionData(
+        val_logits=val,
+        test_logits=test,
+        costs={n: macs[n] for n in names},
+        val_labels=y_val,
+        test_labels=y_test,
+        cost_unit="MACs",
+    )

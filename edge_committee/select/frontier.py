@@ -1,0 +1,295 @@
+"""Candidates and their accuracy/cost frontier: single members, ensembles and cascades.
+
+:func:`frontier` scores every candidate on the validation split only:
+
+- every single member (cost = its cost);
+- every ensemble, the mean of the softmax probabilities of a subset of 2..``max_len`` members
+  (cost = sum of the members' costs; worst = mean);
+- every cascade, an ordered sequence of 2..``max_len`` distinct members (cheapest first, or every
+  permutation with ``order="any"``) with one threshold per stage but the last; its Pareto set over
+  thresholds comes from :mod:`.search`. Mean cost = expectation over the validation split of the
+  members run plus ``stage_overhead`` per executed stage; worst = every stage run.
+
+Label-free mode (no validation labels): "accuracy" is the agreement with a reference's
+predictions on the validation split: the ensemble of all members (default) or a named member.
+Test accuracy, when test labels exist, is always against the true test labels, and only ever
+computed for reporting (:meth:`Frontier.evaluate`), never used to choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from edge_committee.cascade import reference as ref
+from edge_committee.errors import EdgeCommitteeError
+from edge_committee.select.data import SelectionData
+from edge_committee.select.search import PrefixWalk, SequenceFront, SubsetScore, pareto_indices
+from edge_committee.select.stats import SplitOutputs, StageStats, exit_stages, score_exits
+
+KINDS = ("single", "ensemble", "cascade")
+ORDERS = ("cheapest_first", "any")
+ENSEMBLE_REFERENCE = "ensemble"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One committee with its figures. Costs in the frontier's cost unit.
+
+    ``thresholds`` has K-1 entries for a cascade (-inf = always exit, +inf = never exit) and is
+    empty otherwise. Validation figures are those selection used; test figures are filled in by
+    :meth:`Frontier.evaluate` (``None`` without test labels).
+    """
+
+    kind: str
+    members: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    val_accuracy: float
+    mean_cost: float
+    worst_cost: float
+    eps_accuracy: float = 0.0
+    val_exit_histogram: tuple[int, ...] | None = None
+    test_accuracy: float | None = None
+    test_mean_cost: float | None = None
+    test_exit_histogram: tuple[int, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. ``b0>b2`` for a cascade, ``b0+b2`` for an ensemble."""
+        return ("+" if self.kind == "ensemble" else ">").join(self.members)
+
+
+@dataclasses.dataclass
+class Frontier:
+    """Every candidate scored on the validation split, and how they were scored."""
+
+    singles: list[SubsetScore]
+    ensembles: list[SubsetScore]
+    cascades: list[SequenceFront]
+    confidence: str
+    stage_overhead: float
+    cost_unit: str
+    order: str
+    max_len: int
+    label_free: bool
+    reference: str | None  #: label-free reference ("ensemble" or a member name), else None
+    num_val: int
+    num_test: int
+    data: SelectionData = dataclasses.field(repr=False)
+    _table: dict | None = dataclasses.field(default=None, repr=False)
+    _val: SplitOutputs | None = dataclasses.field(default=None, repr=False)
+    _test: SplitOutputs | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def accuracy_metric(self) -> str:
+        """What "validation accuracy" means here."""
+        if not self.label_free:
+            return "accuracy"
+        who = "the ensemble of all members" if self.reference == ENSEMBLE_REFERENCE else self.reference
+        return f"agreement with {who}"
+
+    @property
+    def best_single_accuracy(self) -> float:
+        return max(s.accuracy for s in self.singles)
+
+    @property
+    def eps_accuracy(self) -> float:
+        """Largest accuracy bound of the threshold search over all cascades (0 = exact)."""
+        return max((f.eps_accuracy for f in self.cascades), default=0.0)
+
+    def table(self) -> dict[str, np.ndarray]:
+        """Every candidate point as flat arrays: kind, group, point, accuracy, mean, worst."""
+        if self._table is None:
+            rows: list[tuple[np.ndarray, ...]] = []
+            for code, group in ((0, self.singles), (1, self.ensembles)):
+                for g, s in enumerate(group):
+                    rows.append(_rows(code, g, [0], [s.accuracy], [s.cost], s.cost, len(s.members)))
+            for g, f in enumerate(self.cascades):
+                rows.append(
+                    _rows(2, g, np.arange(f.accuracy.size), f.accuracy, f.mean_cost, f.worst_cost,
+                          len(f.members))
+                )
+            cols = [np.concatenate(c) for c in zip(*rows)]
+            self._table = dict(zip(("kind", "group", "point", "accuracy", "mean", "worst", "size"), cols))
+        return self._table
+
+    def candidate(self, kind: int | str, group: int, point: int = 0) -> Candidate:
+        """The candidate at a row of :meth:`table` (validation figures only)."""
+        code = KINDS.index(kind) if isinstance(kind, str) else int(kind)
+        if code < 2:
+            s = (self.singles, self.ensembles)[code][group]
+            return Candidate(KINDS[code], s.members, (), s.accuracy, s.cost, s.cost)
+        f = self.cascades[group]
+        return Candidate(
+            "cascade",
+            f.members,
+            tuple(float(t) for t in f.thresholds[point]),
+            float(f.accuracy[point]),
+            float(f.mean_cost[point]),
+            f.worst_cost,
+            f.eps_accuracy,
+        )
+
+    def pareto(self, kinds: Sequence[str] = KINDS) -> list[Candidate]:
+        """The Pareto set (validation accuracy vs mean cost) of the given kinds, cheapest first."""
+        t = self.table()
+        rows = np.flatnonzero(np.isin(t["kind"], [KINDS.index(k) for k in kinds]))
+        front = rows[pareto_indices(t["mean"][rows], t["accuracy"][rows])]
+        return [self.candidate(int(t["kind"][i]), int(t["group"][i]), int(t["point"][i])) for i in front]
+
+    def evaluate(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates with validation exit histograms and test figures filled in."""
+        val, test = self._val_split(), self._test_split()
+        out: list[Candidate | None] = [None] * len(candidates)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, c in enumerate(candidates):
+            groups.setdefault(c.members, []).append(i)
+        for members, idx in groups.items():
+            group = [candidates[i] for i in idx]
+            test_stats = test.sequence(members) if test is not None else None
+            for i, c in zip(idx, self._evaluate_group(group, val.sequence(members), test_stats)):
+                out[i] = c
+        return out  # type: ignore[return-value]
+
+    def _evaluate_group(
+        self,
+        group: list[Candidate],
+        val_stats: list[StageStats],
+        test_stats: list[StageStats] | None,
+    ) -> list[Candidate]:
+        k = len(val_stats)
+        per_stage = np.cumsum(np.asarray([self.data.costs[m] for m in group[0].members]) + self.stage_overhead)
+        thr = np.array([_stage_thresholds(c) for c in group], np.float64).reshape(len(group), k - 1)
+        val_exit = exit_stages(val_stats, thr)
+        test_exit = exit_stages(test_stats, thr) if test_stats is not None else None
+        test_acc = (
+            score_exits(test_stats, test_exit)
+            if test_stats is not None and self.data.test_labels is not None
+            else None
+        )
+        result = []
+        for i, c in enumerate(group):
+            fields: dict = {"val_exit_histogram": _hist(val_exit[i], k)}
+            if test_exit is not None:
+                fields["test_exit_histogram"] = _hist(test_exit[i], k)
+                cascade = c.kind == "cascade"
+                fields["test_mean_cost"] = float(per_stage[test_exit[i]].mean()) if cascade else c.mean_cost
+                if test_acc is not None:
+                    fields["test_accuracy"] = float(test_acc[i])
+            result.append(dataclasses.replace(c, **fields))
+        return result
+
+    def _val_split(self) -> SplitOutputs:
+        if self._val is None:
+            target = _target(self.data, self.reference, self.confidence)
+            self._val = SplitOutputs(self.data.val_logits, target, self.confidence)
+        return self._val
+
+    def _test_split(self) -> SplitOutputs | None:
+        if self.data.test_logits is None:
+            return None
+        if self._test is None:
+            self._test = SplitOutputs(self.data.test_logits, self.data.test_labels, self.confidence)
+        return self._test
+
+
+def _rows(code, group, points, acc, mean, worst, size) -> tuple[np.ndarray, ...]:
+    n = len(points)
+    return (
+        np.full(n, code, np.int64),
+        np.full(n, group, np.int64),
+        np.asarray(points, np.int64),
+        np.asarray(acc, np.float64),
+        np.asarray(mean, np.float64),
+        np.full(n, worst, np.float64),
+        np.full(n, size, np.int64),
+    )
+
+
+def _stage_thresholds(c: Candidate) -> list[float]:
+    """Thresholds that make the cascade machinery evaluate any kind of candidate."""
+    if c.kind == "cascade":
+        return list(c.thresholds)
+    return [np.inf] * (len(c.members) - 1)  # an ensemble runs every member
+
+
+def _hist(stage: np.ndarray, k: int) -> tuple[int, ...]:
+    return tuple(int(x) for x in np.bincount(stage, minlength=k))
+
+
+def _target(data: SelectionData, reference: str | None, kind: str) -> np.ndarray:
+    """Labels that count as correct on the validation split."""
+    if reference is None:
+        assert data.val_labels is not None
+        return data.val_labels
+    names = data.names if reference == ENSEMBLE_REFERENCE else [reference]
+    split = SplitOutputs({n: data.val_logits[n] for n in names}, None, kind)
+    return split.sequence(names)[-1].label
+
+
+def _check_args(data: SelectionData, max_len: int, order: str, overhead: float, reference: str | None) -> None:
+    if order not in ORDERS:
+        raise EdgeCommitteeError(f"unknown cascade order {order!r}; expected one of {', '.join(ORDERS)}")
+    if not 1 <= max_len:
+        raise EdgeCommitteeError(f"max_len must be >= 1, got {max_len}")
+    if not (np.isfinite(overhead) and overhead >= 0):
+        raise EdgeCommitteeError(f"stage_overhead must be a number >= 0, got {overhead}")
+    if reference not in (None, ENSEMBLE_REFERENCE) and reference not in data.val_logits:
+        raise EdgeCommitteeError(
+            f"unknown label-free reference {reference!r}; expected {ENSEMBLE_REFERENCE!r} or one of "
+            f"{data.names}"
+        )
+    if data.num_val == 0:
+        raise EdgeCommitteeError("the validation split is empty; selection needs validation outputs")
+
+
+def frontier(
+    data: SelectionData,
+    max_len: int = 4,
+    order: str = "cheapest_first",
+    confidence: str = "max_prob",
+    stage_overhead: float = 0.0,
+    reference: str | None = None,
+    grid: dict[int, int | None] | None = None,
+) -> Frontier:
+    """Score every single member, ensemble and cascade on the validation split.
+
+    Args:
+        data: member outputs and costs.
+        max_len: most members in an ensemble or cascade (default 4).
+        order: ``"cheapest_first"`` (cascades run members by increasing cost) or ``"any"``
+            (every permutation; about ``max_len!`` times slower).
+        confidence: ``"max_prob"``, ``"margin"`` or ``"neg_entropy"``.
+        stage_overhead: cost of the gate per executed cascade stage, in the data's cost unit.
+        reference: label-free reference, used only when ``data.val_labels`` is None:
+            ``"ensemble"`` (default: all members) or a member name.
+        grid: per-length candidate resolution overrides (see :data:`.search.DEFAULT_GRID`).
+    """
+    try:
+        ref.check_confidence_name(confidence)
+    except ValueError as exc:
+        raise EdgeCommitteeError(str(exc)) from None
+    _check_args(data, max_len, order, stage_overhead, reference)
+    used_ref = (reference or ENSEMBLE_REFERENCE) if data.label_free else None
+    target = _target(data, used_ref, confidence)
+    split = SplitOutputs(data.val_logits, target, confidence)
+    walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid)
+    singles, ensembles, cascades = walk.run()
+    return Frontier(
+        _val=split,
+        singles=singles,
+        ensembles=ensembles,
+        cascades=cascades,
+        confidence=confidence,
+        stage_overhead=float(stage_overhead),
+        cost_unit=data.cost_unit,
+        order=order,
+        max_len=max_len,
+        label_free=data.label_free,
+        reference=used_ref,
+        num_val=data.num_val,
+        num_test=data.num_test,
+        data=data,
+    )

@@ -1,0 +1,197 @@
+"""Choosing one committee from the frontier under a budget, and the result's manifest form.
+
+Objectives (validation figures only; ties go to the lower mean cost, then the lower worst-case
+cost, then fewer members):
+
+- ``"worst_cost"``: the most accurate candidate whose worst-case cost is <= ``budget``;
+- ``"mean_cost"``: the most accurate candidate whose mean cost is <= ``budget``;
+- ``"accuracy"``: the cheapest (mean cost) candidate whose validation accuracy is >= ``budget``,
+  a number in [0, 1] or ``"best_single"`` (the best single member's validation accuracy).
+
+A budget no candidate meets raises :class:`~edge_committee.errors.EdgeCommitteeError` stating the
+cheapest possible cost (or the best achievable accuracy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+from edge_committee.errors import EdgeCommitteeError
+from edge_committee.select.data import SelectionData
+from edge_committee.select.frontier import KINDS, Candidate, Frontier, frontier
+
+OBJECTIVES = ("worst_cost", "mean_cost", "accuracy")
+
+#: Finite stand-ins for the +-inf thresholds in manifests (strict JSON has no Infinity): no
+#: confidence reaches float32's largest value, and every finite confidence is above its negative.
+NEVER_EXIT = float(np.finfo(np.float32).max)
+ALWAYS_EXIT = -NEVER_EXIT
+
+
+def _finite(t: float) -> float:
+    return NEVER_EXIT if t == math.inf else ALWAYS_EXIT if t == -math.inf else float(t)
+
+
+@dataclasses.dataclass
+class SelectionResult:
+    """The chosen committee, the frontier it was chosen from, and how."""
+
+    chosen: Candidate
+    frontier: Frontier
+    objective: str
+    budget: float | str
+    target_accuracy: float | None = None  #: resolved target for the "accuracy" objective
+
+    def to_dict(self) -> dict:
+        """JSON-ready description of the chosen committee (for a bundle manifest).
+
+        ``thresholds`` has one float per stage but the last; for an ensemble they are
+        :data:`NEVER_EXIT` (run as a cascade it runs every member), and +-inf thresholds of a
+        cascade are written as +-:data:`NEVER_EXIT`. Costs are in ``cost_unit``.
+        """
+        c, f = self.chosen, self.frontier
+        if c.kind == "cascade":
+            thresholds = [_finite(t) for t in c.thresholds]
+        else:
+            thresholds = [NEVER_EXIT] * (len(c.members) - 1)
+        return {
+            "kind": c.kind,
+            "members": list(c.members),
+            "thresholds": thresholds,
+            "confidence": f.confidence,
+            "val_accuracy": c.val_accuracy,
+            "test_accuracy": c.test_accuracy,
+            "mean_cost": c.mean_cost,
+            "worst_cost": c.worst_cost,
+            "test_mean_cost": c.test_mean_cost,
+            "exit_histogram": list(c.val_exit_histogram or ()),
+            "test_exit_histogram": list(c.test_exit_histogram) if c.test_exit_histogram else None,
+            "cost_unit": f.cost_unit,
+            "stage_overhead": f.stage_overhead,
+            "objective": self.objective,
+            "budget": self.budget,
+            "target_accuracy": self.target_accuracy,
+            "label_free": f.label_free,
+            "reference": f.reference,
+            "accuracy_metric": f.accuracy_metric,
+            "search_eps_accuracy": c.eps_accuracy,
+            "max_len": f.max_len,
+            "order": f.order,
+            "num_validation": f.num_val,
+            "num_test": f.num_test,
+        }
+
+
+def _resolve_target(front: Frontier, budget: float | str) -> float:
+    if budget == "best_single":
+        return front.best_single_accuracy
+    try:
+        target = float(budget)
+    except (TypeError, ValueError):
+        raise EdgeCommitteeError(
+            f"the accuracy target must be a number in [0, 1] or 'best_single', got {budget!r}"
+        ) from None
+    if not 0.0 <= target <= 1.0:
+        raise EdgeCommitteeError(f"the accuracy target must lie in [0, 1], got {target}")
+    return target
+
+
+def _budget(budget: float | str, objective: str, unit: str) -> float:
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise EdgeCommitteeError(f"the {objective} budget must be a number >= 0 {unit}, got {budget!r}")
+    return value
+
+
+def choose(
+    front: Frontier,
+    objective: str,
+    budget: float | str,
+    kinds: Sequence[str] = KINDS,
+) -> tuple[Candidate, float | None]:
+    """The candidate the objective picks (validation figures) and the resolved accuracy target."""
+    if objective not in OBJECTIVES:
+        raise EdgeCommitteeError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    bad = sorted(set(kinds) - set(KINDS))
+    if bad or not kinds:
+        raise EdgeCommitteeError(f"candidate kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
+    t = front.table()
+    rows = np.flatnonzero(np.isin(t["kind"], [KINDS.index(k) for k in kinds]))
+    acc, mean, worst, size = (t[k][rows] for k in ("accuracy", "mean", "worst", "size"))
+    unit = front.cost_unit
+    target = None
+    if objective == "accuracy":
+        target = _resolve_target(front, budget)
+        ok = acc >= target
+        if not ok.any():
+            raise EdgeCommitteeError(
+                f"no candidate reaches the target {front.accuracy_metric} {target:.4f} on validation; "
+                f"the best achievable is {acc.max():.4f}; lower the target"
+            )
+        keys = (size, worst, -acc, mean)  # np.lexsort: last key is primary
+    else:
+        limit = _budget(budget, objective, unit)
+        cost = worst if objective == "worst_cost" else mean
+        ok = cost <= limit
+        if not ok.any():
+            i = int(np.argmin(cost))
+            kind = KINDS[int(t["kind"][rows[i]])]
+            raise EdgeCommitteeError(
+                f"the {objective.replace('_', '-')} budget {limit:g} {unit} is below every candidate; "
+                f"the cheapest possible is {cost[i]:g} {unit} ({kind} "
+                f"{front.candidate(kind, int(t['group'][rows[i]]), int(t['point'][rows[i]])).label}); "
+                "raise the budget"
+            )
+        keys = (size, worst, mean, -acc)
+    sel = np.flatnonzero(ok)
+    best = sel[np.lexsort(tuple(k[sel] for k in keys))[0]]
+    r = rows[best]
+    cand = front.candidate(int(t["kind"][r]), int(t["group"][r]), int(t["point"][r]))
+    return cand, target
+
+
+def select_cascade(
+    data: SelectionData,
+    objective: str,
+    budget: float | str,
+    max_len: int = 4,
+    order: str = "cheapest_first",
+    confidence: str = "max_prob",
+    stage_overhead: float = 0.0,
+    reference: str | None = None,
+    kinds: Sequence[str] = KINDS,
+    grid: dict[int, int | None] | None = None,
+) -> SelectionResult:
+    """Pick the committee (cascade, ensemble or single member) that meets a budget.
+
+    Args:
+        data: member outputs and costs (MACs, or ms from a latency profile).
+        objective: ``"worst_cost"``, ``"mean_cost"`` or ``"accuracy"`` (see module docstring).
+        budget: cost budget in ``data.cost_unit``, or for ``"accuracy"`` the target accuracy in
+            [0, 1] or ``"best_single"``.
+        max_len: most members in a cascade or ensemble (default 4).
+        order: ``"cheapest_first"`` (default) or ``"any"`` member order in cascades.
+        confidence: ``"max_prob"`` (default), ``"margin"`` or ``"neg_entropy"``.
+        stage_overhead: gate cost per executed cascade stage, in ``data.cost_unit`` (default 0).
+        reference: label-free reference when ``data.val_labels`` is None: ``"ensemble"``
+            (default, all members) or a member name.
+        kinds: which candidate kinds may be chosen (default all: single, ensemble, cascade).
+        grid: threshold-search resolution overrides (see :data:`.search.DEFAULT_GRID`).
+
+    Selection reads validation figures only; test figures of the chosen one are then added.
+    """
+    if objective not in OBJECTIVES:
+        raise EdgeCommitteeError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    if objective != "accuracy":
+        _budget(budget, objective, data.cost_unit)
+    front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid)
+    chosen, target = choose(front, objective, budget, kinds)
+    (chosen,) = front.evaluate([chosen])
+    return SelectionResult(chosen, front, objective, budget, target)

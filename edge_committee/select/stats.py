@@ -1,0 +1,113 @@
+"""Per-sample stage statistics of member sequences, bit-identical to the NumPy reference.
+
+For a member sequence ``(m_0, ..., m_k)`` the state after stage ``k`` — the running probability
+sum, the confidence of the running mean, the predicted label and whether it is correct — depends
+only on that prefix, so :meth:`SplitOutputs.extend` derives it from the state of ``(m_0..m_{k-1})``
+in O(N*C). Selection computes each prefix once and shares it across every sequence that starts
+with it.
+
+The arithmetic follows :func:`edge_committee.cascade.reference.gate_step` step by step (float32
+softmax of the finite rows, float32 running sum, mean = sum / (k+1), confidence of the mean,
+argmax with ties to the lowest class, label -1 when no stage contributed), so confidences and
+labels are bit-identical to :func:`~edge_committee.cascade.reference.run_cascade`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edge_committee.cascade import reference
+
+
+@dataclasses.dataclass
+class StageStats:
+    """State of every sample after the last stage of a member prefix (N samples, C classes)."""
+
+    prob_sum: np.ndarray  #: (N, C) float32 running sum of member probabilities
+    conf: np.ndarray  #: (N,) float32 confidence of the running mean
+    ok: np.ndarray  #: (N,) bool, the stage's logits were finite (the sample may exit here)
+    label: np.ndarray  #: (N,) int64 prediction of the running mean, -1 if nothing contributed
+    correct: np.ndarray  #: (N,) bool, label == target (true label or reference label)
+
+
+class SplitOutputs:
+    """The members' softmax outputs on one split, computed once, and the target labels.
+
+    Args:
+        logits: member name -> (N, C) logits.
+        target: (N,) labels that count as correct (true labels, or the reference's labels in
+            label-free mode); ``None`` makes every ``correct`` False.
+        kind: confidence function name (see :data:`reference.CONFIDENCE_FUNCTIONS`).
+    """
+
+    def __init__(self, logits: Mapping[str, np.ndarray], target: np.ndarray | None, kind: str):
+        reference.check_confidence_name(kind)
+        self.kind = kind
+        self.ok = {n: reference.finite_rows(x) for n, x in logits.items()}
+        self.probs = {
+            n: reference.softmax(np.where(self.ok[n][:, None], x, 0)) for n, x in logits.items()
+        }
+        first = next(iter(logits.values()))
+        self.num_samples, self.num_classes = first.shape
+        self.target = None if target is None else np.asarray(target, np.int64)
+
+    def extend(self, prev: StageStats | None, name: str, stage: int) -> StageStats:
+        """The state after appending member ``name`` as stage ``stage`` (0-based) to ``prev``."""
+        ok = self.ok[name]
+        probs = self.probs[name]
+        if prev is None:
+            prob_sum = np.where(ok[:, None], probs, np.float32(0))
+        else:
+            prob_sum = prev.prob_sum + np.where(ok[:, None], probs, np.float32(0))
+        mean = prob_sum / np.float32(stage + 1)
+        conf = reference.confidence(mean, self.kind)
+        empty = prob_sum.sum(axis=-1) <= 0
+        label = np.where(empty, -1, mean.argmax(axis=-1)).astype(np.int64)
+        if self.target is None:
+            correct = np.zeros(self.num_samples, bool)
+        else:
+            correct = label == self.target
+        return StageStats(prob_sum=prob_sum, conf=conf, ok=ok, label=label, correct=correct)
+
+    def sequence(self, names: Sequence[str]) -> list[StageStats]:
+        """The states after each stage of the member sequence ``names``."""
+        out: list[StageStats] = []
+        for k, name in enumerate(names):
+            out.append(self.extend(out[-1] if out else None, name, k))
+        return out
+
+
+def exit_stages(stats: Sequence[StageStats], thresholds: np.ndarray) -> np.ndarray:
+    """Exit stage of every sample for each threshold vector.
+
+    ``thresholds``: (P, K-1) thresholds of P cascades over the same K members (``stats`` has K
+    entries). Returns (P, N) int64 0-based exit stages with the reference semantics: exit at the
+    first stage whose logits were finite and whose confidence is >= the threshold (float32
+    comparison); the last stage always exits.
+    """
+    thr = np.atleast_2d(np.asarray(thresholds, np.float64)).astype(np.float32)
+    k_total = len(stats)
+    p, n = thr.shape[0], stats[0].conf.shape[0]
+    stage = np.full((p, n), k_total - 1, np.int64)
+    pending = np.ones((p, n), bool)
+    for k in range(k_total - 1):
+        exits = pending & stats[k].ok[None, :] & (stats[k].conf[None, :] >= thr[:, k : k + 1])
+        stage[exits] = k
+        pending &= ~exits
+    return stage
+
+
+def score_exits(stats: Sequence[StageStats], stage: np.ndarray) -> np.ndarray:
+    """(P,) fraction correct given (P, N) exit stages from :func:`exit_stages`."""
+    correct = np.stack([s.correct for s in stats])  # (K, N)
+    n = correct.shape[1]
+    picked = np.take_along_axis(correct, stage.reshape(-1, n).T, axis=0)  # (N, P)
+    return picked.mean(axis=0) if n else np.zeros(stage.shape[0])
+
+
+def stage_costs(member_costs: Sequence[float], stage_overhead: float) -> np.ndarray:
+    """(K,) cumulative cost after each stage: sum of member costs plus one overhead per stage."""
+    return np.cumsum(np.asarray(member_costs, np.float64) + float(stage_overhead))
