@@ -32,7 +32,8 @@ NEVER_EXIT = float(np.finfo(np.float32).max)
 ALWAYS_EXIT = -NEVER_EXIT
 
 
-def _finite(t: float) -> float:
+def finite_threshold(t: float) -> float:
+    """A threshold with +-inf replaced by +-NEVER_EXIT (valid strict JSON, same behaviour)."""
     return NEVER_EXIT if t == math.inf else ALWAYS_EXIT if t == -math.inf else float(t)
 
 
@@ -55,7 +56,7 @@ class SelectionResult:
         """
         c, f = self.chosen, self.frontier
         if c.kind == "cascade":
-            thresholds = [_finite(t) for t in c.thresholds]
+            thresholds = [finite_threshold(t) for t in c.thresholds]
         else:
             thresholds = [NEVER_EXIT] * (len(c.members) - 1)
         return {

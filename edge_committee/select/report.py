@@ -1,1 +1,251 @@
-def write_report(*a, **k): raise NotImplementedError
+"""The selection report: the frontier as a PNG, a Markdown table and JSON.
+
+:func:`write_report` writes ``<stem>.png``, ``<stem>.md`` and ``<stem>.json`` into ``out_dir``,
+each first under a temporary name in the same folder and then moved into place with
+``os.replace`` (a reader never sees a half-written file). The plot and the tables show
+validation figures (what selection used) and test accuracy where test labels exist. Frontiers
+with many points are thinned for the table and the JSON (see :func:`thin`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from edge_committee._lazy import require
+from edge_committee.select.frontier import Candidate, Frontier
+from edge_committee.select.objective import SelectionResult, finite_threshold
+
+SCHEMA = "edge_committee.selection/1"
+_MARKERS = {"single": "o", "ensemble": "s", "cascade": "^"}
+_COLORS = {"single": "tab:blue", "ensemble": "tab:orange", "cascade": "tab:green"}
+
+
+def thin(front: Sequence[Candidate], max_points: int, keep: Sequence[Candidate] = ()) -> list[Candidate]:
+    """At most about ``max_points`` of a cheapest-first frontier, evenly spread in accuracy.
+
+    The first and last points and any in ``keep`` (compared by identity of figures) are kept.
+    """
+    if len(front) <= max_points:
+        return list(front)
+    lo, hi = front[0].val_accuracy, front[-1].val_accuracy
+    step = (hi - lo) / max(max_points - 1, 1)
+    kept_keys = {_key(c) for c in keep}
+    out = [front[0]]
+    for c in front[1:-1]:
+        if c.val_accuracy >= out[-1].val_accuracy + step or _key(c) in kept_keys:
+            out.append(c)
+    out.append(front[-1])
+    return out
+
+
+def _key(c: Candidate) -> tuple:
+    return (c.kind, c.members, c.thresholds)
+
+
+def candidate_dict(c: Candidate) -> dict:
+    """JSON-ready figures of one candidate (+-inf thresholds as +-NEVER_EXIT)."""
+    return {
+        "kind": c.kind,
+        "members": list(c.members),
+        "thresholds": [finite_threshold(t) for t in c.thresholds],
+        "val_accuracy": c.val_accuracy,
+        "test_accuracy": c.test_accuracy,
+        "mean_cost": c.mean_cost,
+        "worst_cost": c.worst_cost,
+        "test_mean_cost": c.test_mean_cost,
+        "exit_histogram": list(c.val_exit_histogram) if c.val_exit_histogram else None,
+        "search_eps_accuracy": c.eps_accuracy,
+    }
+
+
+@contextlib.contextmanager
+def _atomic(path: Path, mode: str = "w") -> Iterator:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt_cost(x: float | None, unit: str) -> str:
+    if x is None:
+        return "-"
+    if unit == "MACs":
+        return f"{x / 1e6:,.1f} M"
+    return f"{x:.4g}"
+
+
+def _fmt_budget(b: float | str) -> str:
+    return b if isinstance(b, str) else f"{b:g}"
+
+
+def _fmt_acc(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def _fmt_thr(c: Candidate) -> str:
+    if c.kind != "cascade":
+        return ""
+    return ", ".join("never" if t == math.inf else "always" if t == -math.inf else f"{t:.4f}" for t in c.thresholds)
+
+
+def markdown_table(rows: Sequence[Candidate], unit: str, metric: str) -> str:
+    """A Markdown table of candidates (costs in M for MACs, else in ``unit``)."""
+    cu = "MMACs" if unit == "MACs" else unit
+    head = (
+        f"| kind | committee | thresholds | val {metric} % | test acc % | mean cost ({cu}) "
+        f"| worst cost ({cu}) |\n|---|---|---|---:|---:|---:|---:|\n"
+    )
+    lines = [
+        f"| {c.kind} | {c.label} | {_fmt_thr(c)} | {_fmt_acc(c.val_accuracy)} | "
+        f"{_fmt_acc(c.test_accuracy)} | {_fmt_cost(c.mean_cost, unit).replace(' M', '')} | "
+        f"{_fmt_cost(c.worst_cost, unit).replace(' M', '')} |"
+        for c in rows
+    ]
+    return head + "\n".join(lines) + "\n"
+
+
+def plot_frontier(
+    front: Frontier,
+    path: Path,
+    chosen: Candidate | None = None,
+    title: str = "",
+    test: bool = False,
+    curves: dict[str, Sequence[Candidate]] | None = None,
+) -> None:
+    """Accuracy vs mean cost (log x) of singles, ensembles and cascades; ``chosen`` starred.
+
+    ``test=True`` plots test accuracy (candidates must have been evaluated) instead of validation.
+    """
+    require("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    curves = curves if curves is not None else per_kind_fronts(front)
+    acc = (lambda c: c.test_accuracy) if test else (lambda c: c.val_accuracy)
+    fig = Figure(figsize=(7.5, 5.0), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    if front.ensembles and not test:
+        ax.scatter([e.cost for e in front.ensembles], [100 * e.accuracy for e in front.ensembles],
+                   s=8, marker="s", color=_COLORS["ensemble"], alpha=0.25, label="_all ensembles")
+    for kind, pts in curves.items():
+        pts = [c for c in pts if acc(c) is not None]
+        if not pts:
+            continue
+        x = [c.mean_cost for c in pts]
+        y = [100 * acc(c) for c in pts]
+        if kind == "single":
+            ax.scatter(x, y, marker="o", color=_COLORS[kind], zorder=3, label="single models")
+            for c, xi, yi in zip(pts, x, y):
+                ax.annotate(c.members[0], (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        else:
+            ax.step(x, y, where="post", color=_COLORS[kind], lw=1.2, zorder=2)
+            ax.scatter(x, y, marker=_MARKERS[kind], s=14, color=_COLORS[kind], zorder=2,
+                       label=f"{kind}s (Pareto)")
+    if chosen is not None and acc(chosen) is not None:
+        ax.scatter([chosen.mean_cost], [100 * acc(chosen)], marker="*", s=260, color="red",
+                   edgecolor="black", zorder=5, label=f"chosen: {chosen.label}")
+    ax.set_xscale("log")
+    unit = front.cost_unit
+    ax.set_xlabel(f"mean cost per image ({unit}, log scale)")
+    metric = "test accuracy" if test else f"validation {front.accuracy_metric}"
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(title or "accuracy vs mean cost", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    with _atomic(path, "wb") as f:
+        fig.savefig(f, format="png")
+
+
+def per_kind_fronts(front: Frontier, max_points: int = 400) -> dict[str, list[Candidate]]:
+    """Singles (all, by cost), and the Pareto sets of ensembles and of cascades (thinned)."""
+    singles = sorted((front.candidate("single", i) for i in range(len(front.singles))),
+                     key=lambda c: c.mean_cost)
+    return {
+        "single": singles,
+        "ensemble": thin(front.pareto(["ensemble"]), max_points),
+        "cascade": thin(front.pareto(["cascade"]), max_points),
+    }
+
+
+def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str = "selection") -> dict[str, Path]:
+    """Write ``<stem>.png``, ``<stem>.md`` and ``<stem>.json`` atomically; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    front, chosen = result.frontier, result.chosen
+    table = front.evaluate(thin(front.pareto(), 40, keep=[chosen]))
+    full = front.evaluate(thin(front.pareto(), 200, keep=[chosen]))
+    curves = {k: front.evaluate(v) for k, v in per_kind_fronts(front).items()}
+    paths = {"png": out / f"{stem}.png", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
+    title = f"{result.objective} budget {_fmt_budget(result.budget)} {front.cost_unit}: {chosen.label}"
+    if result.objective == "accuracy":
+        title = f"accuracy >= {_fmt_acc(result.target_accuracy)}%: {chosen.label}"
+    plot_frontier(front, paths["png"], chosen, title, curves=curves)
+    with _atomic(paths["md"]) as f:
+        f.write(_markdown(result, table, curves["single"], paths["png"].name))
+    doc = {
+        "schema": SCHEMA,
+        "chosen": result.to_dict(),
+        "frontier": [candidate_dict(c) for c in full],
+        "frontier_points_total": len(front.pareto()),
+        "singles": [candidate_dict(c) for c in curves["single"]],
+        "ensembles": [candidate_dict(c) for c in curves["ensemble"]],
+        "cascades": [candidate_dict(c) for c in curves["cascade"]],
+    }
+    with _atomic(paths["json"]) as f:
+        json.dump(doc, f, indent=1, allow_nan=False)
+        f.write("\n")
+    return paths
+
+
+def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Candidate], png: str) -> str:
+    front, c = result.frontier, result.chosen
+    unit = front.cost_unit
+    metric = front.accuracy_metric
+    mode = (
+        f"label-free: validation figures are the {metric} (no validation labels)"
+        if front.label_free
+        else "validation labels"
+    )
+    target = f" (target {100 * result.target_accuracy:.2f}%)" if result.target_accuracy is not None else ""
+    lines = [
+        "# Committee selection",
+        "",
+        f"- objective: **{result.objective}**, budget **{_fmt_budget(result.budget)}**"
+        + (target if result.objective == "accuracy" else f" {unit}"),
+        f"- chosen: **{c.kind} {c.label}**, thresholds [{_fmt_thr(c)}], confidence `{front.confidence}`",
+        f"- validation {metric}: {_fmt_acc(c.val_accuracy)}%, test accuracy: {_fmt_acc(c.test_accuracy)}%",
+        f"- mean cost: {_fmt_cost(c.mean_cost, unit)} {unit}, worst case: {_fmt_cost(c.worst_cost, unit)} {unit}",
+        f"- exits per stage (validation): {list(c.val_exit_histogram or ())}",
+        f"- selection on {front.num_val} validation samples ({mode}); {front.num_test} test samples",
+        f"- candidates: {len(front.singles)} single, {len(front.ensembles)} ensembles, "
+        f"{len(front.cascades)} cascades (order {front.order}, up to {front.max_len} members, "
+        f"stage overhead {front.stage_overhead:g} {unit})",
+        f"- threshold search: exact up to {100 * front.eps_accuracy:.2f} accuracy points at no higher "
+        "mean cost (0 = exact)",
+        "",
+        f"![frontier]({png})",
+        "",
+        "## Pareto frontier (all kinds, validation)",
+        "",
+        markdown_table(table, unit, metric),
+        "## Single models",
+        "",
+        markdown_table(singles, unit, metric),
+    ]
+    return "\n".join(lines)

@@ -104,8 +104,8 @@ def score_exits(stats: Sequence[StageStats], stage: np.ndarray) -> np.ndarray:
     """(P,) fraction correct given (P, N) exit stages from :func:`exit_stages`."""
     correct = np.stack([s.correct for s in stats])  # (K, N)
     n = correct.shape[1]
-    picked = np.take_along_axis(correct, stage.reshape(-1, n).T, axis=0)  # (N, P)
-    return picked.mean(axis=0) if n else np.zeros(stage.shape[0])
+    picked = np.take_along_axis(correct, stage.reshape(-1, n), axis=0)  # (P, N)
+    return picked.mean(axis=1) if n else np.zeros(picked.shape[0])
 
 
 def stage_costs(member_costs: Sequence[float], stage_overhead: float) -> np.ndarray:
