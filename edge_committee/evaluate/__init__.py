@@ -1,0 +1,6 @@
+"""Evaluation: member outputs on the data splits, cached on disk."""
+
+from edge_committee.evaluate.cache import OutputCache, default_cache_dir, sha256_file
+from edge_committee.evaluate.evaluate import accuracy, member_outputs, progress, run_member
+
+__all__ = ["OutputCache", "accuracy", "default_cache_dir", "member_outputs", "progress", "run_member", "sha256_file"]

@@ -1,0 +1,17 @@
+"""The Python API: ``edge_committee.build(...)`` and ``edge_committee.load(...)``."""
+
+from __future__ import annotations
+
+import os
+
+from edge_committee.pipeline import build, reselect
+from edge_committee.runtime import CascadeModel
+
+
+def load(bundle: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
+         verify: bool = True) -> CascadeModel:
+    """Load a bundle (checking its schema and checksums); ``.predict(images)`` runs the cascade."""
+    return CascadeModel(bundle, backend=backend, threads=threads, verify=verify)
+
+
+__all__ = ["build", "load", "reselect"]

@@ -1,0 +1,164 @@
+"""The bundle: a directory holding everything a deployment needs, with a checked manifest.
+
+Layout::
+
+    manifest.json          schema version, members, chosen cascade, sha256 of every file
+    members/<name>.onnx    one ONNX file per member (and per precision: <name>.int8.onnx ...)
+    outputs.npz            cached member logits per split ("<member>/<split>", "labels/<split>")
+    report.md report.json  the build report; frontier.png the trade-off plot
+
+A bundle is written into a temporary sibling folder and renamed into place, so a crash never
+leaves a half-written bundle. :func:`read_manifest` checks the schema and every checksum and
+fails naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from edge_committee.errors import BundleError
+from edge_committee.evaluate.cache import sha256_file
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+OUTPUTS = "outputs.npz"
+_REQUIRED = ("schema_version", "name", "labels", "members", "cascade", "files")
+_MEMBER_REQUIRED = ("name", "file", "sha256", "macs", "preprocessing", "labels", "precision")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` through a temporary name in the same folder."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def file_checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` except the manifest, keyed by POSIX relative path."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
+            out[p.relative_to(root).as_posix()] = sha256_file(p)
+    return out
+
+
+def finalize_manifest(root: Path, manifest: dict) -> dict:
+    """Fill in member and file checksums and write ``manifest.json`` atomically."""
+    for m in manifest["members"]:
+        m["sha256"] = sha256_file(root / m["file"])
+    manifest["files"] = file_checksums(root)
+    write_json_atomic(root / MANIFEST, manifest)
+    return manifest
+
+
+class StagingDir:
+    """A temporary sibling of ``dest`` that replaces ``dest`` on :meth:`commit`.
+
+    Used as a context manager; on an exception the staging folder is removed and ``dest``
+    is left as it was.
+    """
+
+    def __init__(self, dest: str | os.PathLike) -> None:
+        self.dest = Path(dest).resolve()
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.dest.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=self.dest.parent))
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self.path is not None and self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(self) -> Path:
+        assert self.path is not None
+        old = None
+        if self.dest.exists():
+            if not (self.dest / MANIFEST).is_file() and any(self.dest.iterdir()):
+                raise BundleError(
+                    f"{self.dest} exists and is not a bundle (no {MANIFEST}); "
+                    "choose another --out or remove it"
+                )
+            old = self.dest.with_name(f".{self.dest.name}.old.{os.getpid()}")
+            os.replace(self.dest, old)
+        os.replace(self.path, self.dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.dest
+
+
+def save_outputs(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the cached outputs ``.npz`` through a temporary name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_outputs(root: Path) -> dict[str, np.ndarray]:
+    path = root / OUTPUTS
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; the bundle has no cached outputs (rebuild it)")
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def verify_files(root: Path, manifest: dict) -> list[str]:
+    """Problems with the bundle's files: missing, changed or unlisted. Empty when intact."""
+    problems = []
+    listed = manifest.get("files", {})
+    for rel, digest in listed.items():
+        p = root / rel
+        if not p.is_file():
+            problems.append(f"{p}: missing (listed in {MANIFEST})")
+        elif sha256_file(p) != digest:
+            problems.append(f"{p}: checksum mismatch (file changed since the bundle was built)")
+    for m in manifest.get("members", []):
+        if m.get("file") not in listed:
+            problems.append(f"{root / str(m.get('file'))}: member {m.get('name')!r} file not listed")
+    return problems
+
+
+def read_manifest(root: str | os.PathLike, verify: bool = True) -> dict:
+    """Read ``manifest.json``, check the schema and (by default) every checksum."""
+    root = Path(root)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise BundleError(f"bundle folder not found: {root}")
+    if not path.is_file():
+        raise BundleError(f"{path}: missing; {root} is not a bundle (build one with edge-committee build)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: expected a JSON object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"{path}: schema_version {version!r} is not supported (this edge_committee reads "
+            f"{SCHEMA_VERSION}); rebuild the bundle or upgrade edge_committee"
+        )
+    for key in _REQUIRED:
+        if key not in manifest:
+            raise BundleError(f"{path}: missing key {key!r}")
+    for i, m in enumerate(manifest["members"]):
+        for key in _MEMBER_REQUIRED:
+            if key not in m:
+                raise BundleError(f"{path}: members[{i}] is missing key {key!r}")
+    if verify:
+        problems = verify_files(root, manifest)
+        if problems:
+            raise BundleError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return manifest
+
+
+def iter_members(manifest: dict) -> Iterator[dict]:
+    yield from manifest["members"]

@@ -1,0 +1,70 @@
+"""The build report (``report.md``): members, the chosen committee and the largest member."""
+
+from __future__ import annotations
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def _m(x) -> str:
+    return "–" if x is None else f"{x / 1e6:.2f}"
+
+
+def build_report_markdown(manifest: dict) -> str:
+    members = manifest["members"]
+    c = manifest["cascade"]
+    fp32 = [m for m in members if m["precision"] == "fp32"] or members
+    largest = max(fp32, key=lambda m: m["macs"])
+    lines = [
+        f"# Build report: {manifest['name']}",
+        "",
+        f"Built {manifest.get('created', '')} with edge_committee {manifest.get('edge_committee_version', '')}; "
+        f"precision mode `{manifest.get('precision_mode', 'fp32')}`. Member outputs computed with ONNX Runtime "
+        "on the CPU. Thresholds were chosen on the validation split; test figures are for reporting only.",
+        "",
+        "## Members",
+        "",
+        "| member | precision | MACs (M) | FLOPs (M) | validation acc (%) | test acc (%) | file |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for m in members:
+        acc = m.get("accuracy", {})
+        lines.append(
+            f"| {m['name']} | {m['precision']} | {_m(m['macs'])} | {_m(m['flops'])} | "
+            f"{_pct(acc.get('validation'))} | {_pct(acc.get('test'))} | `{m['file']}` |"
+        )
+    la = largest.get("accuracy", {})
+    thr = ", ".join(f"{t:.4f}" for t in c["thresholds"][: len(c["members"]) - 1]) if c["kind"] == "cascade" else "–"
+    mean_macs = c.get("mean_macs")
+    test_mean = c.get("test_mean_cost") if c.get("cost_unit") == "MACs" else None
+    lines += [
+        "",
+        "## Chosen committee vs the largest single member",
+        "",
+        f"Objective `{c['objective']}` with budget {c['budget']:.4g} {c['cost_unit']}"
+        if isinstance(c["budget"], (int, float)) else f"Objective `{c['objective']}` ({c['budget']})",
+        "",
+        "| | members | thresholds | validation acc (%) | test acc (%) | mean MACs (M) | worst-case MACs (M) | exits per stage (validation) |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+        f"| chosen {c['kind']} ({c['confidence']}) | {' → '.join(c['members'])} | {thr} | "
+        f"{_pct(c['val_accuracy'])} | {_pct(c['test_accuracy'])} | {_m(mean_macs)} | {_m(c['worst_macs'])} | "
+        f"{c.get('exit_histogram')} |",
+        f"| largest member | {largest['name']} | – | {_pct(la.get('validation'))} | {_pct(la.get('test'))} | "
+        f"{_m(largest['macs'])} | {_m(largest['macs'])} | – |",
+        "",
+    ]
+    if mean_macs:
+        lines.append(
+            f"Mean MACs of the chosen committee: {mean_macs / largest['macs']:.3f} × the largest member's "
+            f"on validation" + (f", {test_mean / largest['macs']:.3f} × on test." if test_mean else ".")
+        )
+    if c.get("label_free"):
+        lines.append(f"\nLabel-free selection: accuracy means agreement with `{c.get('reference')}`.")
+    rejected = manifest.get("rejected_variants") or []
+    if rejected:
+        lines += ["", "## Rejected precision variants", ""]
+        lines += [f"- {r['member']} {r['precision']}: {r['reason']}" for r in rejected]
+    lines += ["", "The full trade-off (frontier of single members, ensembles and cascades): "
+              "[selection.md](selection.md), ![frontier](selection.png)", ""]
+    return "\n".join(lines)

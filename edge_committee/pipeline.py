@@ -1,0 +1,431 @@
+"""The build pipeline: spec -> ONNX members -> (precision) -> evaluation -> selection -> bundle.
+
+Each stage lives in its own subpackage; this module only composes them, in the order of
+design.md §2, and writes the bundle (:mod:`edge_committee.bundle`) atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_committee import __version__
+from edge_committee.bundle import (
+    OUTPUTS,
+    SCHEMA_VERSION,
+    StagingDir,
+    finalize_manifest,
+    load_outputs,
+    read_manifest,
+    save_outputs,
+    write_json_atomic,
+)
+from edge_committee.data.readers import RawSplit, read_split
+from edge_committee.errors import EdgeCommitteeError, SpecError
+from edge_committee.evaluate import OutputCache, accuracy, member_outputs, sha256_file
+from edge_committee.spec.committee import CommitteeSpec, MemberSpec, load_spec
+
+LOG = logging.getLogger("edge_committee")
+SPLITS = ("validation", "test")
+BUDGET_OBJECTIVE = {"worst": "worst_cost", "mean": "mean_cost"}
+
+
+@dataclasses.dataclass
+class MemberBuild:
+    """One (member, precision) candidate as built: its file, cost and outputs."""
+
+    name: str  #: ``phi0`` for FP32, ``phi0.int8`` for another precision
+    base: str  #: the spec member's name
+    precision: str
+    path: Path
+    macs: int
+    spec: MemberSpec
+    logits: dict[str, np.ndarray]  #: split -> (N, C) float32
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ member stages
+def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
+    """Write member ``m``'s float32 ONNX to ``dest``; return export facts for the manifest."""
+    if m.kind == "onnx":
+        _check_onnx_file(m.onnx, m.name)
+        shutil.copyfile(m.onnx, dest)
+        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": sha256_file(m.onnx)}
+    from edge_committee.export import export_onnx, load_torch_member
+
+    model = load_torch_member(m.factory, dict(m.kwargs), m.weights, base_dir=spec.base_dir)
+    shape = m.preprocessing.input_shape(1)[1:]
+    rep = export_onnx(model, shape, dest, opset=spec.opset, parity_tolerance=spec.parity_tolerance)
+    return {
+        "kind": "torch",
+        "factory": m.factory,
+        "kwargs": dict(m.kwargs),
+        "weights_sha256": sha256_file(m.weights),
+        "opset": rep.opset,
+        "parity_max_abs_diff": rep.max_abs_diff,
+        "parity_tolerance": rep.tolerance,
+    }
+
+
+def _check_onnx_file(path: Path, name: str) -> None:
+    from edge_committee._lazy import require
+
+    onnx = require("onnx")
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise SpecError(f"member {name!r}: {path} is not a valid ONNX model ({exc})") from None
+
+
+def _num_classes(path: Path) -> int | None:
+    from edge_committee._lazy import require
+
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    last = dims[-1] if dims else None
+    return int(last.dim_value) if last is not None and last.dim_value > 0 else None
+
+
+def _check_classes(path: Path, m: MemberSpec, labels: tuple[str, ...], logits: np.ndarray | None) -> None:
+    c = _num_classes(path) if logits is None else logits.shape[1]
+    if c is not None and c != len(labels):
+        raise SpecError(
+            f"member {m.name!r}: {path.name} outputs {c} classes but the committee has "
+            f"{len(labels)} labels; all members must share one label set"
+        )
+
+
+# ------------------------------------------------------------------------------ the build
+def read_splits(spec: CommitteeSpec) -> dict[str, RawSplit]:
+    splits = {}
+    for name in SPLITS:
+        if name in spec.data:
+            splits[name] = read_split(spec.data[name], spec.base_dir, spec.labels, f"data.{name}")
+    for name, s in splits.items():
+        if s.labels is not None and (s.labels.min() < 0 or s.labels.max() >= len(spec.labels)):
+            raise SpecError(
+                f"data.{name}: labels range over [{s.labels.min()}, {s.labels.max()}] but the "
+                f"committee has {len(spec.labels)} labels"
+            )
+    return splits
+
+
+def resolve_budget(spec: CommitteeSpec, builds: list[MemberBuild], profile=None) -> tuple[float, str]:
+    """(budget value, cost unit) from the spec's budget; ``macs: largest`` is resolved here."""
+    b = spec.budget
+    if b.latency_ms is not None:
+        if profile is None:
+            raise SpecError(
+                "budget.latency_ms needs measured latencies: pass --profile FILE "
+                "(JSON {\"unit\": \"ms\", \"members\": {name: ms}})"
+            )
+        return float(b.latency_ms), "ms"
+    if b.macs == "largest":
+        return float(max(mb.macs for mb in builds if mb.precision == "fp32")), "MACs"
+    return float(b.macs), "MACs"
+
+
+def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, calib, threads):
+    from edge_committee.precision import choose_variant, make_precision_variants
+
+    opts = spec.precision_options
+    variants = make_precision_variants(
+        fp32.path,
+        m.preprocessing,
+        splits["validation"],
+        calib=calib,
+        precisions=mode,
+        out_dir=members_dir,
+        member_name=m.name,
+        tolerance_pts=float(opts.get("tolerance", 1.0)),
+        int8_method=opts.get("int8_method", "minmax"),
+        exclude=opts.get("exclude"),
+        threads=threads,
+        fp32_val_logits=fp32.logits["validation"],
+        keep_io_types=bool(opts.get("keep_io_types", True)),
+        batch_size=spec.batch_size,
+    )
+    keep = [v for v in variants if v.accepted] if mode == "auto" else [choose_variant(variants, mode)]
+    return variants, keep
+
+
+def build(
+    spec: str | os.PathLike | CommitteeSpec,
+    out: str | os.PathLike,
+    *,
+    precision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Build a bundle at ``out`` from a committee spec; returns the manifest.
+
+    Args:
+        spec: the spec file (YAML) or an already loaded :class:`CommitteeSpec`.
+        out: the bundle folder (replaced atomically if it is a bundle already).
+        precision: ``fp32``, ``fp16``, ``int8`` or ``auto``; overrides the spec's.
+        cache_dir: where member outputs are cached (default ``~/.cache/edge_committee``).
+        use_cache: read and write the output cache (default True).
+        threads: ONNX Runtime threads (default: the spec's, else ONNX Runtime's choice).
+        log: called with one line per step (default: the ``edge_committee`` logger).
+    """
+    say = log or LOG.info
+    spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
+    mode = precision or spec.precision
+    threads = threads or spec.threads
+    cache = OutputCache(cache_dir, enabled=use_cache)
+    splits = read_splits(spec)
+    say(f"data: " + ", ".join(f"{k} {len(v)} samples" for k, v in splits.items()))
+    calib = _calibration(spec, splits) if mode != "fp32" else None
+    staging = StagingDir(out)
+    with staging as root:
+        members_dir = root / "members"
+        members_dir.mkdir()
+        builds: list[MemberBuild] = []
+        rejected: list[dict] = []
+        for m in spec.members:
+            fp32, variants = _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say)
+            builds.append(fp32)
+            for v, keep in variants:
+                if keep and v.precision != "fp32":
+                    builds.append(_variant_build(spec, m, v, fp32, splits, cache, threads))
+                elif not keep and v.precision != "fp32":
+                    rejected.append({"member": m.name, **v.to_dict(), "file": None})
+                    v.path.unlink(missing_ok=True)  # not deployed: keep it out of the bundle
+            if mode != "fp32" and not any(keep and v.precision == "fp32" for v, keep in variants):
+                builds.remove(fp32)  # the member deploys at another precision
+                fp32.path.unlink()
+        manifest = _select_and_write(spec, builds, splits, root, mode, rejected, say)
+    staging.commit()
+    say(f"bundle written to {staging.dest}")
+    return manifest
+
+
+def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say):
+    path = members_dir / f"{m.name}.fp32.onnx"
+    export = _onnx_from_spec(m, path, spec)
+    _check_classes(path, m, spec.labels, None)
+    from edge_committee.cost import count_macs
+
+    macs = int(count_macs(path).total_macs)
+    logits = _outputs(path, m, splits, cache, spec.batch_size, threads)
+    _check_classes(path, m, spec.labels, logits["validation"])
+    fp32 = MemberBuild(m.name, m.name, "fp32", path, macs, m, logits, {"export": export})
+    accs = ", ".join(
+        f"{k} {a:.4f}" for k in SPLITS if k in logits and (a := accuracy(logits[k], splits[k].labels)) is not None
+    )
+    say(f"member {m.name}: {macs / 1e6:.2f} M MACs, {accs or 'no labels'}")
+    if mode == "fp32":
+        return fp32, [(_Fp32Variant(), True)]
+    variants, keep = _precision_variants(spec, m, fp32, splits, members_dir, mode, calib, threads)
+    for v in variants:
+        say(f"  {m.name} {v.precision}: {v.reason}")
+    return fp32, [(v, v in keep) for v in variants]
+
+
+class _Fp32Variant:
+    precision, accepted = "fp32", True
+
+
+def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> MemberBuild:
+    logits = {"validation": np.asarray(v.val_logits, np.float32)}
+    if "test" in splits:
+        logits["test"] = member_outputs(
+            v.path, m.preprocessing, splits["test"], cache, spec.batch_size, threads=threads,
+            desc=f"{m.name}.{v.precision} test",
+        )
+    extra = {"precision_check": v.to_dict(relative_to=v.path.parent.parent)}
+    return MemberBuild(f"{m.name}.{v.precision}", m.name, v.precision, v.path, fp32.macs, m, logits, extra)
+
+
+def _outputs(path, m, splits, cache, batch_size, threads) -> dict[str, np.ndarray]:
+    sha = sha256_file(path)
+    return {
+        k: member_outputs(path, m.preprocessing, s, cache, batch_size, threads=threads,
+                          desc=f"{m.name} {k}", model_sha256=sha)
+        for k, s in splits.items()
+    }
+
+
+def _calibration(spec: CommitteeSpec, splits: dict[str, RawSplit]):
+    """The calibration sample, read once and shared by every member (each preprocesses it)."""
+    from edge_committee.calibration import CalibrationConfig, load_calibration
+
+    if spec.calibration is not None:
+        cfg = CalibrationConfig.from_dict(spec.calibration, spec.base_dir)
+    else:
+        which = next(k for k in ("calibration", "train", "validation") if k in spec.data)
+        LOG.info("calibrating INT8 members on data.%s (512 samples, seed 0)", which)
+        cfg = CalibrationConfig.from_dict({"source": {"kind": "split", **spec.data[which]}}, spec.base_dir)
+    return load_calibration(cfg)
+
+
+# ------------------------------------------------------------------------------ selection
+def selection_data(builds: list[MemberBuild], labels: dict[str, np.ndarray | None], costs=None):
+    from edge_committee.select import SelectionData
+
+    has_test = all("test" in b.logits for b in builds)
+    return SelectionData(
+        val_logits={b.name: b.logits["validation"] for b in builds},
+        test_logits={b.name: b.logits["test"] for b in builds} if has_test else None,
+        costs=costs or {b.name: b.macs for b in builds},
+        val_labels=labels.get("validation"),
+        test_labels=labels.get("test") if has_test else None,
+        cost_unit="MACs" if costs is None else "ms",
+    )
+
+
+def run_selection(data, spec_like: dict, objective: str, budget: float | str):
+    from edge_committee.select import select_cascade
+
+    return select_cascade(
+        data,
+        objective,
+        budget,
+        max_len=int(spec_like["max_members"]),
+        order=spec_like["order"],
+        confidence=spec_like["confidence"],
+        stage_overhead=float(spec_like["stage_overhead"]),
+        reference=spec_like.get("reference"),
+    )
+
+
+def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
+    labels = {k: s.labels for k, s in splits.items()}
+    budget, unit = resolve_budget(spec, builds)
+    objective = BUDGET_OBJECTIVE[spec.budget.kind]
+    settings = {
+        "max_members": spec.max_members,
+        "order": spec.order,
+        "confidence": spec.confidence,
+        "stage_overhead": spec.stage_overhead,
+    }
+    data = selection_data(builds, labels)
+    say(f"selecting: {objective} <= {budget:.4g} {unit} over {len(builds)} candidates members")
+    result = run_selection(data, settings, objective, budget)
+    arrays = {f"{b.name}/{k}": v for b in builds for k, v in b.logits.items()}
+    arrays.update({f"labels/{k}": v for k, v in labels.items() if v is not None})
+    save_outputs(root / OUTPUTS, arrays)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "name": spec.name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "edge_committee_version": __version__,
+        "labels": list(spec.labels),
+        "precision_mode": mode,
+        "data": {k: {"samples": len(s), "sha256": s.content_hash(), "labeled": s.labels is not None}
+                 for k, s in splits.items()},
+        "selection": settings,
+        "members": [_member_entry(b, labels, root) for b in builds],
+        "rejected_variants": rejected,
+        "cascade": {},
+        "files": {},
+    }
+    write_cascade(root, manifest, result)
+    return manifest
+
+
+def _member_entry(b: MemberBuild, labels, root: Path) -> dict:
+    entry = {
+        "name": b.name,
+        "base": b.base,
+        "file": b.path.relative_to(root).as_posix(),
+        "sha256": "",
+        "precision": b.precision,
+        "macs": b.macs,
+        "flops": 2 * b.macs,
+        "preprocessing": b.spec.preprocessing.to_dict(),
+        "input_shape": list(b.spec.preprocessing.input_shape(-1)),
+        "labels": None,
+        "accuracy": {k: accuracy(v, labels.get(k)) for k, v in b.logits.items()},
+    }
+    entry.update(b.extra)
+    if "precision_check" in b.extra:
+        entry["calibration"] = b.extra["precision_check"].get("calibration")
+    return entry
+
+
+def write_cascade(root: Path, manifest: dict, result) -> dict:
+    """Put the selection result into the manifest, write the reports and checksums."""
+    from edge_committee.select import write_report
+
+    chosen = result.to_dict()
+    by_name = {m["name"]: m for m in manifest["members"]}
+    chosen["mean_macs"] = chosen["mean_cost"] if chosen["cost_unit"] == "MACs" else None
+    chosen["worst_macs"] = sum(by_name[n]["macs"] for n in chosen["members"])
+    manifest["cascade"] = chosen
+    labels = manifest.get("labels") or []
+    for m in manifest["members"]:
+        m["labels"] = labels
+    write_report(result, root, stem="selection")
+    _write_build_report(root, manifest)
+    finalize_manifest(root, manifest)
+    return manifest
+
+
+def _write_build_report(root: Path, manifest: dict) -> None:
+    from edge_committee.bundle.report import build_report_markdown
+
+    write_json_atomic(root / "report.json", {k: v for k, v in manifest.items() if k != "files"})
+    tmp = root / ".report.md.tmp"
+    tmp.write_text(build_report_markdown(manifest), encoding="utf-8")
+    os.replace(tmp, root / "report.md")
+
+
+# ------------------------------------------------------------------------------ re-selection
+def reselect(
+    bundle: str | os.PathLike,
+    objective: str,
+    budget: float | str,
+    *,
+    profile: str | os.PathLike | None = None,
+    confidence: str | None = None,
+    max_members: int | None = None,
+    order: str | None = None,
+    stage_overhead: float | None = None,
+    reference: str | None = None,
+) -> dict:
+    """Choose again from a bundle's cached outputs and rewrite its cascade and reports in place.
+
+    Nothing is rebuilt or re-run. The new manifest and reports are written to temporary names
+    and renamed; the member files are untouched.
+    """
+    root = Path(bundle)
+    manifest = read_manifest(root)
+    arrays = load_outputs(root)
+    settings = dict(manifest.get("selection") or {})
+    for key, val in (("confidence", confidence), ("max_members", max_members), ("order", order),
+                     ("stage_overhead", stage_overhead), ("reference", reference)):
+        if val is not None:
+            settings[key] = val
+    names = [m["name"] for m in manifest["members"]]
+    costs = None
+    if profile is not None:
+        from edge_committee.select import load_profile
+
+        prof = load_profile(profile)
+        missing = [n for n in names if n not in prof.costs]
+        if missing:
+            raise EdgeCommitteeError(f"{profile}: no latency for member {missing[0]!r} (has {sorted(prof.costs)})")
+        costs = {n: prof.costs[n] for n in names}
+    builds = [
+        MemberBuild(m["name"], m.get("base", m["name"]), m["precision"], root / m["file"], int(m["macs"]), None,
+                    {k: arrays[f"{m['name']}/{k}"] for k in SPLITS if f"{m['name']}/{k}" in arrays})
+        for m in manifest["members"]
+    ]
+    labels = {k: arrays.get(f"labels/{k}") for k in SPLITS}
+    if budget == "largest":
+        budget = float(max(b.macs for b in builds))
+    result = run_selection(selection_data(builds, labels, costs), settings, objective, budget)
+    manifest["selection"] = settings
+    write_cascade(root, manifest, result)
+    return manifest

@@ -1,0 +1,134 @@
+"""Run a bundle's cascade: each member through its backend, the gate between members.
+
+Stage ``k`` runs member ``k`` only on the samples still active (compaction), then the gate
+(:mod:`edge_committee.gate` when its compiled extension is present, else the NumPy reference
+:func:`edge_committee.cascade.reference.gate_step`, which defines the semantics) decides who exits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edge_committee.backend import runner_for
+from edge_committee.bundle import read_manifest
+from edge_committee.cascade.reference import GateState, gate_step
+from edge_committee.errors import BundleError, EdgeCommitteeError
+from edge_committee.spec.preprocess import Preprocessing
+
+
+@dataclasses.dataclass
+class Prediction:
+    """What the cascade says about each of N samples."""
+
+    labels: np.ndarray  #: (N,) int32 class index (-1 if no member gave finite logits)
+    probs: np.ndarray  #: (N, C) float32 mean probabilities at the exit stage
+    confidence: np.ndarray  #: (N,) float32
+    exit_stage: np.ndarray  #: (N,) int32, 0-based index into :attr:`CascadeModel.members`
+    flags: np.ndarray  #: (N,) int32, 1 where some member gave non-finite logits
+    label_names: list[str]
+
+    def names(self) -> list[str]:
+        return [self.label_names[i] if i >= 0 else "<invalid>" for i in self.labels]
+
+
+def _gate_step_fn():
+    try:
+        from edge_committee import gate as native
+    except ImportError:
+        return gate_step
+    fn = getattr(native, "gate_step", None)
+    return fn if callable(fn) else gate_step
+
+
+class CascadeModel:
+    """A loaded bundle. Use as a context manager, or call :meth:`close` when done.
+
+    Args:
+        root: the bundle folder.
+        backend: ``onnxrt`` (default).
+        threads: backend threads (ONNX Runtime intra-op).
+        verify: check every checksum on load (default True).
+    """
+
+    def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
+                 verify: bool = True) -> None:
+        self.root = Path(root)
+        self.manifest = read_manifest(self.root, verify=verify)
+        c = self.manifest["cascade"]
+        by_name = {m["name"]: m for m in self.manifest["members"]}
+        missing = [n for n in c.get("members", []) if n not in by_name]
+        if not c.get("members") or missing:
+            raise BundleError(f"{self.root / 'manifest.json'}: the cascade names unknown members {missing}")
+        self.members: list[str] = list(c["members"])
+        self.thresholds: list[float] = [float(t) for t in c["thresholds"]][: len(self.members) - 1]
+        self.confidence: str = c["confidence"]
+        self.labels: list[str] = list(self.manifest["labels"])
+        self.preprocessing = [Preprocessing.from_dict(by_name[n]["preprocessing"]) for n in self.members]
+        self.backend = backend
+        self._runners = [
+            runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads) for n in self.members
+        ]
+        self._gate = _gate_step_fn()
+        self._active = False
+
+    def __enter__(self) -> "CascadeModel":
+        for r in self._runners:
+            r.activate()
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for r in self._runners:
+            r.deactivate()
+        self._active = False
+
+    def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
+        """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays."""
+        if not self._active:
+            self.__enter__()
+        images = _as_batch(images)
+        n, k_total = len(images), len(self.members)
+        state = GateState.start(n, len(self.labels))
+        for k, (runner, pp) in enumerate(zip(self._runners, self.preprocessing)):
+            if state.active.size == 0:
+                break
+            subset = images[state.active] if isinstance(images, np.ndarray) else [images[i] for i in state.active]
+            logits = runner.infer(pp(subset))
+            t = self.thresholds[k] if k < k_total - 1 else float("inf")
+            self._gate(state, logits, k, k_total, t, self.confidence)
+        stages = np.maximum(state.exit_stage, 0) + 1
+        return Prediction(state.label, state.mean_probs(stages), state.conf, state.exit_stage,
+                          state.flag, self.labels)
+
+
+def _as_batch(images) -> np.ndarray | list[np.ndarray]:
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8:
+            raise EdgeCommitteeError(
+                f"predict expects raw uint8 images (0..255); got dtype {images.dtype}. "
+                "Pass the camera/file pixels, not a preprocessed tensor: each member preprocesses itself"
+            )
+        if images.ndim == 2:  # one grayscale image
+            images = images[None]
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise EdgeCommitteeError(
+                f"predict expects images of shape (N, H, W) or (N, H, W, 1|3); got {images.shape}"
+            )
+        return images
+    out = []
+    for i, im in enumerate(images):
+        im = np.asarray(im)
+        if im.dtype != np.uint8 or im.ndim not in (2, 3):
+            raise EdgeCommitteeError(f"image {i}: expected uint8 (H, W[, C]); got {im.dtype} {im.shape}")
+        out.append(im[..., None] if im.ndim == 2 else im)
+    return out
