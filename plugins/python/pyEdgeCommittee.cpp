@@ -1,0 +1,17 @@
+/*
+ * edge_committee._C: the single PYBIND11_MODULE. Python wrappers live in edge_committee/gate/.
+ */
+#include "bindings.h"
+
+PYBIND11_MODULE(_C, m)
+{
+    m.doc() = "edge_committee native extension: the cascade gate (CPU and CUDA) and the plugin loader. "
+              "Private: use edge_committee.gate.";
+#ifdef EC_WITH_CUDA
+    m.attr("has_cuda") = true;
+#else
+    m.attr("has_cuda") = false;
+#endif
+    edge_committee::python::bindGate(m);
+    edge_committee::python::bindPlugin(m);
+}
