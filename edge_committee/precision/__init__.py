@@ -18,7 +18,7 @@ from edge_committee.precision.int8 import (
     qdq_scales,
     sensitive_nodes,
 )
-from edge_committee.precision.qdq_check import QdqReport, check_qdq
+from edge_committee.precision.qdq_check import QdqError, QdqReport, check_qdq
 from edge_committee.precision.variants import (
     MODES,
     PRECISIONS,
@@ -35,6 +35,7 @@ __all__ = [
     "MODES",
     "PRECISIONS",
     "PrecisionVariant",
+    "QdqError",
     "QdqReport",
     "check_qdq",
     "choose_variant",

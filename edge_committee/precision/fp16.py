@@ -9,12 +9,16 @@ and returns float32, so callers and the cascade gate see the same interface at e
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 from edge_committee._lazy import require
 from edge_committee.precision._onnx import check_model, load_model, save_model
+
+LOG = logging.getLogger("edge_committee")
 
 
 def fp16_from_fp32(
@@ -41,6 +45,11 @@ def fp16_from_fp32(
         kwargs["op_block_list"] = list(op_block_list)
     if node_block_list is not None:
         kwargs["node_block_list"] = list(node_block_list)
-    converted = f16.convert_float_to_float16(model, **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        converted = f16.convert_float_to_float16(model, **kwargs)
+    clamped = [str(w.message) for w in caught if "truncated" in str(w.message)]
+    if clamped:  # values beyond the converter's limits (|x| > 1e4 or < 1e-7) are clamped
+        LOG.warning("%s: FP16 conversion clamped %d values (%s)", src, len(clamped), clamped[0])
     check_model(converted, f"the FP16 conversion of {src}")
     return save_model(converted, dst)

@@ -60,7 +60,8 @@ class Int8Config:
         exclude: node names kept in float, or ``"sensitive"`` (the first Conv and the
             classifier Gemm/MatMul, see :func:`sensitive_nodes`), or a list mixing names and
             ``"sensitive"``. Default: none.
-        batch_size: calibration batch (does not change the scales; memory only). Default 32.
+        batch_size: largest calibration batch (memory only); the batch used is the largest
+            size <= this that divides the sample count (see :func:`even_batch_size`). Default 32.
         pre_process: run onnxruntime's ``quant_pre_process`` (shape inference and graph
             optimisation, e.g. folding a BatchNormalization left in the graph). Default True.
     """
@@ -194,7 +195,8 @@ def int8_from_fp32(
             with _quiet():
                 quant.shape_inference.quant_pre_process(str(named), str(model_in))
         out = Path(tmp) / "int8.onnx"
-        reader = ArrayCalibrationReader(calib_inputs, input_name, config.batch_size)
+        batch = even_batch_size(len(calib_inputs), config.batch_size)
+        reader = ArrayCalibrationReader(calib_inputs, input_name, batch)
         with _quiet():
             quant.quantize_static(
                 str(model_in),
@@ -228,6 +230,18 @@ def qdq_scales(model_or_path: Any) -> dict[str, list[float]]:
 
 
 # ---------------------------------------------------------------------------------- helpers
+def even_batch_size(n: int, batch_size: int) -> int:
+    """The largest batch size <= ``batch_size`` that divides ``n``.
+
+    onnxruntime's histogram calibrators (entropy, percentile) stack the outputs of all batches
+    and fail on a shorter last batch, so every batch must have the same size.
+    """
+    for b in range(max(1, min(int(batch_size), n)), 0, -1):
+        if n % b == 0:
+            return b
+    return 1
+
+
 def _extra_options(config: Int8Config) -> dict:
     opts: dict[str, Any] = {
         "ActivationSymmetric": True,

@@ -28,8 +28,8 @@ Rules, for every ``QuantizeLinear`` / ``DequantizeLinear`` node:
    multiplied) may be per-tensor; per-channel there fails, TensorRT supports it on weights only;
 6. a QuantizeLinear output feeds only DequantizeLinear nodes (TensorRT fuses Q/DQ pairs).
 
-:func:`check_qdq` raises :class:`~edge_committee.errors.EdgeCommitteeError` naming every
-offending node, or returns a :class:`QdqReport`.
+:func:`check_qdq` raises :class:`QdqError` (an :class:`~edge_committee.errors.EdgeCommitteeError`)
+naming every offending node, or returns a :class:`QdqReport`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ _TYPE_NAMES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
                10: "float16", 17: "float8e4m3fn", 21: "uint4", 22: "int4"}  # fmt: skip
 _NP_TO_ONNX = {np.dtype(np.int8): 3, np.dtype(np.uint8): 2, np.dtype(np.int32): 6,
                np.dtype(np.int16): 5, np.dtype(np.uint16): 4, np.dtype(np.float32): 1}  # fmt: skip
+
+
+class QdqError(EdgeCommitteeError):
+    """A Q/DQ model TensorRT would not accept; ``problems`` lists every offending node."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 @dataclasses.dataclass
@@ -121,10 +129,11 @@ class _Checker:
         if self.problems:
             shown = "; ".join(self.problems[:10])
             more = f"; and {len(self.problems) - 10} more" if len(self.problems) > 10 else ""
-            raise EdgeCommitteeError(
+            raise QdqError(
                 f"{self.where}: {len(self.problems)} Q/DQ problem(s) TensorRT would not accept "
                 f"(it needs int8, zero-point 0, per-tensor activations, per-channel weights): "
-                f"{shown}{more}"
+                f"{shown}{more}",
+                self.problems,
             )
         return QdqReport(
             quantize_nodes=sum(n.op_type == "QuantizeLinear" for n in nodes),

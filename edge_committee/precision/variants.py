@@ -280,10 +280,11 @@ class _Context:
         record = sample.record.with_method(cfg.method).to_dict()
         v = self._int8_once(src, inputs, cfg, record)
         if not v.accepted and retry and SENSITIVE not in cfg.exclude:
-            first = v.reason
+            first = v.val_accuracy
             cfg2 = dataclasses.replace(cfg, exclude=cfg.exclude + (SENSITIVE,))
             v = self._int8_once(src, inputs, cfg2, record)
-            v.reason = f"{v.reason}; with the first Conv and classifier in float (all-INT8 {first})"
+            kept = ", ".join(v.quantization["excluded_nodes"])
+            v.reason += f" [second try, with {kept} in float; all-INT8 had {first:.2f}%]"
         return v
 
     def _int8_once(self, src: Path, inputs: np.ndarray, cfg: Int8Config, record: dict):
