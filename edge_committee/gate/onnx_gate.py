@@ -1,0 +1,277 @@
+"""The gate in ONNX: a ``CascadeGate`` plugin node for TensorRT, or the same step in standard ONNX ops.
+
+:func:`append_gate` adds one cascade stage after a member's logits. Both forms have the same graph
+inputs and outputs (names below, after ``prefix``), so a runtime can feed either:
+
+=================  ==============  =====  ==============================================================
+name               shape           type   meaning
+=================  ==============  =====  ==============================================================
+active             [M]             int32  original indices of the M samples this member ran on
+prob_sum           [N, C]          float  running sum of member probabilities (original index)
+label              [N]             int32  final label (-1 until the sample exits)
+conf               [N]             float  final confidence (NaN until the sample exits)
+exit_stage         [N]             int32  stage the sample exited at (-1 until then)
+flag               [N]             int32  1 if some member gave non-finite logits for the sample
+prob_sum_out ...   as the inputs          the updated state (``prob_sum_out``, ``label_out``, ...)
+survivors          [S]             int32  original indices of the survivors, stable order
+num_survivors      []              int32  S
+=================  ==============  =====  ==============================================================
+
+The plugin form is one node ``CascadeGate`` (domain ``edge_committee``) with the string attributes
+``plugin_version`` = "1" and ``plugin_namespace`` = "edge_committee" that TensorRT's ONNX parser uses
+to map an unknown op to a registered plugin, plus ``threshold``, ``stage``, ``num_stages``,
+``confidence`` (code). The standard form (opset >= 13) runs under ONNX Runtime, which has no plugin.
+onnx is imported only when these functions run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from edge_committee._lazy import require
+from edge_committee.cascade.reference import CONFIDENCE_CODES, check_confidence_name
+from edge_committee.gate.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+#: Domain of the plugin node; imported at version 1 so checkers and ONNX Runtime accept the model.
+GATE_DOMAIN = "edge_committee"
+GATE_INPUTS = ("active", "prob_sum", "label", "conf", "exit_stage", "flag")
+GATE_OUTPUTS = ("prob_sum_out", "label_out", "conf_out", "exit_stage_out", "flag_out", "survivors", "num_survivors")
+#: Lowest default-domain opset the standard-op form supports.
+MIN_OPSET = 13
+
+
+class _Builder:
+    """Appends nodes with unique, prefixed names; hides opset differences of the Reduce* ops."""
+
+    def __init__(self, onnx: Any, prefix: str, opset: int) -> None:
+        self.onnx, self.prefix, self.opset = onnx, prefix, opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{self.prefix}{hint}_{self._count}"
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: list[str] | None = None,
+           **attrs: Any) -> str:
+        outputs = outputs or [self.name(hint or op_type.lower())]
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, outputs, name=self.name(op_type), **attrs))
+        return outputs[0]
+
+    def const(self, value: Any, dtype: Any, hint: str, dims: list[int] | None = None) -> str:
+        name = self.name(hint)
+        values = value if isinstance(value, list) else [value]
+        self.initializers.append(self.onnx.helper.make_tensor(name, dtype, dims if dims is not None else [], values))
+        return name
+
+    def reduce(self, op_type: str, x: str, axis: int, keepdims: int, hint: str) -> str:
+        # ReduceSum takes axes as an input from opset 13, the other Reduce* ops from opset 18.
+        if op_type == "ReduceSum" or self.opset >= 18:
+            axes = self.const([axis], self.onnx.TensorProto.INT64, "axes", [1])
+            return self.op(op_type, [x, axes], hint, keepdims=keepdims)
+        return self.op(op_type, [x], hint, axes=[axis], keepdims=keepdims)
+
+
+def _names(prefix: str) -> tuple[dict[str, str], dict[str, str]]:
+    return {k: prefix + k for k in GATE_INPUTS}, {k: prefix + k for k in GATE_OUTPUTS}
+
+
+def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num_stages: int, threshold: float,
+                   kind: str, num_classes: int | None, ins: dict[str, str], outs: dict[str, str]) -> None:
+    """reference.gate_step in standard ONNX ops (static shapes except the compacted survivors)."""
+    tp = b.onnx.TensorProto
+    x = logits if logits_float else b.op("Cast", [logits], "logits_f32", to=tp.FLOAT)
+    bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
+    row_bad = b.reduce("ReduceMax", b.op("Cast", [bad], to=tp.FLOAT), 1, 1, "row_nonfinite")
+    ok2 = b.op("Equal", [row_bad, b.const(0.0, tp.FLOAT, "zero")], "ok_2d")  # [M, 1] bool
+    one_axis = b.const([1], tp.INT64, "axis1", [1])
+    ok = b.op("Squeeze", [ok2, one_axis], "ok")  # [M]
+    zero = b.const(0.0, tp.FLOAT, "zero")
+    probs = b.op("Softmax", [b.op("Where", [ok2, x, zero], "logits_finite")], "probs", axis=1)
+    probs = b.op("Where", [ok2, probs, zero], "probs_ok")
+    active = ins["active"]
+    index = b.op("Unsqueeze", [b.op("Cast", [active], to=tp.INT64), one_axis], "scatter_index")  # [M, 1]
+    rows = b.op("Add", [b.op("Gather", [ins["prob_sum"], active], "rows", axis=0), probs], "rows_new")
+    b.op("ScatterND", [ins["prob_sum"], index, rows], outputs=[outs["prob_sum_out"]])
+    mean = b.op("Div", [rows, b.const(float(stage + 1), tp.FLOAT, "stages_run")], "mean")
+
+    if kind == "max_prob" or (kind == "margin" and num_classes is not None and num_classes < 2):
+        conf = b.reduce("ReduceMax", mean, 1, 0, "conf")
+    elif kind == "margin":
+        top2 = b.op("TopK", [mean, b.const([2], tp.INT64, "k2", [1])], "top2", outputs=None, axis=1)
+        b.nodes[-1].output.append(b.name("top2_index"))
+        first = b.op("Gather", [top2, b.const(0, tp.INT64, "i0")], "top1", axis=1)
+        second = b.op("Gather", [top2, b.const(1, tp.INT64, "i1")], "top2nd", axis=1)
+        conf = b.op("Sub", [first, second], "conf")
+    else:  # neg_entropy: sum p log p with 0 log 0 = 0
+        positive = b.op("Greater", [mean, zero], "positive")
+        safe = b.op("Where", [positive, mean, b.const(1.0, tp.FLOAT, "one")], "safe")
+        plogp = b.op("Where", [positive, b.op("Mul", [mean, b.op("Log", [safe])]), zero], "plogp")
+        conf = b.reduce("ReduceSum", plogp, 1, 0, "conf")
+
+    if stage == num_stages - 1:
+        shape = b.op("Shape", [active], "m")
+        exits = b.op("ConstantOfShape", [shape], "exits",
+                     value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
+    else:
+        above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
+        exits = b.op("And", [ok, above], "exits")
+
+    total = b.reduce("ReduceSum", rows, 1, 0, "total")
+    empty = b.op("Not", [b.op("Greater", [total, zero])], "empty")
+    argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
+    label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
+    conf_exit = b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")
+    stage_value = b.const(int(stage), tp.INT32, "stage")
+
+    def update(state: str, out: str, condition: str, value: str, keep_when_true: bool = False) -> None:
+        old = b.op("Gather", [ins[state], active], state + "_old", axis=0)
+        new = b.op("Where", [condition, old, value] if keep_when_true else [condition, value, old], state + "_new")
+        b.op("ScatterND", [ins[state], index, new], outputs=[outs[out]])
+
+    update("label", "label_out", exits, label_exit)
+    update("conf", "conf_out", exits, conf_exit)
+    update("exit_stage", "exit_stage_out", exits, stage_value)
+    update("flag", "flag_out", ok, b.const(1, tp.INT32, "one_i"), keep_when_true=True)
+    survivors = b.op("Compress", [active, b.op("Not", [exits], "continues")], outputs=[outs["survivors"]], axis=0)
+    b.op("Cast", [b.op("Size", [survivors], "num_survivors_i64")], outputs=[outs["num_survivors"]], to=tp.INT32)
+
+
+def _logits_info(graph: Any, name: str) -> Any:
+    for info in list(graph.output) + list(graph.value_info) + list(graph.input):
+        if info.name == name:
+            return info
+    return None
+
+
+def _dim(info: Any, axis: int) -> Any:
+    """The int or symbolic name of a dimension of a value info, else None."""
+    try:
+        d = info.type.tensor_type.shape.dim[axis]
+    except (AttributeError, IndexError):
+        return None
+    if d.HasField("dim_value"):
+        return int(d.dim_value)
+    return d.dim_param or None
+
+
+def append_gate(
+    model: Any,
+    stage: int,
+    num_stages: int,
+    threshold: float,
+    kind: str = "max_prob",
+    *,
+    logits: str | None = None,
+    num_samples: int | str = "num_samples",
+    use_plugin: bool = True,
+    prefix: str = "gate.",
+    keep_logits: bool = False,
+) -> Any:
+    """Return a copy of ``model`` (ModelProto or path) with one cascade gate stage after its logits.
+
+    ``logits``: name of the member output holding the (M, C) logits (default: the first graph output).
+    ``num_samples``: N, the number of original samples (int) or a symbolic dimension name.
+    ``use_plugin``: True for the TensorRT ``CascadeGate`` node, False for standard ONNX ops (any
+    backend; needs default-domain opset >= 13). The result passes ``onnx.checker.check_model``.
+    """
+    onnx = require("onnx")
+    check_confidence_name(kind)
+    if not 0 <= stage < num_stages:
+        raise ValueError(f"stage {stage} is outside [0, {num_stages})")
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = onnx.load(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    logits = logits or graph.output[0].name
+    info = _logits_info(graph, logits)
+    if info is None:
+        raise ValueError(f"the model has no tensor named {logits!r} (outputs: {[o.name for o in graph.output]})")
+    elem = info.type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+        raise ValueError(f"logits {logits!r} must be float32 or float16, got {onnx.TensorProto.DataType.Name(elem)}")
+    m_dim = _dim(info, 0) or "num_active"
+    c_dim = _dim(info, 1) or "num_classes"
+    num_classes = c_dim if isinstance(c_dim, int) else None
+    opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), None)
+    if not use_plugin and (opset is None or opset < MIN_OPSET):
+        raise ValueError(f"the standard-op gate needs default-domain opset >= {MIN_OPSET}, the model has {opset}")
+
+    ins, outs = _names(prefix)
+    tp, mk = onnx.TensorProto, onnx.helper.make_tensor_value_info
+    graph.input.extend([
+        mk(ins["active"], tp.INT32, [m_dim]),
+        mk(ins["prob_sum"], tp.FLOAT, [num_samples, c_dim]),
+        mk(ins["label"], tp.INT32, [num_samples]),
+        mk(ins["conf"], tp.FLOAT, [num_samples]),
+        mk(ins["exit_stage"], tp.INT32, [num_samples]),
+        mk(ins["flag"], tp.INT32, [num_samples]),
+    ])
+    if not keep_logits:
+        kept = [o for o in graph.output if o.name != logits]
+        del graph.output[:]
+        graph.output.extend(kept)
+    graph.output.extend([
+        mk(outs["prob_sum_out"], tp.FLOAT, [num_samples, c_dim]),
+        mk(outs["label_out"], tp.INT32, [num_samples]),
+        mk(outs["conf_out"], tp.FLOAT, [num_samples]),
+        mk(outs["exit_stage_out"], tp.INT32, [num_samples]),
+        mk(outs["flag_out"], tp.INT32, [num_samples]),
+        mk(outs["survivors"], tp.INT32, [prefix + "num_survivors"]),
+        mk(outs["num_survivors"], tp.INT32, []),
+    ])
+
+    if use_plugin:
+        graph.node.append(onnx.helper.make_node(
+            PLUGIN_NAME,
+            [logits] + [ins[k] for k in GATE_INPUTS],
+            [outs[k] for k in GATE_OUTPUTS],
+            name=f"{prefix}{PLUGIN_NAME}",
+            domain=GATE_DOMAIN,
+            plugin_version=PLUGIN_VERSION,
+            plugin_namespace=PLUGIN_NAMESPACE,
+            threshold=float(threshold),
+            stage=int(stage),
+            num_stages=int(num_stages),
+            confidence=CONFIDENCE_CODES[kind],
+        ))
+        if not any(o.domain == GATE_DOMAIN for o in out.opset_import):
+            out.opset_import.append(onnx.helper.make_opsetid(GATE_DOMAIN, 1))
+    else:
+        b = _Builder(onnx, prefix, opset)
+        _standard_gate(b, logits, elem == tp.FLOAT, stage, num_stages, threshold, kind, num_classes, ins, outs)
+        graph.node.extend(b.nodes)
+        graph.initializer.extend(b.initializers)
+    onnx.checker.check_model(out)
+    return out
+
+
+def make_gate_model(
+    num_classes: int,
+    stage: int,
+    num_stages: int,
+    threshold: float,
+    kind: str = "max_prob",
+    *,
+    logits_dtype: str = "float32",
+    num_samples: int | str = "num_samples",
+    use_plugin: bool = True,
+    opset: int = 17,
+    prefix: str = "gate.",
+) -> Any:
+    """A model that is only the gate: input ``logits`` [M, C] plus the state inputs (see module doc)."""
+    onnx = require("onnx")
+    tp = onnx.TensorProto
+    elem = {"float32": tp.FLOAT, "float16": tp.FLOAT16}[logits_dtype]
+    graph = onnx.helper.make_graph(
+        [], "cascade_gate",
+        [onnx.helper.make_tensor_value_info("logits", elem, ["num_active", num_classes])],
+        [onnx.helper.make_tensor_value_info("logits", elem, ["num_active", num_classes])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                   producer_name="edge_committee")
+    return append_gate(model, stage, num_stages, threshold, kind, logits="logits", num_samples=num_samples,
+                       use_plugin=use_plugin, prefix=prefix)
