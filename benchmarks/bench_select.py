@@ -1,0 +1,154 @@
+"""Benchmark of committee selection: the full frontier for 8 members x 10,000 validation samples,
+cascades and ensembles of up to 4 members (the target: at most 10 s on 2 CPU cores).
+
+Synthetic member outputs (:mod:`edge_committee.select.synthetic`: members of increasing accuracy,
+correlated errors, EfficientNet-B0..B7-like MACs). Measures like trtexec: one warm-up run, then
+``--repeats`` timed runs; prints median / p90 / min per phase and a JSON line.
+
+    python benchmarks/bench_select.py                       # defaults: 8 x 10,000 x L=4, 10 classes
+    python benchmarks/bench_select.py --write docs/selection_benchmark.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from edge_committee.select import choose, frontier, write_report  # noqa: E402
+from edge_committee.select.synthetic import synthetic_data  # noqa: E402
+
+
+def _cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _stats(times: list[float]) -> dict[str, float]:
+    t = np.asarray(times)
+    return {"median_s": float(np.median(t)), "p90_s": float(np.percentile(t, 90)), "min_s": float(t.min())}
+
+
+def run(args: argparse.Namespace) -> dict:
+    data = synthetic_data(args.members, args.val, args.test, args.classes, seed=args.seed)
+    phases: dict[str, list[float]] = {"frontier": [], "select+test": [], "report": []}
+    front = None
+    for rep in range(args.repeats + 1):
+        t0 = time.perf_counter()
+        front = frontier(data, max_len=args.max_len, order=args.order, stage_overhead=args.overhead)
+        t1 = time.perf_counter()
+        chosen, _ = choose(front, "accuracy", "best_single")
+        front.evaluate([chosen])
+        t2 = time.perf_counter()
+        if args.report:
+            from edge_committee.select import SelectionResult
+
+            (ev,) = front.evaluate([chosen])
+            with tempfile.TemporaryDirectory() as tmp:
+                write_report(SelectionResult(ev, front, "accuracy", "best_single"), tmp)
+        t3 = time.perf_counter()
+        if rep == 0:
+            continue  # warm-up
+        phases["frontier"].append(t1 - t0)
+        phases["select+test"].append(t2 - t1)
+        phases["report"].append(t3 - t2)
+    assert front is not None
+    lengths = sorted({len(f.members) for f in front.cascades})
+    return {
+        "members": args.members,
+        "num_val": args.val,
+        "num_classes": args.classes,
+        "max_len": args.max_len,
+        "order": args.order,
+        "cascades": len(front.cascades),
+        "ensembles": len(front.ensembles),
+        "front_points": int(sum(f.accuracy.size for f in front.cascades)),
+        "eps_accuracy_by_length": {
+            k: max(f.eps_accuracy for f in front.cascades if len(f.members) == k) for k in lengths
+        },
+        "repeats": args.repeats,
+        "phases": {k: _stats(v) for k, v in phases.items() if args.report or k != "report"},
+        "cpu": _cpu_model(),
+        "cpus_available": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+
+
+def _markdown(res: dict, command: str) -> str:
+    ph = res["phases"]
+    rows = "\n".join(
+        f"| {k} | {v['median_s']:.2f} | {v['p90_s']:.2f} | {v['min_s']:.2f} |" for k, v in ph.items()
+    )
+    eps = ", ".join(f"K={k}: {100 * v:.2f}%" for k, v in res["eps_accuracy_by_length"].items())
+    return f"""# Selection benchmark
+
+Full frontier (every single member, every ensemble and every cheapest-first cascade of 2 to
+{res['max_len']} members with its Pareto set over thresholds) for {res['members']} synthetic members x
+{res['num_val']:,} validation samples x {res['num_classes']} classes: {res['cascades']} cascades,
+{res['ensembles']} ensembles, {res['front_points']:,} per-sequence Pareto points.
+Target: at most 10 s on 2 CPU cores.
+
+Machine: {res['cpu']}, {res['cpus_available']} cores available (shared with other jobs while
+measured), Python {res['python']}, NumPy {res['numpy']}. One warm-up run, then {res['repeats']} timed runs.
+
+Command: `{command}`
+
+| phase | median (s) | p90 (s) | min (s) |
+|---|---:|---:|---:|
+{rows}
+
+- `frontier`: stage statistics of every prefix, the threshold search of every cascade, singles
+  and ensembles (`edge_committee.select.frontier`).
+- `select+test`: the objective (cheapest with accuracy >= best single) and test-split figures.
+- `report`: PNG + Markdown + JSON (`write_report`).
+
+Search bound (largest over sequences; accuracy the search may miss at no higher mean cost,
+0 = exact): {eps}.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--members", type=int, default=8)
+    p.add_argument("--val", type=int, default=10_000, help="validation samples")
+    p.add_argument("--test", type=int, default=1_000, help="test samples")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--max-len", type=int, default=4)
+    p.add_argument("--order", default="cheapest_first", choices=["cheapest_first", "any"])
+    p.add_argument("--overhead", type=float, default=0.0, help="stage overhead (MACs)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-report", dest="report", action="store_false", help="skip the report phase")
+    p.add_argument("--write", metavar="MD", help="write the results as Markdown to this file")
+    args = p.parse_args(argv)
+    res = run(args)
+    for k, v in res["phases"].items():
+        print(f"{k:12s} median {v['median_s']:.3f} s  p90 {v['p90_s']:.3f} s  min {v['min_s']:.3f} s")
+    print(json.dumps(res))
+    if args.write:
+        command = "python benchmarks/bench_select.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        tmp = args.write + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(_markdown(res, command.strip()))
+        os.replace(tmp, args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
