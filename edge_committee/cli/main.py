@@ -45,10 +45,11 @@ def make_parser() -> argparse.ArgumentParser:
         description="Compile, select and run committees (cascades) of image classifiers.",
     )
     ap.add_argument("--version", action="version", version=f"edge_committee {__version__}")
-    ap.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="print only results and errors")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    b = sub.add_parser("build", help="build a bundle from a committee spec (YAML)")
+    b = sub.add_parser("build", parents=[common], help="build a bundle from a committee spec (YAML)")
     b.add_argument("config", help="the committee spec (YAML)")
     b.add_argument("--out", required=True, help="the bundle folder to write")
     b.add_argument("--precision", choices=("fp32", "fp16", "int8", "auto"),
@@ -58,17 +59,17 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--cache-dir", help="member output cache (default ~/.cache/edge_committee)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the output cache")
 
-    i = sub.add_parser("inspect", help="show a bundle and verify its checksums (exit 1 on a mismatch)")
+    i = sub.add_parser("inspect", parents=[common], help="show a bundle and verify its checksums (exit 1 on a mismatch)")
     i.add_argument("bundle")
     i.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
-    p = sub.add_parser("predict", help="classify image files or an .npy batch with a bundle")
+    p = sub.add_parser("predict", parents=[common], help="classify image files or an .npy batch with a bundle")
     p.add_argument("bundle")
     p.add_argument("inputs", nargs="+", help="image files, or .npy arrays of uint8 images (N, H, W[, C])")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
     p.add_argument("--json", action="store_true", help="one JSON object per input")
 
-    s = sub.add_parser("select", help="re-select the cascade of a bundle from its cached outputs")
+    s = sub.add_parser("select", parents=[common], help="re-select the cascade of a bundle from its cached outputs")
     s.add_argument("bundle")
     _budget_args(s)
     _selection_args(s)

@@ -1,0 +1,38 @@
+"""Importing costs nothing; every module imports; every CLI -h works."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import edge_committee
+from edge_committee.cli.main import make_parser
+
+HEAVY = ("torch", "onnx", "onnxruntime", "matplotlib", "tensorrt", "cv2", "PIL")
+
+
+def test_import_is_light():
+    code = "import sys, edge_committee; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_every_module_imports():
+    names = [m.name for m in pkgutil.walk_packages(edge_committee.__path__, "edge_committee.")]
+    assert "edge_committee.pipeline" in names
+    for name in names:
+        if name.endswith("__main__"):
+            continue
+        importlib.import_module(name)
+
+
+@pytest.mark.parametrize("command", [[], ["build"], ["inspect"], ["predict"], ["select"]])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        make_parser().parse_args(command + ["-h"])
+    assert e.value.code == 0
+    assert "usage: edge-committee" in capsys.readouterr().out

@@ -1,0 +1,66 @@
+"""The example committee builds end to end from its PyTorch members on real Fashion-MNIST.
+
+Runs on a 1,000-image slice of each split to stay fast; the full build is the README's first
+command. Needs the Debian package dataset-fashion-mnist (installed by the test command).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edge_committee.bundle import read_manifest
+from edge_committee.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "examples" / "fashion_mnist" / "committee.yaml"
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not FMNIST.is_dir(), reason="needs the Debian package dataset-fashion-mnist"),
+]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from edge_committee.pipeline import build
+
+    spec = load_spec(SPEC)
+    data = dict(spec.data)
+    data["validation"] = {**data["validation"], "start": 50000, "stop": 51000}
+    data["test"] = {**data["test"], "stop": 1000}
+    spec = dataclasses.replace(spec, data=data)
+    out = tmp_path_factory.mktemp("fm") / "bundle"
+    build(spec, out, cache_dir=out.parent / "cache", log=lambda s: None)
+    return out
+
+
+def test_bundle_has_checked_members(bundle: Path):
+    m = read_manifest(bundle)  # every checksum verified
+    assert len(m["members"]) >= 5
+    for x in m["members"]:
+        onnx.checker.check_model(str(bundle / x["file"]), full_check=True)
+        assert x["export"]["parity_max_abs_diff"] <= x["export"]["parity_tolerance"]
+        assert x["preprocessing"]["color"] == "gray"
+    macs = [x["macs"] for x in m["members"]]
+    assert max(macs) / min(macs) >= 30  # the family spans at least 30x in MACs
+
+
+def test_largest_member_is_accurate(bundle: Path):
+    m = read_manifest(bundle)
+    largest = max(m["members"], key=lambda x: x["macs"])
+    assert largest["accuracy"]["test"] >= 0.90
+
+
+def test_chosen_cascade_within_budget(bundle: Path):
+    m = read_manifest(bundle)
+    c = m["cascade"]
+    largest = max(x["macs"] for x in m["members"])
+    assert c["worst_macs"] <= largest
+    assert c["mean_macs"] < largest
