@@ -100,16 +100,20 @@ class Frontier:
         return max((f.eps_accuracy for f in self.cascades), default=0.0)
 
     def table(self) -> dict[str, np.ndarray]:
-        """Every candidate point as flat arrays: kind, group, point, accuracy, mean, worst."""
+        """Every candidate point as flat arrays: kind, group, point, accuracy, mean, worst, size.
+
+        Cascade points that stop every validation sample before the last stage (an always-exit
+        threshold) are left out: a shorter candidate has the same accuracy and mean cost.
+        """
         if self._table is None:
             rows: list[tuple[np.ndarray, ...]] = []
             for code, group in ((0, self.singles), (1, self.ensembles)):
                 for g, s in enumerate(group):
                     rows.append(_rows(code, g, [0], [s.accuracy], [s.cost], s.cost, len(s.members)))
             for g, f in enumerate(self.cascades):
+                keep = np.flatnonzero(~f.redundant)  # the rest equal shorter candidates
                 rows.append(
-                    _rows(2, g, np.arange(f.accuracy.size), f.accuracy, f.mean_cost, f.worst_cost,
-                          len(f.members))
+                    _rows(2, g, keep, f.accuracy[keep], f.mean_cost[keep], f.worst_cost, len(f.members))
                 )
             cols = [np.concatenate(c) for c in zip(*rows)]
             self._table = dict(zip(("kind", "group", "point", "accuracy", "mean", "worst", "size"), cols))

@@ -135,7 +135,12 @@ def plot_frontier(
     from matplotlib.figure import Figure
 
     curves = curves if curves is not None else per_kind_fronts(front)
-    acc = (lambda c: c.test_accuracy) if test else (lambda c: c.val_accuracy)
+    if test:
+        acc = lambda c: c.test_accuracy  # noqa: E731
+        cost = lambda c: c.mean_cost if c.test_mean_cost is None else c.test_mean_cost  # noqa: E731
+    else:
+        acc = lambda c: c.val_accuracy  # noqa: E731
+        cost = lambda c: c.mean_cost  # noqa: E731
     fig = Figure(figsize=(7.5, 5.0), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -143,21 +148,24 @@ def plot_frontier(
         ax.scatter([e.cost for e in front.ensembles], [100 * e.accuracy for e in front.ensembles],
                    s=8, marker="s", color=_COLORS["ensemble"], alpha=0.25, label="_all ensembles")
     for kind, pts in curves.items():
-        pts = [c for c in pts if acc(c) is not None]
+        pts = sorted((c for c in pts if acc(c) is not None), key=cost)
         if not pts:
             continue
-        x = [c.mean_cost for c in pts]
+        x = [cost(c) for c in pts]
         y = [100 * acc(c) for c in pts]
         if kind == "single":
             ax.scatter(x, y, marker="o", color=_COLORS[kind], zorder=3, label="single models")
             for c, xi, yi in zip(pts, x, y):
                 ax.annotate(c.members[0], (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
         else:
-            ax.step(x, y, where="post", color=_COLORS[kind], lw=1.2, zorder=2)
+            if test:
+                ax.plot(x, y, color=_COLORS[kind], lw=1.0, zorder=2)
+            else:
+                ax.step(x, y, where="post", color=_COLORS[kind], lw=1.2, zorder=2)
             ax.scatter(x, y, marker=_MARKERS[kind], s=14, color=_COLORS[kind], zorder=2,
-                       label=f"{kind}s (Pareto)")
+                       label=f"{kind}s (validation Pareto)")
     if chosen is not None and acc(chosen) is not None:
-        ax.scatter([chosen.mean_cost], [100 * acc(chosen)], marker="*", s=260, color="red",
+        ax.scatter([cost(chosen)], [100 * acc(chosen)], marker="*", s=260, color="red",
                    edgecolor="black", zorder=5, label=f"chosen: {chosen.label}")
     ax.set_xscale("log")
     unit = front.cost_unit

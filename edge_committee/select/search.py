@@ -173,6 +173,9 @@ class SequenceFront:
     accuracy: np.ndarray  #: (P,) validation accuracy (or agreement), increasing
     mean_cost: np.ndarray  #: (P,) increasing
     eps_accuracy: float  #: accuracy the search may miss at no higher mean cost (0 = exact)
+    #: (P,) bool: an always-exit threshold (-inf) stops every validation sample before the last
+    #: stage, so the point equals a shorter candidate (same accuracy and mean cost, lower worst case)
+    redundant: np.ndarray
     resolution: int | None  #: per-stage candidate count G (None = every distinct value)
 
 
@@ -324,6 +327,10 @@ class PrefixWalk:
         idx = grid_front(cost, acc)
         coords = np.unravel_index(idx, acc.shape)
         thr = np.stack([g.thresholds()[j] for g, j in zip(grids, coords)], axis=1)
+        redundant = np.zeros(idx.shape[0], bool)
+        for k, j in enumerate(coords):
+            if path[k].stats.ok.all():
+                redundant |= j == 0
         n = max(self.n, 1)
         return SequenceFront(
             members=names,
@@ -332,5 +339,6 @@ class PrefixWalk:
             accuracy=acc.ravel()[idx] / n,
             mean_cost=cost.ravel()[idx] / n,
             eps_accuracy=sum(g.gap for g in grids) / n,
+            redundant=redundant,
             resolution=r,
         )
