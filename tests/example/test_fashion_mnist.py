@@ -64,3 +64,40 @@ def test_chosen_cascade_within_budget(bundle: Path):
     largest = max(x["macs"] for x in m["members"])
     assert c["worst_macs"] <= largest
     assert c["mean_macs"] < largest
+
+
+@pytest.fixture(scope="module")
+def int8_bundle(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    import dataclasses
+
+    from edge_committee.pipeline import build
+
+    spec = load_spec(SPEC)
+    data = dict(spec.data)
+    data["validation"] = {**data["validation"], "start": 50000, "stop": 52000}
+    data["test"] = {**data["test"], "stop": 2000}
+    calib = {"source": {"kind": "split", **data["train"]}, "count": 256, "seed": 0}
+    spec = dataclasses.replace(spec, data=data, calibration=calib, precision="int8")
+    out = tmp_path_factory.mktemp("fm8") / "bundle"
+    build(spec, out, cache_dir=out.parent / "cache", log=lambda s: None)
+    return out
+
+
+def test_int8_members_pass_the_qdq_checker_or_were_rejected(int8_bundle: Path):
+    from edge_committee.precision import check_qdq
+
+    m = read_manifest(int8_bundle)
+    int8 = [x for x in m["members"] if x["precision"] == "int8"]
+    rejected = [r for r in m["rejected_variants"] if r["precision"] == "int8"]
+    assert len(int8) + len(rejected) == 6  # every member was quantized, then kept or rejected
+    for x in int8:
+        check_qdq(onnx.load(str(int8_bundle / x["file"])))  # raises naming the node
+        assert x["calibration"]["count"] == 256 and x["calibration"]["seed"] == 0
+        chk = x["precision_check"]
+        assert chk["accepted"] and chk["fp32_val_accuracy"] - chk["val_accuracy"] <= 1.0
+    for r in rejected:
+        assert "points" in r["reason"]  # the gate's numbers are in the report
+    report = (int8_bundle / "report.md").read_text()
+    for r in rejected:
+        assert r["reason"] in report
