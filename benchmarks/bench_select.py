@@ -123,6 +123,16 @@ Search bound (largest over sequences; accuracy the search may miss at no higher 
 """
 
 
+def _section(res: dict, command: str) -> str:
+    f = res["phases"]["frontier"]
+    return (
+        f"## {res['members']} members x {res['num_val']:,} x {res['num_classes']} classes, "
+        f"L = {res['max_len']}, order {res['order']}\n\n"
+        f"`{command}`: {res['cascades']} cascades, frontier median {f['median_s']:.2f} s "
+        f"(p90 {f['p90_s']:.2f} s, min {f['min_s']:.2f} s, {res['repeats']} runs after a warm-up).\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=8)
@@ -136,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the report phase")
     p.add_argument("--write", metavar="MD", help="write the results as Markdown to this file")
+    p.add_argument("--append", action="store_true", help="with --write: add a short section instead")
     args = p.parse_args(argv)
     res = run(args)
     for k, v in res["phases"].items():
@@ -143,9 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(res))
     if args.write:
         command = "python benchmarks/bench_select.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        old = ""
+        if args.append and os.path.exists(args.write):
+            with open(args.write, encoding="utf-8") as f:
+                old = f.read().rstrip("\n") + "\n\n"
+        text = _section(res, command.strip()) if old else _markdown(res, command.strip())
         tmp = args.write + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(_markdown(res, command.strip()))
+            f.write(old + text)
         os.replace(tmp, args.write)
     return 0
 

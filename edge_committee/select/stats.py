@@ -30,6 +30,7 @@ class StageStats:
     conf: np.ndarray  #: (N,) float32 confidence of the running mean
     ok: np.ndarray  #: (N,) bool, the stage's logits were finite (the sample may exit here)
     label: np.ndarray  #: (N,) int64 prediction of the running mean, -1 if nothing contributed
+    contributed: np.ndarray  #: (N,) bool, some stage so far had finite logits for the sample
     correct: np.ndarray  #: (N,) bool, label == target (true label or reference label)
 
 
@@ -47,30 +48,30 @@ class SplitOutputs:
         reference.check_confidence_name(kind)
         self.kind = kind
         self.ok = {n: reference.finite_rows(x) for n, x in logits.items()}
+        # rows with non-finite logits contribute nothing (exact zeros), as in the reference
         self.probs = {
-            n: reference.softmax(np.where(self.ok[n][:, None], x, 0)) for n, x in logits.items()
+            n: np.where(self.ok[n][:, None], reference.softmax(np.where(self.ok[n][:, None], x, 0)), np.float32(0))
+            for n, x in logits.items()
         }
         first = next(iter(logits.values()))
         self.num_samples, self.num_classes = first.shape
+        self._mean = np.empty(first.shape, np.float32)  # scratch for the running mean
         self.target = None if target is None else np.asarray(target, np.int64)
 
     def extend(self, prev: StageStats | None, name: str, stage: int) -> StageStats:
         """The state after appending member ``name`` as stage ``stage`` (0-based) to ``prev``."""
         ok = self.ok[name]
-        probs = self.probs[name]
         if prev is None:
-            prob_sum = np.where(ok[:, None], probs, np.float32(0))
+            prob_sum, contributed = self.probs[name], ok  # 0 + p = p and p / 1 = p exactly
+            mean = prob_sum
         else:
-            prob_sum = prev.prob_sum + np.where(ok[:, None], probs, np.float32(0))
-        mean = prob_sum / np.float32(stage + 1)
+            prob_sum, contributed = prev.prob_sum + self.probs[name], prev.contributed | ok
+            mean = np.divide(prob_sum, np.float32(stage + 1), out=self._mean)
         conf = reference.confidence(mean, self.kind)
-        empty = prob_sum.sum(axis=-1) <= 0
-        label = np.where(empty, -1, mean.argmax(axis=-1)).astype(np.int64)
-        if self.target is None:
-            correct = np.zeros(self.num_samples, bool)
-        else:
-            correct = label == self.target
-        return StageStats(prob_sum=prob_sum, conf=conf, ok=ok, label=label, correct=correct)
+        # a sum of softmax rows is > 0 exactly when some stage contributed (the reference's test)
+        label = np.where(contributed, mean.argmax(axis=-1), -1).astype(np.int64)
+        correct = np.zeros(self.num_samples, bool) if self.target is None else label == self.target
+        return StageStats(prob_sum, conf, ok, label, contributed, correct)
 
     def sequence(self, names: Sequence[str]) -> list[StageStats]:
         """The states after each stage of the member sequence ``names``."""
