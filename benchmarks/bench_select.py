@@ -45,6 +45,7 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict:
+    load_before = os.getloadavg()[0]
     data = synthetic_data(args.members, args.val, args.test, args.classes, seed=args.seed)
     phases: dict[str, list[float]] = {"frontier": [], "select+test": [], "report": []}
     front = None
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> dict:
             k: max(f.eps_accuracy for f in front.cascades if len(f.members) == k) for k in lengths
         },
         "repeats": args.repeats,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "phases": {k: _stats(v) for k, v in phases.items() if args.report or k != "report"},
         "cpu": _cpu_model(),
         "cpus_available": len(os.sched_getaffinity(0)),
@@ -105,7 +107,8 @@ Full frontier (every single member, every ensemble and every cheapest-first casc
 Target: at most 10 s on 2 CPU cores.
 
 Machine: {res['cpu']}, {res['cpus_available']} cores available (shared with other jobs while
-measured), Python {res['python']}, NumPy {res['numpy']}. One warm-up run, then {res['repeats']} timed runs.
+measured; 1-minute load average {res['load_average_1min'][0]} before, {res['load_average_1min'][1]} after),
+Python {res['python']}, NumPy {res['numpy']}. One warm-up run, then {res['repeats']} timed runs.
 
 Command: `{command}`
 
@@ -129,7 +132,8 @@ def _section(res: dict, command: str) -> str:
         f"## {res['members']} members x {res['num_val']:,} x {res['num_classes']} classes, "
         f"L = {res['max_len']}, order {res['order']}\n\n"
         f"`{command}`: {res['cascades']} cascades, frontier median {f['median_s']:.2f} s "
-        f"(p90 {f['p90_s']:.2f} s, min {f['min_s']:.2f} s, {res['repeats']} runs after a warm-up).\n"
+        f"(p90 {f['p90_s']:.2f} s, min {f['min_s']:.2f} s, {res['repeats']} runs after a warm-up; "
+        f"load average {res['load_average_1min'][0]} before, {res['load_average_1min'][1]} after).\n"
     )
 
 

@@ -125,6 +125,10 @@ def choose(
         raise EdgeCommitteeError(f"candidate kinds must be a non-empty subset of {KINDS}, got {list(kinds)}")
     t = front.table()
     rows = np.flatnonzero(np.isin(t["kind"], [KINDS.index(k) for k in kinds]))
+    if rows.size == 0:
+        raise EdgeCommitteeError(
+            f"no candidate of kinds {list(kinds)} (members: {len(front.singles)}, max_len {front.max_len})"
+        )
     acc, mean, worst, size = (t[k][rows] for k in ("accuracy", "mean", "worst", "size"))
     unit = front.cost_unit
     target = None

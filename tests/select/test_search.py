@@ -6,9 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_committee.cascade.reference import confidence, evaluate_cascade, finite_rows, softmax
-from edge_committee.select import frontier, pareto_indices
+from edge_committee.select import SelectionData, frontier, pareto_indices
 from edge_committee.select.search import grid_front
 from edge_committee.select.synthetic import synthetic_data
 
@@ -110,3 +112,25 @@ def test_any_order_enumerates_permutations(small_data):
     assert len(front.cascades) == n * (n - 1) + n * (n - 1) * (n - 2)
     assert len(front.ensembles) == n * (n - 1) // 2 + n * (n - 1) * (n - 2) // 6
     assert ("m4", "m0") in {f.members for f in front.cascades}
+
+
+@given(
+    n=st.integers(1, 18),
+    c=st.integers(2, 4),
+    members=st.integers(2, 3),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.sampled_from([0.3, 1.0, 4.0]),
+    kind=st.sampled_from(["max_prob", "margin", "neg_entropy"]),
+)
+@settings(max_examples=25, deadline=None)
+def test_front_equals_brute_force_random(n, c, members, seed, scale, kind):
+    """Random tiny committees, including ties (rounded logits) and equal costs."""
+    rng = np.random.default_rng(seed)
+    names = [f"x{i}" for i in range(members)]
+    val = {m: np.round(rng.standard_normal((n, c)) * scale, 1).astype(np.float32) for m in names}
+    costs = {m: float(rng.choice([1.0, 2.0, 5.0])) for m in names}
+    data = SelectionData(val, None, costs, rng.integers(0, c, n))
+    front = frontier(data, max_len=members, confidence=kind, stage_overhead=0.5)
+    for f in front.cascades:
+        expected = _brute_force(data, f.members, kind, 0.5)
+        np.testing.assert_allclose(np.stack([f.mean_cost, f.accuracy], 1), expected, rtol=1e-12)
