@@ -266,7 +266,8 @@ def main(argv=None) -> int:
         val, test, calib = read_data(spec, args)
         started = time.time()
         rows = [r for m in members for r in bench_member(m, val, test, calib, args, work)]
-    cmd = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], REPO), *sys.argv[1:]])
+    given = sys.argv[1:] if argv is None else list(argv)
+    cmd = " ".join(shlex.quote(a) for a in ["python", "benchmarks/bench_precision.py", *given])
     result = {
         "command": cmd,
         "source": str(src),

@@ -9,7 +9,7 @@ lose at most ``tolerance_pts`` of top-1 against FP32. Entry point:
 """
 
 from edge_committee.precision.accuracy_gate import evaluate_onnx, gate, top1_accuracy
-from edge_committee.precision.fp16 import fp16_from_fp32
+from edge_committee.precision.fp16 import fp16_emulation, fp16_from_fp32
 from edge_committee.precision.int8 import (
     CALIBRATION_METHODS,
     ArrayCalibrationReader,
@@ -40,6 +40,7 @@ __all__ = [
     "check_qdq",
     "choose_variant",
     "evaluate_onnx",
+    "fp16_emulation",
     "fp16_from_fp32",
     "gate",
     "int8_from_fp32",

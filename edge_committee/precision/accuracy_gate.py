@@ -1,7 +1,9 @@
 """The accuracy gate: a lower-precision member is kept only if it stays close to FP32.
 
 Not to be confused with the cascade gate (``edge_committee.cascade``). Every FP16 or INT8 model
-is run with ONNX Runtime on the validation split (the member's own preprocessing applied to the
+is run with ONNX Runtime on the validation split (FP16 through
+:func:`~edge_committee.precision.fp16.fp16_emulation`, since the CPU would otherwise run it in
+float32) (the member's own preprocessing applied to the
 raw images); its top-1 accuracy is compared with the FP32 model's on the same samples. It is
 rejected when it loses more than ``tolerance_pts`` percentage points (default 1.0), and the
 reason carries both accuracies, the loss and the tolerance.

@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +36,7 @@ from edge_committee.precision.accuracy_gate import (
     gate,
     top1_accuracy,
 )
-from edge_committee.precision.fp16 import fp16_from_fp32
+from edge_committee.precision.fp16 import fp16_emulation, fp16_from_fp32
 from edge_committee.precision.int8 import SENSITIVE, Int8Config, int8_from_fp32
 
 LOG = logging.getLogger("edge_committee")
@@ -232,6 +233,13 @@ class _Context:
         return self.out / f"{self.member}.{precision}.onnx"
 
     def evaluate(self, path: Path, precision: str) -> np.ndarray:
+        if precision == "fp16":  # float16 rounding of every tensor, as on the GPU
+            with tempfile.TemporaryDirectory(prefix="ec-fp16-") as tmp:
+                emulated = fp16_emulation(path, Path(tmp) / "emulated.onnx")
+                return self._run(emulated, precision)
+        return self._run(path, precision)
+
+    def _run(self, path: Path, precision: str) -> np.ndarray:
         return evaluate_onnx(
             path, self.val.images, self.preprocessing, self.threads, self.batch_size,
             desc=f"{self.member} {precision} validation",
@@ -259,7 +267,8 @@ class _Context:
         logits = self.evaluate(path, precision)
         acc = top1_accuracy(logits, self.val.labels)
         verdict = gate(precision, acc, self.ref_acc, self.tolerance)
-        diff = float(np.max(np.abs(logits - self.ref_logits))) if len(logits) else 0.0
+        diff = np.abs(logits - self.ref_logits)
+        diff = float(np.inf if np.isnan(diff).any() else diff.max(initial=0.0))
         return PrecisionVariant(
             self.member, precision, path, logits, acc, self.ref_acc, verdict.accepted,
             verdict.reason, diff, sha256=sha256_file(path), **extra,

@@ -147,3 +147,43 @@ def test_calibration_config_is_read_with_the_members_preprocessing(
     rec = vs[-1].calibration
     assert rec["count"] == 32 and rec["seed"] == 1 and rec["method"] == "entropy" and rec["stratified"]
     assert rec["files"][0]["path"].endswith("calib.npz") and len(rec["indices"]) == 32
+
+
+def test_fp16_overflow_is_caught(tmp_path, preprocessing, val_split):
+    """|activation| > 65504 overflows float16; ONNX Runtime's full optimisation on a CPU would
+    hide it (it runs the FP16 file in float32), so the gate evaluates FP16 keeping the Casts."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 256)).astype(np.float32), "W")
+    inits = [w] + [numpy_helper.from_array(np.array(v, np.float32), n)
+                   for n, v in (("big", 300.0), ("small", 1 / 9e4))]  # fmt: skip
+    nodes = [
+        helper.make_node("Flatten", ["input"], ["f"]),
+        helper.make_node("Mul", ["f", "big"], ["a"]),
+        helper.make_node("Mul", ["a", "big"], ["b"]),  # up to ~3e5: inf in float16
+        helper.make_node("Mul", ["b", "small"], ["c"]),
+        helper.make_node("Gemm", ["c", "W"], ["logits"], transB=1),
+    ]
+    g = helper.make_graph(
+        nodes, "overflow", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])], inits,
+    )  # fmt: skip
+    src = tmp_path / "ovf.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    labels = np.argmax(_run_logits(src, preprocessing(val_split.images)), axis=1)
+    split = RawSplit(val_split.images, labels, [])
+    vs = make_precision_variants(src, preprocessing, split, None, "fp16", tmp_path, "ovf")
+    assert [(v.precision, v.accepted) for v in vs] == [("fp32", True), ("fp16", False)], vs[1].reason
+    assert vs[1].max_abs_diff == np.inf
+    from edge_committee.precision import evaluate_onnx
+
+    hidden = evaluate_onnx(vs[1].path, split.images, preprocessing)  # full optimisation
+    assert np.isfinite(hidden).all()  # ... would not have shown the overflow
+
+
+def _run_logits(path, x):
+    from edge_committee.backend.onnxrt import OnnxrtRunner
+
+    with OnnxrtRunner(path, threads=1) as r:
+        return r.infer(x)
