@@ -88,8 +88,10 @@ def _fmt_cost(x: float | None, unit: str) -> str:
     return f"{x:.4g}"
 
 
-def _fmt_budget(b: float | str) -> str:
-    return b if isinstance(b, str) else f"{b:g}"
+def _fmt_budget(b: float | str, unit: str) -> str:
+    if isinstance(b, str):
+        return b
+    return f"{b / 1e6:,.1f} M MACs" if unit == "MACs" else f"{b:g} {unit}"
 
 
 def _fmt_acc(x: float | None) -> str:
@@ -200,7 +202,7 @@ def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str 
     full = front.evaluate(thin(front.pareto(), 200, keep=[chosen]))
     curves = {k: front.evaluate(v) for k, v in per_kind_fronts(front).items()}
     paths = {"png": out / f"{stem}.png", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
-    title = f"{result.objective} budget {_fmt_budget(result.budget)} {front.cost_unit}: {chosen.label}"
+    title = f"{result.objective} budget {_fmt_budget(result.budget, front.cost_unit)}: {chosen.label}"
     if result.objective == "accuracy":
         title = f"accuracy >= {_fmt_acc(result.target_accuracy)}%: {chosen.label}"
     plot_frontier(front, paths["png"], chosen, title, curves=curves)
@@ -234,8 +236,8 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
     lines = [
         "# Committee selection",
         "",
-        f"- objective: **{result.objective}**, budget **{_fmt_budget(result.budget)}**"
-        + (target if result.objective == "accuracy" else f" {unit}"),
+        f"- objective: **{result.objective}**, budget **{_fmt_budget(result.budget, unit)}**"
+        + (target if result.objective == "accuracy" else ""),
         f"- chosen: **{c.kind} {c.label}**, thresholds [{_fmt_thr(c)}], confidence `{front.confidence}`",
         f"- validation {metric}: {_fmt_acc(c.val_accuracy)}%, test accuracy: {_fmt_acc(c.test_accuracy)}%",
         f"- mean cost: {_fmt_cost(c.mean_cost, unit)} {unit}, worst case: {_fmt_cost(c.worst_cost, unit)} {unit}",
