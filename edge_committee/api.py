@@ -9,9 +9,13 @@ from edge_committee.runtime import CascadeModel
 
 
 def load(bundle: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
-         verify: bool = True) -> CascadeModel:
-    """Load a bundle (checking its schema and checksums); ``.predict(images)`` runs the cascade."""
-    return CascadeModel(bundle, backend=backend, threads=threads, verify=verify)
+         verify: bool = True, gate: str = "auto") -> CascadeModel:
+    """Load a bundle (checking its schema and checksums); ``.predict(images)`` runs the cascade.
+
+    ``gate``: ``auto`` uses the C++ gate when the extension is built, else the NumPy reference;
+    ``numpy`` forces the reference.
+    """
+    return CascadeModel(bundle, backend=backend, threads=threads, verify=verify, gate=gate)
 
 
 __all__ = ["build", "load", "reselect"]

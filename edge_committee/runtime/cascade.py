@@ -36,13 +36,13 @@ class Prediction:
         return [self.label_names[i] if i >= 0 else "<invalid>" for i in self.labels]
 
 
-def _gate_step_fn():
-    try:
-        from edge_committee import gate as native
-    except ImportError:
-        return gate_step
-    fn = getattr(native, "gate_step", None)
-    return fn if callable(fn) else gate_step
+def _gate_step_fn(kind: str):
+    """(gate step function, backend name): the C++ gate when built, else the NumPy reference."""
+    if kind == "numpy":
+        return gate_step, "numpy"
+    from edge_committee import gate
+
+    return gate.gate_step_cpu, gate.backend
 
 
 class CascadeModel:
@@ -53,10 +53,11 @@ class CascadeModel:
         backend: ``onnxrt`` (default).
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
+        gate: ``auto`` (the C++ gate when the extension is built, else NumPy) or ``numpy``.
     """
 
     def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
-                 verify: bool = True) -> None:
+                 verify: bool = True, gate: str = "auto") -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root, verify=verify)
         c = self.manifest["cascade"]
@@ -73,7 +74,9 @@ class CascadeModel:
         self._runners = [
             runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads) for n in self.members
         ]
-        self._gate = _gate_step_fn()
+        if gate not in ("auto", "numpy"):
+            raise EdgeCommitteeError(f"gate {gate!r} is not known; use 'auto' or 'numpy'")
+        self._gate, self.gate_backend = _gate_step_fn(gate)
         self._active = False
 
     def __enter__(self) -> "CascadeModel":

@@ -65,7 +65,9 @@ def test_second_build_reads_the_cache(tiny_committee: Path, cache_dir: Path, mon
     assert len(calls) == 6  # 3 members x 2 splits
 
 
-def test_load_predict_matches_the_reference(built_bundle: Path):
+@pytest.mark.parametrize("gate", ["auto", "numpy"])
+def test_load_predict_matches_the_reference(built_bundle: Path, gate: str):
+    """The runtime (ONNX Runtime members + the C++ gate if built, else NumPy) vs the reference."""
     import edge_committee as ec
 
     m = read_manifest(built_bundle)
@@ -74,7 +76,7 @@ def test_load_predict_matches_the_reference(built_bundle: Path):
         x = z["x"][:100]
     with np.load(built_bundle / "outputs.npz") as z:
         ref = run_cascade([z[f"{n}/test"][:100] for n in c["members"]], c["thresholds"], c["confidence"])
-    with ec.load(built_bundle) as model:
+    with ec.load(built_bundle, gate=gate) as model:
         pred = model.predict(x)
     np.testing.assert_array_equal(pred.labels, ref.label)
     np.testing.assert_array_equal(pred.exit_stage, ref.exit_stage)
