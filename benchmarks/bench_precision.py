@@ -81,6 +81,11 @@ def members_from_bundle(path: Path) -> list[dict]:
     return list(out.values())
 
 
+def bundle_data(path: Path) -> dict:
+    manifest_path = path / "manifest.json" if path.is_dir() else path
+    return json.loads(manifest_path.read_text(encoding="utf-8")).get("data") or {}
+
+
 def members_from_spec(spec, work: Path) -> list[dict]:
     from edge_committee.export import export_onnx, load_torch_member
 
@@ -99,11 +104,16 @@ def members_from_spec(spec, work: Path) -> list[dict]:
 
 
 def read_data(spec, args):
+    """Validation and test splits (limited as asked) and the calibration sample."""
     from edge_committee.calibration import CalibrationConfig, load_calibration
     from edge_committee.data.readers import read_split
 
     val = read_split(spec.data["validation"], spec.base_dir, where="data.validation")
     test = read_split(spec.data["test"], spec.base_dir, where="data.test")
+    for name, split in (("validation", val), ("test", test)):
+        want = (args.manifest_data or {}).get(name, {}).get("sha256")
+        if want and want != split.content_hash():
+            print(f"warning: data.{name} of the spec differs from the bundle's (sha256)", flush=True)
     if args.val_limit:
         val.images, val.labels = val.images[: args.val_limit], val.labels[: args.val_limit]
     if args.test_limit:
@@ -260,6 +270,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         work = args.work_dir or Path(tmp)
         members = members_from_spec(spec, work) if is_spec else members_from_bundle(src)
+        args.manifest_data = None if is_spec else bundle_data(src)
         if args.members:
             keep = set(args.members.split(","))
             members = [m for m in members if m["name"] in keep]
@@ -282,10 +293,15 @@ def main(argv=None) -> int:
         "seconds": round(time.time() - started, 1),
         "rows": rows,
         "notes": (
-            "ONNX Runtime's CPU kernels are not TensorRT's: FP16 on an x86 CPU without native "
-            "FP16 arithmetic is usually *slower* than FP32, and INT8 Q/DQ speed depends on "
-            "whether ORT fuses the Q/DQ pairs into integer kernels. These numbers show that the "
-            "variants run and how accurate they are; GPU speed-ups need a TensorRT build on the target."
+            "Notes. (1) ONNX Runtime's x86 CPU provider has few float16 kernels: it runs an FP16 "
+            "file as float32 ops with float16 weights (it inserts Casts and removes those between "
+            "consecutive ops), so FP16 latency here is about FP32's and the FP16 *test* column "
+            "reflects float16 weights only; the FP16 *validation* column (the gate) comes from "
+            "`fp16_emulation`, which rounds every tensor to float16 as the GPU stores it. "
+            "(2) INT8 runs through ONNX Runtime's int8 kernels where it fuses the Q/DQ pairs "
+            "(QLinearConv); its CPU speed says little about TensorRT's. (3) No TensorRT engine "
+            "was built (no builder installs here): these figures show that the variants are valid, "
+            "run, and keep their accuracy; GPU speed-ups need a build on the target."
         ),
     }
     out = args.out

@@ -9,7 +9,6 @@ from onnx import numpy_helper
 
 from edge_committee.backend.onnxrt import OnnxrtRunner
 from edge_committee.errors import EdgeCommitteeError, SpecError
-from edge_committee.precision.int8 import even_batch_size
 from edge_committee.precision import (
     ArrayCalibrationReader,
     Int8Config,
@@ -18,6 +17,7 @@ from edge_committee.precision import (
     qdq_scales,
     sensitive_nodes,
 )
+from edge_committee.precision.int8 import even_batch_size
 
 METHODS = ("minmax", "entropy", "percentile")
 
