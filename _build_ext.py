@@ -258,7 +258,7 @@ def cmake_build_cached(cache_root: Path | str, name: str, want: Iterable[str], *
     """
     import fcntl
 
-    key = source_fingerprint(name, repr(sorted(kwargs.items())))
+    key = source_fingerprint(name, repr(sorted((k, v) for k, v in kwargs.items() if k != "log")))
     folder = Path(cache_root) / f"{name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
