@@ -153,9 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--append", action="store_true", help="with --write: add a short section instead")
     args = p.parse_args(argv)
     res = run(args)
-    for k, v in res["phases"].items():
-        print(f"{k:12s} median {v['median_s']:.3f} s  p90 {v['p90_s']:.3f} s  min {v['min_s']:.3f} s")
-    print(json.dumps(res))
     if args.write:
         command = "python benchmarks/bench_select.py " + " ".join(argv if argv is not None else sys.argv[1:])
         old = ""
@@ -167,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(old + text)
         os.replace(tmp, args.write)
+    for k, v in res["phases"].items():
+        print(f"{k:12s} median {v['median_s']:.3f} s  p90 {v['p90_s']:.3f} s  min {v['min_s']:.3f} s")
+    print(json.dumps(res))
     return 0
 
 
