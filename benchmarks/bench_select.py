@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from edge_committee.select import choose, frontier, write_report  # noqa: E402
-from edge_committee.select.synthetic import synthetic_data  # noqa: E402
+from edge_committee.select import choose, frontier, write_report
+from edge_committee.select.synthetic import synthetic_data
 
 
 def _cpu_model() -> str:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from edge_committee.errors import EdgeCommitteeError  # noqa: E402
-from edge_committee.select import (  # noqa: E402
+from edge_committee.errors import EdgeCommitteeError
+from edge_committee.select import (
     Candidate,
     Frontier,
     SelectionData,
@@ -34,7 +34,7 @@ from edge_committee.select import (  # noqa: E402
     load_outputs_npz,
     load_profile,
 )
-from edge_committee.select.report import per_kind_fronts, plot_frontier  # noqa: E402
+from edge_committee.select.report import per_kind_fronts, plot_frontier
 
 
 def load_bundle(bundle: Path) -> SelectionData:
@@ -102,8 +102,8 @@ def _delta(c: Candidate | None, s: Candidate) -> str:
 def _regime_table(res: dict, kind: str, unit: str) -> str:
     cu = "MMACs" if unit == "MACs" else unit
     lines = [
-        f"| single | {cu} | test acc % | best {kind} at <= its cost | test acc % | diff | "
-        f"cheapest {kind} matching its val acc | test mean {cu} | speed-up | test acc % |",
+        (f"| single | {cu} | test acc % | best {kind} at <= its cost | test acc % | diff | "
+        f"cheapest {kind} matching its val acc | test mean {cu} | speed-up | test acc % |"),
         "|---|---:|---:|---|---:|---:|---|---:|---:|---:|",
     ]
     for row in res["regimes"]:
@@ -141,10 +141,10 @@ def render(res: dict, front: Frontier, source: str, command: str) -> str:
         "# Committees vs single models: the paper's findings on real member outputs",
         "",
         f"Source: `{source}`. {front.num_val:,} validation samples (every choice: member set, order,",
-        f"thresholds), {front.num_test:,} test samples (every figure below). Confidence "
+        (f"thresholds), {front.num_test:,} test samples (every figure below). Confidence "
         f"`{front.confidence}`, cascades of up to {front.max_len} members ({front.order}), stage overhead "
         f"{front.stage_overhead:g} {unit}. Costs are {unit} per image; a cascade's cost is its mean "
-        "over the test split.",
+        "over the test split."),
         "",
         f"Command: `{command}`",
         "",
@@ -158,14 +158,14 @@ def render(res: dict, front: Frontier, source: str, command: str) -> str:
         "",
         "## 1. Cascades vs single models across cost regimes",
         "",
-        f"Cascades are at least as accurate as the single model of the same cost in {cw} of {cn} "
-        "cost regimes (test).",
+        (f"Cascades are at least as accurate as the single model of the same cost in {cw} of {cn} "
+        "cost regimes (test)."),
         "",
         _regime_table(res, "cascade", unit),
         "## 2. Ensembles vs single models",
         "",
-        f"Ensembles are at least as accurate as the single model of the same cost in {ew} of {en} "
-        "cost regimes (test).",
+        (f"Ensembles are at least as accurate as the single model of the same cost in {ew} of {en} "
+        "cost regimes (test)."),
         "",
         _regime_table(res, "ensemble", unit),
         f"## 3. Matching the largest member ({largest.label})",
@@ -174,12 +174,12 @@ def render(res: dict, front: Frontier, source: str, command: str) -> str:
     if match is not None:
         thr = ", ".join(f"{t:.4f}" for t in match.thresholds)
         out += [
-            f"- chosen on validation: cascade **{match.label}** (thresholds {thr}): test accuracy "
+            (f"- chosen on validation: cascade **{match.label}** (thresholds {thr}): test accuracy "
             f"{_acc(match.test_accuracy)}% vs {_acc(largest.test_accuracy)}% for {largest.label}; mean cost "
             f"{_cost(match.test_mean_cost, unit)} vs {_cost(largest.mean_cost, unit)} {cu}: "
             f"**{_ratio(largest.mean_cost, match.test_mean_cost)} lower mean cost**; worst case "
             f"{_cost(match.worst_cost, unit)} {cu} ({_ratio(match.worst_cost, largest.mean_cost)} of "
-            f"{largest.label}); exits per stage (test) {list(match.test_exit_histogram or ())}.",
+            f"{largest.label}); exits per stage (test) {list(match.test_exit_histogram or ())}."),
         ]
     else:
         out.append("- no cascade reaches the largest member's validation accuracy.")

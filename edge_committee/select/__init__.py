@@ -6,7 +6,12 @@ Entry points: :func:`select_cascade` (one call: frontier, then an objective) and
 The threshold search and its exactness bound are described in :mod:`.search` and docs/selection.md.
 """
 
-from edge_committee.select.data import CostProfile, SelectionData, load_outputs_npz, load_profile
+from edge_committee.select.data import (
+    CostProfile,
+    SelectionData,
+    load_outputs_npz,
+    load_profile,
+)
 from edge_committee.select.frontier import KINDS, Candidate, Frontier, frontier
 from edge_committee.select.objective import (
     ALWAYS_EXIT,

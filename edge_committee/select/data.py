@@ -20,7 +20,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -135,7 +135,7 @@ class SelectionData:
         """True when there are no validation labels (selection by agreement with a reference)."""
         return self.val_labels is None
 
-    def with_costs(self, costs: Mapping[str, float], unit: str) -> "SelectionData":
+    def with_costs(self, costs: Mapping[str, float], unit: str) -> SelectionData:
         """A copy with other costs (e.g. measured latency in ms from :func:`load_profile`)."""
         missing = sorted(set(self.val_logits) - set(costs))
         if missing:

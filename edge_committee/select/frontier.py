@@ -19,15 +19,25 @@ computed for reporting (:meth:`Frontier.evaluate`), never used to choose.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from edge_committee.cascade import reference as ref
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.select.data import SelectionData
-from edge_committee.select.search import PrefixWalk, SequenceFront, SubsetScore, pareto_indices
-from edge_committee.select.stats import SplitOutputs, StageStats, exit_stages, score_exits
+from edge_committee.select.search import (
+    PrefixWalk,
+    SequenceFront,
+    SubsetScore,
+    pareto_indices,
+)
+from edge_committee.select.stats import (
+    SplitOutputs,
+    StageStats,
+    exit_stages,
+    score_exits,
+)
 
 KINDS = ("single", "ensemble", "cascade")
 ORDERS = ("cheapest_first", "any")

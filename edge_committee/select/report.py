@@ -14,10 +14,8 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.select.frontier import Candidate, Frontier
@@ -138,11 +136,11 @@ def plot_frontier(
 
     curves = curves if curves is not None else per_kind_fronts(front)
     if test:
-        acc = lambda c: c.test_accuracy  # noqa: E731
-        cost = lambda c: c.mean_cost if c.test_mean_cost is None else c.test_mean_cost  # noqa: E731
+        acc = lambda c: c.test_accuracy
+        cost = lambda c: c.mean_cost if c.test_mean_cost is None else c.test_mean_cost
     else:
-        acc = lambda c: c.val_accuracy  # noqa: E731
-        cost = lambda c: c.mean_cost  # noqa: E731
+        acc = lambda c: c.val_accuracy
+        cost = lambda c: c.mean_cost
     fig = Figure(figsize=(7.5, 5.0), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -243,11 +241,11 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
         f"- mean cost: {_fmt_cost(c.mean_cost, unit)} {unit}, worst case: {_fmt_cost(c.worst_cost, unit)} {unit}",
         f"- exits per stage (validation): {list(c.val_exit_histogram or ())}",
         f"- selection on {front.num_val} validation samples ({mode}); {front.num_test} test samples",
-        f"- candidates: {len(front.singles)} single, {len(front.ensembles)} ensembles, "
+        (f"- candidates: {len(front.singles)} single, {len(front.ensembles)} ensembles, "
         f"{len(front.cascades)} cascades (order {front.order}, up to {front.max_len} members, "
-        f"stage overhead {front.stage_overhead:g} {unit})",
-        f"- threshold search: exact up to {100 * front.eps_accuracy:.2f} accuracy points at no higher "
-        "mean cost (0 = exact)",
+        f"stage overhead {front.stage_overhead:g} {unit})"),
+        (f"- threshold search: exact up to {100 * front.eps_accuracy:.2f} accuracy points at no higher "
+        "mean cost (0 = exact)"),
         "",
         f"![frontier]({png})",
         "",

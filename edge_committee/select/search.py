@@ -51,7 +51,7 @@ at G = 160.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -192,7 +192,7 @@ class _Node:
     """A member prefix during the depth-first walk: its stage statistics, shared by its
     descendants."""
 
-    def __init__(self, parent: "_Node | None", index: int, stats: StageStats, cum_cost: float):
+    def __init__(self, parent: _Node | None, index: int, stats: StageStats, cum_cost: float):
         self.parent = parent
         self.members: tuple[int, ...] = (parent.members if parent else ()) + (index,)
         self.depth = len(self.members) - 1
@@ -201,7 +201,7 @@ class _Node:
         self.all_correct = stats.correct if parent is None else parent.all_correct & stats.correct
         self.any_correct = stats.correct if parent is None else parent.any_correct | stats.correct
 
-    def path(self) -> list["_Node"]:
+    def path(self) -> list[_Node]:
         """The nodes from the first stage to this one."""
         out: list[_Node] = []
         node: _Node | None = self

@@ -15,7 +15,7 @@ labels are bit-identical to :func:`~edge_committee.cascade.reference.run_cascade
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.select import SelectionData, frontier, load_outputs_npz, load_profile
+from edge_committee.select import (
+    SelectionData,
+    frontier,
+    load_outputs_npz,
+    load_profile,
+)
 
 
 def _tiny(n=20, c=4, names=("a", "b")):

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_committee.cascade.reference import confidence, evaluate_cascade, finite_rows, softmax
+from edge_committee.cascade.reference import (
+    confidence,
+    evaluate_cascade,
+    finite_rows,
+    softmax,
+)
 from edge_committee.select import SelectionData, frontier, pareto_indices
 from edge_committee.select.search import grid_front
 from edge_committee.select.synthetic import synthetic_data
