@@ -270,7 +270,9 @@ def _calibration(spec: CommitteeSpec, splits: dict[str, RawSplit]):
 
 
 # ------------------------------------------------------------------------------ selection
-def selection_data(builds: list[MemberBuild], labels: dict[str, np.ndarray | None], costs=None):
+def selection_data(builds: list[MemberBuild], labels: dict[str, np.ndarray | None], costs=None,
+                   unit: str = "ms"):
+    """Selection inputs from the builds; costs are MACs, or ``costs`` (a profile, in ``unit``)."""
     from edge_committee.select import SelectionData
 
     has_test = all("test" in b.logits for b in builds)
@@ -280,7 +282,7 @@ def selection_data(builds: list[MemberBuild], labels: dict[str, np.ndarray | Non
         costs=costs or {b.name: b.macs for b in builds},
         val_labels=labels.get("validation"),
         test_labels=labels.get("test") if has_test else None,
-        cost_unit="MACs" if costs is None else "ms",
+        cost_unit="MACs" if costs is None else unit,
     )
 
 
@@ -408,7 +410,7 @@ def reselect(
         if val is not None:
             settings[key] = val
     names = [m["name"] for m in manifest["members"]]
-    costs = None
+    costs, unit = None, "ms"
     if profile is not None:
         from edge_committee.select import load_profile
 
@@ -416,7 +418,7 @@ def reselect(
         missing = [n for n in names if n not in prof.costs]
         if missing:
             raise EdgeCommitteeError(f"{profile}: no latency for member {missing[0]!r} (has {sorted(prof.costs)})")
-        costs = {n: prof.costs[n] for n in names}
+        costs, unit = {n: prof.costs[n] for n in names}, prof.unit
     builds = [
         MemberBuild(m["name"], m.get("base", m["name"]), m["precision"], root / m["file"], int(m["macs"]), None,
                     {k: arrays[f"{m['name']}/{k}"] for k in SPLITS if f"{m['name']}/{k}" in arrays})
@@ -425,7 +427,7 @@ def reselect(
     labels = {k: arrays.get(f"labels/{k}") for k in SPLITS}
     if budget == "largest":
         budget = float(max(b.macs for b in builds))
-    result = run_selection(selection_data(builds, labels, costs), settings, objective, budget)
+    result = run_selection(selection_data(builds, labels, costs, unit), settings, objective, budget)
     manifest["selection"] = settings
     write_cascade(root, manifest, result)
     return manifest
