@@ -44,7 +44,8 @@ setup(
     ],
     extras_require={
         "torch": ["torch>=2.2"],
-        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9"],
+        "video": ["opencv-python-headless>=4.8"],
+        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},
     cmdclass=cmdclass,

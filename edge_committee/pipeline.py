@@ -134,9 +134,11 @@ def resolve_budget(spec: CommitteeSpec, builds: list[MemberBuild], profile=None)
 
 
 def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, calib, threads):
-    from edge_committee.precision import choose_variant, make_precision_variants
+    from edge_committee.precision import Int8Config, choose_variant, make_precision_variants
 
     opts = spec.precision_options
+    int8 = Int8Config(method=opts.get("int8_method", "minmax"), percentile=float(opts.get("percentile", 99.999)),
+                      exclude=_exclude(opts.get("exclude")))
     variants = make_precision_variants(
         fp32.path,
         m.preprocessing,
@@ -146,8 +148,8 @@ def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, c
         out_dir=members_dir,
         member_name=m.name,
         tolerance_pts=float(opts.get("tolerance", 1.0)),
-        int8_method=opts.get("int8_method", "minmax"),
-        exclude=opts.get("exclude"),
+        int8_config=int8,
+        retry_int8_without_sensitive=bool(opts.get("retry_sensitive", True)),
         threads=threads,
         fp32_val_logits=fp32.logits["validation"],
         keep_io_types=bool(opts.get("keep_io_types", True)),
@@ -155,6 +157,12 @@ def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, c
     )
     keep = [v for v in variants if v.accepted] if mode == "auto" else [choose_variant(variants, mode)]
     return variants, keep
+
+
+def _exclude(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def build(

@@ -256,7 +256,8 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
     prec = d.get("precision", "fp32")
     prec_opts: dict = {}
     if isinstance(prec, Mapping):
-        prec_opts = _check_keys(prec, {"mode", "tolerance", "int8_method", "exclude", "keep_io_types"}, "precision")
+        prec_opts = _check_keys(prec, {"mode", "tolerance", "int8_method", "percentile", "exclude",
+                                          "keep_io_types", "retry_sensitive"}, "precision")
         prec = prec_opts.pop("mode", "fp32")
     _choice(prec, PRECISIONS, "precision" if not prec_opts else "precision.mode")
     opset = _number(ex.get("opset", 17), "export.opset", integer=True)
