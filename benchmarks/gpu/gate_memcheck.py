@@ -63,7 +63,7 @@ class CudaImpl:
 def main() -> None:
     to_device, to_host, new_stream, sync = backend()
     cases = 0
-    for i, (n, c) in enumerate([(0, 5), (1, 1), (1, 10), (37, 7), (64, 1000), (300, 33), (1000, 1001)]):
+    for i, (n, c) in enumerate([(0, 5), (1, 1), (1, 10), (37, 7), (64, 1000), (300, 33), (1000, 1001), (20, 300), (50, 2048)]):
         for dtype in ("float32", "float16"):
             kind = CONFIDENCE_FUNCTIONS[(i + len(dtype)) % 3]
             stream = new_stream() if i % 2 else None  # the legacy stream and a non-blocking one

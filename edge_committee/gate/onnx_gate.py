@@ -271,7 +271,9 @@ def make_gate_model(
         [onnx.helper.make_tensor_value_info("logits", elem, ["num_active", num_classes])],
         [onnx.helper.make_tensor_value_info("logits", elem, ["num_active", num_classes])],
     )
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
-                                   producer_name="edge_committee")
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    # The lowest IR version that carries this opset: runtimes older than the onnx package still load it.
+    model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="edge_committee",
+                                   ir_version=onnx.helper.find_min_ir_version_for(opsets))
     return append_gate(model, stage, num_stages, threshold, kind, logits="logits", num_samples=num_samples,
                        use_plugin=use_plugin, prefix=prefix)

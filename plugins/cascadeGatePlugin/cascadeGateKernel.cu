@@ -187,18 +187,170 @@ __device__ inline Top2 warpTop2(Top2 t)
     return t;
 }
 
+//! What the exit decision needs from one row, reduced over the warp (identical on every lane).
+struct RowSummary
+{
+    bool finite;
+    Top2 top;
+    float total;   //!< sum of probSum (> 0 iff some stage contributed)
+    float entropy; //!< sum of q log q over q > 0 (neg_entropy only)
+};
+
+//! Per-lane accumulation of one updated probSum element into the summary of q = a / divisor.
+__device__ inline void summarize(RowSummary& r, float a, int32_t j, float divisor, bool wantEntropy)
+{
+    float const q = a / divisor;
+    top2Push(r.top, q, j);
+    r.total += a;
+    if (wantEntropy && q > 0.F)
+    {
+        r.entropy += q * logf(q);
+    }
+}
+
+__device__ inline void reduceSummary(RowSummary& r, bool wantEntropy)
+{
+    r.top = warpTop2(r.top);
+    r.total = warpSum(r.total);
+    if (wantEntropy)
+    {
+        r.entropy = warpSum(r.entropy);
+    }
+}
+
+//! Confidence, exit decision and the exiting sample's outputs; returns true if the sample survives.
+__device__ inline bool finishRow(GateParams const& p, RowSummary const& r, int32_t orig, int32_t lane)
+{
+    float confidence = r.top.top1;
+    if (p.confidence == ConfidenceKind::kMARGIN && p.numClasses >= 2)
+    {
+        confidence = r.top.top1 - r.top.top2;
+    }
+    else if (p.confidence == ConfidenceKind::kNEG_ENTROPY)
+    {
+        confidence = r.entropy;
+    }
+    bool const last = p.stage == p.numStages - 1;
+    bool const exits = last || (r.finite && confidence >= p.threshold);
+    if (lane == 0)
+    {
+        if (!r.finite)
+        {
+            p.flag[orig] = 1;
+        }
+        if (exits)
+        {
+            bool const empty = !(r.total > 0.F);
+            p.label[orig] = empty ? -1 : r.top.argmax;
+            p.conf[orig] = empty ? __int_as_float(0x7FC00000) : confidence;
+            p.exitStage[orig] = p.stage;
+        }
+    }
+    return !exits;
+}
+
 //!
-//! \brief One warp processes one active row; returns true (on every lane) if the sample survives.
+//! \brief One warp, one row, with the row held in registers: kCHUNKS chunks of kVEC elements per lane.
 //!
-template <typename T, int32_t kVEC>
-__device__ bool processRow(GateParams const& p, int32_t row, int32_t lane)
+//! The logits and the probSum row are loaded once, together (one round of memory latency); the
+//! arithmetic is the same, in the same order, as processRowStreaming's.
+//!
+template <typename T, int32_t kVEC, int32_t kCHUNKS>
+__device__ bool processRowCached(GateParams const& p, int32_t row, int32_t orig, int32_t lane)
 {
     int32_t const numClasses = p.numClasses;
-    int32_t const orig = p.active[row];
-    if (orig < 0 || orig >= p.numSamples)
+    T const* x = static_cast<T const*>(p.logits) + static_cast<int64_t>(row) * numClasses;
+    float* ps = p.probSum + static_cast<int64_t>(orig) * numClasses;
+    constexpr int32_t kSTRIDE = kWARP * kVEC;
+    int32_t const first = lane * kVEC;
+
+    float v[kCHUNKS][kVEC];
+    float a[kCHUNKS][kVEC];
+#pragma unroll
+    for (int32_t k = 0; k < kCHUNKS; ++k)
     {
-        return false; // invalid index: touch nothing, drop the row (the CPU gate reports an error)
+        int32_t const j = first + k * kSTRIDE;
+        if (j < numClasses)
+        {
+            LogitsLoader<T, kVEC>::load(x, j, v[k]);
+            ProbsIO<kVEC>::load(ps, j, a[k]);
+        }
     }
+
+    bool finite = true;
+    float m = -INFINITY;
+#pragma unroll
+    for (int32_t k = 0; k < kCHUNKS; ++k)
+    {
+        if (first + k * kSTRIDE < numClasses)
+        {
+#pragma unroll
+            for (int32_t e = 0; e < kVEC; ++e)
+            {
+                finite = finite && isfinite(v[k][e]);
+                m = fmaxf(m, v[k][e]);
+            }
+        }
+    }
+    finite = __all_sync(kFULL_MASK, finite);
+    m = warpMax(m);
+
+    float s = 0.F;
+    if (finite)
+    {
+#pragma unroll
+        for (int32_t k = 0; k < kCHUNKS; ++k)
+        {
+            if (first + k * kSTRIDE < numClasses)
+            {
+                float chunk = 0.F;
+#pragma unroll
+                for (int32_t e = 0; e < kVEC; ++e)
+                {
+                    chunk += expf(v[k][e] - m);
+                }
+                s += chunk;
+            }
+        }
+        s = warpSum(s);
+    }
+
+    float const divisor = static_cast<float>(p.stage + 1);
+    bool const wantEntropy = p.confidence == ConfidenceKind::kNEG_ENTROPY;
+    RowSummary r{finite, Top2{-INFINITY, -INFINITY, INT_MAX}, 0.F, 0.F};
+#pragma unroll
+    for (int32_t k = 0; k < kCHUNKS; ++k)
+    {
+        int32_t const j = first + k * kSTRIDE;
+        if (j < numClasses)
+        {
+            if (finite)
+            {
+#pragma unroll
+                for (int32_t e = 0; e < kVEC; ++e)
+                {
+                    a[k][e] += expf(v[k][e] - m) / s;
+                }
+                ProbsIO<kVEC>::store(ps, j, a[k]);
+            }
+#pragma unroll
+            for (int32_t e = 0; e < kVEC; ++e)
+            {
+                summarize(r, a[k][e], j + e, divisor, wantEntropy);
+            }
+        }
+    }
+    reduceSummary(r, wantEntropy);
+    return finishRow(p, r, orig, lane);
+}
+
+//!
+//! \brief One warp, one row of any length: three passes over the logits (the later ones hit L1/L2).
+//!
+template <typename T, int32_t kVEC>
+__device__ bool processRowStreaming(GateParams const& p, int32_t row, int32_t orig, int32_t lane)
+{
+    int32_t const numClasses = p.numClasses;
     T const* x = static_cast<T const*>(p.logits) + static_cast<int64_t>(row) * numClasses;
     float* ps = p.probSum + static_cast<int64_t>(orig) * numClasses;
     constexpr int32_t kSTRIDE = kWARP * kVEC;
@@ -222,7 +374,7 @@ __device__ bool processRow(GateParams const& p, int32_t row, int32_t lane)
     finite = __all_sync(kFULL_MASK, finite);
     m = warpMax(m);
 
-    // Pass 2: the softmax denominator (the row is in L1/L2 now).
+    // Pass 2: the softmax denominator.
     float s = 0.F;
     if (finite)
     {
@@ -245,9 +397,7 @@ __device__ bool processRow(GateParams const& p, int32_t row, int32_t lane)
     // Pass 3: accumulate into probSum, summarise the running mean q = probSum / (stage + 1).
     float const divisor = static_cast<float>(p.stage + 1);
     bool const wantEntropy = p.confidence == ConfidenceKind::kNEG_ENTROPY;
-    Top2 t{-INFINITY, -INFINITY, INT_MAX};
-    float total = 0.F;
-    float entropy = 0.F;
+    RowSummary r{finite, Top2{-INFINITY, -INFINITY, INT_MAX}, 0.F, 0.F};
 #pragma unroll 4
     for (int32_t j = first; j < numClasses; j += kSTRIDE)
     {
@@ -267,54 +417,80 @@ __device__ bool processRow(GateParams const& p, int32_t row, int32_t lane)
 #pragma unroll
         for (int32_t e = 0; e < kVEC; ++e)
         {
-            float const q = a[e] / divisor;
-            top2Push(t, q, j + e);
-            total += a[e];
-            if (wantEntropy && q > 0.F)
+            summarize(r, a[e], j + e, divisor, wantEntropy);
+        }
+    }
+    reduceSummary(r, wantEntropy);
+    return finishRow(p, r, orig, lane);
+}
+
+//!
+//! \brief One warp processes one active row; returns true (on every lane) if the sample survives.
+//!
+//! kCHUNKS > 0: the row fits in registers (numClasses <= kCHUNKS * 32 * kVEC); 0: streaming passes.
+//!
+template <typename T, int32_t kVEC, int32_t kCHUNKS>
+__device__ bool processRow(GateParams const& p, int32_t row, int32_t lane)
+{
+    int32_t const orig = p.active[row];
+    if (orig < 0 || orig >= p.numSamples)
+    {
+        return false; // invalid index: touch nothing, drop the row (the CPU gate reports an error)
+    }
+    if constexpr (kCHUNKS > 0)
+    {
+        return processRowCached<T, kVEC, kCHUNKS>(p, row, orig, lane);
+    }
+    else
+    {
+        return processRowStreaming<T, kVEC>(p, row, orig, lane);
+    }
+}
+
+//!
+//! \brief Warp 0 of a tile: the number of survivors in all earlier tiles (decoupled look-back).
+//!
+//! Each lane reads one predecessor's status word, so a step covers 32 tiles: spin until all 32 have
+//! published, add up to and including the nearest inclusive prefix, or add all 32 and step back.
+//! Tiles before tile 0 read as an inclusive prefix of 0.
+//!
+__device__ inline int32_t lookBack(unsigned long long* status, int32_t tile, int32_t lane)
+{
+    int32_t exclusive = 0;
+    for (int32_t base = tile;; base -= kWARP)
+    {
+        int32_t const j = base - 1 - lane;
+        unsigned long long word = kFLAG_PREFIX;
+        if (j >= 0)
+        {
+            word = *reinterpret_cast<unsigned long long volatile*>(&status[j]);
+            while ((word & ~kVALUE_MASK) == 0) // that tile is running and has not published yet
             {
-                entropy += q * logf(q);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+                __nanosleep(32);
+#endif
+                word = *reinterpret_cast<unsigned long long volatile*>(&status[j]);
             }
         }
-    }
-    t = warpTop2(t);
-    total = warpSum(total);
-    if (wantEntropy)
-    {
-        entropy = warpSum(entropy);
-    }
-
-    float confidence = t.top1;
-    if (p.confidence == ConfidenceKind::kMARGIN && numClasses >= 2)
-    {
-        confidence = t.top1 - t.top2;
-    }
-    else if (wantEntropy)
-    {
-        confidence = entropy;
-    }
-    bool const last = p.stage == p.numStages - 1;
-    bool const exits = last || (finite && confidence >= p.threshold);
-    if (lane == 0)
-    {
-        if (!finite)
+        unsigned int const prefixes = __ballot_sync(kFULL_MASK, (word & ~kVALUE_MASK) == kFLAG_PREFIX);
+        int32_t const stop = prefixes != 0 ? __ffs(static_cast<int32_t>(prefixes)) - 1 : kWARP - 1;
+        int32_t value = lane <= stop ? static_cast<int32_t>(word & kVALUE_MASK) : 0;
+        for (int32_t offset = kWARP / 2; offset > 0; offset >>= 1)
         {
-            p.flag[orig] = 1;
+            value += __shfl_xor_sync(kFULL_MASK, value, offset);
         }
-        if (exits)
+        exclusive += value;
+        if (prefixes != 0)
         {
-            bool const empty = !(total > 0.F);
-            p.label[orig] = empty ? -1 : t.argmax;
-            p.conf[orig] = empty ? __int_as_float(0x7FC00000) : confidence;
-            p.exitStage[orig] = p.stage;
+            return exclusive;
         }
     }
-    return !exits;
 }
 
 //!
 //! \brief The whole stage in one launch: rows, then stable compaction by decoupled look-back.
 //!
-template <typename T, int32_t kVEC>
+template <typename T, int32_t kVEC, int32_t kCHUNKS>
 __global__ void __launch_bounds__(kTHREADS)
     cascadeGateKernel(GateParams const p, unsigned int* counters, unsigned long long* status, int32_t numTiles)
 {
@@ -337,7 +513,7 @@ __global__ void __launch_bounds__(kTHREADS)
     bool survive = false;
     if (row < p.numActive)
     {
-        survive = processRow<T, kVEC>(p, row, lane);
+        survive = processRow<T, kVEC, kCHUNKS>(p, row, lane);
     }
     if (lane == 0)
     {
@@ -352,42 +528,29 @@ __global__ void __launch_bounds__(kTHREADS)
         int32_t const aggregate = __popc(ballot);
         int32_t const localOffset = __popc(ballot & ((1U << lane) - 1U));
         int32_t exclusive = 0;
-        if (lane == 0)
+        if (tile == 0)
         {
-            if (tile == 0)
+            if (lane == 0)
             {
                 atomicExch(&status[0], kFLAG_PREFIX | static_cast<unsigned long long>(aggregate));
             }
-            else
+        }
+        else
+        {
+            if (lane == 0)
             {
                 atomicExch(&status[tile], kFLAG_AGGREGATE | static_cast<unsigned long long>(aggregate));
-                for (int32_t j = tile - 1; j >= 0;)
-                {
-                    unsigned long long const word = *reinterpret_cast<unsigned long long volatile*>(&status[j]);
-                    unsigned long long const flag = word & ~kVALUE_MASK;
-                    if (flag == 0)
-                    {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-                        __nanosleep(20);
-#endif
-                        continue; // the predecessor is running and has not published yet
-                    }
-                    exclusive += static_cast<int32_t>(word & kVALUE_MASK);
-                    if (flag == kFLAG_PREFIX)
-                    {
-                        break;
-                    }
-                    --j;
-                }
-                atomicExch(
-                    &status[tile], kFLAG_PREFIX | static_cast<unsigned long long>(exclusive + aggregate));
             }
-            if (tile == numTiles - 1)
+            exclusive = lookBack(status, tile, lane);
+            if (lane == 0)
             {
-                *p.survivorCount = exclusive + aggregate;
+                atomicExch(&status[tile], kFLAG_PREFIX | static_cast<unsigned long long>(exclusive + aggregate));
             }
         }
-        exclusive = __shfl_sync(kFULL_MASK, exclusive, 0);
+        if (lane == 0 && tile == numTiles - 1)
+        {
+            *p.survivorCount = exclusive + aggregate;
+        }
         if (mine)
         {
             p.survivors[exclusive + localOffset] = p.active[tile * kGATE_WARPS_PER_BLOCK + lane];
@@ -416,13 +579,37 @@ __global__ void __launch_bounds__(kTHREADS)
     }
 }
 
-template <typename T, int32_t kVEC>
-cudaError_t launch(GateParams const& p, void* workspace, int32_t numTiles, cudaStream_t stream)
+template <typename T, int32_t kVEC, int32_t kCHUNKS>
+cudaError_t launchKernel(GateParams const& p, void* workspace, int32_t numTiles, cudaStream_t stream)
 {
     auto* counters = static_cast<unsigned int*>(workspace);
     auto* status = reinterpret_cast<unsigned long long*>(static_cast<char*>(workspace) + kSTATUS_OFFSET);
-    cascadeGateKernel<T, kVEC><<<numTiles, kTHREADS, 0, stream>>>(p, counters, status, numTiles);
+    cascadeGateKernel<T, kVEC, kCHUNKS><<<numTiles, kTHREADS, 0, stream>>>(p, counters, status, numTiles);
     return cudaGetLastError();
+}
+
+//! Rows of up to 8 chunks per lane (1024 classes vectorized, 256 scalar) are held in registers.
+template <typename T, int32_t kVEC>
+cudaError_t launch(GateParams const& p, void* workspace, int32_t numTiles, cudaStream_t stream)
+{
+    int32_t const chunks = (p.numClasses + kWARP * kVEC - 1) / (kWARP * kVEC);
+    if (chunks <= 1)
+    {
+        return launchKernel<T, kVEC, 1>(p, workspace, numTiles, stream);
+    }
+    if (chunks <= 2)
+    {
+        return launchKernel<T, kVEC, 2>(p, workspace, numTiles, stream);
+    }
+    if (chunks <= 4)
+    {
+        return launchKernel<T, kVEC, 4>(p, workspace, numTiles, stream);
+    }
+    if (chunks <= 8)
+    {
+        return launchKernel<T, kVEC, 8>(p, workspace, numTiles, stream);
+    }
+    return launchKernel<T, kVEC, 0>(p, workspace, numTiles, stream);
 }
 
 inline bool aligned(void const* ptr, size_t bytes)

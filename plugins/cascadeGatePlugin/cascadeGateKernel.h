@@ -4,10 +4,12 @@
  * No TensorRT header here: the kernel is shared by the TensorRT plugin and the Python bindings.
  *
  * Design (see README.md): one warp per active row does softmax + accumulate + confidence + exit
- * decision; a block owns a tile of kGATE_WARPS_PER_BLOCK consecutive rows; the survivors are
- * compacted in stable order by a single-pass decoupled look-back scan over the tiles (tiles are
- * taken in launch order from an atomic counter, so a tile only waits on tiles already running).
- * The last block to finish resets the workspace, so the next launch needs no memset.
+ * decision, holding the row in registers up to 1024 classes (float4 loads) and streaming longer rows;
+ * a block owns a tile of kGATE_WARPS_PER_BLOCK consecutive rows; the survivors are compacted in
+ * stable order by a single-pass decoupled look-back scan over the tiles (tiles are taken in launch
+ * order from an atomic counter, so a tile only waits on tiles already running; a warp reads 32
+ * predecessors per step). The last block to finish resets the workspace, so the next launch needs
+ * no memset.
  */
 #ifndef EDGE_COMMITTEE_CASCADE_GATE_KERNEL_H
 #define EDGE_COMMITTEE_CASCADE_GATE_KERNEL_H

@@ -482,7 +482,7 @@ int main(int argc, char** argv)
     else
     {
         uint32_t seed = 1;
-        for (int32_t numClasses : {10, 1000, 7})
+        for (int32_t numClasses : {10, 1000, 7, 2048})
         {
             for (bool half : {false, true})
             {

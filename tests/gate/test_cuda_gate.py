@@ -85,7 +85,9 @@ class CudaImpl:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(0, 300),
-    c=st.sampled_from([1, 2, 3, 4, 7, 10, 31, 32, 33, 64, 100, 129]),
+    # Covers every kernel variant: rows in registers (1, 2, 4, 8 chunks per lane; scalar and float4 loads)
+    # and the streaming passes (more than 8 chunks).
+    c=st.sampled_from([1, 2, 3, 4, 7, 10, 31, 32, 33, 64, 100, 127, 129, 256, 300, 512, 999, 1000, 2048]),
     k=st.integers(1, 4),
     dtype=st.sampled_from(["float32", "float16"]),
     kind=st.sampled_from(CONFIDENCE_FUNCTIONS),
@@ -106,8 +108,8 @@ def test_cuda_gate_4096_by_1000(cuda_ext, device, dtype, kind):
 
 
 def test_cuda_gate_unaligned_and_odd_sizes(cuda_ext, device):
-    # C % 4 != 0 takes the scalar path; C % 4 == 0 the vectorized one.
-    for c in (999, 1000, 1001):
+    # C % 4 != 0 takes the scalar path; C % 4 == 0 the vectorized one; above 8 chunks per lane, streaming.
+    for c in (999, 1000, 1001, 1024, 1025, 4096):
         run_and_compare(CudaImpl(device), make_logits(c, 77, c, 2, "float32", 0.1, 5.0), "margin", [0.5])
 
 

@@ -74,7 +74,9 @@ def _member(opset: int = 17, classes: int = 5, features: int = 6):
         [onnx.helper.make_node("MatMul", ["x", "w"], ["logits"])], "member",
         [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", features])],
         [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", classes])], [w])
-    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)]), w
+    opsets = [onnx.helper.make_opsetid("", opset)]
+    ir_version = onnx.helper.find_min_ir_version_for(opsets)  # loadable by older onnxruntime releases too
+    return onnx.helper.make_model(graph, opset_imports=opsets, ir_version=ir_version), w
 
 
 @pytest.mark.parametrize("opset", [13, 17, 18])
@@ -115,6 +117,11 @@ def test_plugin_node_has_what_the_tensorrt_parser_needs():
     assert all(t in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT32) for t in types.values())  # no BOOL/UINT8
     survivors = next(o for o in model.graph.output if o.name == "gate.survivors")
     assert survivors.type.tensor_type.shape.dim[0].dim_param  # data-dependent size
+
+
+def test_gate_model_uses_the_lowest_ir_version_for_its_opset():
+    model = make_gate_model(10, 0, 2, 0.5, use_plugin=False, opset=17)
+    assert model.ir_version == onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", 17)])
 
 
 def test_fp16_member_logits_are_accepted_by_both_forms():
