@@ -24,8 +24,8 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> Path:
+def build_slice(tmp_path_factory, name: str, n: int, **changes) -> Path:
+    """Build the example on the first ``n`` images of validation (train[50000:]) and test."""
     pytest.importorskip("torch")
     import dataclasses
 
@@ -33,12 +33,17 @@ def bundle(tmp_path_factory) -> Path:
 
     spec = load_spec(SPEC)
     data = dict(spec.data)
-    data["validation"] = {**data["validation"], "start": 50000, "stop": 51000}
-    data["test"] = {**data["test"], "stop": 1000}
-    spec = dataclasses.replace(spec, data=data)
-    out = tmp_path_factory.mktemp("fm") / "bundle"
+    data["validation"] = {**data["validation"], "start": 50000, "stop": 50000 + n}
+    data["test"] = {**data["test"], "stop": n}
+    spec = dataclasses.replace(spec, data=data, **changes)
+    out = tmp_path_factory.mktemp(name) / "bundle"
     build(spec, out, cache_dir=out.parent / "cache", log=lambda s: None)
     return out
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    return build_slice(tmp_path_factory, "fm", 1000)
 
 
 def test_bundle_has_checked_members(bundle: Path):
@@ -68,20 +73,9 @@ def test_chosen_cascade_within_budget(bundle: Path):
 
 @pytest.fixture(scope="module")
 def int8_bundle(tmp_path_factory) -> Path:
-    pytest.importorskip("torch")
-    import dataclasses
-
-    from edge_committee.pipeline import build
-
-    spec = load_spec(SPEC)
-    data = dict(spec.data)
-    data["validation"] = {**data["validation"], "start": 50000, "stop": 52000}
-    data["test"] = {**data["test"], "stop": 2000}
-    calib = {"source": {"kind": "split", **data["train"]}, "count": 256, "seed": 0}
-    spec = dataclasses.replace(spec, data=data, calibration=calib, precision="int8")
-    out = tmp_path_factory.mktemp("fm8") / "bundle"
-    build(spec, out, cache_dir=out.parent / "cache", log=lambda s: None)
-    return out
+    train = load_spec(SPEC).data["train"]
+    calib = {"source": {"kind": "split", **train}, "count": 256, "seed": 0}
+    return build_slice(tmp_path_factory, "fm8", 2000, calibration=calib, precision="int8")
 
 
 def test_int8_members_pass_the_qdq_checker_or_were_rejected(int8_bundle: Path):
