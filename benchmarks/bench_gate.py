@@ -136,7 +136,7 @@ def machine(torch) -> dict:
             "host": platform.node()}
     try:
         smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.max.sm,clocks.max.mem",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20, check=False).stdout.strip()
         info["nvidia_smi"] = smi
     except (OSError, subprocess.TimeoutExpired):
         pass
@@ -199,29 +199,29 @@ def markdown(result: dict) -> str:
         "",
         "Written by `benchmarks/bench_gate.py` (run on the GPU machine by `benchmarks/gpu/run_gate_checks.sh`).",
         "",
-        f"- Machine: {m['gpu']} ({m['sms']} SMs, {m['memory_gib']} GiB), {m.get('nvidia_smi', '')}; "
-        f"PyTorch {m['torch']} (CUDA {m['cuda_runtime']}), Python {m['python']}",
+        (f"- Machine: {m['gpu']} ({m['sms']} SMs, {m['memory_gib']} GiB), {m.get('nvidia_smi', '')}; "
+        f"PyTorch {m['torch']} (CUDA {m['cuda_runtime']}), Python {m['python']}"),
         f"- Command: `{result['command']}`",
-        f"- Method: CUDA events around each launch (launches queued behind a sleep kernel), "
+        (f"- Method: CUDA events around each launch (launches queued behind a sleep kernel), "
         f"{result['warmup']} warm-up launches, then {result['iterations']} timed; one launch per stage "
-        "(stage 0 of 2, nobody exits, so all M indices are compacted).",
-        f"- Floor: bytes the stage must move / device-to-device copy bandwidth measured in the same run "
+        "(stage 0 of 2, nobody exits, so all M indices are compacted)."),
+        (f"- Floor: bytes the stage must move / device-to-device copy bandwidth measured in the same run "
         f"({result['copy_bandwidth_gb_s']:.0f} GB/s, read + write). End-to-end: host time of one host-loop "
-        "stage (launch + 4-byte survivor-count read back).",
+        "stage (launch + 4-byte survivor-count read back)."),
         f"- Done-when ({result['done_when']['criterion']}): "
         + ", ".join(f"{k} x{v:.2f}" for k, v in result["done_when"]["x_floor"].items())
         + (" -- **passed**" if result["done_when"]["passed"] else " -- **NOT passed**"),
         "",
-        "| logits | batch | classes | bytes | kernel median (us) | p90 (us) | p99 (us) | floor (us) | x floor "
-        "| GB/s | end-to-end median (us) |",
+        ("| logits | batch | classes | bytes | kernel median (us) | p90 (us) | p99 (us) | floor (us) | x floor "
+        "| GB/s | end-to-end median (us) |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(f"| {r['dtype']} | {r['batch']} | {r['classes']} | {r['bytes']} | {r['kernel_median_us']:.2f} "
                      f"| {r['kernel_p90_us']:.2f} | {r['kernel_p99_us']:.2f} | {r['floor_us']:.2f} "
                      f"| {r['x_floor']:.2f} | {r['achieved_gb_s']:.0f} | {r['end_to_end_median_us']:.1f} |")
-    lines += ["", "Small batches are launch-latency bound (a few microseconds whatever the bytes); the floor "
-              "matters at 4096 x 1000.", ""]
+    lines += ["", ("Small batches are launch-latency bound (a few microseconds whatever the bytes); the floor "
+              "matters at 4096 x 1000."), ""]
     return "\n".join(lines)
 
 

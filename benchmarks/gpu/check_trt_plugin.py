@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edge_committee import gate  # noqa: E402
+from edge_committee import gate
 
 
 def main() -> int:

@@ -14,10 +14,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "gate")]
 
-from gate_cases import make_logits, run_and_compare  # noqa: E402
+from gate_cases import make_logits, run_and_compare
 
-from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS, GateState  # noqa: E402
-from edge_committee.gate import gate_step_cuda  # noqa: E402
+from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS, GateState
+from edge_committee.gate import gate_step_cuda
 
 STATE = ("prob_sum", "label", "conf", "exit_stage", "flag")
 

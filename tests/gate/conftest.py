@@ -14,9 +14,8 @@ for path in (str(ROOT), str(Path(__file__).resolve().parent)):  # _build_ext, ga
     if path not in sys.path:
         sys.path.insert(0, path)
 
-import _build_ext  # noqa: E402
-
-from edge_committee.gate import _ext  # noqa: E402
+import _build_ext
+from edge_committee.gate import _ext
 
 #: Where test builds are cached (keyed by a hash of plugins/ and cmake/).
 BUILD_CACHE = Path(os.environ.get("EC_TEST_BUILD_CACHE", Path(tempfile.gettempdir()) / "edge_committee-tests"))

@@ -9,7 +9,8 @@ near-tie could flip the argmax under rounding; exact ties resolve to the lowest 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gate_cases import HostImpl, make_logits, run_and_compare
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS, GateState, gate_step
 from edge_committee.gate import gate_step_cpu
-from gate_cases import HostImpl, make_logits, run_and_compare
 
 
 @pytest.fixture()

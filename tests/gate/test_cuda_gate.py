@@ -7,43 +7,55 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gate_cases import make_logits, run_and_compare
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS, GateState
 from edge_committee.gate import gate_step_cuda
-from gate_cases import make_logits, run_and_compare
 
 pytestmark = pytest.mark.gpu
 
 STATE = ("prob_sum", "label", "conf", "exit_stage", "flag")
 
 
-def _device_backend():
-    """(to_device, to_host, name) from CuPy or PyTorch, or None when no GPU is visible."""
+def _cupy_backend():
     try:
         import cupy
 
         if cupy.cuda.runtime.getDeviceCount() > 0:
             return cupy.asarray, cupy.asnumpy, "cupy"
-    except Exception:  # noqa: BLE001 - no cupy, or no driver
-        pass
+    except Exception as exc:  # noqa: BLE001 - no cupy, or no driver
+        return f"cupy: {exc}"
+    return "cupy: no device"
+
+
+def _torch_backend():
     try:
         import torch
+    except ImportError as exc:
+        return f"torch: {exc}"
+    if not torch.cuda.is_available():
+        return "torch: no CUDA device"
+    return (lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda(), lambda t: t.cpu().numpy(), "torch")
 
-        if torch.cuda.is_available():
-            return (lambda a: torch.from_numpy(np.ascontiguousarray(a)).cuda(),
-                    lambda t: t.cpu().numpy(), "torch")
-    except Exception:  # noqa: BLE001
-        pass
-    return None
+
+def _device_backend():
+    """(to_device, to_host, name) from CuPy or PyTorch, or a string saying why there is none."""
+    reasons = []
+    for make in (_cupy_backend, _torch_backend):
+        backend = make()
+        if not isinstance(backend, str):
+            return backend
+        reasons.append(backend)
+    return "; ".join(reasons)
 
 
 @pytest.fixture(scope="module")
 def device():
     backend = _device_backend()
-    if backend is None:
-        pytest.skip("no CUDA device visible to CuPy or PyTorch")
+    if isinstance(backend, str):
+        pytest.skip(f"no CUDA device visible to CuPy or PyTorch ({backend})")
     return backend
 
 

@@ -35,7 +35,7 @@ def _probe(env_extra: dict) -> tuple[dict, str]:
     env = {k: v for k, v in os.environ.items() if k != "EC_EXTENSION_PATH"}
     env.update(env_extra)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, cwd=ROOT, check=False,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr

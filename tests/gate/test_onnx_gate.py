@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gate_cases import make_logits, run_and_compare
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_committee.cascade.reference import CONFIDENCE_CODES, CONFIDENCE_FUNCTIONS, GateState
 from edge_committee.gate import GATE_INPUTS, GATE_OUTPUTS, append_gate, make_gate_model
-from gate_cases import make_logits, run_and_compare
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -46,7 +46,7 @@ def test_library_exports_entry_points_and_needs_no_tensorrt(plugin_build):
 
 def test_cpp_harness_against_the_library(plugin_build):
     proc = subprocess.run([str(plugin_build["plugin_test"]), str(plugin_build["plugin"])], capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=600, check=False)
     assert proc.returncode == 0 and "PASSED" in proc.stdout, proc.stdout + proc.stderr
 
 
