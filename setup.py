@@ -45,7 +45,10 @@ setup(
     extras_require={
         "torch": ["torch>=2.2"],
         "video": ["opencv-python-headless>=4.8"],
-        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8"],
+        # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
+        "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
+        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8",
+                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},
     cmdclass=cmdclass,

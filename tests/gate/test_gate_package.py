@@ -50,8 +50,9 @@ def test_import_is_light_and_falls_back_with_one_warning(tmp_path):
 
 
 def test_extension_backend_when_built(native_ext):
-    result, stderr = _probe({"EC_EXTENSION_PATH": os.environ.get("EC_EXTENSION_PATH", "")} if
-                            os.environ.get("EC_EXTENSION_PATH") else {})
+    # Point the probe at the module the fixture found (installed, or a test build): the probe runs
+    # from the source tree, which holds no built extension after a non-editable install.
+    result, stderr = _probe({"EC_EXTENSION_PATH": native_ext.__file__})
     assert result["backend"] == "extension" and result["heavy"] == []
     assert "NumPy reference" not in stderr
 
