@@ -406,11 +406,35 @@ def reselect(
 ) -> dict:
     """Choose again from a bundle's cached outputs and rewrite its cascade and reports in place.
 
-    Nothing is rebuilt or re-run. The new manifest and reports are written to temporary names
-    and renamed; the member files are untouched.
+    Nothing is rebuilt or re-run, and the member files are untouched. The new manifest and
+    reports are written into a staging copy of the bundle (hard links to the unchanged files),
+    which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     root = Path(bundle)
     manifest = read_manifest(root)
+    staging = StagingDir(root)
+    with staging as stage:
+        _link_tree(root, stage)
+        manifest = _reselect_into(stage, manifest, objective, budget, profile, confidence, max_members,
+                                  order, stage_overhead, reference)
+    staging.commit()
+    return manifest
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (or copy, across file systems) every file of ``src`` into ``dst``."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
+
+
+def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,
+                   stage_overhead, reference) -> dict:
     arrays = load_outputs(root)
     settings = dict(manifest.get("selection") or {})
     for key, val in (("confidence", confidence), ("max_members", max_members), ("order", order),

@@ -132,8 +132,26 @@ def test_select_reselects_in_place(built_bundle: Path, capsys):
     assert after["cascade"]["budget"] == budget
     for x, y in zip(before["members"], after["members"]):
         assert x["sha256"] == y["sha256"]  # members untouched
+    manifest_bytes = (built_bundle / "manifest.json").read_bytes()
     assert main(["select", str(built_bundle), "--budget-macs", "1"]) == 1
     assert "cheapest" in capsys.readouterr().err
+    assert (built_bundle / "manifest.json").read_bytes() == manifest_bytes  # failed: nothing changed
+    assert [p.name for p in built_bundle.parent.iterdir() if p.name.startswith(".bundle")] == []
+
+
+def test_label_free_validation(tiny_committee: Path, cache_dir: Path):
+    """Unlabelled validation data (camera footage): candidates are scored by agreement."""
+    from edge_committee.pipeline import build
+
+    with np.load(tiny_committee.parent / "val.npz") as z:
+        np.savez(tiny_committee.parent / "val_nolabels.npz", x=z["x"])
+    text = tiny_committee.read_text().replace("path: val.npz", "path: val_nolabels.npz")
+    tiny_committee.write_text(text)
+    m = build(tiny_committee, tiny_committee.parent / "lf", cache_dir=cache_dir, log=lambda s: None)
+    c = m["cascade"]
+    assert c["label_free"] is True and c["reference"] == "ensemble"
+    assert c["test_accuracy"] is not None  # test labels still report real accuracy
+    assert "Label-free selection" in (tiny_committee.parent / "lf" / "report.md").read_text()
 
 
 def test_select_latency_profile(built_bundle: Path, tmp_path: Path):
