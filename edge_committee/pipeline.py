@@ -202,16 +202,19 @@ def build(
         rejected: list[dict] = []
         for m in spec.members:
             fp32, variants = _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say)
-            builds.append(fp32)
+            deployed = [v for v, keep in variants if keep]
+            if mode == "fp32" or any(v.precision == "fp32" for v in deployed):
+                builds.append(fp32)
+            else:
+                fp32.path.unlink()  # the member deploys at another precision only
             for v, keep in variants:
-                if keep and v.precision != "fp32":
+                if v.precision == "fp32":
+                    continue
+                if keep:
                     builds.append(_variant_build(spec, m, v, fp32, splits, cache, threads))
-                elif not keep and v.precision != "fp32":
+                else:
                     rejected.append({"member": m.name, **v.to_dict(), "file": None})
                     v.path.unlink(missing_ok=True)  # not deployed: keep it out of the bundle
-            if mode != "fp32" and not any(keep and v.precision == "fp32" for v, keep in variants):
-                builds.remove(fp32)  # the member deploys at another precision
-                fp32.path.unlink()
         manifest = _select_and_write(spec, builds, splits, root, mode, rejected, say)
     staging.commit()
     say(f"bundle written to {staging.dest}")
@@ -233,15 +236,11 @@ def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say
     )
     say(f"member {m.name}: {macs / 1e6:.2f} M MACs, {accs or 'no labels'}")
     if mode == "fp32":
-        return fp32, [(_Fp32Variant(), True)]
+        return fp32, []
     variants, keep = _precision_variants(spec, m, fp32, splits, members_dir, mode, calib, threads)
     for v in variants:
         say(f"  {m.name} {v.precision}: {v.reason}")
     return fp32, [(v, v in keep) for v in variants]
-
-
-class _Fp32Variant:
-    precision, accepted = "fp32", True
 
 
 def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> MemberBuild:
