@@ -290,6 +290,7 @@ def selection_data(builds: list[MemberBuild], labels: dict[str, np.ndarray | Non
         val_labels=labels.get("validation"),
         test_labels=labels.get("test") if has_test else None,
         cost_unit="MACs" if costs is None else unit,
+        groups={b.name: b.base for b in builds},  # one model at two precisions is never paired
     )
 
 

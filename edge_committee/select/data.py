@@ -64,6 +64,8 @@ class SelectionData:
         val_labels: (N_val,) int labels, or ``None`` for label-free selection.
         test_labels: (N_test,) int labels, or ``None``.
         cost_unit: ``"MACs"`` (default) or ``"ms"``.
+        groups: member name -> group; members of one group never appear together in an ensemble
+            or cascade (e.g. one model at several precisions). Default: every member alone.
     """
 
     val_logits: Mapping[str, np.ndarray]
@@ -72,10 +74,15 @@ class SelectionData:
     val_labels: np.ndarray | None = None
     test_labels: np.ndarray | None = None
     cost_unit: str = "MACs"
+    groups: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.val_logits:
             raise EdgeCommitteeError("selection needs at least one member; got none")
+        if self.groups is not None:
+            unknown = sorted(set(self.groups) - set(self.val_logits))
+            if unknown:
+                raise EdgeCommitteeError(f"groups name unknown members {unknown}")
         names = list(self.val_logits)
         if set(self.costs) != set(names):
             raise EdgeCommitteeError(
@@ -102,6 +109,10 @@ class SelectionData:
         if self.test_labels is not None and self.test_logits is None:
             raise EdgeCommitteeError("test labels are given without test logits")
         self.test_labels = _as_labels("test", self.test_labels, n_test, c)
+
+    def group_of(self, name: str) -> str:
+        """The member's group (its own name unless ``groups`` says otherwise)."""
+        return str(self.groups.get(name, name)) if self.groups else name
 
     @staticmethod
     def _check_cost(name: str, cost: object) -> float:

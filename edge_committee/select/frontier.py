@@ -289,7 +289,8 @@ def frontier(
     used_ref = (reference or ENSEMBLE_REFERENCE) if data.label_free else None
     target = _target(data, used_ref, confidence)
     split = SplitOutputs(data.val_logits, target, confidence)
-    walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid)
+    groups = [data.group_of(n) for n in data.names]
+    walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid, groups)
     singles, ensembles, cascades = walk.run()
     return Frontier(
         _val=split,

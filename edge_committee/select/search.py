@@ -256,6 +256,7 @@ class PrefixWalk:
         order: ``"cheapest_first"`` (sequences follow ``names``) or ``"any"`` (permutations).
         stage_overhead: cost added per executed cascade stage (>= 0).
         grid: overrides of :data:`DEFAULT_GRID`.
+        groups: one group per name; a sequence never holds two members of one group.
     """
 
     def __init__(
@@ -267,9 +268,11 @@ class PrefixWalk:
         order: str,
         stage_overhead: float,
         grid: Mapping[int, int | None] | None = None,
+        groups: Sequence[str] | None = None,
     ):
         self.split = split
         self.names = list(names)
+        self.groups = list(groups) if groups is not None else list(self.names)
         self.costs = [float(costs[n]) for n in self.names]
         self.max_len = max_len
         self.order = order
@@ -294,9 +297,9 @@ class PrefixWalk:
         return singles, ensembles, fronts
 
     def _children(self, node: _Node | None) -> Iterator[int]:
-        used = set(node.members) if node else set()
+        used = {self.groups[i] for i in node.members} if node else set()
         start = node.members[-1] + 1 if node and self.order == "cheapest_first" else 0
-        return (i for i in range(start, len(self.names)) if i not in used)
+        return (i for i in range(start, len(self.names)) if self.groups[i] not in used)
 
     def _walk(self) -> Iterator[_Node]:
         stack: list[tuple[_Node | None, Iterator[int]]] = [(None, self._children(None))]

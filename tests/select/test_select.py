@@ -160,3 +160,19 @@ def test_bad_arguments_raise_user_errors(small_data):
     with pytest.raises(EdgeCommitteeError, match="candidate kinds"):
         choose(frontier(small_data, max_len=2), "worst_cost", 1e10, kinds=["pipeline"])
     assert set(KINDS) == {"single", "ensemble", "cascade"}
+
+
+@pytest.mark.parametrize("order", ["cheapest_first", "any"])
+def test_members_of_one_group_never_appear_together(small_data, order):
+    """One model at two precisions (a group) is never paired with itself; others still are."""
+    names = small_data.names
+    groups = {names[0]: "m0", names[1]: "m0"}  # names[1] plays names[0] at another precision
+    data = dataclasses.replace(small_data, groups=groups)
+    front = frontier(data, max_len=3, order=order)
+    seen = [c.members for c in front.ensembles] + [f.members for f in front.cascades]
+    assert seen and not [m for m in seen if names[0] in m and names[1] in m]
+    assert [m for m in seen if names[0] in m and names[2] in m]
+    ungrouped = frontier(small_data, max_len=3, order=order)
+    assert len(ungrouped.cascades) > len(front.cascades)
+    with pytest.raises(EdgeCommitteeError, match="unknown members"):
+        dataclasses.replace(small_data, groups={"nope": "x"})
