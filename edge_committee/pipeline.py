@@ -320,7 +320,7 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
         "stage_overhead": spec.stage_overhead,
     }
     data = selection_data(builds, labels)
-    say(f"selecting: {objective} <= {budget:.4g} {unit} over {len(builds)} candidates members")
+    say(f"selecting: {objective} <= {budget:.4g} {unit} over {len(builds)} member candidates")
     result = run_selection(data, settings, objective, budget)
     arrays = {f"{b.name}/{k}": v for b in builds for k, v in b.logits.items()}
     arrays.update({f"labels/{k}": v for k, v in labels.items() if v is not None})

@@ -70,6 +70,7 @@ class StagingDir:
         self.path: Path | None = None
 
     def __enter__(self) -> Path:
+        self._check_dest()  # before any work: a wrong --out fails at once
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=self.dest.parent))
         return self.path
@@ -78,15 +79,23 @@ class StagingDir:
         if exc_type is not None and self.path is not None and self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
 
+    def _check_dest(self) -> None:
+        if self.dest.exists() and not self.dest.is_dir():
+            raise BundleError(f"{self.dest} is a file, not a bundle folder; choose another --out")
+        if self.dest.is_dir() and not (self.dest / MANIFEST).is_file() and any(self.dest.iterdir()):
+            raise BundleError(
+                f"{self.dest} exists and is not a bundle (no {MANIFEST}); choose another --out or remove it"
+            )
+
     def commit(self) -> Path:
         assert self.path is not None
+        try:
+            self._check_dest()
+        except BundleError:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
         old = None
         if self.dest.exists():
-            if not (self.dest / MANIFEST).is_file() and any(self.dest.iterdir()):
-                raise BundleError(
-                    f"{self.dest} exists and is not a bundle (no {MANIFEST}); "
-                    "choose another --out or remove it"
-                )
             old = self.dest.with_name(f".{self.dest.name}.old.{os.getpid()}")
             os.replace(self.dest, old)
         os.replace(self.path, self.dest)

@@ -180,3 +180,18 @@ def test_python_dash_m_runs(built_bundle: Path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "checksums match" in r.stdout
+
+
+@pytest.mark.parametrize("kind", ["file", "folder"])
+def test_out_that_is_not_a_bundle_fails_before_building(tiny_committee: Path, cache_dir: Path, kind, capsys):
+    out = tiny_committee.parent / "taken"
+    if kind == "file":
+        out.write_text("precious")
+    else:
+        out.mkdir()
+        (out / "precious.txt").write_text("precious")
+    assert main(["build", str(tiny_committee), "--out", str(out), "-q", "--cache-dir", str(cache_dir)]) == 1
+    assert "choose another --out" in capsys.readouterr().err
+    assert not cache_dir.exists()  # failed before any member ran
+    assert (out.read_text() if kind == "file" else (out / "precious.txt").read_text()) == "precious"
+    assert not [p for p in tiny_committee.parent.iterdir() if p.name.startswith(".taken")]
