@@ -192,7 +192,7 @@ def build(
     threads = threads or spec.threads
     cache = OutputCache(cache_dir, enabled=use_cache)
     splits = read_splits(spec)
-    say(f"data: " + ", ".join(f"{k} {len(v)} samples" for k, v in splits.items()))
+    say("data: " + ", ".join(f"{k} {len(v)} samples" for k, v in splits.items()))
     calib = _calibration(spec, splits) if mode != "fp32" else None
     staging = StagingDir(out)
     with staging as root:

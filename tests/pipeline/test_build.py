@@ -110,7 +110,7 @@ def test_predict_cli_on_npy_and_images(built_bundle: Path, capsys):
     from PIL import Image
 
     with np.load(built_bundle.parent / "test.npz") as z:
-        x, y = z["x"][:5], z["y"][:5]
+        x = z["x"][:5]
     np.save(built_bundle.parent / "batch.npy", x)
     Image.fromarray(x[0]).save(built_bundle.parent / "one.png")
     capsys.readouterr()
