@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from edge_committee._util import atomic_path, write_bytes_atomic
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temp path in ``path``'s folder; on success it replaces ``path``, on error it goes.
-
-    The temp file keeps ``path``'s suffix, so tools that look at the extension (ONNX savers,
-    ``np.save``) behave as they would on ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+__all__ = ["atomic_path", "write_bytes_atomic", "write_json_atomic"]
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:

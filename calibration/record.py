@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge_committee._util import sha256_file as _sha256_file
 from edge_committee.calibration._atomic import write_json_atomic
 from edge_committee.errors import EdgeCommitteeError
 
@@ -102,16 +103,12 @@ class CalibrationRecord:
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes; a missing or unreadable file is named in the error."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            while block := f.read(chunk):
-                h.update(block)
+        return _sha256_file(path, chunk)
     except FileNotFoundError:
         raise EdgeCommitteeError(f"calibration file not found: {path}") from None
     except OSError as exc:
         raise EdgeCommitteeError(f"cannot read calibration file {path}: {exc}") from None
-    return h.hexdigest()
 
 
 def file_entry(path: str | os.PathLike) -> dict[str, str]:

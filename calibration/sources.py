@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edge_committee._util import progress
 from edge_committee.calibration.record import CalibrationRecord, file_entry
 from edge_committee.calibration.select import select_indices
 from edge_committee.data.readers import as_nhwc_uint8, list_image_files, read_image, read_split
@@ -143,7 +144,7 @@ def _folder(src: Mapping[str, Any], config: CalibrationConfig) -> CalibrationSam
     labels = _folder_labels(folder, files)
     idx = _select(len(files), config, labels)
     chosen = [files[i] for i in idx]
-    images = [read_image(p) for p in _progress(chosen, "calibration images")]
+    images = [read_image(p) for p in progress(chosen, desc="calibration images")]
     if len({im.shape for im in images}) == 1:
         images = np.stack(images)
     sel_labels = None if labels is None else labels[idx]
@@ -251,7 +252,7 @@ def read_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.nda
     frames: list[np.ndarray] = []
     try:
         pos = 0
-        for i in _progress(wanted, "video frames"):
+        for i in progress(wanted, desc="video frames"):
             while pos <= i:
                 if not cap.grab():
                     raise EdgeCommitteeError(
@@ -268,11 +269,3 @@ def read_video_frames(path: str | os.PathLike, indices: Sequence[int]) -> np.nda
     if len({f.shape for f in frames}) != 1:
         raise EdgeCommitteeError(f"video {path}: frames change size; cannot stack them")
     return np.stack(frames)
-
-
-def _progress(items, desc: str):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
-        return items
-    return tqdm(items, desc=desc, leave=False, disable=None)

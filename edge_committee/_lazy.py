@@ -1,4 +1,4 @@
-"""Lazy imports of heavy optional dependencies (Polygraphy ``mod/importer.py`` style)."""
+"""Import heavy optional dependencies where they are used, with a message naming the package."""
 
 from __future__ import annotations
 
@@ -34,22 +34,3 @@ def require(name: str) -> types.ModuleType:
             f"this step needs the Python package '{top}', which is not installed "
             f"({exc}); install it with: pip install {pip}"
         ) from exc
-
-
-class LazyModule(types.ModuleType):
-    """A module proxy that imports on first attribute access."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self._lazy_name = name
-        self._lazy_mod: types.ModuleType | None = None
-
-    def __getattr__(self, attr: str):
-        if self._lazy_mod is None:
-            self._lazy_mod = require(self._lazy_name)
-        return getattr(self._lazy_mod, attr)
-
-
-def lazy_import(name: str) -> LazyModule:
-    """Return a proxy for ``name`` that imports it when first used."""
-    return LazyModule(name)

@@ -27,6 +27,7 @@ from edge_committee.bundle import (
     save_outputs,
     write_json_atomic,
 )
+from edge_committee._util import write_bytes_atomic
 from edge_committee.data.readers import RawSplit, read_split
 from edge_committee.errors import EdgeCommitteeError, SpecError
 from edge_committee.evaluate import OutputCache, accuracy, member_outputs, sha256_file
@@ -248,7 +249,7 @@ def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> Mem
     if "test" in splits:
         logits["test"] = member_outputs(
             v.path, m.preprocessing, splits["test"], cache, spec.batch_size, threads=threads,
-            desc=f"{m.name}.{v.precision} test",
+            desc=f"{m.name}.{v.precision} test", model_sha256=v.sha256,
         )
     extra = {"precision_check": v.to_dict(relative_to=v.path.parent.parent)}
     return MemberBuild(f"{m.name}.{v.precision}", m.name, v.precision, v.path, fp32.macs, m, logits, extra)
@@ -386,9 +387,7 @@ def _write_build_report(root: Path, manifest: dict) -> None:
     from edge_committee.bundle.report import build_report_markdown
 
     write_json_atomic(root / "report.json", {k: v for k, v in manifest.items() if k != "files"})
-    tmp = root / ".report.md.tmp"
-    tmp.write_text(build_report_markdown(manifest), encoding="utf-8")
-    os.replace(tmp, root / "report.md")
+    write_bytes_atomic(root / "report.md", build_report_markdown(manifest).encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------ re-selection

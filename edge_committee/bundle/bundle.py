@@ -23,8 +23,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from edge_committee._util import atomic_path, sha256_file, write_bytes_atomic
 from edge_committee.errors import BundleError
-from edge_committee.evaluate.cache import sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -34,10 +34,8 @@ _MEMBER_REQUIRED = ("name", "file", "sha256", "macs", "preprocessing", "labels",
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary name in the same folder."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON to ``path`` through a temporary name in the same folder (keys in their order)."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
 
 
 def file_checksums(root: Path) -> dict[str, str]:
@@ -51,9 +49,9 @@ def file_checksums(root: Path) -> dict[str, str]:
 
 def finalize_manifest(root: Path, manifest: dict) -> dict:
     """Fill in member and file checksums and write ``manifest.json`` atomically."""
-    for m in manifest["members"]:
-        m["sha256"] = sha256_file(root / m["file"])
     manifest["files"] = file_checksums(root)
+    for m in manifest["members"]:
+        m["sha256"] = manifest["files"][m["file"]]
     write_json_atomic(root / MANIFEST, manifest)
     return manifest
 
@@ -106,9 +104,8 @@ class StagingDir:
 
 def save_outputs(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write the cached outputs ``.npz`` through a temporary name."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # keeps the .npz suffix, so np.savez adds none
+        np.savez(tmp, **arrays)
 
 
 def load_outputs(root: Path) -> dict[str, np.ndarray]:

@@ -14,19 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_committee._util import atomic_path, sha256_file
+
+__all__ = ["OutputCache", "default_cache_dir", "sha256_file"]
+
 
 def default_cache_dir() -> Path:
     env = os.environ.get("EDGE_COMMITTEE_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "edge_committee"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class OutputCache:
@@ -65,9 +60,5 @@ class OutputCache:
     def put(self, key: str, logits: np.ndarray) -> None:
         if not self.enabled:
             return
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(logits, np.float32))
-        os.replace(tmp, path)
+        with atomic_path(self._path(key)) as tmp:
+            np.save(tmp, np.ascontiguousarray(logits, np.float32))

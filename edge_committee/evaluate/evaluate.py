@@ -6,36 +6,29 @@ import os
 
 import numpy as np
 
+from edge_committee._util import progress
 from edge_committee.backend import runner_for
 from edge_committee.data.readers import RawSplit
 from edge_committee.evaluate.cache import OutputCache, sha256_file
 from edge_committee.spec.preprocess import Preprocessing
 
 
-def progress(iterable, total: int | None = None, desc: str = "", unit: str = "it"):
-    """A tqdm progress bar on stderr (silent when tqdm is missing or output is not a terminal)."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=None)
-
-
 def run_member(
     model_path: str | os.PathLike,
     preprocessing: Preprocessing,
-    split: RawSplit,
+    split: RawSplit | np.ndarray | list[np.ndarray],
     batch_size: int = 256,
     backend: str = "onnxrt",
     threads: int | None = None,
     desc: str = "",
 ) -> np.ndarray:
-    """Logits (N, C) float32 of the model on every sample of ``split``."""
+    """Logits (N, C) float32 of the model on every sample of ``split`` (a split or its raw images)."""
+    images = split.images if isinstance(split, RawSplit) else split
     outs = []
     with runner_for(backend, model_path, threads=threads) as runner:
-        starts = range(0, len(split), batch_size)
+        starts = range(0, len(images), batch_size)
         for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
-            outs.append(runner.infer(preprocessing(split.batch(s, s + batch_size))))
+            outs.append(runner.infer(preprocessing(images[s : s + batch_size])))
     return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
 
 

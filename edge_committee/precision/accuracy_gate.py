@@ -16,7 +16,6 @@ import os
 
 import numpy as np
 
-from edge_committee.backend.onnxrt import OnnxrtRunner
 from edge_committee.errors import EdgeCommitteeError
 
 #: default largest allowed loss of top-1 accuracy, in percentage points
@@ -70,16 +69,7 @@ def evaluate_onnx(
     ``raw_images``: a uint8 (N, H, W, C) array or a list of (H, W, C) arrays (``RawSplit.images``);
     ``preprocessing`` turns each batch into the model's input.
     """
-    n = len(raw_images)
-    outs = []
-    with OnnxrtRunner(path, threads=threads) as runner:
-        for start in _progress(range(0, n, batch_size), desc or os.path.basename(str(path))):
-            batch = preprocessing(raw_images[start : start + batch_size])
-            outs.append(runner.infer(batch))
-    return np.concatenate(outs, axis=0).astype(np.float32, copy=False)
+    from edge_committee.evaluate import run_member
 
-
-def _progress(it, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc, leave=False, disable=None)
+    return run_member(path, preprocessing, raw_images, batch_size, threads=threads,
+                      desc=desc or os.path.basename(str(path)))

@@ -13,11 +13,11 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from edge_committee._lazy import require
+from edge_committee._util import atomic_path
 from edge_committee.select.frontier import Candidate, Frontier
 from edge_committee.select.objective import SelectionResult, finite_threshold
 
@@ -66,16 +66,8 @@ def candidate_dict(c: Candidate) -> dict:
 
 @contextlib.contextmanager
 def _atomic(path: Path, mode: str = "w") -> Iterator:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is meant to be shared
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+        yield f
 
 
 def _fmt_cost(x: float | None, unit: str) -> str:

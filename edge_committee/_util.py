@@ -1,0 +1,57 @@
+"""Small helpers every stage shares: atomic writes, file hashes, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path in ``path``'s folder; on success it replaces ``path``, on error it goes.
+
+    The temp file keeps ``path``'s suffix, so tools that look at the extension (ONNX savers,
+    ``np.save``/``np.savez``) behave as they would on ``path``. The file is made readable by all
+    (0644), like a file written directly, not private as ``mkstemp`` leaves it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def progress(iterable: Iterable, total: int | None = None, desc: str = "", unit: str = "it"):
+    """A tqdm progress bar on stderr (silent when tqdm is missing or output is not a terminal)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=None)
