@@ -119,19 +119,22 @@ def read_splits(spec: CommitteeSpec) -> dict[str, RawSplit]:
     return splits
 
 
-def resolve_budget(spec: CommitteeSpec, builds: list[MemberBuild], profile=None) -> tuple[float, str]:
+def resolve_budget(spec: CommitteeSpec, builds: list[MemberBuild]) -> tuple[float, str]:
     """(budget value, cost unit) from the spec's budget; ``macs: largest`` is resolved here."""
     b = spec.budget
-    if b.latency_ms is not None:
-        if profile is None:
-            raise SpecError(
-                "budget.latency_ms needs measured latencies: pass --profile FILE "
-                "(JSON {\"unit\": \"ms\", \"members\": {name: ms}})"
-            )
-        return float(b.latency_ms), "ms"
     if b.macs == "largest":
         return float(max(mb.macs for mb in builds)), "MACs"  # MACs do not depend on precision
     return float(b.macs), "MACs"
+
+
+def _check_build_budget(spec: CommitteeSpec) -> None:
+    """Fail before any work on a budget a build cannot meet: it has no latency profile yet."""
+    if spec.budget.latency_ms is not None:
+        raise SpecError(
+            "budget.latency_ms needs measured latencies, which a build does not have: build with a "
+            "macs budget, then re-select with: edge-committee select DIR --budget-ms N --profile FILE "
+            "(JSON {\"unit\": \"ms\", \"members\": {name: ms}})"
+        )
 
 
 def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, calib, threads):
@@ -139,7 +142,7 @@ def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, c
 
     opts = spec.precision_options
     int8 = Int8Config(method=opts.get("int8_method", "minmax"), percentile=float(opts.get("percentile", 99.999)),
-                      exclude=_exclude(opts.get("exclude")))
+                      exclude=opts.get("exclude"))
     variants = make_precision_variants(
         fp32.path,
         m.preprocessing,
@@ -158,12 +161,6 @@ def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, c
     )
     keep = [v for v in variants if v.accepted] if mode == "auto" else [choose_variant(variants, mode)]
     return variants, keep
-
-
-def _exclude(value) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def build(
@@ -189,6 +186,7 @@ def build(
     """
     say = log or LOG.info
     spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
+    _check_build_budget(spec)
     mode = precision or spec.precision
     threads = threads or spec.threads
     cache = OutputCache(cache_dir, enabled=use_cache)

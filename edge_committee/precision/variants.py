@@ -202,19 +202,13 @@ def make_precision_variants(
         if p == "fp16":
             v = ctx.fp16(src, keep_io_types)
         else:
-            cfg = int8_config or Int8Config(method=int8_method, exclude=_excl(exclude))
+            cfg = int8_config or Int8Config(method=int8_method, exclude=exclude)
             v = ctx.int8(src, calib, cfg, retry_int8_without_sensitive)
         variants.append(v)
         LOG.info("%s: %s", name, v.reason)
         if lazy and v.accepted:
             break
     return variants
-
-
-def _excl(exclude: str | Sequence[str] | None) -> tuple[str, ...]:
-    if exclude is None:
-        return ()
-    return (exclude,) if isinstance(exclude, str) else tuple(exclude)
 
 
 @dataclasses.dataclass
