@@ -21,6 +21,7 @@ from edge_committee.bundle import (
     OUTPUTS,
     SCHEMA_VERSION,
     StagingDir,
+    edit_bundle,
     finalize_manifest,
     load_outputs,
     read_manifest,
@@ -363,8 +364,8 @@ def _member_entry(b: MemberBuild, labels, root: Path) -> dict:
     return entry
 
 
-def write_cascade(root: Path, manifest: dict, result) -> dict:
-    """Put the selection result into the manifest, write the reports and checksums."""
+def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> dict:
+    """Put the selection result into the manifest, write the reports and (``finalize``) checksums."""
     from edge_committee.select import write_report
 
     chosen = result.to_dict()
@@ -377,7 +378,8 @@ def write_cascade(root: Path, manifest: dict, result) -> dict:
         m["labels"] = labels
     write_report(result, root, stem="selection")
     _write_build_report(root, manifest)
-    finalize_manifest(root, manifest)
+    if finalize:
+        finalize_manifest(root, manifest)
     return manifest
 
 
@@ -407,27 +409,10 @@ def reselect(
     reports are written into a staging copy of the bundle (hard links to the unchanged files),
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
-    root = Path(bundle)
-    manifest = read_manifest(root)
-    staging = StagingDir(root)
-    with staging as stage:
-        _link_tree(root, stage)
-        manifest = _reselect_into(stage, manifest, objective, budget, profile, confidence, max_members,
+    with edit_bundle(bundle) as ed:
+        manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
                                   order, stage_overhead, reference)
-    staging.commit()
     return manifest
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link (or copy, across file systems) every file of ``src`` into ``dst``."""
-
-    def link(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
 
 
 def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,
@@ -458,5 +443,5 @@ def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confi
         budget = float(max(b.macs for b in builds))
     result = run_selection(selection_data(builds, labels, costs, unit), settings, objective, budget)
     manifest["selection"] = settings
-    write_cascade(root, manifest, result)
+    write_cascade(root, manifest, result, finalize=False)
     return manifest

@@ -14,6 +14,7 @@ fails naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -47,9 +48,16 @@ def file_checksums(root: Path) -> dict[str, str]:
     return out
 
 
-def finalize_manifest(root: Path, manifest: dict) -> dict:
-    """Fill in member and file checksums and write ``manifest.json`` atomically."""
-    manifest["files"] = file_checksums(root)
+def finalize_manifest(root: Path, manifest: dict, only_listed: bool = False) -> dict:
+    """Fill in member and file checksums and write ``manifest.json`` atomically.
+
+    By default every file under ``root`` is listed (a fresh build); with ``only_listed`` only
+    the keys already in ``manifest["files"]`` are hashed (an edit: stray files stay unlisted).
+    """
+    if only_listed:
+        manifest["files"] = {rel: sha256_file(root / rel) for rel in manifest.get("files", {})}
+    else:
+        manifest["files"] = file_checksums(root)
     for m in manifest["members"]:
         m["sha256"] = manifest["files"][m["file"]]
     write_json_atomic(root / MANIFEST, manifest)
@@ -100,6 +108,71 @@ class StagingDir:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.dest
+
+
+class BundleEdit:
+    """A change to an existing bundle in progress (see :func:`edit_bundle`).
+
+    Attributes:
+        path: the staging folder: every file of the bundle, hard-linked. Write new or changed
+            files with :func:`~edge_committee._util.atomic_path` (a new inode), never in place:
+            an in-place write would change the linked original too.
+        manifest: a copy of the manifest to change.
+    """
+
+    def __init__(self, path: Path, manifest: dict) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.added: set[str] = set()
+        self.removed: set[str] = set()
+
+    def add(self, rel: str) -> Path:
+        """Declare a file (relative POSIX path) that this edit writes; returns its staging path."""
+        self.added.add(rel)
+        self.removed.discard(rel)
+        p = self.path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def remove(self, rel: str) -> None:
+        """Drop a file from the bundle and from the manifest's checksums."""
+        self.removed.add(rel)
+        self.added.discard(rel)
+        (self.path / rel).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def edit_bundle(root: str | os.PathLike, verify: bool = True) -> Iterator[BundleEdit]:
+    """Change a bundle atomically: add files, change the manifest, then swap it in one step.
+
+    ``with edit_bundle(dir) as ed:`` writes into ``ed.path`` (declaring each new file with
+    ``ed.add(rel)``) and changes ``ed.manifest``; on a clean exit the manifest is finalized
+    (checksums of the listed and added files) and the staging folder replaces the bundle. On an
+    exception (or Ctrl-C) the bundle is left exactly as it was.
+    """
+    root = Path(root)
+    manifest = read_manifest(root, verify=verify)
+    staging = StagingDir(root)
+    with staging as stage:
+        _link_tree(root, stage)
+        ed = BundleEdit(stage, json.loads(json.dumps(manifest)))
+        yield ed
+        known = set(ed.manifest.get("files", {})) | ed.added
+        ed.manifest["files"] = {rel: "" for rel in sorted(known - ed.removed)}
+        finalize_manifest(stage, ed.manifest, only_listed=True)
+    staging.commit()
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link (or copy, across file systems) every file of ``src`` into ``dst``."""
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True)
 
 
 def save_outputs(path: Path, arrays: dict[str, np.ndarray]) -> None:

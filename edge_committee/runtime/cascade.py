@@ -45,71 +45,129 @@ def _gate_step_fn(kind: str):
     return gate.gate_step_cpu, gate.backend
 
 
+class Executor:
+    """What runs a loaded cascade: the host loop below, or a cascade backend (fused ONNX, CUDA graph).
+
+    ``activate``/``deactivate`` load and free resources; ``run`` takes a checked batch of raw
+    uint8 images (an (N, H, W, C) array or a list of (H, W, C) arrays) and returns a
+    :class:`Prediction`.
+    """
+
+    def activate(self) -> None: ...
+
+    def deactivate(self) -> None: ...
+
+    def run(self, images) -> Prediction:
+        raise NotImplementedError
+
+
+class HostLoop(Executor):
+    """The cascade loop, written once, over any member runners and any gate step.
+
+    Stage ``k`` preprocesses and runs member ``k`` on the active samples only, then the gate
+    step updates the state and compacts the survivors.
+    """
+
+    def __init__(self, runners, preprocessing: list[Preprocessing], thresholds: list[float],
+                 confidence: str, labels: list[str], gate_step_fn) -> None:
+        self.runners = runners
+        self.preprocessing = preprocessing
+        self.thresholds = thresholds
+        self.confidence = confidence
+        self.labels = labels
+        self.gate_step = gate_step_fn
+
+    def activate(self) -> None:
+        for r in self.runners:
+            r.activate()
+
+    def deactivate(self) -> None:
+        for r in self.runners:
+            r.deactivate()
+
+    def run(self, images) -> Prediction:
+        n, k_total = len(images), len(self.runners)
+        state = GateState.start(n, len(self.labels))
+        for k, (runner, pp) in enumerate(zip(self.runners, self.preprocessing)):
+            if state.active.size == 0:
+                break
+            subset = images[state.active] if isinstance(images, np.ndarray) else [images[i] for i in state.active]
+            logits = runner.infer(pp(subset))
+            t = self.thresholds[k] if k < k_total - 1 else float("inf")
+            self.gate_step(state, logits, k, k_total, t, self.confidence)
+        stages = np.maximum(state.exit_stage, 0) + 1
+        return Prediction(state.label, state.mean_probs(stages), state.conf, state.exit_stage,
+                          state.flag, self.labels)
+
+
 class CascadeModel:
     """A loaded bundle. Use as a context manager, or call :meth:`close` when done.
 
     Args:
         root: the bundle folder.
-        backend: ``onnxrt`` (default).
+        backend: a member backend (``onnxrt``, the default) run by the host loop, or a cascade
+            backend; see :mod:`edge_committee.backend`.
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
-        gate: ``auto`` (the C++ gate when the extension is built, else NumPy) or ``numpy``.
+        gate: ``auto`` (the C++ gate when the extension is built, else NumPy) or ``numpy``;
+            used by the host loop.
+        **options: passed to the backend's factory.
     """
 
     def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
-                 verify: bool = True, gate: str = "auto") -> None:
+                 verify: bool = True, gate: str = "auto", **options) -> None:
+        from edge_committee.backend import CASCADE_BACKENDS, MEMBER_BACKENDS, cascade_executor_for, unknown_backend
+
         self.root = Path(root)
         self.manifest = read_manifest(self.root, verify=verify)
         c = self.manifest["cascade"]
-        by_name = {m["name"]: m for m in self.manifest["members"]}
-        missing = [n for n in c.get("members", []) if n not in by_name]
+        self.by_name = {m["name"]: m for m in self.manifest["members"]}
+        missing = [n for n in c.get("members", []) if n not in self.by_name]
         if not c.get("members") or missing:
             raise BundleError(f"{self.root / 'manifest.json'}: the cascade names unknown members {missing}")
         self.members: list[str] = list(c["members"])
         self.thresholds: list[float] = [float(t) for t in c["thresholds"]][: len(self.members) - 1]
         self.confidence: str = c["confidence"]
         self.labels: list[str] = list(self.manifest["labels"])
-        self.preprocessing = [Preprocessing.from_dict(by_name[n]["preprocessing"]) for n in self.members]
+        self.preprocessing = [Preprocessing.from_dict(self.by_name[n]["preprocessing"]) for n in self.members]
         self.backend = backend
-        self._runners = [
-            runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads) for n in self.members
-        ]
         if gate not in ("auto", "numpy"):
             raise EdgeCommitteeError(f"gate {gate!r} is not known; use 'auto' or 'numpy'")
         self._gate, self.gate_backend = _gate_step_fn(gate)
+        if backend in MEMBER_BACKENDS:
+            runners = [runner_for(backend, self.member_path(n), name=n, threads=threads, **options)
+                       for n in self.members]
+            self.executor: Executor = HostLoop(runners, self.preprocessing, self.thresholds, self.confidence,
+                                               self.labels, self._gate)
+        elif backend in CASCADE_BACKENDS:
+            self.executor = cascade_executor_for(backend, self, threads=threads, **options)
+        else:
+            raise unknown_backend(backend)
         self._active = False
 
+    def member_path(self, name: str) -> Path:
+        """The file of member ``name`` inside the bundle."""
+        return self.root / self.by_name[name]["file"]
+
     def __enter__(self) -> "CascadeModel":
-        for r in self._runners:
-            r.activate()
-        self._active = True
+        if not self._active:
+            self.executor.activate()
+            self._active = True
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        for r in self._runners:
-            r.deactivate()
+        if self._active:
+            self.executor.deactivate()
         self._active = False
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
         """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays."""
         if not self._active:
             self.__enter__()
-        images = _as_batch(images)
-        n, k_total = len(images), len(self.members)
-        state = GateState.start(n, len(self.labels))
-        for k, (runner, pp) in enumerate(zip(self._runners, self.preprocessing)):
-            if state.active.size == 0:
-                break
-            subset = images[state.active] if isinstance(images, np.ndarray) else [images[i] for i in state.active]
-            logits = runner.infer(pp(subset))
-            t = self.thresholds[k] if k < k_total - 1 else float("inf")
-            self._gate(state, logits, k, k_total, t, self.confidence)
-        stages = np.maximum(state.exit_stage, 0) + 1
-        return Prediction(state.label, state.mean_probs(stages), state.conf, state.exit_stage,
-                          state.flag, self.labels)
+        return self.executor.run(_as_batch(images))
 
 
 def _as_batch(images) -> np.ndarray | list[np.ndarray]:

@@ -20,6 +20,7 @@ Raw images are uint8 ``(N, H, W, C)`` arrays with ``C`` = 1 (grayscale) or 3 (RG
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -49,6 +50,13 @@ class Preprocessing:
     scale: float | None = None
     offset: float | None = None
     layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        # lists from YAML/JSON become tuples, so the dataclass is hashable and plans can be cached
+        for key in ("size", "mean", "std"):
+            v = getattr(self, key)
+            if isinstance(v, list):
+                object.__setattr__(self, key, tuple(v))
 
     @property
     def channels(self) -> int:
@@ -121,6 +129,15 @@ class Preprocessing:
         return {k: v for k, v in d.items() if v is not None}
 
     # ------------------------------------------------------------------ application
+    def plan(self, source_hw: tuple[int, int], source_channels: int = 3) -> "PreprocessPlan":
+        """Every number a runtime needs to reproduce this preprocessing for one source size.
+
+        The NumPy path (:meth:`__call__`), the fused ONNX file, the GPU runtime and the Triton
+        model all execute this plan, so they agree by construction; only the plan's builder
+        knows about interpolations, crop policies and colour rules.
+        """
+        return _plan(self, (int(source_hw[0]), int(source_hw[1])), int(source_channels))
+
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Raw uint8 images -> float32 member input (see the module docstring)."""
         if isinstance(images, np.ndarray) and images.ndim == 4:
@@ -139,22 +156,9 @@ class Preprocessing:
             raise ValueError(
                 f"raw images must be (N, H, W, 1|3) uint8; got shape {tuple(x.shape)}"
             )
-        x = self._convert_color(x.astype(np.float32))
-        x = self._resize(x)
-        x = self._normalize(x)
-        if self.layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        return self.plan(x.shape[1:3], x.shape[3]).apply(x)
 
-    def _convert_color(self, x: np.ndarray) -> np.ndarray:
-        if self.color == "gray":
-            return x if x.shape[-1] == 1 else (x @ _LUMA)[..., None]
-        if x.shape[-1] == 1:
-            x = np.repeat(x, 3, axis=-1)
-        return x[..., ::-1] if self.channel_order == "BGR" else x
-
-    def _resize(self, x: np.ndarray) -> np.ndarray:
-        in_h, in_w = x.shape[1:3]
+    def _resize_steps(self, in_h: int, in_w: int) -> tuple["ResizeStep", ...]:
         out_h, out_w = self.size
         if self.resize == "center_crop":
             scaled = (int(out_h / self.crop_pct), int(out_w / self.crop_pct))
@@ -162,22 +166,99 @@ class Preprocessing:
             mid_h, mid_w = max(out_h, round(in_h * ratio)), max(out_w, round(in_w * ratio))
         else:
             mid_h, mid_w = out_h, out_w
-        if (mid_h, mid_w) != (in_h, in_w):
-            wy = resize_matrix(in_h, mid_h, self.interpolation)
-            wx = resize_matrix(in_w, mid_w, self.interpolation)
-            x = np.einsum("oh,nhwc->nowc", wy, x)
-            x = np.einsum("pw,nowc->nopc", wx, x)
         top, left = (mid_h - out_h) // 2, (mid_w - out_w) // 2
-        return x[:, top : top + out_h, left : left + out_w, :]
+        wy = resize_matrix(in_h, mid_h, self.interpolation)[top : top + out_h]
+        wx = resize_matrix(in_w, mid_w, self.interpolation)[left : left + out_w]
+        return (ResizeStep("h", wy), ResizeStep("w", wx))
 
-    def _normalize(self, x: np.ndarray) -> np.ndarray:
+    def _color_matrix(self, source_channels: int) -> np.ndarray:
+        if self.color == "gray":
+            return np.ones((1, 1), np.float32) if source_channels == 1 else _LUMA[:, None].copy()
+        m = np.ones((1, 3), np.float32) if source_channels == 1 else np.eye(3, dtype=np.float32)
+        return m[:, ::-1].copy() if self.channel_order == "BGR" else m
+
+    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.channels
         if self.scale is not None:
-            return x * np.float32(self.scale) + np.float32(self.offset)
+            return np.full(c, self.scale, np.float32), np.full(c, self.offset, np.float32)
         if self.mean is not None:
-            mean = np.asarray(self.mean, np.float32)
-            std = np.asarray(self.std, np.float32)
-            return (x / np.float32(255.0) - mean) / std
-        return x / np.float32(255.0)
+            mean = np.broadcast_to(np.asarray(self.mean, np.float64), (c,))
+            std = np.broadcast_to(np.asarray(self.std, np.float64), (c,))
+            return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+        return np.full(c, 1.0 / 255.0, np.float32), np.zeros(c, np.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ResizeStep:
+    """Resize one spatial axis: ``out[..., i, ...] = sum_j weights[i, j] * in[..., j, ...]``.
+
+    Crops are folded in (the matrix has only the kept rows). ``round_clip``: afterwards round
+    half up and clip to 0..255, as a pipeline working on uint8 images (PIL) does between passes.
+    """
+
+    axis: str  #: ``h`` (rows) or ``w`` (columns)
+    weights: np.ndarray  #: (n_out, n_in) float32
+    round_clip: bool = False
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PreprocessPlan:
+    """One member's preprocessing for one source size, as plain arrays (see :meth:`Preprocessing.plan`).
+
+    Applied to uint8 ``(N, H, W, C_in)`` images, in order: ``x @ color`` (channel mix: luma,
+    gray to RGB, BGR swap; then round/clip if ``color_round``), each resize step, ``x * mul + add``
+    per channel (all in float32), then ``layout``.
+    """
+
+    source_hw: tuple[int, int]
+    source_channels: int
+    color: np.ndarray  #: (C_in, C_out) float32
+    color_round: bool
+    steps: tuple[ResizeStep, ...]
+    mul: np.ndarray  #: (C_out,) float32
+    add: np.ndarray  #: (C_out,) float32
+    layout: str
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        h, w = self.source_hw
+        for s in self.steps:
+            h, w = (s.weights.shape[0], w) if s.axis == "h" else (h, s.weights.shape[0])
+        return h, w
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, C_in) -> float32 member input."""
+        if tuple(x.shape[1:]) != (*self.source_hw, self.source_channels):
+            raise ValueError(f"plan for {(*self.source_hw, self.source_channels)} images got {x.shape[1:]}")
+        y = x.astype(np.float32)
+        if not _is_identity(self.color):
+            y = y @ self.color
+            if self.color_round:
+                y = np.clip(np.floor(y + np.float32(0.5)), 0, 255)
+        for s in self.steps:
+            if s.weights.shape[0] == s.weights.shape[1] and _is_identity(s.weights):
+                continue
+            sub = "oh,nhwc->nowc" if s.axis == "h" else "ow,nhwc->nhoc"
+            y = np.einsum(sub, s.weights.astype(np.float32, copy=False), y)
+            if s.round_clip:
+                y = np.clip(np.floor(y + np.float32(0.5)), 0, 255)
+        y = y * self.mul + self.add
+        if self.layout == "NCHW":
+            y = y.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def _is_identity(m: np.ndarray) -> bool:
+    return m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0], dtype=m.dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(pp: Preprocessing, source_hw: tuple[int, int], source_channels: int) -> PreprocessPlan:
+    if source_channels not in (1, 3):
+        raise ValueError(f"raw images must have 1 or 3 channels; got {source_channels}")
+    mul, add = pp._affine()
+    return PreprocessPlan(source_hw, source_channels, pp._color_matrix(source_channels), False,
+                          pp._resize_steps(*source_hw), mul, add, pp.layout)
 
 
 def resize_matrix(n_in: int, n_out: int, interpolation: str = "bilinear") -> np.ndarray:

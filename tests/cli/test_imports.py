@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import edge_committee
-from edge_committee.cli.main import make_parser
+from edge_committee.cli.main import COMMANDS, make_parser
 
 HEAVY = ("torch", "onnx", "onnxruntime", "matplotlib", "tensorrt", "cv2", "PIL")
 
@@ -30,7 +30,7 @@ def test_every_module_imports():
         importlib.import_module(name)
 
 
-@pytest.mark.parametrize("command", [[], ["build"], ["inspect"], ["predict"], ["select"]])
+@pytest.mark.parametrize("command", [[]] + [[c] for c in COMMANDS])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as e:
         make_parser().parse_args(command + ["-h"])

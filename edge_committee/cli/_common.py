@@ -1,0 +1,56 @@
+"""Argument groups and helpers that several subcommands share (Polygraphy ``tools/args`` style)."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_committee.errors import EdgeCommitteeError
+
+CONFIDENCES = ("max_prob", "margin", "neg_entropy")
+
+
+def budget_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budget")
+    x = g.add_mutually_exclusive_group(required=True)
+    x.add_argument("--budget-macs", help="cost budget in MACs (a number, or 'largest': the largest member's)")
+    x.add_argument("--budget-ms", type=float, help="latency budget in ms (needs --profile)")
+    x.add_argument("--target-accuracy",
+                   help="cheapest committee with at least this validation accuracy (0..1 or 'best_single')")
+    g.add_argument("--budget-kind", choices=("worst", "mean"), default="worst",
+                   help="the budget bounds the worst case (default) or the mean cost")
+    g.add_argument("--profile", help="latency profile JSON {\"unit\": \"ms\", \"members\": {name: ms}}")
+
+
+def selection_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("selection")
+    g.add_argument("--confidence", choices=CONFIDENCES, help="confidence function (default: the bundle's)")
+    g.add_argument("--max-members", type=int, help="most members in a cascade or ensemble")
+    g.add_argument("--order", choices=("cheapest_first", "any"), help="member order in cascades")
+    g.add_argument("--stage-overhead", type=float, help="gate cost per executed stage, in the cost unit")
+    g.add_argument("--reference", help="label-free selection: 'ensemble' or a member name")
+
+
+def backend_args(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--threads``, for every command that runs a bundle."""
+    from edge_committee.backend import backend_names
+
+    g = p.add_argument_group("runtime")
+    g.add_argument("--backend", default="onnxrt",
+                   help=f"how to run the members (default onnxrt; known: {', '.join(backend_names())})")
+    g.add_argument("--threads", type=int, help="ONNX Runtime threads")
+
+
+def to_float(value: str, flag: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise EdgeCommitteeError(f"{flag}: {value!r} is not a number") from None
+
+
+def print_summary(manifest: dict) -> None:
+    from edge_committee.bundle.report import build_report_markdown
+
+    text = build_report_markdown(manifest)
+    start = text.index("## Members")
+    end = text.index("The full trade-off")
+    print(text[start:end].rstrip())

@@ -1,0 +1,28 @@
+"""``edge-committee build CONFIG --out DIR``: spec -> bundle."""
+
+from __future__ import annotations
+
+from edge_committee.cli._common import print_summary
+
+HELP = "build a bundle from a committee spec (YAML)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("config", help="the committee spec (YAML)")
+    p.add_argument("--out", required=True, help="the bundle folder to write")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "auto"),
+                   help="member precision (default: the spec's, else fp32)")
+    g = p.add_argument_group("evaluation")
+    g.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    g.add_argument("--cache-dir", help="member output cache (default ~/.cache/edge_committee)")
+    g.add_argument("--no-cache", action="store_true", help="neither read nor write the output cache")
+
+
+def run(args) -> int:
+    from edge_committee.pipeline import build
+
+    manifest = build(args.config, args.out, precision=args.precision, cache_dir=args.cache_dir,
+                     use_cache=not args.no_cache, threads=args.threads,
+                     log=None if args.quiet else lambda s: print(s, flush=True))
+    print_summary(manifest)
+    return 0

@@ -1,0 +1,59 @@
+"""``edge-committee predict DIR inputs...``: classify image files or .npy batches."""
+
+from __future__ import annotations
+
+import json
+
+from edge_committee.cli._common import backend_args
+from edge_committee.errors import EdgeCommitteeError
+
+HELP = "classify image files or an .npy batch with a bundle"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bundle")
+    p.add_argument("inputs", nargs="+", help="image files, or .npy arrays of uint8 images (N, H, W[, C])")
+    p.add_argument("--json", action="store_true", help="one JSON object per input")
+    backend_args(p)
+
+
+def read_inputs(paths: list[str]):
+    """[(name, uint8 image)] from image files and .npy batches."""
+    import numpy as np
+
+    from edge_committee.data.readers import read_image
+
+    items: list[tuple[str, np.ndarray]] = []
+    for p in paths:
+        if p.endswith(".npy"):
+            try:
+                arr = np.load(p, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise EdgeCommitteeError(f"cannot read {p}: {exc}") from None
+            if arr.dtype != np.uint8 or arr.ndim not in (3, 4):
+                raise EdgeCommitteeError(
+                    f"{p}: expected uint8 images of shape (N, H, W) or (N, H, W, C); got {arr.dtype} {arr.shape}"
+                )
+            items += [(f"{p}[{i}]", arr[i]) for i in range(len(arr))]
+        else:
+            items.append((p, read_image(p)))
+    return items
+
+
+def run(args) -> int:
+    from edge_committee.api import load
+
+    items = read_inputs(args.inputs)
+    with load(args.bundle, backend=args.backend, threads=args.threads) as model:
+        pred = model.predict([im for _, im in items])
+    names = pred.names()
+    for j, (src, _) in enumerate(items):
+        row = {"input": src, "label": names[j], "class": int(pred.labels[j]),
+               "confidence": round(float(pred.confidence[j]), 6), "exit_stage": int(pred.exit_stage[j]),
+               "exit_member": model.members[pred.exit_stage[j]]}
+        if args.json:
+            print(json.dumps(row))
+        else:
+            print(f"{src}\t{row['label']}\tconfidence {row['confidence']:.4f}\t"
+                  f"exit stage {row['exit_stage']} ({row['exit_member']})")
+    return 0

@@ -1,0 +1,38 @@
+"""``edge-committee select DIR --budget-...``: re-select the cascade from cached outputs."""
+
+from __future__ import annotations
+
+from edge_committee.cli._common import budget_args, print_summary, selection_args, to_float
+from edge_committee.errors import EdgeCommitteeError
+
+HELP = "re-select the cascade of a bundle from its cached outputs"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bundle")
+    budget_args(p)
+    selection_args(p)
+
+
+def run(args) -> int:
+    from edge_committee.pipeline import reselect
+
+    if args.target_accuracy is not None:
+        objective = "accuracy"
+        budget = (args.target_accuracy if args.target_accuracy == "best_single"
+                  else to_float(args.target_accuracy, "--target-accuracy"))
+    else:
+        objective = {"worst": "worst_cost", "mean": "mean_cost"}[args.budget_kind]
+        if args.budget_ms is not None:
+            if not args.profile:
+                raise EdgeCommitteeError("--budget-ms needs --profile FILE with measured latencies per member")
+            budget = args.budget_ms
+        else:
+            budget = args.budget_macs if args.budget_macs == "largest" else to_float(args.budget_macs, "--budget-macs")
+    if args.profile and args.budget_ms is None and args.target_accuracy is None:
+        raise EdgeCommitteeError("--profile gives latencies in ms; use it with --budget-ms, not --budget-macs")
+    manifest = reselect(args.bundle, objective, budget, profile=args.profile, confidence=args.confidence,
+                        max_members=args.max_members, order=args.order, stage_overhead=args.stage_overhead,
+                        reference=args.reference)
+    print_summary(manifest)
+    return 0
