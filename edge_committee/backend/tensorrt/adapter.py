@@ -25,7 +25,7 @@ from edge_committee.backend.base.runner import BaseRunner
 from edge_committee.backend.tensorrt.compat import capturing_logger, import_runtime, module_version
 from edge_committee.backend.tensorrt.engines import candidates, compile_command, require_listed, select_engine
 from edge_committee.backend.tensorrt.fingerprint import Fingerprint
-from edge_committee.backend.tensorrt.gpu import gpu_info
+from edge_committee.backend.tensorrt import gpu as _gpu
 from edge_committee.backend.tensorrt.runner import (
     EngineLoadError,
     TensorRTMember,
@@ -56,7 +56,7 @@ def device_members(model, device: int = 0, dla: int | None = None, trt: ModuleTy
     for name in model.members:  # a bundle never compiled fails here, whatever this machine has
         candidates(model.manifest, model.root, name, dla)
     trt = trt or import_runtime()
-    tensorrt, gpu = module_version(trt), gpu_info(device)
+    tensorrt, gpu = module_version(trt), _gpu.gpu_info(device)
     members = []
     for name in model.members:
         entry = select_engine(model.manifest, model.root, name, tensorrt, gpu, dla)
@@ -125,7 +125,7 @@ class WholeEngineExecutor(Executor):
         candidates(model.manifest, model.root, None)
         self.trt = trt or import_runtime()
         self.plugin, plugin_sha = _plugin()
-        gpu = gpu_info(device)
+        gpu = _gpu.gpu_info(device)
         self.entry = select_engine(model.manifest, model.root, None, module_version(self.trt), gpu,
                                    plugin_sha256=plugin_sha)
         self.path = require_listed(model.manifest, model.root, self.entry)

@@ -19,7 +19,8 @@ from edge_committee.backend.tensorrt.build import build_engine
 from edge_committee.backend.tensorrt.compat import import_builder, module_version, short_version
 from edge_committee.backend.tensorrt.engines import SECTION, put_engine
 from edge_committee.backend.tensorrt.fingerprint import BuildOptions, Fingerprint, cascade_engine_file, engine_file
-from edge_committee.backend.tensorrt.gpu import GpuInfo, gpu_info
+from edge_committee.backend.tensorrt import gpu as _gpu
+from edge_committee.backend.tensorrt.gpu import GpuInfo
 from edge_committee.bundle.bundle import edit_bundle, read_manifest
 from edge_committee.errors import BundleError
 
@@ -104,7 +105,7 @@ def compile_bundle(root: str | Path, options: BuildOptions = BuildOptions(), who
     root = Path(root)
     manifest = read_manifest(root)
     trt = import_builder()
-    tensorrt, gpu = module_version(trt), gpu_info(0)
+    tensorrt, gpu = module_version(trt), _gpu.gpu_info(0)
     if whole:
         if options.dla_core is not None:
             raise BundleError("--whole with --dla: the fused cascade's If and plugin layers cannot run on DLA; "

@@ -72,9 +72,9 @@ def read_engine(path: Path, expected_sha256: str | None) -> bytes:
 
 def check_fingerprint(path: Path, fp: Fingerprint, trt: ModuleType, device: int, fix: str) -> None:
     """Refuse an engine built for another TensorRT or GPU, naming both and the fix."""
-    from edge_committee.backend.tensorrt.gpu import gpu_info
+    from edge_committee.backend.tensorrt import gpu as _gpu
 
-    gpu = gpu_info(device)
+    gpu = _gpu.gpu_info(device)
     reason = runs_here(fp, module_version(trt), gpu)
     if reason is not None:
         raise EngineMismatchError(f"engine {path} was built for {fp.machine()} and cannot run on "
