@@ -169,7 +169,7 @@ def test_a_corrupt_engine_is_refused_before_tensorrt_sees_it(compiled, fake_trt_
     assert "Runtime.deserialize_cuda_engine" not in [c[0] for c in fake_trt_module.calls]
 
 
-def test_a_file_tensorrt_cannot_deserialize(tmp_path, fake_trt_module):
+def test_a_file_tensorrt_cannot_deserialize(tmp_path, fake_trt_module, gpu):
     junk = tmp_path / "junk.engine"
     junk.write_bytes(b"this is an ONNX file, not an engine")
     with pytest.raises(EngineLoadError) as exc:
@@ -190,7 +190,7 @@ def test_a_runtime_that_cannot_start_is_refused_before_deserializing(compiled, f
         m.activate()  # the fake asserts if deserialize_cuda_engine is reached
 
 
-def test_an_engine_with_two_outputs_is_not_a_member(tmp_path, fake_trt_module):
+def test_an_engine_with_two_outputs_is_not_a_member(tmp_path, fake_trt_module, gpu):
     from edge_committee.backend.tensorrt.build import build_engine
 
     fake_trt_module.knobs.outputs = {"logits": ((-1, 4), "FLOAT"), "features": ((-1, 16), "FLOAT")}
@@ -202,7 +202,7 @@ def test_an_engine_with_two_outputs_is_not_a_member(tmp_path, fake_trt_module):
         TensorRTMember(tmp_path / "m.engine").activate()
 
 
-def test_fp16_outputs_are_reported(tmp_path, fake_trt_module):
+def test_fp16_outputs_are_reported(tmp_path, fake_trt_module, gpu):
     from conftest import _linear_onnx
 
     from edge_committee.backend.tensorrt.build import build_engine
@@ -270,3 +270,17 @@ def test_whole_engine_executor_checks_the_plugin_library(bundle, fake_trt_module
     lib.write_bytes(b"another build of the plugin")
     with pytest.raises(EngineMismatchError, match="parsed with another CascadeGate plugin library"):
         CascadeModel(bundle, backend="tensorrt", whole=True)
+
+
+def test_no_gpu_is_refused_before_tensorrt_makes_a_runtime(tmp_path, fake_trt_module, monkeypatch):
+    from edge_committee.backend.tensorrt import gpu as gpu_module
+
+    def no_gpu(device=0):
+        raise gpu_module.NoGpuError("no NVIDIA driver on this machine (libcuda.so.1 not found)")
+
+    monkeypatch.setattr(gpu_module, "gpu_info", no_gpu)
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(fake_trt.MAGIC + b"{}")
+    with pytest.raises(gpu_module.NoGpuError, match="libcuda.so.1 not found"):
+        TensorRTMember(engine).activate()
+    assert "Runtime" not in [c[0] for c in fake_trt_module.calls]

@@ -7,9 +7,11 @@ stream, with no host synchronization and no allocation once warmed up for a batc
 outputs use one scratch buffer, allocated on first use), so the device runtime can capture it
 into a CUDA graph. As TensorRT requires, run ``enqueue`` once for a batch size before capturing it.
 
-Before TensorRT sees a file, :meth:`activate` checks its checksum and the fingerprint against
-this machine (when given), and that TensorRT's runtime started (without a GPU the runtime's
-creation only logs an error, and deserializing then crashes the process).
+Before TensorRT sees a file, :meth:`activate` checks its checksum, that this machine has a CUDA
+GPU, the fingerprint against it (when given), and that TensorRT's runtime started. The GPU check
+comes first because TensorRT cannot fail cleanly without one: ``trt.Runtime(logger)`` then only
+logs an error and returns a broken object, and deserializing through it *or merely freeing it*
+crashes the process (seen with the 11.4 lean runtime on a machine without a GPU driver).
 """
 
 from __future__ import annotations
@@ -42,10 +44,23 @@ def dtype_name(trt: ModuleType, dtype: Any) -> str:
     return str(dtype)
 
 
+#: runtimes whose creation failed; never freed (see :func:`start_runtime`)
+_BROKEN_RUNTIMES: list[Any] = []
+
+
 def start_runtime(trt: ModuleType, logger: Any, host_code: bool = False) -> Any:
-    """A ``trt.Runtime``; refuses one whose creation logged an error (no GPU, wrong driver)."""
+    """A ``trt.Runtime``; refuses one whose creation logged an error (no GPU, driver too old).
+
+    A runtime whose creation failed crashes the process when it is freed, so it is kept alive
+    with one extra reference for the life of the process (a few bytes) instead.
+    """
     runtime = trt.Runtime(logger)
     if runtime is None or logger.errors():
+        if runtime is not None:
+            import ctypes
+
+            _BROKEN_RUNTIMES.append(runtime)
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(runtime))  # also outlives module teardown at exit
         raise EngineLoadError(f"TensorRT ({trt.__name__} {module_version(trt)}) cannot start a runtime on this machine: "
                               f"{logger.last_error()}; TensorRT needs an NVIDIA GPU with a matching driver")
     if host_code:  # version-compatible engines carry the lean runtime (and plugins) as host code
@@ -110,6 +125,9 @@ class TensorRTMember(DeviceMember):
     def activate(self, device: int = 0) -> None:
         trt = self._trt or import_runtime()
         data = read_engine(self.path, self.expected_sha256)
+        from edge_committee.backend.tensorrt import gpu as _gpu
+
+        _gpu.gpu_info(device)  # no GPU: refuse before TensorRT creates a runtime it cannot free
         if self.fingerprint is not None:
             check_fingerprint(self.path, self.fingerprint, trt, device, self.fix)
         vc = bool(self.fingerprint and self.fingerprint.build_options.version_compatible)
