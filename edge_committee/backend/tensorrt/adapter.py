@@ -41,7 +41,8 @@ from edge_committee.runtime.cascade import Executor, HostLoop, Prediction
 CASCADE_OUTPUTS = ("labels", "confidence", "exit_stage", "flags", "probs")
 
 
-def device_members(model, device: int = 0, dla: int | None = None, trt: ModuleType | None = None) -> list[TensorRTMember]:
+def device_members(model, device: int = 0, dla: int | None = None,
+                   trt: ModuleType | None = None) -> list[TensorRTMember]:
     """One inactive :class:`TensorRTMember` per member of ``model``'s cascade, in cascade order.
 
     Args:
@@ -82,8 +83,9 @@ class DeviceMemberRunner(BaseRunner):
     def activate_impl(self) -> None:
         torch = require("torch")
         if not torch.cuda.is_available():
-            raise EdgeCommitteeError("--backend tensorrt needs a CUDA GPU visible to PyTorch (torch.cuda.is_available() "
-                                     "is False); install a CUDA build of torch, or use --backend onnxrt")
+            raise EdgeCommitteeError("--backend tensorrt needs a CUDA GPU visible to PyTorch "
+                                     "(torch.cuda.is_available() is False); install a CUDA build of torch, "
+                                     "or use --backend onnxrt")
         self.member.activate(self.device)
         self._torch, self._stream = torch, torch.cuda.Stream(self.device)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edge_committee.backend.tensorrt.compat import capturing_logger, versioned
+from edge_committee.backend.tensorrt.compat import capturing_logger, keep_broken, versioned
 from edge_committee.backend.tensorrt.fingerprint import BuildOptions
 from edge_committee.errors import EdgeCommitteeError
 
@@ -180,6 +180,7 @@ def build_engine(trt: ModuleType, onnx_path: str | os.PathLike, options: BuildOp
         register_plugin(trt, plugin_library)
     builder = trt.Builder(logger)
     if builder is None or logger.errors():
+        keep_broken(builder)  # a builder that failed to start crashes the process when freed
         raise EngineBuildError(f"TensorRT cannot start a builder on this machine: {logger.last_error()}")
     weak = uses_weak_typing(trt, options)
     if options.dla_core is not None:  # refuse a missing DLA before spending time parsing

@@ -128,6 +128,24 @@ def import_runtime() -> ModuleType:
     )
 
 
+#: TensorRT objects whose creation failed; never freed (see :func:`keep_broken`)
+_BROKEN: list[Any] = []
+
+
+def keep_broken(obj: Any) -> None:
+    """Never free ``obj``, a ``trt.Runtime``/``trt.Builder`` whose creation logged an error.
+
+    Without a usable GPU, TensorRT's Python constructors only log an error and return a broken
+    object, and freeing it crashes the process (seen with the 11.4 lean runtime's ``Runtime``). One
+    extra reference keeps it alive through interpreter shutdown too; it costs a few bytes.
+    """
+    if obj is not None:
+        import ctypes
+
+        _BROKEN.append(obj)
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
 def capturing_logger(trt: ModuleType, min_severity: str = "WARNING"):
     """A ``trt.ILogger`` that keeps every message and forwards those at ``min_severity`` or worse.
 

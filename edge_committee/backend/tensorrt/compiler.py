@@ -65,7 +65,8 @@ def find_fused_onnx(manifest: dict, root: Path) -> Path:
 def whole_target(manifest: dict, root: Path, path: str | None) -> Target:
     onnx = Path(path) if path else find_fused_onnx(manifest, root)
     if not onnx.is_file():
-        raise BundleError(f"--whole {onnx}: no such file; make it with `edge-committee export-onnx {root} --gate plugin`")
+        raise BundleError(f"--whole {onnx}: no such file; make it with "
+                          f"`edge-committee export-onnx {root} --gate plugin`")
     try:
         rel = onnx.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:

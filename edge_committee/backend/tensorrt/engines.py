@@ -70,7 +70,8 @@ def candidates(manifest: dict, root: Path, member: str | None, dla_core: int | N
     if not found:
         what = f"member {member!r}" if member is not None else "the fused cascade"
         where = f" for DLA core {dla_core}" if dla_core is not None else ""
-        fix = compile_command(root) + (f" --dla {dla_core}" if dla_core is not None else "") + ("" if member else " --whole")
+        fix = (compile_command(root) + (f" --dla {dla_core}" if dla_core is not None else "")
+               + ("" if member else " --whole"))
         raise BundleError(f"{root}: the bundle has no TensorRT engine for {what}{where}; build it on this "
                           f"machine with: {fix}")
     return found
@@ -111,7 +112,8 @@ def _stale(manifest: dict, entry: dict, fp: Fingerprint, plugin_sha256: str | No
         onnx = entry.get("onnx")
         current = manifest.get("files", {}).get(onnx) if onnx else None
         if current is not None and current != fp.onnx_sha256:
-            return f"the fused cascade file {onnx} changed since (sha256 {fp.onnx_sha256[:12]} when built, {current[:12]} now)"
+            return (f"the fused cascade file {onnx} changed since (sha256 {fp.onnx_sha256[:12]} when built, "
+                    f"{current[:12]} now)")
     if fp.plugin_sha256 and plugin_sha256 and fp.plugin_sha256 != plugin_sha256:
         return (f"it was parsed with another CascadeGate plugin library (sha256 {fp.plugin_sha256[:12]}, "
                 f"this machine's is {plugin_sha256[:12]})")

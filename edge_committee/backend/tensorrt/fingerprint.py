@@ -154,7 +154,8 @@ def runs_here(fp: Fingerprint, tensorrt: str, gpu: GpuInfo) -> str | None:
     built, here = version_tuple(fp.tensorrt), version_tuple(tensorrt)
     if fp.build_options.version_compatible:
         if built[0] != here[0] or here[:3] < built[:3]:
-            return "a TensorRT it is not compatible with (version-compatible engines run on the same major version, same or newer)"
+            return ("a TensorRT it is not compatible with (version-compatible engines run on the same major "
+                    "version, same or newer)")
         return None
     if built[:3] != here[:3]:
         return "another TensorRT version"

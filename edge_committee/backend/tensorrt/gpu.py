@@ -55,7 +55,8 @@ def _via_ctypes(device: int) -> GpuInfo:
     try:
         cuda = ctypes.CDLL("libcuda.so.1")
     except OSError:
-        raise NoGpuError("no NVIDIA driver on this machine (libcuda.so.1 not found): TensorRT needs an NVIDIA GPU") from None
+        raise NoGpuError("no NVIDIA driver on this machine (libcuda.so.1 not found): "
+                         "TensorRT needs an NVIDIA GPU") from None
     err = cuda.cuInit(0)
     if err != 0:
         raise NoGpuError(f"CUDA cannot start on this machine (cuInit error {err}): no NVIDIA GPU visible")

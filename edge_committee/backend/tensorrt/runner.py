@@ -22,9 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from edge_committee._util import sha256_file
 from edge_committee.backend.base.device import DeviceMember
-from edge_committee.backend.tensorrt.compat import capturing_logger, import_runtime, module_version
+from edge_committee.backend.tensorrt.compat import capturing_logger, import_runtime, keep_broken, module_version
 from edge_committee.backend.tensorrt.fingerprint import EngineMismatchError, Fingerprint, describe_machine, runs_here
 from edge_committee.errors import BundleError, EdgeCommitteeError
 
@@ -44,25 +43,17 @@ def dtype_name(trt: ModuleType, dtype: Any) -> str:
     return str(dtype)
 
 
-#: runtimes whose creation failed; never freed (see :func:`start_runtime`)
-_BROKEN_RUNTIMES: list[Any] = []
-
-
 def start_runtime(trt: ModuleType, logger: Any, host_code: bool = False) -> Any:
     """A ``trt.Runtime``; refuses one whose creation logged an error (no GPU, driver too old).
 
-    A runtime whose creation failed crashes the process when it is freed, so it is kept alive
-    with one extra reference for the life of the process (a few bytes) instead.
+    A runtime whose creation failed crashes the process when it is freed, so it is never freed
+    (:func:`~edge_committee.backend.tensorrt.compat.keep_broken`).
     """
     runtime = trt.Runtime(logger)
     if runtime is None or logger.errors():
-        if runtime is not None:
-            import ctypes
-
-            _BROKEN_RUNTIMES.append(runtime)
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(runtime))  # also outlives module teardown at exit
-        raise EngineLoadError(f"TensorRT ({trt.__name__} {module_version(trt)}) cannot start a runtime on this machine: "
-                              f"{logger.last_error()}; TensorRT needs an NVIDIA GPU with a matching driver")
+        keep_broken(runtime)
+        raise EngineLoadError(f"TensorRT ({trt.__name__} {module_version(trt)}) cannot start a runtime on this "
+                              f"machine: {logger.last_error()}; TensorRT needs an NVIDIA GPU with a matching driver")
     if host_code:  # version-compatible engines carry the lean runtime (and plugins) as host code
         runtime.engine_host_code_allowed = True
     return runtime
@@ -136,8 +127,9 @@ class TensorRTMember(DeviceMember):
             self._runtime = start_runtime(trt, self._logger, host_code=vc)
             self._engine = self._runtime.deserialize_cuda_engine(data)
             if self._engine is None:
-                raise EngineLoadError(f"TensorRT could not deserialize {self.path}: {self._logger.last_error()}; the file "
-                                      f"is corrupt or from another TensorRT version or GPU; rebuild it with: {self.fix}")
+                raise EngineLoadError(f"TensorRT could not deserialize {self.path}: {self._logger.last_error()}; "
+                                      "the file is corrupt or from another TensorRT version or GPU; "
+                                      f"rebuild it with: {self.fix}")
             self._bind_io(trt)
             self._context = self._engine.create_execution_context()
             if self._context is None:
@@ -201,7 +193,8 @@ class TensorRTMember(DeviceMember):
 
     def _check_batch(self, inp, out, b: int) -> None:
         if b > self.max_batch:
-            raise EdgeCommitteeError(f"{self.name}: batch {b} is larger than the engine's --max-batch {self.max_batch}; "
+            raise EdgeCommitteeError(f"{self.name}: batch {b} is larger than the engine's --max-batch "
+                                     f"{self.max_batch}; "
                                      f"split the batch or rebuild with a larger --max-batch ({self.fix})")
         if tuple(inp.shape[1:]) != self.input_shape:
             raise EdgeCommitteeError(f"{self.name}: input has shape {tuple(inp.shape)}, the engine takes "
