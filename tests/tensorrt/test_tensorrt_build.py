@@ -9,7 +9,7 @@ import sys
 
 import fake_trt
 import pytest
-from conftest import install_fake
+from trt_helpers import install_fake
 
 from edge_committee.backend.tensorrt.build import EngineBuildError, build_engine
 from edge_committee.backend.tensorrt.compiler import compile_bundle

@@ -16,7 +16,7 @@ import textwrap
 
 import fake_trt
 import pytest
-from conftest import install_fake
+from trt_helpers import install_fake
 
 from edge_committee.backend.tensorrt.compiler import compile_bundle
 

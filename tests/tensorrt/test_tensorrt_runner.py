@@ -8,7 +8,7 @@ import sys
 
 import fake_trt
 import pytest
-from conftest import install_fake
+from trt_helpers import install_fake
 
 from edge_committee.backend.tensorrt.adapter import DeviceMemberRunner, device_members
 from edge_committee.backend.tensorrt.compiler import compile_bundle
@@ -194,22 +194,22 @@ def test_an_engine_with_two_outputs_is_not_a_member(tmp_path, fake_trt_module, g
     from edge_committee.backend.tensorrt.build import build_engine
 
     fake_trt_module.knobs.outputs = {"logits": ((-1, 4), "FLOAT"), "features": ((-1, 16), "FLOAT")}
-    from conftest import _linear_onnx
+    from trt_helpers import linear_onnx
 
-    _linear_onnx(tmp_path / "m.onnx", 6)
+    linear_onnx(tmp_path / "m.onnx", 6)
     (tmp_path / "m.engine").write_bytes(build_engine(fake_trt_module, tmp_path / "m.onnx", BuildOptions()).engine)
     with pytest.raises(EngineLoadError, match=r"one input and one output; it has inputs \['input'\] and outputs"):
         TensorRTMember(tmp_path / "m.engine").activate()
 
 
 def test_fp16_outputs_are_reported(tmp_path, fake_trt_module, gpu):
-    from conftest import _linear_onnx
+    from trt_helpers import linear_onnx
 
     from edge_committee.backend.tensorrt.build import build_engine
 
     fake_trt_module.knobs.inputs = {"input": ((-1, 1, 6, 6), "HALF")}
     fake_trt_module.knobs.outputs = {"logits": ((-1, 4), "HALF")}
-    _linear_onnx(tmp_path / "m.onnx", 6)
+    linear_onnx(tmp_path / "m.onnx", 6)
     (tmp_path / "m.engine").write_bytes(build_engine(fake_trt_module, tmp_path / "m.onnx", BuildOptions()).engine)
     m = TensorRTMember(tmp_path / "m.engine")
     m.activate()
