@@ -33,6 +33,6 @@ def run(args) -> int:
         raise EdgeCommitteeError("--profile gives latencies in ms; use it with --budget-ms, not --budget-macs")
     manifest = reselect(args.bundle, objective, budget, profile=args.profile, confidence=args.confidence,
                         max_members=args.max_members, order=args.order, stage_overhead=args.stage_overhead,
-                        reference=args.reference)
+                        reference=args.reference, combiner=args.combiner)
     print_summary(manifest)
     return 0
