@@ -23,6 +23,7 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
+    "adapt": "adapt",
 }
 
 

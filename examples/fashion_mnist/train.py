@@ -112,7 +112,7 @@ def train_member(member: dict, splits: dict, args: argparse.Namespace, seed: int
             sched.step()
         if epoch % 5 == 4 or epoch == args.epochs - 1:
             acc = evaluate(model, xs["validation"], ys["validation"])
-            print(f"phi{phi} epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} val {acc:.4f}", flush=True)
+            print(f"{member['name']} epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} val {acc:.4f}", flush=True)
     val_acc = evaluate(model, xs["validation"], ys["validation"])
     out = HERE / member["torch"]["weights"]
     out.parent.mkdir(parents=True, exist_ok=True)
