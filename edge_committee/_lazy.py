@@ -20,6 +20,7 @@ _PIP_NAMES = {
     "PIL": "pillow",
     "tensorrt": "tensorrt-cu12 or tensorrt-cu13 (on Jetson: JetPack ships it; see docs/tensorrt.md)",
     "cv2": "opencv-python-headless",
+    "scipy": "scipy (or: pip install edge-committee[committees])",
 }
 
 
