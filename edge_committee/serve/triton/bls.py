@@ -128,6 +128,12 @@ def split_prediction(pred: Prediction, counts: list[int]) -> list[dict[str, np.n
     return out
 
 
+def _invalid_argument(pb_utils, message: str):
+    """A client's error (HTTP 400 / gRPC INVALID_ARGUMENT where the backend has error codes, 23.09+)."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
 class CascadeBLS:
     """``TritonPythonModel`` of the cascade: one host-loop run per batch of requests.
 
@@ -153,7 +159,7 @@ class CascadeBLS:
             x = as_array(pb.get_input_tensor_by_name(request, INPUT))
             problem = check_images(x)
             if problem:
-                responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(problem))
+                responses[i] = pb.InferenceResponse(output_tensors=[], error=_invalid_argument(pb, problem))
             else:
                 batches.append((i, x))
         if batches:
