@@ -20,6 +20,8 @@ _PIP_NAMES = {
     "PIL": "pillow",
     "tensorrt": "tensorrt (or tensorrt-lean-cu13-bindings for the lean runtime)",
     "cv2": "opencv-python-headless",
+    "tritonclient": "'tritonclient[http,grpc]'",
+    "pytriton": "--no-deps nvidia-pytriton==0.7.0 (the bundled tritonserver; it pins numpy<2, which it does not need here)",
 }
 
 

@@ -148,7 +148,7 @@ def test_a_member_that_fails_to_load_is_named(tiny_cascade: Path, tmp_path: Path
     broken = repo.path / "tiny.medium" / "1" / "model.onnx"
     broken.unlink()  # a hard link to the bundle's file: replace it, never write through it
     broken.write_bytes(b"this is not an ONNX file")
-    srv = TritonServer(repo.path, http_port=0, grpc_port=0)
+    srv = TritonServer(repo.path, http_port=0, grpc_port=0, log_path=tmp_path / "server.log")
     with pytest.raises(ServerError) as info:
         srv.start(timeout_s=120)
     message = str(info.value)

@@ -101,6 +101,7 @@ def _bundled_server() -> ServerInstall | None:
         have = sorted(p.name for p in (root / "python_backend_stubs").iterdir())
         raise DependencyError(f"{root}: the bundled server has Python-backend stubs for {', '.join(have)}, "
                               f"not for this Python {version}; use one of those Python versions")
+    _check_libpython(version)
     scratch = Path(tempfile.mkdtemp(prefix="edge-committee-triton-"))
     python = scratch / "backends" / "python"
     python.mkdir(parents=True)
@@ -115,6 +116,16 @@ def _bundled_server() -> ServerInstall | None:
     # no CUDA here: no pinned memory pool; caches from the wheel
     args = (f"--cache-directory={root / 'caches'}", "--pinned-memory-pool-byte-size=0")
     return ServerInstall(binary, scratch / "backends", "bundled", args, env, scratch)
+
+
+def _check_libpython(version: str) -> None:
+    """The Python-backend stub links ``libpython<version>.so``: a static interpreter has none."""
+    import ctypes.util
+
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") and ctypes.util.find_library(f"python{version}") is None:
+        raise DependencyError(f"the bundled server's Python backend needs libpython{version}.so.1.0, and this Python "
+                              f"({sys.executable}) is a static build: install it (Debian: apt-get install "
+                              f"libpython{version}) or use a Python built with --enable-shared")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,7 +144,8 @@ class TritonServer:
         host: the address both bind to (default 127.0.0.1; 0.0.0.0 for every interface).
         metrics_port: serve Prometheus metrics there (default: no metrics endpoint).
         install: a :class:`ServerInstall` (default: :func:`find_server`).
-        log_path: where the server's output goes (default: a temporary file).
+        log_path: where the server's output goes (default: a temporary file, removed after a
+            clean stop).
     """
 
     def __init__(self, repository: str | os.PathLike, http_port: int = 8000, grpc_port: int = 8001,
@@ -148,6 +160,7 @@ class TritonServer:
         self.metrics_port = metrics_port
         self._own_install = install is None
         self.install = install or find_server()
+        self._temp_log = log_path is None  # removed after a clean stop, kept when something failed
         self.log_path = Path(log_path) if log_path else self._default_log()
         self.process: subprocess.Popen | None = None
 
@@ -239,6 +252,8 @@ class TritonServer:
                         os.kill(self.process.pid, signal.SIGKILL)
                     self.process.wait(timeout=timeout_s)
             code = self.process.returncode
+            if code == 0 and self._temp_log:
+                self.log_path.unlink(missing_ok=True)
         if self._own_install:
             self.install.cleanup()
         return code
