@@ -65,6 +65,10 @@ class TritonMemberRunner(BaseRunner):
         self.input_dims = tuple(int(d) for d in input_dims)
         self.classes = int(num_classes)
         self.max_batch = max(1, int(max_batch))
+        # members on a GPU (onnxruntime, tensorrt_plan) answer in device memory unless asked
+        # otherwise; the gate runs in NumPy, so ask for the logits in CPU memory (Triton >= 23.04)
+        self._cpu_output = ({"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)}
+                            if hasattr(pb_utils, "PreferredMemory") else {})
 
     def activate_impl(self) -> None:  # the member model is loaded by the server
         pass
@@ -80,7 +84,7 @@ class TritonMemberRunner(BaseRunner):
         pb = self.pb_utils
         x = to_tensor(pb, self.input_name, chunk.astype(self.input_dtype, copy=False))
         response = pb.InferenceRequest(model_name=self.name, requested_output_names=[self.output_name],
-                                       inputs=[x]).exec()
+                                       inputs=[x], **self._cpu_output).exec()
         if response.has_error():
             raise MemberCallError(f"member model {self.name!r}: {response.error().message()}")
         logits = as_array(pb.get_output_tensor_by_name(response, self.output_name))
