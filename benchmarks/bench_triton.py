@@ -67,8 +67,7 @@ def test_split() -> tuple[np.ndarray, np.ndarray]:
 async def _client(url: str, model: str, images: np.ndarray, k: int, n_requests: int, offset: int,
                   out: list) -> None:
     """One closed-loop client: ``n_requests`` requests of ``k`` images; appends (ms, index, label, stage)."""
-    import tritonclient.grpc.aio as aio
-    from tritonclient.grpc import InferInput, InferRequestedOutput
+    from tritonclient.grpc import InferInput, InferRequestedOutput, aio
 
     client = aio.InferenceServerClient(url)
     wanted = [InferRequestedOutput("labels"), InferRequestedOutput("exit_stage")]
@@ -104,7 +103,7 @@ def measure(url: str, model: str, images, labels, args, clients: int, seed: int)
     truth = np.concatenate([labels[r[1] : r[1] + args.images] for r in results])
     stages = np.concatenate([r[3] for r in results])
     return {"requests": len(results), "wall_s": wall, "rps": len(results) / wall, "latency_ms": ms.tolist(),
-            "correct": int((got == truth).sum()), "answers": int(len(got)), "mean_exit_stage": float(stages.mean()),
+            "correct": int((got == truth).sum()), "answers": len(got), "mean_exit_stage": float(stages.mean()),
             "load_before": load_before, "load_after": os.getloadavg()[0]}
 
 
@@ -174,23 +173,23 @@ def markdown(result: dict, args, command: str) -> str:
     lines = [
         "# Triton load test: the cascade (BLS) vs the largest member alone",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores shared with other engineers' jobs, no GPU; "
-        f"tritonserver {m['tritonserver']}, Python backend, onnxruntime {m['onnxruntime']} "
-        f"({args.threads} thread(s) per member instance, {args.instances} instance(s) per model).  ",
+        (f"Machine: {m['cpu']}, {m['cores']} cores shared with other engineers' jobs, no GPU; "
+         f"tritonserver {m['tritonserver']}, Python backend, onnxruntime {m['onnxruntime']} "
+         f"({args.threads} thread(s) per member instance, {args.instances} instance(s) per model).  "),
         f"Command: `{command}`  ",
         f"Date: {result['date']}. Bundle: `{result['bundle']}`.",
         "",
-        f"Models, both exported by `export-triton --member-backend python-ort` and served by one server: "
-        f"**cascade** = {' -> '.join(result['cascade_members'])} (thresholds "
-        f"{', '.join(f'{t:.3f}' for t in result['thresholds'])}), and **largest** = {result['largest']} alone "
-        f"(a one-member cascade model: same raw-image input, same preprocessing and BLS code). "
-        f"MACs: {', '.join(f'{k} {v / 1e6:.1f} M' for k, v in result['macs'].items())}.",
+        (f"Models, both exported by `export-triton --member-backend python-ort` and served by one server: "
+         f"**cascade** = {' -> '.join(result['cascade_members'])} (thresholds "
+         f"{', '.join(f'{t:.3f}' for t in result['thresholds'])}), and **largest** = {result['largest']} alone "
+         f"(a one-member cascade model: same raw-image input, same preprocessing and BLS code). "
+         f"MACs: {', '.join(f'{k} {v / 1e6:.1f} M' for k, v in result['macs'].items())}."),
         "",
-        f"Each client is a closed loop over gRPC (`tritonclient.grpc.aio`), {args.images} Fashion-MNIST test "
-        f"image(s) per request; per concurrency and round the two models take turns, {args.warmup} warm-up "
-        f"then {args.requests} timed requests each; {args.rounds} rounds. req/s: median over rounds (each "
-        "round in brackets); p50/p99: over every timed request; load: the 1-minute load average "
-        "(`os.getloadavg`) around the rounds, min-max.",
+        (f"Each client is a closed loop over gRPC (`tritonclient.grpc.aio`), {args.images} Fashion-MNIST test "
+         f"image(s) per request; per concurrency and round the two models take turns, {args.warmup} warm-up "
+         f"then {args.requests} timed requests each; {args.rounds} rounds. req/s: median over rounds (each "
+         "round in brackets); p50/p99: over every timed request; load: the 1-minute load average "
+         "(`os.getloadavg`) around the rounds, min-max."),
         "",
         "| clients | model | req/s | rounds | p50 ms | p99 ms | top-1 % | mean exit stage | load (1 min) |",
         "|---:|---|---:|---|---:|---:|---:|---:|---|",

@@ -39,7 +39,8 @@ def test_onnxruntime_repository(tiny_cascade: Path, tmp_path: Path):
     cfg, mc = parse_config(out / "tiny.medium" / "config.pbtxt")
     assert cfg.backend == "onnxruntime" and cfg.max_batch_size == 32 and cfg.HasField("dynamic_batching")
     assert cfg.default_model_filename == "model.onnx" and (out / "tiny.medium/1/model.onnx").is_file()
-    assert [(t.name, list(t.dims), mc.DataType.Name(t.data_type)) for t in cfg.input] == [("input", [8, 8, 3], "TYPE_FP32")]
+    inputs = [(t.name, list(t.dims), mc.DataType.Name(t.data_type)) for t in cfg.input]
+    assert inputs == [("input", [8, 8, 3], "TYPE_FP32")]
     assert [(t.name, list(t.dims)) for t in cfg.output] == [("logits", [4])]
     assert cfg.instance_group[0].count == 2
     assert cfg.parameters["edge_committee.manifest_sha256"].string_value == digest

@@ -26,8 +26,8 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from edge_committee import __version__
 from edge_committee._util import sha256_file
@@ -153,7 +153,8 @@ class _RepoStaging(StagingDir):
 
 def _check_args(member_backend: str, max_batch: int, instances: int) -> None:
     if member_backend not in MEMBER_BACKENDS:
-        raise EdgeCommitteeError(f"member backend {member_backend!r} is not known; use one of {', '.join(MEMBER_BACKENDS)}")
+        raise EdgeCommitteeError(f"member backend {member_backend!r} is not known; "
+                                 f"use one of {', '.join(MEMBER_BACKENDS)}")
     if not 1 <= int(max_batch) <= 1 << 16:
         raise EdgeCommitteeError(f"max batch {max_batch} must be between 1 and 65536")
     if int(instances) < 1:
@@ -238,7 +239,7 @@ def copy_sdk(dest: Path) -> list[str]:
     """
     files = _sdk_closure()
     root = Path(files["edge_committee"]).parent
-    for module, file in files.items():
+    for file in files.values():
         rel = Path(file).relative_to(root)
         target = dest / "edge_committee" / rel
         target.parent.mkdir(parents=True, exist_ok=True)

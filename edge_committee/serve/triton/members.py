@@ -76,8 +76,8 @@ def member_config(name: str, backend: str, io: MemberIO, max_batch: int, instanc
                   queue_delay_us: int, parameters: tuple[tuple[str, str], ...],
                   engines: list[Engine] = (), threads: int | None = None) -> ModelConfig:
     """The ``config.pbtxt`` of one member model (for ``python-ort``, pass :func:`python_ort_io`'s ``io``)."""
-    common = dict(name=name, inputs=(io.input,), outputs=(io.output,), max_batch_size=max_batch,
-                  instance_count=instances, queue_delay_us=queue_delay_us)
+    common = {"name": name, "inputs": (io.input,), "outputs": (io.output,), "max_batch_size": max_batch,
+              "instance_count": instances, "queue_delay_us": queue_delay_us}
     if backend == "onnxruntime":
         # no instance kind: Triton puts the instances on the GPU when there is one, else the CPU
         return ModelConfig(backend="onnxruntime", default_model_filename="model.onnx",

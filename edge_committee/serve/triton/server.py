@@ -91,7 +91,7 @@ def _bundled_server() -> ServerInstall | None:
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
         return None
-    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
     binary = root / "bin" / "tritonserver"
     if not binary.is_file():
         return None
@@ -195,7 +195,7 @@ class TritonServer:
             cmd += ["--allow-metrics=false"]
         return cmd + list(self.install.args)
 
-    def start(self, timeout_s: float = 180.0) -> "TritonServer":
+    def start(self, timeout_s: float = 180.0) -> TritonServer:
         """Start the server and wait until every model is ready; raise :class:`ServerError` if not."""
         if self.process is not None:
             raise RuntimeError("the server is already started")
@@ -203,7 +203,7 @@ class TritonServer:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
-                                            preexec_fn=_die_with_parent)
+                                            preexec_fn=_die_with_parent())  # noqa: PLW1509 (only prctl runs)
         try:
             self._wait_ready(timeout_s)
         except BaseException:
@@ -217,10 +217,9 @@ class TritonServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerError(self.failure(f"tritonserver exited with code {self.process.returncode}"))
-            with contextlib.suppress(OSError, urllib.error.URLError):
-                with urllib.request.urlopen(url, timeout=1.0) as r:
-                    if r.status == 200:
-                        return
+            with contextlib.suppress(OSError, urllib.error.URLError), urllib.request.urlopen(url, timeout=1.0) as r:
+                if r.status == 200:
+                    return
             time.sleep(0.1)
         raise ServerError(self.failure(f"tritonserver was not ready after {timeout_s:.0f} s"))
 
@@ -258,7 +257,7 @@ class TritonServer:
             self.install.cleanup()
         return code
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start() if self.process is None else self
 
     def __exit__(self, *exc) -> None:
@@ -298,10 +297,21 @@ def _last_meaningful(detail: str) -> str:
     return lines[-1] if lines[0].startswith("Traceback") or "Traceback" in detail else lines[0]
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the parent dies (Linux), so no server outlives its owner."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _die_with_parent():
+    """A ``preexec_fn`` asking for SIGTERM when the parent dies (Linux), so no server outlives its owner.
 
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    ``prctl`` is looked up here, in the parent: the child (between fork and exec) only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return child

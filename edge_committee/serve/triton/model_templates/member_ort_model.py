@@ -13,6 +13,6 @@ import sys
 # this export's copy of the SDK first, even where another edge_committee is installed
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sdk"))
 
-from edge_committee.serve.triton.member_ort import OrtMemberModel as TritonPythonModel  # noqa: E402
+from edge_committee.serve.triton.member_ort import OrtMemberModel as TritonPythonModel
 
 __all__ = ["TritonPythonModel"]
