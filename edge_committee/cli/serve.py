@@ -65,7 +65,7 @@ def run(args) -> int:
 
 
 def _serve(server, info: dict, server_error) -> int:
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous, previous_int = signal.signal(signal.SIGTERM, _on_sigterm), signal.getsignal(signal.SIGINT)
     try:
         server.start()
         print(f"ready: model '{info['cascade_model']}' (bundle {info['bundle']}, manifest "
@@ -82,5 +82,5 @@ def _serve(server, info: dict, server_error) -> int:
     finally:
         server.stop()
         signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, previous_int)
         sys.stdout.flush()
