@@ -19,6 +19,8 @@ def add_arguments(p) -> None:
     g.add_argument("--threads", type=int, help="ONNX Runtime threads per python-ort instance (default: its own)")
     g.add_argument("--queue-delay-us", type=int, default=0,
                    help="dynamic batcher: wait this long for more requests (microseconds, default 0)")
+    g.add_argument("--tensorrt-version", metavar="X.Y",
+                   help="with tensorrt: the server's TensorRT, to pick among engines built with several versions")
     g.add_argument("--name", help="the cascade model's name (default: the bundle's)")
     g.add_argument("--single", action="append", default=[], metavar="MEMBER",
                    help="also serve MEMBER alone, raw images in (for comparisons; repeatable)")
@@ -29,7 +31,7 @@ def run(args) -> int:
 
     r = export_triton(args.bundle, args.out, max_batch=args.max_batch, member_backend=args.member_backend,
                       instances=args.instances, threads=args.threads, name=args.name, singles=args.single,
-                      queue_delay_us=args.queue_delay_us)
+                      queue_delay_us=args.queue_delay_us, tensorrt_version=args.tensorrt_version)
     print(f"wrote {r.path} (bundle manifest sha256 {r.manifest_sha256[:12]})")
     print(f"  cascade model {r.cascade_model!r}: uint8 images [N, H, W, C] -> labels, confidence, exit_stage, "
           "flags, probs")

@@ -84,28 +84,40 @@ def test_tensorrt_needs_engines(tiny_cascade: Path, tmp_path: Path, capsys):
     code = main(["export-triton", str(tiny_cascade), "--out", str(tmp_path / "repo"), "--member-backend", "tensorrt"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
-    assert "has no TensorRT engine" in err and "edge-committee compile" in err
+    assert "has no GPU TensorRT engine" in err and f"edge-committee compile {tiny_cascade}" in err
     assert not (tmp_path / "repo").exists()
 
 
-def test_tensorrt_plans_from_manifest_engines(tiny_cascade: Path, tmp_path: Path):
+def add_engines(bundle: Path, builds: list[tuple[str, str, int]]) -> None:
+    """List placeholder engines in the manifest as ``edge-committee compile`` does: (cc, TensorRT, max batch)."""
+    from edge_committee.backend.tensorrt.engines import put_engine
+    from edge_committee.backend.tensorrt.fingerprint import BuildOptions, Fingerprint, engine_file
     from edge_committee.bundle import edit_bundle
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_cascade, bundle)
     with edit_bundle(bundle) as ed:
         for m in ed.manifest["members"]:
-            m["engines"] = []
-            for cc in ("8.7", "9.0"):
-                rel = f"engines/{m['name']}.fp32.sm{cc.replace('.', '')}.engine"
+            for cc, trt, max_batch in builds:
+                fp = Fingerprint(trt, "GPU", cc, m["sha256"], BuildOptions(max_batch=max_batch, opt_batch=1).to_dict())
+                rel = engine_file(m["name"], m["precision"], fp)
                 ed.add(rel).write_bytes(b"not a real plan: " + rel.encode())
-                m["engines"].append({"file": rel, "fingerprint": {"compute_capability": cc}, "max_batch": 16})
-    r = export_triton(bundle, tmp_path / "repo", member_backend="tensorrt", max_batch=64)
+                put_engine(ed.manifest, {"member": m["name"], "kind": "member", "file": rel, "precision": m["precision"],
+                                         "fingerprint": fp.to_dict(), "input": "input", "max_batch": max_batch})
+
+
+def test_tensorrt_plans_from_manifest_engines(tiny_cascade: Path, tmp_path: Path, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_cascade, bundle)
+    add_engines(bundle, [("8.7", "10.3.0.26", 16), ("9.0", "10.3.0.26", 16), ("9.0", "10.13.2.6", 16)])
+    code = main(["export-triton", str(bundle), "--out", str(tmp_path / "repo"), "--member-backend", "tensorrt"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "compute capability 9.0 from TensorRT 10.13.2.6, 10.3.0.26" in err and "--tensorrt-version" in err
+    r = export_triton(bundle, tmp_path / "repo", member_backend="tensorrt", max_batch=64, tensorrt_version="10.3")
     cfg, mc = parse_config(r.path / "tiny.large" / "config.pbtxt")
     assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 16  # the engines' profile caps it
-    assert dict(cfg.cc_model_filenames) == {"8.7": "large.fp32.sm87.engine", "9.0": "large.fp32.sm90.engine"}
+    files = {"8.7": "large.fp32.sm87.trt10.3.engine", "9.0": "large.fp32.sm90.trt10.3.engine"}
+    assert dict(cfg.cc_model_filenames) == files
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
-    assert (r.path / "tiny.large/1/large.fp32.sm90.engine").read_bytes().startswith(b"not a real plan")
+    assert (r.path / "tiny.large/1" / files["9.0"]).read_bytes().startswith(b"not a real plan")
     assert json.loads((r.path / "tiny/1/cascade.json").read_text())["members"][2]["max_batch"] == 16
 
 

@@ -37,7 +37,6 @@ from edge_committee.serve.triton import bls
 from edge_committee.serve.triton.config import ModelConfig, TensorConfig
 from edge_committee.serve.triton.members import (
     MEMBER_BACKENDS,
-    check_engines,
     member_config,
     member_engines,
     member_io,
@@ -69,7 +68,8 @@ class TritonExport:
 
 def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: int = 64,
                   member_backend: str = "onnxruntime", instances: int = 1, threads: int | None = None,
-                  name: str | None = None, singles: Sequence[str] = (), queue_delay_us: int = 0) -> TritonExport:
+                  name: str | None = None, singles: Sequence[str] = (), queue_delay_us: int = 0,
+                  tensorrt_version: str | None = None) -> TritonExport:
     """Write a Triton model repository for ``bundle``'s cascade into ``out`` (atomically).
 
     Args:
@@ -86,6 +86,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
         singles: members to serve also alone, each as a one-member cascade model
             ``NAME.MEMBER.alone`` with the same raw-image interface (for comparisons).
         queue_delay_us: the dynamic batcher's wait for more requests, in microseconds (default 0).
+        tensorrt_version: with ``tensorrt``, the server's TensorRT (e.g. "10.3"), to pick among
+            engines built with several versions for one GPU (default: any, if unambiguous).
     """
     _check_args(member_backend, max_batch, instances)
     bundle = Path(bundle)
@@ -98,10 +100,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     if unknown:
         raise EdgeCommitteeError(f"singles: {unknown[0]!r} is not a member of {bundle}; members: {', '.join(by_name)}")
     used = list(dict.fromkeys(members + list(singles)))
-    engines = {m: member_engines(manifest, by_name[m]) for m in used}
-    if member_backend == "tensorrt":
-        for m in used:
-            check_engines(bundle, m, engines[m])
+    engines = {m: member_engines(manifest, bundle, m, tensorrt_version) if member_backend == "tensorrt" else []
+               for m in used}
     params = ((SHA_PARAM, digest), ("edge_committee.bundle", str(manifest["name"])))
     staging = _RepoStaging(out)
     with staging as stage:
@@ -178,8 +178,7 @@ def _write_member(stage: Path, bundle: Path, manifest: dict, member: dict, model
         io = python_ort_io(io)
     mb = max_batch
     if backend == "tensorrt":
-        limits = [e.max_batch for e in engines if e.max_batch]
-        mb = min([max_batch] + limits)
+        mb = min([max_batch] + [e.max_batch for e in engines])
         if mb < max_batch:
             LOG.info("member %s: max batch %d (its engines' profile)", member["name"], mb)
     cfg = member_config(model, backend, io, mb, instances, queue_delay_us, params, engines, threads)

@@ -1,8 +1,9 @@
 """The member models of an exported repository, one per cascade member, for three backends.
 
 - ``onnxruntime``: Triton's ONNX Runtime backend (NVIDIA's containers); ``1/model.onnx``.
-- ``tensorrt``: the ``tensorrt_plan`` platform, for members with compiled engines in the bundle;
-  ``1/<engine file>``, one per compute capability (``cc_model_filenames``).
+- ``tensorrt``: the ``tensorrt_plan`` platform, for members with engines that ``edge-committee
+  compile`` stored in the bundle (``manifest["tensorrt"]``); ``1/<engine file>``, one per compute
+  capability (``cc_model_filenames``).
 - ``python-ort``: a Python-backend model hosting the SDK's ONNX Runtime runner, for servers with
   neither backend (the ``tritonserver`` of ``nvidia-pytriton``).
 
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -44,8 +44,8 @@ class Engine:
     """A compiled TensorRT engine of one member, as listed in the bundle's manifest."""
 
     file: str  #: relative to the bundle
-    compute_capability: str | None  #: "8.7", or None when the entry does not say
-    max_batch: int | None
+    compute_capability: str  #: "8.7"
+    max_batch: int  #: the largest batch of its optimization profile
 
 
 def member_io(onnx_path: Path, pp: Preprocessing, num_labels: int) -> MemberIO:
@@ -83,7 +83,7 @@ def member_config(name: str, backend: str, io: MemberIO, max_batch: int, instanc
         return ModelConfig(backend="onnxruntime", default_model_filename="model.onnx",
                            parameters=parameters, **common)
     if backend == "tensorrt":
-        ccs = tuple((e.compute_capability, Path(e.file).name) for e in engines if e.compute_capability)
+        ccs = tuple((e.compute_capability, Path(e.file).name) for e in engines)
         default = Path(engines[0].file).name if len(engines) == 1 else None
         return ModelConfig(platform="tensorrt_plan", default_model_filename=default, cc_model_filenames=ccs,
                            instance_kind="KIND_GPU", parameters=parameters, **common)
@@ -97,40 +97,53 @@ def python_ort_io(io: MemberIO) -> MemberIO:
                     dataclasses.replace(io.output, data_type="TYPE_FP32"))
 
 
-def member_engines(manifest: dict, member: dict) -> list[Engine]:
-    """The TensorRT engines the manifest lists for ``member`` (possibly none).
+def member_engines(manifest: dict, bundle: Path, member: str, tensorrt_version: str | None = None) -> list[Engine]:
+    """The GPU engines of ``member`` that ``edge-committee compile`` listed in ``manifest["tensorrt"]``.
 
-    Accepted forms: ``member["engines"]`` as a list of ``{"file": ..., "compute_capability": ...,
-    "max_batch": ...}`` entries (or of file names), or a top-level ``manifest["engines"]`` list of
-    such entries with a ``"member"`` key. ``compute_capability`` may be "8.7", "sm87", 87 or [8, 7],
-    also inside a ``"fingerprint"`` mapping.
+    Triton picks a plan by compute capability only (``cc_model_filenames``), so there must be one
+    engine per compute capability: ``tensorrt_version`` (e.g. "10.3", the target's TensorRT) picks
+    among engines built with several versions. DLA engines are left out (Triton runs plans on the
+    GPU). Refuses, in one line naming the ``compile`` command, when there is none.
     """
-    entries = list(member.get("engines") or [])
-    entries += [e for e in manifest.get("engines") or [] if isinstance(e, dict) and e.get("member") == member["name"]]
-    out = []
-    for e in entries:
-        e = {"file": e} if isinstance(e, str) else e
-        fp = e.get("fingerprint") if isinstance(e.get("fingerprint"), dict) else {}
-        cc = e.get("compute_capability", fp.get("compute_capability"))
-        mb = e.get("max_batch", (e.get("build_options") or {}).get("max_batch"))
-        out.append(Engine(str(e["file"]), _cc(cc), int(mb) if mb else None))
-    return out
+    from edge_committee.backend.tensorrt.engines import compile_command, engine_entries
+    from edge_committee.backend.tensorrt.fingerprint import Fingerprint
 
-
-def check_engines(bundle: Path, member: str, engines: list[Engine]) -> None:
-    """Refuse, in one line, engines that are missing or cannot be told apart by Triton."""
-    if not engines:
+    found = []
+    for e in engine_entries(manifest):
+        if e.get("member") != member or e.get("kind", "member") != "member":
+            continue
+        fp = Fingerprint.from_dict(e["fingerprint"])
+        if fp.build_options.dla_core is None and _version_matches(fp.tensorrt, tensorrt_version):
+            max_batch = int(e.get("max_batch") or fp.build_options.max_batch)
+            found.append((Engine(e["file"], fp.compute_capability, max_batch), fp.tensorrt))
+    if not found:
+        which = f" built with TensorRT {tensorrt_version}" if tensorrt_version else ""
         raise EdgeCommitteeError(
-            f"{bundle}: member {member!r} has no TensorRT engine in the manifest, so --member-backend tensorrt "
-            "cannot be exported; compile engines on the target first (edge-committee compile), or use "
-            "--member-backend onnxruntime")
-    for e in engines:
-        if not (bundle / e.file).is_file():
-            raise BundleError(f"{bundle / e.file}: engine of member {member!r} listed in the manifest is missing")
-    names = [Path(e.file).name for e in engines]
-    if len(engines) > 1 and (any(e.compute_capability is None for e in engines) or len(set(names)) < len(names)):
-        raise BundleError(f"{bundle}: member {member!r} has {len(engines)} engines; Triton picks one by compute "
-                          "capability, so each needs a distinct file name and a compute_capability entry")
+            f"{bundle}: member {member!r} has no GPU TensorRT engine{which} in the manifest, so --member-backend "
+            f"tensorrt cannot be exported; build engines on the target with: {compile_command(bundle)} (or export "
+            "with --member-backend onnxruntime)")
+    by_cc: dict[str, list[str]] = {}
+    for engine, version in found:
+        by_cc.setdefault(engine.compute_capability, []).append(version)
+    clash = {cc: v for cc, v in by_cc.items() if len(v) > 1}
+    if clash:
+        cc, versions = next(iter(clash.items()))
+        raise EdgeCommitteeError(
+            f"{bundle}: member {member!r} has engines for compute capability {cc} from TensorRT "
+            f"{', '.join(sorted(versions))}; Triton picks one per compute capability: choose the server's "
+            "TensorRT with --tensorrt-version (e.g. 10.3)")
+    for engine, _ in found:
+        if not (bundle / engine.file).is_file():
+            raise BundleError(f"{bundle / engine.file}: engine of member {member!r} listed in the manifest is missing")
+    return [engine for engine, _ in found]
+
+
+def _version_matches(version: str, wanted: str | None) -> bool:
+    """``"10.3.0.26"`` matches ``"10.3"`` and ``"10.3.0.26"`` (and anything when ``wanted`` is None)."""
+    if not wanted:
+        return True
+    have, want = version.split("."), wanted.split(".")
+    return have[: len(want)] == want
 
 
 def write_member_files(folder: Path, backend: str, bundle: Path, onnx_file: Path,
@@ -173,16 +186,3 @@ def _triton_type(value_info, path: Path) -> str:
     if elem not in ONNX_TO_TRITON:
         raise BundleError(f"{path}: tensor {value_info.name!r} has type {elem}; expected FLOAT or FLOAT16")
     return ONNX_TO_TRITON[elem]
-
-
-def _cc(value) -> str | None:
-    """A compute capability as Triton's ``cc_model_filenames`` key ("8.7")."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f"{int(value[0])}.{int(value[1])}"
-    text = str(value).lower().removeprefix("sm_").removeprefix("sm")
-    m = re.fullmatch(r"(\d+)\.(\d+)", text) or re.fullmatch(r"(\d+)(\d)", text)
-    if not m:
-        raise BundleError(f"engine compute capability {value!r} is not understood; expected e.g. '8.7' or 'sm87'")
-    return f"{int(m.group(1))}.{int(m.group(2))}"
