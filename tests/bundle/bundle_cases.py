@@ -13,7 +13,6 @@ def tamper(root: Path, fn, resign: bool = False) -> dict:
     fn(manifest)
     if resign:
         from edge_committee._util import sha256_file
-        from edge_committee.bundle.manifest import manifest_digest
 
         for rel in list(manifest.get("files", {})) if isinstance(manifest.get("files"), dict) else []:
             p = Path(rel) if Path(rel).is_absolute() else root / rel
@@ -22,7 +21,12 @@ def tamper(root: Path, fn, resign: bool = False) -> dict:
         for m in manifest.get("members", []):
             if isinstance(m, dict) and isinstance(manifest.get("files"), dict) and m.get("file") in manifest["files"]:
                 m["sha256"] = manifest["files"][m["file"]]
-        manifest["manifest_sha256"] = manifest_digest(manifest)
+        try:
+            from edge_committee.bundle.manifest import manifest_digest
+        except ImportError:  # an edge_committee without manifest checksums (to see a test fail before a fix)
+            pass
+        else:
+            manifest["manifest_sha256"] = manifest_digest(manifest)
     path.write_text(json.dumps(manifest, indent=2))
     return manifest
 

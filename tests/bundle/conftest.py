@@ -43,26 +43,29 @@ def session_bundle(tmp_path_factory) -> Path:
     for split, seed in (("val", 1), ("test", 2)):
         x, y = h.make_images(200, seed)
         np.savez(root / f"{split}.npz", x=x, y=y)
+    np.save(root / "batch.npy", x[:8])
     spec = {
         "name": "tiny",
         "labels": h.LABELS,
         "members": [{"name": n, "onnx": f"{n}.onnx", "preprocessing": pp} for n, (pp, _) in h.MEMBERS.items()],
         "data": {"validation": {"format": "npz", "path": "val.npz"}, "test": {"format": "npz", "path": "test.npz"}},
-        "budget": {"macs": "largest", "kind": "worst"},
-        "selection": {"max_members": 3},
+        "budget": {"macs": "largest", "kind": "mean"},  # a cascade of two or three members
+        "selection": {"max_members": 3, "order": "cheapest_first"},
         "evaluation": {"batch_size": 64, "threads": 1},
     }
     (root / "committee.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    build(root / "committee.yaml", root / "bundle", cache_dir=root / "cache", log=lambda s: None)
+    manifest = build(root / "committee.yaml", root / "bundle", cache_dir=root / "cache", log=lambda s: None)
+    assert manifest["cascade"]["kind"] == "cascade" and len(manifest["cascade"]["members"]) >= 2
     return root / "bundle"
 
 
 @pytest.fixture
 def bundle(session_bundle: Path, tmp_path: Path) -> Path:
-    """A private copy of the session bundle, with ``test.npz`` beside it."""
+    """A private copy of the session bundle, with ``test.npz`` and ``batch.npy`` (8 test images) beside it."""
     out = tmp_path / "bundle"
     shutil.copytree(session_bundle, out, symlinks=True)
-    shutil.copy(session_bundle.parent / "test.npz", tmp_path / "test.npz")
+    for name in ("test.npz", "batch.npy"):
+        shutil.copy(session_bundle.parent / name, tmp_path / name)
     return out
 
 
