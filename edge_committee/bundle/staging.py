@@ -274,7 +274,7 @@ def replace_refusal(dest: Path) -> str | None:
     if extra:
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
         return (f"{dest} holds files its manifest does not list ({extra[0]}{more}); replacing it would delete "
-                "them: move them out, or pass --force to replace the folder")
+                "them: move them out (or build with --force to replace the whole folder)")
     return None
 
 
