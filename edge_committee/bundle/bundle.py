@@ -17,6 +17,7 @@ failing with one line naming the file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -30,6 +31,7 @@ from edge_committee._util import atomic_path, sha256_file, write_bytes_atomic
 from edge_committee.bundle.manifest import (
     DIGEST_KEY,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     MEMBER_REQUIRED,
     REQUIRED,
     SCHEMA_VERSION,
@@ -41,14 +43,14 @@ from edge_committee.bundle.manifest import (
     parse_manifest,
     resolve_in_bundle,
 )
-from edge_committee.bundle.staging import StagingDir, list_files, bundle_lock, journal_path
+from edge_committee.bundle.staging import StagingDir, bundle_lock, journal_path, list_files, recover
 from edge_committee.errors import BundleError
 
 OUTPUTS = "outputs.npz"
 _REQUIRED = REQUIRED  # kept for older imports
 _MEMBER_REQUIRED = MEMBER_REQUIRED
-#: A reader that finds the bundle mid-swap (another process re-selecting) reads it again, this often.
-_READ_ATTEMPTS = 5
+#: A reader that finds the bundle mid-swap (another process re-selecting) reads it again, this long (s).
+_READ_PATIENCE_S = 2.0
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -217,29 +219,47 @@ def read_manifest(root: str | os.PathLike, verify: bool = True) -> dict:
     """Read ``manifest.json``: schema, paths confined to the bundle, and (``verify``) every checksum.
 
     ``verify=False`` skips the checksums (the manifest's own included) but never the schema and
-    path checks. A bundle replaced while it is read (a concurrent re-select) is read again.
+    path checks. A bundle replaced while it is read (a concurrent re-select) is read again, for up
+    to :data:`_READ_PATIENCE_S`; a swap a crash interrupted is finished first.
     """
     root = Path(root)
-    for attempt in range(_READ_ATTEMPTS):
+    deadline = time.monotonic() + _READ_PATIENCE_S
+    attempt = 0
+    while True:
+        if not root.exists() and journal_path(root.resolve()).exists():
+            _finish_interrupted_swap(root)
         identity = _identity(root)
         try:
             return _read_once(root, verify)
         except BundleError:
-            if attempt + 1 == _READ_ATTEMPTS or not _swapped(root, identity):
+            if time.monotonic() > deadline or not _swapped(root, identity):
                 raise
-            time.sleep(0.005 * (attempt + 1))
-    raise AssertionError("unreachable")
+        attempt += 1
+        time.sleep(min(0.002 * attempt, 0.05))
 
 
-def _identity(root: Path) -> tuple[int, int] | None:
+def _finish_interrupted_swap(root: Path) -> None:
+    """Roll forward a swap whose writer died between its two renames (needs write access; else a no-op)."""
+    with contextlib.suppress(OSError):
+        with bundle_lock(root):
+            recover(root.resolve())
+
+
+def _identity(root: Path) -> tuple | None:
+    """What changes when the folder at ``root`` is replaced: the folder's inode and ctime, the manifest's bytes.
+
+    The inode alone is not enough: a removed bundle's inode is soon reused by the next staging folder.
+    """
     try:
         st = os.stat(root)
+        path = root / MANIFEST
+        manifest = path.read_bytes() if path.stat().st_size <= MAX_MANIFEST_BYTES else b""
     except OSError:
         return None
-    return st.st_dev, st.st_ino
+    return st.st_dev, st.st_ino, st.st_ctime_ns, hashlib.sha256(manifest).digest()
 
 
-def _swapped(root: Path, before: tuple[int, int] | None) -> bool:
+def _swapped(root: Path, before: tuple | None) -> bool:
     """True if the folder at ``root`` was replaced since ``before``, or a swap is under way."""
     return _identity(root) != before or journal_path(root.resolve()).exists()
 
