@@ -96,3 +96,15 @@ def test_deeply_nested_profile_is_one_line(bundle: Path, cli, tmp_path: Path):
     prof = tmp_path / "latency.json"
     prof.write_text('{"members": ' + "[" * 100_000 + "]" * 100_000 + "}")
     one_line_error(*cli("select", bundle, "--budget-ms", "5", "--profile", prof)[::2])
+
+
+def test_finalize_refuses_duplicate_member_names(bundle: Path):
+    """Finding 11: two candidates with one name must never reach a manifest (probe S10)."""
+    from edge_committee.bundle import finalize_manifest
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["members"].append(dict(manifest["members"][0]))
+    before = (bundle / "manifest.json").read_bytes()
+    with pytest.raises(BundleError, match="named 'small'"):
+        finalize_manifest(bundle, manifest)
+    assert (bundle / "manifest.json").read_bytes() == before
