@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_committee.cli._common import print_summary
+from edge_committee.cli._common import print_summary, safe_text
 
 HELP = "build a bundle from a committee spec (YAML)"
 
@@ -25,6 +25,6 @@ def run(args) -> int:
 
     manifest = build(args.config, args.out, precision=args.precision, cache_dir=args.cache_dir,
                      use_cache=not args.no_cache, threads=args.threads,
-                     log=None if args.quiet else lambda s: print(s, flush=True), force=args.force)
+                     log=None if args.quiet else lambda s: print(safe_text(s), flush=True), force=args.force)
     print_summary(manifest)
     return 0

@@ -114,4 +114,5 @@ def test_paths_that_leave_the_bundle_are_refused_before_reading(bundle: Path, cl
         with pytest.raises(BundleError, match="bundle"):
             ec.load(bundle, verify=verify)
     one_line_error(*cli("predict", bundle, bundle.parent / "batch.npy")[::2])
+    one_line_error(*cli("select", bundle, "--budget-macs", "largest")[::2])  # probe B14: was a KeyError traceback
     assert [p for p in opened if "outside" in p or p == "/etc/hostname"] == []
