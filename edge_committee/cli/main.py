@@ -26,6 +26,7 @@ MAX_ERROR_CHARS = 2000
 #: subcommand name -> module under ``edge_committee.cli``
 COMMANDS = {
     "build": "build",
+    "compile": "compile",
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
