@@ -42,7 +42,9 @@ CASES = {
     "label_null": (lambda m: m["labels"].__setitem__(0, None), "labels[0] must be a non-empty string"),
     "label_escape": (lambda m: m["labels"].__setitem__(0, "\x1b]0;owned\x07b"), "control characters"),
     "huge_size": (_member("preprocessing", {"size": [100000, 100000], "color": "gray", "mean": [0.5],
-                                            "std": [0.25]}), "input_shape must be"),
+                                            "std": [0.25]}), "size"),  # probe B29: was a 37 GiB allocation
+    "other_size": (_member("preprocessing", {"size": [16, 16], "color": "gray", "mean": [0.5],
+                                             "std": [0.25]}), "input_shape must be"),
     "budget_str_format": (_cascade(val_accuracy="high"), "cascade.val_accuracy must be a finite number"),
 }
 
