@@ -180,7 +180,9 @@ def load_outputs(root: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise BundleError(f"{path}: not a cached-outputs archive edge_committee wrote ({exc}); rebuild the bundle") from None
+        raise BundleError(
+            f"{path}: not a cached-outputs archive edge_committee wrote ({exc}); rebuild the bundle"
+        ) from None
 
 
 def verify_files(root: Path, manifest: dict) -> list[str]:

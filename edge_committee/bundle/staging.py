@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from edge_committee._util import current_umask, write_bytes_atomic
-from edge_committee.bundle.manifest import MANIFEST, looks_like_ours
+from edge_committee.bundle.manifest import MANIFEST, looks_like_ours, parse_manifest
 from edge_committee.errors import BundleError
 
 try:
@@ -261,15 +261,14 @@ def replace_refusal(dest: Path) -> str | None:
         return (f"{dest} exists and is not a bundle (no {MANIFEST}); choose another --out, remove it, "
                 "or pass --force to replace it")
     try:
-        from edge_committee.bundle.manifest import parse_manifest
-
-        why = looks_like_ours(parse_manifest(manifest_path))
+        manifest = parse_manifest(manifest_path)
+        why = looks_like_ours(manifest)
     except BundleError as exc:
-        why = str(exc).split(": ", 1)[-1]
-    if why is not None:
+        manifest, why = None, str(exc).split(": ", 1)[-1]
+    if why is not None or manifest is None:
         return (f"{dest} is not an edge_committee bundle ({MANIFEST}: {why}); replacing it would delete its "
                 "files: choose another --out, or pass --force to replace it")
-    listed = set(json.loads(manifest_path.read_text(encoding="utf-8"))["files"]) | {MANIFEST}
+    listed = set(manifest["files"]) | {MANIFEST}
     extra = sorted(rel for rel in list_files(dest) if rel not in listed)
     if extra:
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
