@@ -120,6 +120,7 @@ class BundleEdit:
 
     def remove(self, rel: str) -> None:
         """Drop a file from the bundle and from the manifest's checksums."""
+        bundle_relpath(rel, "BundleEdit.remove")
         self.removed.add(rel)
         self.added.discard(rel)
         (self.path / rel).unlink(missing_ok=True)

@@ -116,3 +116,15 @@ def test_paths_that_leave_the_bundle_are_refused_before_reading(bundle: Path, cl
     one_line_error(*cli("predict", bundle, bundle.parent / "batch.npy")[::2])
     one_line_error(*cli("select", bundle, "--budget-macs", "largest")[::2])  # probe B14: was a KeyError traceback
     assert [p for p in opened if "outside" in p or p == "/etc/hostname"] == []
+
+
+@pytest.mark.parametrize("rel", ["../outside.txt", "/tmp/x.txt", "manifest.json"])
+def test_edit_bundle_refuses_paths_outside_the_bundle(bundle: Path, rel: str):
+    from edge_committee.bundle import edit_bundle
+
+    before = (bundle / "manifest.json").read_bytes()
+    for op in ("add", "remove"):
+        with pytest.raises(BundleError, match="bundle"):
+            with edit_bundle(bundle) as ed:
+                getattr(ed, op)(rel)
+    assert (bundle / "manifest.json").read_bytes() == before
