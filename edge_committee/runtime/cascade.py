@@ -183,11 +183,17 @@ def _as_batch(images) -> np.ndarray | list[np.ndarray]:
             raise EdgeCommitteeError(
                 f"predict expects images of shape (N, H, W) or (N, H, W, 1|3); got {images.shape}"
             )
+        if images.shape[0] and 0 in images.shape[1:3]:
+            raise EdgeCommitteeError(f"predict got empty images of shape {images.shape}: height and width must be > 0")
         return images
     out = []
     for i, im in enumerate(images):
         im = np.asarray(im)
-        if im.dtype != np.uint8 or im.ndim not in (2, 3):
-            raise EdgeCommitteeError(f"image {i}: expected uint8 (H, W[, C]); got {im.dtype} {im.shape}")
+        if im.dtype != np.uint8 or im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[-1] not in (1, 3)):
+            raise EdgeCommitteeError(
+                f"image {i}: expected uint8 (H, W), (H, W, 1) or (H, W, 3); got {im.dtype} {im.shape}"
+            )
+        if 0 in im.shape[:2]:
+            raise EdgeCommitteeError(f"image {i}: empty image of shape {im.shape}; height and width must be > 0")
         out.append(im[..., None] if im.ndim == 2 else im)
     return out
