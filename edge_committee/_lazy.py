@@ -21,6 +21,8 @@ _PIP_NAMES = {
     "tensorrt": "tensorrt-cu12 or tensorrt-cu13 (on Jetson: JetPack ships it; see docs/tensorrt.md)",
     "cv2": "opencv-python-headless",
     "scipy": "scipy (or: pip install edge-committee[committees])",
+    "tritonclient": "'tritonclient[http,grpc]'",
+    "pytriton": "--no-deps nvidia-pytriton==0.7.0 (the bundled tritonserver; it pins numpy<2, which it does not need here)",
 }
 
 

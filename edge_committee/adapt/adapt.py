@@ -148,7 +148,9 @@ def _committee_gate(root: Path, cascade: dict):
         return None, None
     from edge_committee.cascade.learned_onnx import combiner_from_onnx
 
-    stages = [combiner_from_onnx(root / f) for f in comb["files"]]
+    from edge_committee.bundle.manifest import resolve_in_bundle
+
+    stages = [combiner_from_onnx(resolve_in_bundle(root, f)) for f in comb["files"]]
     return stages[-1], stages
 
 

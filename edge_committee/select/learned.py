@@ -181,7 +181,10 @@ class LearnedOutputs:
         conf = ref.confidence(probs, self.kind)
         label = np.where(contributed, probs.argmax(axis=-1), -1).astype(np.int64)
         correct = np.zeros(self.num_samples, bool) if self.target is None else label == self.target
-        return LearnedStageStats(probs, conf, ok, label, contributed, correct, prefix)
+        fields = dict(prob_sum=probs, conf=conf, ok=ok, label=label, contributed=contributed, correct=correct)
+        if "count" in StageStats.__dataclass_fields__:  # stages that contributed, as the plain statistics keep
+            fields["count"] = (ok.astype(np.float32) if prev is None else prev.count + ok)
+        return LearnedStageStats(**fields, prefix=prefix)
 
     def sequence(self, names: Sequence[str]) -> list[StageStats]:
         out: list[StageStats] = []

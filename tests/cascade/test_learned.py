@@ -169,7 +169,8 @@ def learned_committee(tiny_committee):
     return tiny_committee
 
 
-def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_committee, cache_dir):
+def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_committee, cache_dir, monkeypatch):
+    """Build, select, predict (host loop) = the reference, Triton's description, refusal, re-select."""
     import edge_committee as ec
     from edge_committee.bundle import read_manifest
     from edge_committee.pipeline import build
@@ -200,6 +201,8 @@ def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_comm
     np.testing.assert_allclose(pred.probs, want.probs, atol=1e-5)
     report = (out / "selection.md").read_text()
     assert "learned combiner:" in report and "most accurate cascade: average" in report
+    check_triton_description(out)
+    check_refused_by_a_backend_without_support(out, monkeypatch)
 
     from edge_committee.cli.main import main
 
@@ -211,15 +214,31 @@ def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_comm
     assert json.loads((out / "selection.json").read_text())["chosen"]["combination"] == "average"
 
 
-def test_a_backend_that_cannot_run_the_combiner_is_refused(learned_committee, cache_dir, monkeypatch):
+def check_triton_description(out):
+    """The Triton BLS model's host loop gets the same stage combiners as the bundle's files."""
+    from edge_committee.bundle import read_manifest
+    from edge_committee.serve.triton import bls
+    from edge_committee.serve.triton.export import _cascade_spec
+
+    m = read_manifest(out)
+    members = m["cascade"]["members"]
+    spec = json.loads(json.dumps(_cascade_spec(m, "x", members, {n: {"name": n} for n in members}, out)))
+    gate = bls.gate_for(spec)
+    want = [combiner_from_onnx(out / f) for f in m["cascade"]["combiner"]["files"]]
+    assert isinstance(gate, L.LearnedGate) and len(gate.combiners) == len(want)
+    for got, exp in zip(gate.combiners, want):
+        np.testing.assert_array_equal(got.weights, exp.weights)
+        np.testing.assert_array_equal(got.bias, exp.bias)
+    assert bls.gate_for({"combiner": None}) is ref.gate_step
+
+
+def check_refused_by_a_backend_without_support(out, monkeypatch):
     import edge_committee as ec
     from edge_committee import backend
     from edge_committee.errors import EdgeCommitteeError
-    from edge_committee.pipeline import build
 
-    out = learned_committee.parent / "bundle"
-    build(learned_committee, out, cache_dir=cache_dir, log=lambda s: None)
-    monkeypatch.setitem(backend.CASCADE_BACKENDS, "fake", "builtins:object")
-    monkeypatch.setattr(backend, "cascade_executor_for", lambda name, model, **kw: object())
-    with pytest.raises(EdgeCommitteeError, match="cannot run this bundle's learned combiner"):
-        ec.load(out, backend="fake")
+    with monkeypatch.context() as mp:
+        mp.setitem(backend.CASCADE_BACKENDS, "fake", "builtins:object")
+        mp.setattr(backend, "cascade_executor_for", lambda name, model, **kw: object())
+        with pytest.raises(EdgeCommitteeError, match="cannot run this bundle's learned combiner"):
+            ec.load(out, backend="fake")
