@@ -24,7 +24,7 @@ def build(width: int = 4):
                          nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, 4))
 '''
 LABELS = ["top-left", "top-right", "bottom-left", "bottom-right"]
-MEMBERS = {"small": (2, 6, 30), "big": (8, 12, 120)}  # width, input size, training steps
+MEMBERS = {"small": (2, 6, 15), "big": (8, 12, 40)}  # width, input size, training steps
 
 
 def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ def _train(folder: Path, name: str, width: int, size: int, steps: int, x: np.nda
     model = mod.build(width)
     pp = Preprocessing.from_dict({"size": [size, size], "color": "gray", "mean": [0.5], "std": [0.25]})
     xt, yt = torch.from_numpy(pp(x)), torch.from_numpy(y)
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
     for step in range(steps):
         idx = torch.arange(step * 64, step * 64 + 64) % len(xt)
         loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
