@@ -107,7 +107,36 @@ def learned_section(bundle: Path) -> dict:
                                        cfg, 4),
     }
     out["selection_seconds"] = round(time.time() - t0, 1)
+    out["runtime_check"] = runtime_check(bundle, m, arrays)
     return out
+
+
+def runtime_check(bundle: Path, m: dict, arrays: dict) -> dict:
+    """The bundle run by the runtime (ONNX Runtime members + learned gate) on the test images vs the
+    NumPy reference over its cached outputs: label, exit-stage mismatches and max |probs| difference."""
+    import edge_committee as ec
+    from edge_committee.bundle.manifest import resolve_in_bundle
+    from edge_committee.cascade import learned, reference
+    from edge_committee.cascade.learned_onnx import combiner_from_onnx
+    from edge_committee.data.readers import read_idx
+
+    c = m["cascade"]
+    logits = [arrays[f"{n}/test"] for n in c["members"]]
+    if c.get("combiner"):
+        stages = [combiner_from_onnx(resolve_in_bundle(bundle, f)) for f in c["combiner"]["files"]]
+        want = learned.run_learned_cascade(logits, c["thresholds"], stages, c["confidence"])
+    else:
+        want = reference.run_cascade(logits, c["thresholds"], c["confidence"])
+    x = read_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    t0 = time.time()
+    with ec.load(bundle, threads=1) as model:
+        pred = model.predict(x)
+        backend = model.gate_backend
+    return {"samples": int(len(x)), "gate": backend, "seconds": round(time.time() - t0, 1),
+            "label_mismatches": int((pred.labels != want.label).sum()),
+            "exit_stage_mismatches": int((pred.exit_stage != want.exit_stage).sum()),
+            "max_abs_prob_diff": float(np.abs(pred.probs - want.probs).max()),
+            "test_accuracy": float(np.mean(pred.labels == arrays["labels/test"]))}
 
 
 def self_section(bundle: Path) -> dict:
