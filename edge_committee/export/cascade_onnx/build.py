@@ -210,8 +210,8 @@ def _main_graph(ctx: _Context, source: Source) -> Any:
                                                                       source.channels])
     # uint8 is only a network input type in TensorRT: cast once, gather float rows later
     g.op("Cast", [INPUT], outputs=[ctx.images], to=tp.FLOAT)
-    who, state = _initial_state(g, ctx, INPUT)
-    nonempty = g.op("Greater", [g.op("Size", [INPUT], "num_pixels"), g.const(np.int64(0), "zero")], "nonempty")
+    who, state = _initial_state(g, ctx, ctx.images)
+    nonempty = g.op("Greater", [g.op("Size", [ctx.images], "num_pixels"), g.const(np.int64(0), "zero")], "nonempty")
     final = _if(g, ctx, nonempty, _stage_graph(ctx, 0, who, state), _skip_graph(ctx, 0, state), "cascade",
                 names=_FINAL)
     outputs = _outputs(g, ctx, final)
@@ -266,7 +266,7 @@ def build_cascade_model(
     stages = _prepare_stages(members, cascade, source, num_classes, form, gate, opset, models)
     ctx = _Context(stages, "images_f32", form, num_classes, onnx.TensorProto)
     opsets = _opset_imports(stages, opset)
-    ir_version = max([onnx.helper.find_min_ir_version_for(opsets)] + [m.ir_version for m in models])
+    ir_version = max([onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)] + [m.ir_version for m in models])
     model = onnx.helper.make_model(_main_graph(ctx, source), opset_imports=opsets, ir_version=ir_version,
                                    producer_name="edge_committee", doc_string=_doc(cascade, source, form, gate))
     props = {"cascade": cascade.to_dict(), "source": dataclasses.asdict(source), "form": form, "gate": gate,
