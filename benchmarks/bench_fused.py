@@ -241,11 +241,12 @@ def overheads(lat: dict) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"# Fused cascade benchmark: one ONNX file vs the Python runtime (ONNX Runtime CPU, 1 thread)", "",
+    lines = ["# Fused cascade benchmark: one ONNX file vs the Python runtime (ONNX Runtime CPU, 1 thread)", "",
              f"Machine: {report['machine']}.  ",
              f"Command: `{report['command']}`  ",
-             f"Date: {report['date']}. Bundle: `{report['bundle']}`, cascade {' -> '.join(report['cascade']['members'])} "
-             f"at {report['cascade']['thresholds']} ({report['cascade']['confidence']}).", "",
+             f"Date: {report['date']}. Bundle: `{report['bundle']}`, cascade "
+             f"{' -> '.join(report['cascade']['members'])} at {report['cascade']['thresholds']} "
+             f"({report['cascade']['confidence']}).", "",
              "## Equality with `edge_committee.load(bundle).predict`", "",
              f"{report['equality']['samples']} images; reference exits per stage "
              f"{report['equality']['reference_exit_histogram']}; samples within {NEAR:g} of a threshold at a stage "

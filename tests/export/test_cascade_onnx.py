@@ -73,8 +73,9 @@ def nan_member(path: Path, pp: dict, pixel: int, seed: int) -> Path:
     g.output[0].name = "linear"
     g.node[-1].output[0] = "linear"
     c = onnx.helper.make_tensor
-    g.initializer.extend([c("start", onnx.TensorProto.INT64, [1], [pixel]), c("end", onnx.TensorProto.INT64, [1], [pixel + 1]),
-                          c("ax", onnx.TensorProto.INT64, [1], [1]), c("hundred", onnx.TensorProto.FLOAT, [], [100.0])])
+    i64 = onnx.TensorProto.INT64
+    g.initializer.extend([c("start", i64, [1], [pixel]), c("end", i64, [1], [pixel + 1]), c("ax", i64, [1], [1]),
+                          c("hundred", onnx.TensorProto.FLOAT, [], [100.0])])
     g.node.extend([onnx.helper.make_node("Slice", ["flat", "start", "end", "ax"], ["px"]),
                    onnx.helper.make_node("Sub", ["px", "hundred"], ["shifted"]),
                    onnx.helper.make_node("Log", ["shifted"], ["lg"]),

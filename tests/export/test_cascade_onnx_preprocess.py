@@ -25,7 +25,8 @@ from edge_committee.export.cascade_onnx.preprocess import add_preprocessing, che
 #: spec field -> the module constant listing its allowed values
 OPTIONS = {"resize": "RESIZE_MODES", "interpolation": "INTERPOLATIONS", "color": "COLORS",
            "channel_order": "CHANNEL_ORDERS", "layout": "LAYOUTS"}
-NORMALIZATIONS = ({}, {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, {"scale": 0.0078125, "offset": -1.0})
+NORMALIZATIONS = ({}, {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                  {"scale": 0.0078125, "offset": -1.0})
 #: (height, width, channels) of raw images: downscale non-square, upscale, both at once
 SOURCES = ((23, 31, 3), (7, 5, 1), (12, 9, 3))
 
@@ -63,7 +64,8 @@ def test_onnx_preprocessing_equals_numpy(source):
         outputs.append(onnx.helper.make_tensor_value_info(f"out{i}", onnx.TensorProto.FLOAT,
                                                           ["N", *output_shape(plan)]))
     images_in = onnx.helper.make_tensor_value_info("images", onnx.TensorProto.UINT8, ["N", h, w, c])
-    model = onnx.helper.make_model(g.graph("pre", [images_in], outputs), opset_imports=[onnx.helper.make_opsetid("", 17)])
+    opsets = [onnx.helper.make_opsetid("", 17)]
+    model = onnx.helper.make_model(g.graph("pre", [images_in], outputs), opset_imports=opsets)
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

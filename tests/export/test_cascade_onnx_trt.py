@@ -15,7 +15,6 @@ custom node only as the ``CascadeGate`` plugin with its ``plugin_version``/``plu
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -266,7 +266,8 @@ def build_cascade_model(
     stages = _prepare_stages(members, cascade, source, num_classes, form, gate, opset, models)
     ctx = _Context(stages, "images_f32", form, num_classes, onnx.TensorProto)
     opsets = _opset_imports(stages, opset)
-    ir_version = max([onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)] + [m.ir_version for m in models])
+    min_ir = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)  # (the plugin domain is unknown)
+    ir_version = max([min_ir] + [m.ir_version for m in models])
     model = onnx.helper.make_model(_main_graph(ctx, source), opset_imports=opsets, ir_version=ir_version,
                                    producer_name="edge_committee", doc_string=_doc(cascade, source, form, gate))
     props = {"cascade": cascade.to_dict(), "source": dataclasses.asdict(source), "form": form, "gate": gate,

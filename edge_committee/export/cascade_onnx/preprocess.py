@@ -72,7 +72,8 @@ def _resize_step(g: GraphBuilder, x: str, axis: str, weights: np.ndarray) -> str
     w = np.ascontiguousarray(weights, np.float32)
     if axis == "h":  # (H_out, H_in) @ (M, C, H_in, W)
         return g.op("MatMul", [g.const(w, "resize_h"), x], "resized_h")
-    return g.op("MatMul", [x, g.const(np.ascontiguousarray(w.T), "resize_w")], "resized_w")  # (.., W_in) @ (W_in, W_out)
+    # (M, C, H, W_in) @ (W_in, W_out)
+    return g.op("MatMul", [x, g.const(np.ascontiguousarray(w.T), "resize_w")], "resized_w")
 
 
 def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: str, out_dtype: int) -> None:
