@@ -247,6 +247,11 @@ def markdown(report: dict) -> str:
              f"Date: {report['date']}. Bundle: `{report['bundle']}`, cascade "
              f"{' -> '.join(report['cascade']['members'])} at {report['cascade']['thresholds']} "
              f"({report['cascade']['confidence']}).", "",
+             "How: every configuration in one process, ONNX Runtime CPU with 1 intra-op thread, taking turns image by "
+             "image (the order rotates each round). *Members' own time*: the members the image runs, back to back, "
+             "each in its own session on an already preprocessed input (no preprocessing, no gate, no Python loop). "
+             "*Wall* is `perf_counter` around one call; *CPU* is the calling thread's CPU time (ONNX Runtime runs "
+             "on the calling thread with 1 thread), which other processes on the shared cores disturb less.", "",
              "## Equality with `edge_committee.load(bundle).predict`", "",
              f"{report['equality']['samples']} images; reference exits per stage "
              f"{report['equality']['reference_exit_histogram']}; samples within {NEAR:g} of a threshold at a stage "
@@ -291,6 +296,7 @@ def main(argv=None) -> int:
     from edge_committee.export.cascade_onnx.export import export_cascade_onnx
 
     images = read_images(args.images)
+    load_before = os.getloadavg()[0]
     model = ec.load(args.bundle, threads=1)
     size = f"{images.shape[1]}x{images.shape[2]}x{images.shape[3]}"
     with tempfile.TemporaryDirectory(prefix="ec-bench-fused-") as tmp:
@@ -302,7 +308,8 @@ def main(argv=None) -> int:
         eq, stages = equality(model, files, images)
         lat = latency(model, files, one, largest, images, stages, args)
     report = {
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores (shared with other work), "
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores (shared with other work; load average "
+                   f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end), "
                    f"{platform.python_implementation()} {platform.python_version()}, onnxruntime {ort.__version__}",
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
