@@ -10,8 +10,8 @@ Usage::
    split) in one batch and in batches of 64; labels, exit stages and flags are compared with
    ``edge_committee.load(bundle).predict``. Samples whose confidence at a stage they reached lies
    within 1e-5 of that stage's threshold are counted (a float32 rounding could flip them).
-2. Latency, all configurations in one process, taking turns image by image (the order rotates
-   every round, so load from other processes hits them alike): at batch 1 for images the runtime
+2. Latency, all configurations in one process, taking turns image by image (in a fresh random
+   order each time, so load from other processes and cold caches hit them alike): at batch 1 for images the runtime
    exits at each stage (``--per-stage`` images each), and at batch 64 (``--batches`` fixed random
    batches). Configurations: the fused file (compact, mask), the Python runtime (``predict``),
    the members the image runs, back to back on already preprocessed inputs ("members' own
@@ -153,17 +153,21 @@ def timed(fn) -> tuple[float, float]:
 
 
 def interleave(configs: dict, inputs: list, rounds: int, warmup: int) -> dict:
-    """configs: name -> fn(input); every input runs every config each round, in rotating order."""
+    """configs: name -> fn(input); every input runs every config each round, in a random order.
+
+    A fresh random order per input (not a rotation, which keeps each config's predecessor) so every
+    config follows every other equally often: a run after the largest member finds cold caches.
+    """
+    rng = np.random.default_rng(0)
     names = list(configs)
     for name in names:
         for i in range(warmup):
             configs[name](inputs[i % len(inputs)])
     wall = {n: [] for n in names}
     cpu = {n: [] for n in names}
-    for r in range(rounds):
+    for _ in range(rounds):
         for item in inputs:
-            order = names[r % len(names):] + names[:r % len(names)]
-            for n in order:
+            for n in rng.permutation(names):
                 w, c = timed(lambda: configs[n](item))
                 wall[n].append(w)
                 cpu[n].append(c)
@@ -247,9 +251,10 @@ def markdown(report: dict) -> str:
              f"Date: {report['date']}. Bundle: `{report['bundle']}`, cascade "
              f"{' -> '.join(report['cascade']['members'])} at {report['cascade']['thresholds']} "
              f"({report['cascade']['confidence']}).", "",
-             "How: every configuration in one process, ONNX Runtime CPU with 1 intra-op thread, taking turns image by "
-             "image (the order rotates each round). *Members' own time*: the members the image runs, back to back, "
-             "each in its own session on an already preprocessed input (no preprocessing, no gate, no Python loop). "
+             "How: every configuration in one process, ONNX Runtime CPU with 1 intra-op thread, taking turns image "
+             "by image (in a fresh random order each time). *Members' own time*: the members the image runs, back to "
+             "back, each in its own session on an already preprocessed input (no preprocessing, no gate, no Python "
+             "loop). "
              "*Wall* is `perf_counter` around one call; *CPU* is the calling thread's CPU time (ONNX Runtime runs "
              "on the calling thread with 1 thread), which other processes on the shared cores disturb less.", "",
              "## Equality with `edge_committee.load(bundle).predict`", "",

@@ -40,6 +40,8 @@ OUTPUTS = ("labels", "confidence", "exit_stage", "flags", "probs")
 MIN_OPSET = 13
 #: metadata_props keys
 META_PREFIX = "edge_committee."
+#: the largest ONNX file without external data (protobuf's limit)
+PROTOBUF_LIMIT = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +110,8 @@ def _prepare_stages(members: Sequence[MemberSource], cascade: CascadeDef, source
     for k, (src, model) in enumerate(zip(members, models)):
         plan = src.preprocessing.plan((source.height, source.width), source.channels)
         check_plan(plan, src.name, form)
-        inl = inline_member(src, model, f"s{k}/", opset, output_shape(plan), num_classes)
+        # the member under s<k>/member/, its gate under s<k>/gate., the glue under s<k>/: no name can collide
+        inl = inline_member(src, model, f"s{k}/member/", opset, output_shape(plan), num_classes)
         threshold = cascade.thresholds[k] if k < k_total - 1 else math.inf
         gated = add_gate(inl.model, inl.logits, k, k_total, threshold, cascade.confidence, form, gate, f"s{k}/")
         stages.append(_Stage(plan, inl.input, inl.input_dtype, gated))
@@ -274,6 +277,9 @@ def build_cascade_model(
              "outputs": list(OUTPUTS), **(metadata or {})}
     onnx.helper.set_model_props(model, {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v)
                                         for k, v in props.items()})
+    if model.ByteSize() >= PROTOBUF_LIMIT:
+        raise FusedExportError(f"the fused cascade is {model.ByteSize() / 2**30:.1f} GB, over the 2 GB limit of one "
+                               "ONNX file; fuse fewer or smaller members")
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -25,8 +25,6 @@ from edge_committee.spec.preprocess import Preprocessing
 
 #: manifest key listing the fused files a bundle holds
 MANIFEST_KEY = "fused_onnx"
-#: largest file ``onnx.save`` writes without external data
-_PROTOBUF_LIMIT = 2**31 - 1
 
 
 def cascade_from_manifest(manifest: dict, root: Path) -> CascadeDef:
@@ -109,9 +107,6 @@ def bundle_file_name(source: Source, form: str, gate: str) -> str:
 def write_model(model: Any, path: str | os.PathLike) -> Path:
     """Save through a temporary name, run the full ``onnx.checker`` on the file, then rename."""
     onnx = require("onnx")
-    if model.ByteSize() >= _PROTOBUF_LIMIT:
-        raise FusedExportError(f"{path}: the fused cascade is over 2 GB, the limit of one ONNX file; "
-                               "fuse fewer or smaller members")
     with atomic_path(path) as tmp:
         onnx.save(model, os.fspath(tmp))
         onnx.checker.check_model(os.fspath(tmp), full_check=True)
