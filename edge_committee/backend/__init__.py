@@ -26,6 +26,7 @@ MEMBER_BACKENDS: dict[str, str] = {
 
 #: cascade backends: name -> "module:callable" returning an executor for a loaded model
 CASCADE_BACKENDS: dict[str, str] = {
+    "tensorrt": "edge_committee.backend.tensorrt.adapter:cascade_executor",  # interim host loop; see its docstring
     "onnxrt-fused": "edge_committee.backend.onnxrt_fused:fused_executor",
 }
 
