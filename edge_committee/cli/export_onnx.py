@@ -19,6 +19,9 @@ def add_arguments(p) -> None:
                    help="standard ONNX ops (ONNX Runtime, default) or the CascadeGate plugin node (TensorRT)")
     p.add_argument("--form", choices=("compact", "mask"), default="compact",
                    help="compact: later members run on the survivors only (default); mask: static shapes")
+    p.add_argument("--preprocess", choices=("exact", "float32"), default="exact",
+                   help="exact: PIL-style resizing (rounded between passes) in float64, bit-exact (default); "
+                        "float32: all in float32, as TensorRT needs (a grey level may differ at rounding ties)")
     g = p.add_argument_group("committee (default: the bundle's chosen cascade)")
     g.add_argument("--members", help="comma-separated member names, in stage order")
     g.add_argument("--thresholds", help="comma-separated thresholds, one per stage but the last")
@@ -52,7 +55,8 @@ def run(args) -> int:
     from edge_committee.export.cascade_onnx.export import export_cascade_onnx
 
     written = export_cascade_onnx(args.bundle, args.out, into_bundle=args.into_bundle, cascade=committee(args),
-                                  source_size=args.source_size, form=args.form, gate=args.gate)
+                                  source_size=args.source_size, form=args.form, gate=args.gate,
+                                  preprocess=args.preprocess)
     for path in written:
         print(path)
     return 0

@@ -323,14 +323,17 @@ def _mask_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num_sta
     # a row that does not contribute adds exactly 0.0, so its running sum stays bit-identical
     total_sum = b.op("Add", [ins["prob_sum"], b.op("Where", [adds, probs, zero], "probs_used")],
                      outputs=[outs["prob_sum_out"]])
-    mean = b.op("Div", [total_sum, b.const(float(stage + 1), tp.FLOAT, "stages_run")], "mean")
+    # the mean over the stages that contributed (reference.contributions), as the standard gate
+    total_2d = b.reduce("ReduceSum", total_sum, 1, 1, "total_2d")
+    count = b.op("Max", [b.op("Round", [total_2d], "total_rounded"), b.const(1.0, tp.FLOAT, "one_f")], "count")
+    mean = b.op("Div", [total_sum, count], "mean")
     conf = _confidence(b, mean, kind, num_classes)
     if stage == num_stages - 1:
         exits = alive
     else:
         above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
         exits = b.op("And", [alive, b.op("And", [ok, above])], "exits")
-    empty = b.op("Not", [b.op("Greater", [b.reduce("ReduceSum", total_sum, 1, 0, "total"), zero])], "empty")
+    empty = b.op("Not", [b.op("Greater", [b.op("Squeeze", [total_2d, one_axis], "total"), zero])], "empty")
     argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
     label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
     conf_exit = b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")

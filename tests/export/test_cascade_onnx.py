@@ -28,7 +28,7 @@ from ..conftest import LABELS, linear_member, make_images  # noqa: E402
 from .test_cascade_onnx_preprocess import all_preprocessings  # noqa: E402
 
 NEAR = 1e-5
-SIZES = ((6, 6), (8, 5), (9, 12), (12, 12))
+SIZES = ((6, 6), (8, 5), (9, 12), (12, 12), (10, 7))
 
 
 # ---------------------------------------------------------------------------------------------- members
@@ -179,7 +179,18 @@ def check_equal(bundle: Path, images: np.ndarray, source: str, forms=("compact",
 
 
 # ---------------------------------------------------------------------------------------------- equality
-GROUPS = [all_preprocessings()[i:i + 4] for i in range(0, len(all_preprocessings()), 4)]
+def covering_preprocessings() -> list[Preprocessing]:
+    """Every combination of resize policy, interpolation, implementation, antialias and colour (the
+    options that change the resize weights and rounding), each with a different channel order,
+    layout and normalization in turn; every value of every option appears."""
+    by_key: dict[tuple, list] = {}
+    for p in all_preprocessings():
+        by_key.setdefault((p.resize, p.interpolation, p.resize_impl, p.antialias, p.color), []).append(p)
+    return [ps[i % len(ps)] for i, ps in enumerate(by_key.values())]
+
+
+COVER = covering_preprocessings()
+GROUPS = [COVER[i:i + 5] for i in range(0, len(COVER), 5)]
 SOURCES = ((23, 31, 3), (7, 5, 1), (12, 12, 3), (16, 10, 1))
 
 
@@ -430,12 +441,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     finalize_manifest(bundle, read_manifest(bundle, verify=False), only_listed=True)
     _one_line_error(capsys, base + ["--source-size", "12x12"], "cannot be inlined: it has 2 inputs (input, extra)")
 
-    # no chosen cascade
+    # no chosen cascade (the manifest check names it before the exporter's own check would)
     manifest = read_manifest(bundle, verify=False)
     manifest["cascade"] = {}
     finalize_manifest(bundle, manifest, only_listed=True)
     before = (bundle / "manifest.json").read_bytes()
-    _one_line_error(capsys, base + ["--source-size", "12x12", "--into-bundle"], "the bundle has no chosen cascade")
+    _one_line_error(capsys, base + ["--source-size", "12x12", "--into-bundle"], "cascade is missing key 'members'")
     assert before == (bundle / "manifest.json").read_bytes()
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
     assert not (bundle / "fused").exists()
@@ -457,5 +468,20 @@ def test_unsupported_preprocessing_is_refused_naming_member_and_form(tmp_path, m
     monkeypatch.setattr(Preprocessing, "plan", odd_plan)
     with pytest.raises(FusedExportError) as err:
         fused(bundle, "mask", "12x12x3")
-    assert str(err.value) == ("member 'm1': its preprocessing cannot be written in the mask form: "
-                              "layout 'CHW' is not one of NCHW, NHWC")
+    assert str(err.value) == ("member 'm1': its preprocessing cannot be written in the mask form with the "
+                              "standard gate: layout 'CHW' is not one of NCHW, NHWC")
+
+
+def test_pil_rounding_is_refused_in_the_tensorrt_form_unless_float32(tmp_path, capsys):
+    bundle, x = tiny_bundle(tmp_path)  # members with the default resize_impl pil: rounded passes
+    out = tmp_path / "trt.onnx"
+    base = ["export-onnx", str(bundle), "--out", str(out), "--source-size", "12x12", "--gate", "plugin"]
+    _one_line_error(capsys, base, "member 'm0': its preprocessing cannot be written in the compact form with the "
+                                  "plugin gate: it rounds to uint8 between resize passes")
+    assert not out.exists()
+    from edge_committee.cli.main import main
+
+    assert main(base + ["--preprocess", "float32"]) == 0
+    from edge_committee.export.cascade_onnx import read_metadata
+
+    assert read_metadata(onnx.load(str(out)))["preprocess"] == "float32"

@@ -10,7 +10,9 @@ TensorRT "ONNX Opset Guide" for 11.x: opsets 9 and above). The table's restricti
 this graph are checked one by one: no ``Compress``; ``Resize`` without antialias; ``axes`` of
 Reduce*/Squeeze/Slice/Unsqueeze as initializers; ``ScatterND`` without ``reduction``; ``If``
 branches with outputs of equal rank and different names; UINT8 only as the network input; a
-custom node only as the ``CascadeGate`` plugin with its ``plugin_version``/``plugin_namespace``.
+custom node only as the ``CascadeGate`` plugin with its ``plugin_version``/``plugin_namespace``; no
+float64 tensor (the parser casts DOUBLE down to FLOAT, so PIL-style preprocessing is written in
+float32 for TensorRT: ``--preprocess float32``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,18 @@ def violations(model) -> list[str]:
         out.append(f"opset {opset} / IR {model.ir_version} is newer than TensorRT 10.x parses")
     uint8 = {i.name for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
     out += _walk(model.graph, set(), uint8)
+    double = [t.name for g in _graphs(model.graph) for t in g.initializer if t.data_type == onnx.TensorProto.DOUBLE]
+    if double:
+        out.append(f"float64 initializers (e.g. {double[0]!r}): TensorRT computes them in float32")
     return out
+
+
+def _graphs(graph):
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(a.g)
 
 
 def _walk(graph, outer_constants: set[str], uint8: set[str]) -> list[str]:
@@ -91,6 +104,8 @@ def _walk(graph, outer_constants: set[str], uint8: set[str]) -> list[str]:
             out.append(f"{where}: ScatterND reduction is not supported")
         if node.op_type == "TopK" and (node.input[1] not in consts or attrs.get("sorted", 1) != 1):
             out.append(f"{where}: K must be an initializer and sorted = 1")
+        if node.op_type == "Cast" and attrs.get("to") == onnx.TensorProto.DOUBLE:
+            out.append(f"{where}: a cast to float64, which TensorRT computes in float32")
         if any(i in uint8 for i in node.input) and node.op_type != "Cast":
             out.append(f"{where}: UINT8 is only a network input type; cast it first")
         if node.op_type == "If":
@@ -122,9 +137,9 @@ def members(tmp_path_factory) -> list[MemberSource]:
     return [MemberSource(f"m{i}", f, Preprocessing.from_dict(pp)) for i, (f, pp) in enumerate(zip(files, pps))]
 
 
-def _build(members, form: str, gate: str):
+def _build(members, form: str, gate: str, preprocess: str = "float32"):
     cascade = CascadeDef([m.name for m in members], [0.6, 0.8])
-    return build_cascade_model(members, cascade, Source(24, 32, 3), 4, form=form, gate=gate)
+    return build_cascade_model(members, cascade, Source(24, 32, 3), 4, form=form, gate=gate, preprocess=preprocess)
 
 
 @pytest.mark.parametrize("form, gate", [("compact", "plugin"), ("mask", "standard")])
@@ -139,9 +154,11 @@ def test_tensorrt_forms_use_only_parser_supported_ops(members, form, gate):
 
 
 def test_the_check_catches_what_tensorrt_refuses(members):
-    # the ONNX Runtime form compacts with Compress, which the parser has no importer for
-    found = violations(_build(members, "compact", "standard"))
+    # the ONNX Runtime form compacts with Compress, which the parser has no importer for, and
+    # resizes PIL-style (rounded passes) in float64
+    found = violations(_build(members, "compact", "standard", preprocess="exact"))
     assert any("(Compress): not supported" in v for v in found), found
+    assert any("cast to float64" in v for v in found) and any("float64 initializers" in v for v in found)
     bad = onnx.helper.make_model(onnx.helper.make_graph(
         [onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], name="r", mode="linear", antialias=1),
          onnx.helper.make_node("ReduceSum", ["x", "axes"], ["z"], name="sum")], "g",

@@ -31,7 +31,7 @@ from edge_committee.export.cascade_onnx._graph import GraphBuilder, rename_input
 from edge_committee.export.cascade_onnx.errors import FusedExportError
 from edge_committee.export.cascade_onnx.gate import STATE, GatedStage, add_gate, check_form, state_out, survivors_out
 from edge_committee.export.cascade_onnx.inline import MemberSource, default_opset, inline_member, read_member
-from edge_committee.export.cascade_onnx.preprocess import add_preprocessing, check_plan, output_shape
+from edge_committee.export.cascade_onnx.preprocess import add_preprocessing, check_plan, check_precision, output_shape
 
 #: names of the fused file's input and outputs
 INPUT = "images"
@@ -101,15 +101,16 @@ class _Context:
     form: str
     num_classes: int
     tp: Any
+    preprocess: str = "exact"
 
 
 # ---------------------------------------------------------------------------------------------- stages
 def _prepare_stages(members: Sequence[MemberSource], cascade: CascadeDef, source: Source, num_classes: int,
-                    form: str, gate: str, opset: int, models: list) -> list[_Stage]:
+                    form: str, gate: str, preprocess: str, opset: int, models: list) -> list[_Stage]:
     stages, k_total = [], len(members)
     for k, (src, model) in enumerate(zip(members, models)):
         plan = src.preprocessing.plan((source.height, source.width), source.channels)
-        check_plan(plan, src.name, form)
+        check_plan(plan, src.name, form, gate, preprocess)
         # the member under s<k>/member/, its gate under s<k>/gate., the glue under s<k>/: no name can collide
         inl = inline_member(src, model, f"s{k}/member/", opset, output_shape(plan), num_classes)
         threshold = cascade.thresholds[k] if k < k_total - 1 else math.inf
@@ -152,7 +153,7 @@ def _stage_graph(ctx: _Context, k: int, who: str, state: dict[str, str]) -> Any:
     x = ctx.images
     if ctx.form == "compact" and k > 0:
         x = g.op("Gather", [x, who], "survivor_images", axis=0)
-    add_preprocessing(g, st.plan, x, st.member_input, st.input_dtype)
+    add_preprocessing(g, st.plan, x, st.member_input, st.input_dtype, ctx.preprocess)
     wiring = {st.gated.inputs["alive" if ctx.form == "mask" else "active"]: who}
     wiring.update({st.gated.inputs[s]: state[s] for s in STATE})
     nodes = list(st.gated.model.graph.node)
@@ -196,12 +197,15 @@ _FINAL = dict(zip(STATE, ("prob_sum", *OUTPUTS[:4])))
 
 
 def _outputs(g: GraphBuilder, ctx: _Context, final: dict[str, str]) -> list:
-    """The file's outputs: the final state and ``probs`` = prob_sum / stages run."""
+    """The file's outputs: the final state and ``probs``, the mean over the stages that contributed.
+
+    As :func:`edge_committee.cascade.reference.contributions`: each contributing stage added a
+    softmax row summing to 1, so the rounded row sum (at least 1) is their number.
+    """
     tp, mk = ctx.tp, g.onnx.helper.make_tensor_value_info
-    stages_run = g.op("Cast", [g.op("Add", [final["exit_stage"], g.const(np.int32(1), "one")], "stages_run_i")],
-                      "stages_run", to=tp.FLOAT)
-    per_row = g.op("Unsqueeze", [stages_run, g.const(np.array([1], np.int64), "axis1")], "stages_run_2d")
-    g.op("Div", [final["prob_sum"], per_row], outputs=["probs"])
+    total = g.op("ReduceSum", [final["prob_sum"], g.const(np.array([1], np.int64), "axis1")], "total", keepdims=1)
+    count = g.op("Max", [g.op("Round", [total], "total_rounded"), g.const(np.float32(1.0), "one")], "contributions")
+    g.op("Div", [final["prob_sum"], count], outputs=["probs"])
     return [mk("labels", tp.INT32, ["N"]), mk("confidence", tp.FLOAT, ["N"]), mk("exit_stage", tp.INT32, ["N"]),
             mk("flags", tp.INT32, ["N"]), mk("probs", tp.FLOAT, ["N", ctx.num_classes])]
 
@@ -247,6 +251,7 @@ def build_cascade_model(
     *,
     form: str = "compact",
     gate: str = "standard",
+    preprocess: str = "exact",
     metadata: dict[str, Any] | None = None,
 ) -> Any:
     """The fused cascade as a ModelProto (checked with ``onnx.checker``, full check).
@@ -258,23 +263,26 @@ def build_cascade_model(
         num_classes: C, the number of labels.
         form: ``compact`` (survivors gathered) or ``mask`` (static shapes).
         gate: ``standard`` (any ONNX runtime) or ``plugin`` (the TensorRT ``CascadeGate`` node).
+        preprocess: ``exact`` (plans that round between steps run in float64, bit-exact; not for
+            TensorRT) or ``float32`` (everything in float32); see :mod:`.preprocess`.
         metadata: extra metadata_props (values that are not strings are stored as JSON).
     """
     onnx = require("onnx")
     check_form(form, gate)
+    check_precision(preprocess)
     if [m.name for m in members] != list(cascade.members):
         raise FusedExportError(f"members {[m.name for m in members]} do not match the cascade {list(cascade.members)}")
     models = [read_member(m) for m in members]
     opset = cascade_opset(models)
-    stages = _prepare_stages(members, cascade, source, num_classes, form, gate, opset, models)
-    ctx = _Context(stages, "images_f32", form, num_classes, onnx.TensorProto)
+    stages = _prepare_stages(members, cascade, source, num_classes, form, gate, preprocess, opset, models)
+    ctx = _Context(stages, "images_f32", form, num_classes, onnx.TensorProto, preprocess)
     opsets = _opset_imports(stages, opset)
     min_ir = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)  # (the plugin domain is unknown)
     ir_version = max([min_ir] + [m.ir_version for m in models])
     model = onnx.helper.make_model(_main_graph(ctx, source), opset_imports=opsets, ir_version=ir_version,
                                    producer_name="edge_committee", doc_string=_doc(cascade, source, form, gate))
     props = {"cascade": cascade.to_dict(), "source": dataclasses.asdict(source), "form": form, "gate": gate,
-             "outputs": list(OUTPUTS), **(metadata or {})}
+             "preprocess": preprocess, "outputs": list(OUTPUTS), **(metadata or {})}
     onnx.helper.set_model_props(model, {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v)
                                         for k, v in props.items()})
     if model.ByteSize() >= PROTOBUF_LIMIT:

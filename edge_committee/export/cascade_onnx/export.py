@@ -78,7 +78,7 @@ def members_from_bundle(root: Path, manifest: dict, names: list[str]) -> list[Me
 
 def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, cascade: CascadeDef | None = None,
                       source_size: Any = None, channels: int | None = None, form: str = "compact",
-                      gate: str = "standard") -> tuple[Any, CascadeDef, Source]:
+                      gate: str = "standard", preprocess: str = "exact") -> tuple[Any, CascadeDef, Source]:
     """(model, committee, source) for a bundle's chosen cascade, or ``cascade`` over its members."""
     root = Path(root)
     manifest = manifest if manifest is not None else read_manifest(root)
@@ -95,7 +95,7 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
         "version": __version__,
     }
     model = build_cascade_model(members, cascade, source, len(manifest["labels"]), form=form, gate=gate,
-                                metadata=meta)
+                                preprocess=preprocess, metadata=meta)
     return model, cascade, source
 
 
@@ -136,6 +136,7 @@ def export_cascade_onnx(
     channels: int | None = None,
     form: str = "compact",
     gate: str = "standard",
+    preprocess: str = "exact",
 ) -> list[Path]:
     """Write the bundle's cascade (or ``cascade``) as one ONNX file; returns the paths written.
 
@@ -145,13 +146,13 @@ def export_cascade_onnx(
             listed in its manifest (the bundle is swapped in one step).
         source_size: ``"HxW"``/``"HxWxC"`` or a tuple; default: the validation images' size if the
             manifest records it.
-        form, gate: see :func:`build_cascade_model`.
+        form, gate, preprocess: see :func:`build_cascade_model`.
     """
     if out is None and not into_bundle:
         raise FusedExportError("nothing to write: give --out FILE, --into-bundle, or both")
     root = Path(bundle)
     model, cascade, source = build_from_bundle(root, cascade=cascade, source_size=source_size, channels=channels,
-                                               form=form, gate=gate)
+                                               form=form, gate=gate, preprocess=preprocess)
     written = []
     if out is not None:
         written.append(write_model(model, out))
