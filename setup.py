@@ -47,7 +47,10 @@ setup(
         "video": ["opencv-python-headless>=4.8"],
         # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
         "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
-        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8",
+        # the torch-cuda backend: members converted by onnx2torch, the conditional graph via cuda.bindings
+        # (install torch's CUDA build first; pick the cuda-bindings major version of your driver)
+        "gpu": ["onnx2torch>=1.5", "cuda-bindings>=12.6"],
+        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "onnx2torch>=1.5",
                  "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},

@@ -20,6 +20,8 @@ _PIP_NAMES = {
     "PIL": "pillow",
     "tensorrt": "tensorrt (or tensorrt-lean-cu13-bindings for the lean runtime)",
     "cv2": "opencv-python-headless",
+    "onnx2torch": "onnx2torch torch==<your torch version>",
+    "cuda": "cuda-bindings (the major version of your CUDA driver, e.g. cuda-bindings>=13,<14)",
 }
 
 

@@ -1,0 +1,75 @@
+"""A member's preprocessing on torch tensors: :class:`~edge_committee.spec.preprocess.PreprocessPlan`, executed.
+
+Every field of the plan is executed in the plan's order and with the NumPy path's float32 arithmetic
+(:meth:`PreprocessPlan.apply`): uint8 -> float32, the channel mix ``x @ color`` (then round half up
+and clip to 0..255 if ``color_round``), each :class:`ResizeStep` as a matrix product along its axis
+(then round/clip if ``round_clip``), ``x * mul`` then ``+ add`` (two roundings, as NumPy does), then
+the layout. Identity colour matrices and identity resize steps are skipped, as NumPy skips them.
+Only the order of the sums inside a matrix product differs from NumPy, so results agree to float32
+rounding (about 1e-6 relative); a value that lands within rounding of a ``.5`` before a round/clip
+step can round the other way.
+
+Runs on the GPU inside a captured CUDA graph (no host synchronization, no allocation outside
+PyTorch's allocator) and on the CPU for the tests.
+"""
+
+from __future__ import annotations
+
+from edge_committee._lazy import require
+from edge_committee.spec.preprocess import PreprocessPlan
+
+
+def _identity(m) -> bool:
+    import numpy as np
+
+    return m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0], dtype=m.dtype))
+
+
+class TorchPlan:
+    """A :class:`PreprocessPlan` on ``device``: call it on uint8 (B, H, W, C_in) -> float32 member input.
+
+    Args:
+        plan: the plan (for one source size and channel count).
+        device: a ``torch.device`` (or string) where the weights live and the work runs.
+        dtype: the output dtype (``torch.float32`` default; ``torch.float16`` for FP16 members,
+            cast after the whole plan ran in float32).
+    """
+
+    def __init__(self, plan: PreprocessPlan, device, dtype=None) -> None:
+        torch = require("torch")
+        self.plan = plan
+        self.dtype = dtype or torch.float32
+
+        def tensor(a):
+            return torch.as_tensor(a, dtype=torch.float32).to(device)
+
+        self.color = None if _identity(plan.color) else tensor(plan.color)
+        self.steps = [(s.axis, tensor(s.weights), bool(s.round_clip)) for s in plan.steps
+                      if not _identity(s.weights)]
+        self.mul, self.add = tensor(plan.mul), tensor(plan.add)
+
+    @staticmethod
+    def _round_clip(y):
+        # NumPy: clip(floor(y + 0.5), 0, 255) in float32
+        return (y + 0.5).floor_().clamp_(0.0, 255.0)
+
+    def __call__(self, x):
+        """uint8 (B, H, W, C_in) -> (B, C, H', W') or (B, H', W', C) in ``dtype``."""
+        y = x.float()
+        if self.color is not None:
+            y = y @ self.color
+            if self.plan.color_round:
+                y = self._round_clip(y)
+        for axis, w, round_clip in self.steps:
+            if axis == "h":  # out[n, o, w, c] = sum_h W[o, h] in[n, h, w, c]
+                b, h, wd, c = y.shape
+                y = (w @ y.reshape(b, h, wd * c)).reshape(b, w.shape[0], wd, c)
+            else:  # out[n, h, o, c] = sum_w W[o, w] in[n, h, w, c]: batched over (n, h)
+                y = w @ y
+            if round_clip:
+                y = self._round_clip(y)
+        y = y * self.mul
+        y = y + self.add
+        if self.plan.layout == "NCHW":
+            y = y.permute(0, 3, 1, 2)
+        return y.to(self.dtype).contiguous()
