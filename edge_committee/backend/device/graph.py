@@ -62,13 +62,14 @@ class ConditionalCascadeGraph:
         finalize: the raw graph that gathers the outputs after the last stage that ran.
         real_count: the int32 device tensor of one element the stages write their survivor count to.
         kernels: the compiled setter kernel.
+        stream: the runtime's ``torch.cuda.Stream`` (its context owns the graph's handles).
     """
 
-    def __init__(self, stages: Sequence[int], finalize: int, real_count, kernels: DeviceKernels) -> None:
+    def __init__(self, stages: Sequence[int], finalize: int, real_count, kernels: DeviceKernels, stream) -> None:
         cu = self.cu = driver()
         self._keep: list = []
         self.graph = check(cu.cuGraphCreate(0), "cuGraphCreate")
-        ctx = check(cu.cuCtxGetCurrent(), "cuCtxGetCurrent")
+        ctx = check(cu.cuStreamGetCtx(cu.CUstream(stream.cuda_stream)), "cuStreamGetCtx")
         parent, deps, top_last = self.graph, [], None
         for k, stage in enumerate(stages):
             node = check(cu.cuGraphAddChildGraphNode(parent, deps, len(deps), cu.CUgraph(int(stage))),

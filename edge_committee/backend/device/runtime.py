@@ -117,6 +117,13 @@ class DeviceCascade(Executor):
         self.active = False
 
     # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "DeviceCascade":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
     def activate(self) -> None:
         torch = require("torch")
         self.torch = torch

@@ -9,8 +9,8 @@ Stage ``k`` for bucket ``b`` (:meth:`ShapeContext._stage_fn`), all enqueued on t
 [stage 0: reset rows 0..b-1, indices 0..n-1 plus sinks] -> gather ``frames[gidx[:b]]`` ->
 preprocessing -> member -> gate (``act[k % 2][:b]`` -> survivors in ``act[(k+1) % 2]``) -> [not the
 last stage: fix the survivors, count the real ones into ``real``]. :meth:`ShapeContext._finalize_fn`
-writes the mean probabilities at the exit stage and the other outputs, and copies them to pinned
-host buffers.
+writes the mean probabilities at the exit stage and the other outputs; :meth:`ShapeContext.download`
+copies them back once.
 """
 
 from __future__ import annotations
@@ -29,17 +29,18 @@ class Segment:
 
     On CUDA, ``fn`` runs once uncaptured first (cuDNN algorithm choice, lazy initialization, the gate's
     workspace), then is captured with ``keep_graph=True`` so :mod:`.graph` can copy it into the
-    conditional cascade graph.
+    conditional cascade graph. Segments are made lazily, possibly between two stages of a run, so
+    the warm-up runs inside ``preserve()``, which restores the state it changed.
     """
 
-    def __init__(self, fn: Callable[[], None], runtime, pool) -> None:
+    def __init__(self, fn: Callable[[], None], runtime, pool, preserve: Callable | None = None) -> None:
         self.fn = fn
         self.graph = None
         if runtime.is_cuda:
             torch = runtime.torch
             with runtime.precision_context():
-                with torch.cuda.stream(runtime.stream):
-                    fn()
+                with torch.cuda.stream(runtime.stream), (preserve() if preserve else contextlib.nullcontext()):
+                    fn()  # the warm-up really runs: ``preserve`` puts the state back afterwards
                 runtime.stream.synchronize()
                 graph = torch.cuda.CUDAGraph(keep_graph=True)
                 with torch.cuda.graph(graph, pool=pool, stream=runtime.stream):
@@ -148,20 +149,29 @@ class ShapeContext:
             torch.div(self.prob_sum[:b], stages[:, None], out=self.probs_out[:b])
             self.meta_out[:3, :b].copy_(self.istate[:, :b])
             self.meta_out[3, :b].copy_(self.conf[:b].view(torch.int32))
-            if self.rt.is_cuda:
-                self.probs_host[:b].copy_(self.probs_out[:b], non_blocking=True)
-                self.meta_host.copy_(self.meta_out, non_blocking=True)
 
         return finalize
 
+    @contextlib.contextmanager
+    def preserve(self):
+        """Restore every buffer a stage or finalize writes (used around warm-ups; on the stream)."""
+        buffers = [self.prob_sum, self.istate, self.conf, *self.act, self.gidx, self.gate_count, self.real,
+                   self.logits, self.probs_out, self.meta_out]
+        saved = [t.clone() for t in buffers]
+        try:
+            yield
+        finally:
+            for t, old in zip(buffers, saved):
+                t.copy_(old)
+
     def stage(self, k: int, b: int) -> Segment:
         if (k, b) not in self._stages:
-            self._stages[k, b] = Segment(self._stage_fn(k, b), self.rt, self.pool)
+            self._stages[k, b] = Segment(self._stage_fn(k, b), self.rt, self.pool, self.preserve)
         return self._stages[k, b]
 
     def finalize(self, b: int) -> Segment:
         if b not in self._finals:
-            self._finals[b] = Segment(self._finalize_fn(b), self.rt, self.pool)
+            self._finals[b] = Segment(self._finalize_fn(b), self.rt, self.pool, self.preserve)
         return self._finals[b]
 
     def graph(self, b: int):
@@ -170,7 +180,7 @@ class ShapeContext:
             from edge_committee.backend.device.graph import ConditionalCascadeGraph
 
             stages = [self.stage(k, b).raw() for k in range(len(self.rt.members))]
-            g = ConditionalCascadeGraph(stages, self.finalize(b).raw(), self.real, self.rt.kernels)
+            g = ConditionalCascadeGraph(stages, self.finalize(b).raw(), self.real, self.rt.kernels, self.rt.stream)
             g.upload(self.rt.stream)
             self._graphs[b] = g
         return self._graphs[b]
@@ -205,14 +215,22 @@ class ShapeContext:
         return int(self.real_host[0])
 
     def download(self, n: int, on_device: bool) -> dict:
-        """The outputs of the last run, rows 0..n-1: NumPy arrays, or tensors on the device."""
-        if self.rt.is_cuda:
-            self.rt.stream.synchronize()
-        if on_device:
+        """The outputs of the last run, rows 0..n-1: NumPy arrays, or tensors on the device.
+
+        Copied back once, after the last stage: two async copies into pinned memory, one wait.
+        """
+        if on_device:  # copies on the device; the wait below also covers the caller's input tensor
             with self.stream_context():
-                meta = self.meta_out[:, :n].clone()
-                return {"labels": meta[0], "exit_stage": meta[1], "flags": meta[2],
-                        "confidence": meta[3].view(self.torch.float32), "probs": self.probs_out[:n].clone()}
+                meta, probs = self.meta_out[:, :n].clone(), self.probs_out[:n].clone()
+            if self.rt.is_cuda:
+                self.rt.stream.synchronize()
+            return {"labels": meta[0], "exit_stage": meta[1], "flags": meta[2],
+                    "confidence": meta[3].view(self.torch.float32), "probs": probs}
+        if self.rt.is_cuda:
+            with self.stream_context():
+                self.probs_host[:n].copy_(self.probs_out[:n], non_blocking=True)
+                self.meta_host.copy_(self.meta_out, non_blocking=True)
+            self.rt.stream.synchronize()
         probs = self.probs_out if not self.rt.is_cuda else self.probs_host
         meta = (self.meta_out if not self.rt.is_cuda else self.meta_host)[:, :n].numpy().copy()
         return {"labels": meta[0], "exit_stage": meta[1], "flags": meta[2], "confidence": meta[3].view(np.float32),
