@@ -244,21 +244,22 @@ class DeviceCascade(Executor):
         ctx = self._context(tuple(int(s) for s in frames.shape[1:]))
         ctx.upload(frames, n)
         b0 = self.bucket(n)
-        if self.mode == "graph":
-            try:
-                graph = ctx.graph(b0)
-            except Exception as exc:  # noqa: BLE001 - say why once, then run the host loop for good
-                self._fall_back(exc)
+        graph = self._graph(ctx, b0) if self.mode == "graph" else None
         with ctx.stream_context():
-            if self.mode == "graph":
+            if graph is not None:
                 graph.launch(self.stream)
             else:
                 self._run_host_loop(ctx, n, b0)
         return ctx.download(n, on_device)
 
-    def _fall_back(self, exc: Exception) -> None:
-        self.mode, self.mode_reason = "host", f"the conditional graph failed: {type(exc).__name__}: {exc}"
-        LOG.warning("device runtime: graph mode is unavailable (%s); running the host loop", self.mode_reason)
+    def _graph(self, ctx, b: int):
+        """The conditional cascade graph for bucket ``b``, or None after falling back to the host loop."""
+        try:
+            return ctx.graph(b)
+        except Exception as exc:  # noqa: BLE001 - say why once, then run the host loop for good
+            self.mode, self.mode_reason = "host", f"the conditional graph failed: {type(exc).__name__}: {exc}"
+            LOG.warning("device runtime: graph mode is unavailable (%s); running the host loop", self.mode_reason)
+            return None
 
     def _run_host_loop(self, ctx, n: int, b0: int) -> None:
         """One replay per stage; between stages, one 4-byte read of the real survivor count."""
@@ -292,9 +293,7 @@ class DeviceCascade(Executor):
         ctx = self._context(tuple(int(s) for s in shape))
         for n in batch_sizes or self.buckets:
             b = self.bucket(int(n))
-            if self.mode == "graph":
-                ctx.graph(b)
-            else:
+            if self.mode != "graph" or self._graph(ctx, b) is None:
                 for k in range(len(self.members)):
                     ctx.stage(k, b)
                 ctx.finalize(b)
