@@ -229,16 +229,19 @@ def _mode(r: dict) -> str:
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"# Device runtime benchmark: {result['name']}", "",
-             "Written by `benchmarks/gpu/bench_device.py` (run on the GPU machine by `benchmarks/gpu/run_device_checks.sh`).",
+             "Written by `benchmarks/gpu/bench_device.py` (run on the GPU machine by "
+             "`benchmarks/gpu/run_device_checks.sh`).",
              "", f"- Machine: {m['gpu']} ({m['sms']} SMs), CUDA driver {m['driver_cuda']}; PyTorch {m['torch']} "
              f"(CUDA {m['cuda']}), Python {m['python']}", f"- Command: `{result['command']}`",
              f"- Gate: {result['gate']}", ""]
     if result.get("overhead"):
         lines += ["## Overhead per stage at batch 1 (every stage runs)", "",
-                  f"Anchor: {ANCHOR_US} us per stage for a host loop on an H100; target: <= {TARGET_US} us in graph mode. "
+                  f"Anchor: {ANCHOR_US} us per stage for a host loop on an H100; "
+                  f"target: <= {TARGET_US} us in graph mode. "
                   "`per stage` = (end-to-end - members' own graph time) / stages; `control` also leaves out the "
                   "preprocessing; `slope` = the cost of one more stage (per-call upload and copy-back excluded).", "",
-                  "| precision | mode | stages | e2e median (us) | members (us) | preprocessing (us) | per stage (us) | control per stage (us) | slope (us) |",
+                  "| precision | mode | stages | e2e median (us) | members (us) | preprocessing (us) | per stage (us) "
+                  "| control per stage (us) | slope (us) |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in result["overhead"]:
             lines.append(f"| {r['precision']} | {_mode(r)} | {r['stages']} | {r['e2e_median_us']:.1f} | "
@@ -246,7 +249,8 @@ def markdown(result: dict) -> str:
                          f"{r['control_per_stage_us']:.1f} | {r.get('overhead_slope_us', float('nan')):.1f} |")
         lines.append("")
     lines += ["## Cascade vs largest member", "",
-              "| precision | what | mode | batch-1 median (us) | p90 | p99 | img/s @64 | img/s @256 | exit rates | accuracy |",
+              "| precision | what | mode | batch-1 median (us) | p90 | p99 | img/s @64 | img/s @256 | exit rates "
+              "| accuracy |",
               "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
     for r in result["comparison"]:
         acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "-"
@@ -268,7 +272,8 @@ def verdicts(rows: list[dict]) -> list[str]:
                 continue
             lat = big["latency_median_us"] / r["latency_median_us"]
             thr = {b: r[f"throughput_{b}"] / big[f"throughput_{b}"] for b in (64, 256)}
-            word = "faster" if lat > 1 else "slower (launch-bound: the extra stages cost more than the smaller members save)"
+            word = "faster" if lat > 1 else ("slower (launch-bound: the extra stages cost more than the smaller "
+                                             "members save)")
             out.append(f"- {precision} {_mode(r)}: batch-1 latency x{lat:.2f} of the largest member ({word}); "
                        f"throughput x{thr[64]:.2f} at 64, x{thr[256]:.2f} at 256.")
     return out

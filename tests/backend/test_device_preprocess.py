@@ -33,7 +33,8 @@ OPTIONS = {
     "channel_order": spec.CHANNEL_ORDERS,
     "layout": spec.LAYOUTS,
 }
-NORMALIZE = [{}, {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}, {"scale": 1 / 128, "offset": -127 / 128}]
+NORMALIZE = [{}, {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+             {"scale": 1 / 128, "offset": -127 / 128}]
 SOURCES = [(1, (28, 28)), (3, (37, 50)), (3, (9, 7))]  # (channels, (H, W)): down, mixed, up
 
 

@@ -110,6 +110,18 @@ def test_torchvision_stand_in_is_removed_and_explains():
 def test_bad_onnx_file_is_a_user_error(tmp_path):
     with pytest.raises(EdgeCommitteeError, match="no such ONNX file"):
         ModuleFromOnnx(tmp_path / "missing.onnx")()
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "q.onnx"))
+    with pytest.raises(EdgeCommitteeError, match="INT8 member"):
+        ModuleFromOnnx(tmp_path / "q.onnx")()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where no GPU is visible")

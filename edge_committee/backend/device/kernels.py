@@ -90,8 +90,10 @@ def compile_source(source: str, capability: tuple[int, int]) -> bytes:
     """Compile ``source`` with NVRTC: a cubin for ``sm_XY``, else PTX for ``compute_XY`` (driver JIT)."""
     nvrtc = _nvrtc()
     errors = []
-    for arch, getter in ((f"sm_{capability[0]}{capability[1]}", "CUBIN"), (f"compute_{capability[0]}{capability[1]}", "PTX")):
-        prog = check(nvrtc.nvrtcCreateProgram(source.encode(), b"ec_device_kernels.cu", 0, [], []), "nvrtcCreateProgram")
+    cc = f"{capability[0]}{capability[1]}"
+    for arch, getter in ((f"sm_{cc}", "CUBIN"), (f"compute_{cc}", "PTX")):
+        prog = check(nvrtc.nvrtcCreateProgram(source.encode(), b"ec_device_kernels.cu", 0, [], []),
+                     "nvrtcCreateProgram")
         opts = [f"--gpu-architecture={arch}".encode(), b"-default-device", b"--std=c++17"]
         status = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)[0]
         if int(status) == 0:

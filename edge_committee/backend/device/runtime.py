@@ -40,8 +40,7 @@ import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.backend.base.device import DeviceMember
-from edge_committee.backend.device.gate import cuda_gate_step, fix_survivors_torch, gate_step_torch
-from edge_committee.backend.device.preprocess import TorchPlan
+from edge_committee.backend.device.gate import cuda_gate_step, gate_step_torch
 from edge_committee.cascade.reference import GateState, check_confidence_name
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.runtime.cascade import Executor, Prediction
@@ -129,6 +128,11 @@ class DeviceCascade(Executor):
         self.torch = torch
         self.device = _as_device(torch, self.device_arg)
         self.is_cuda = self.device.type == "cuda"
+        with self.device_context():
+            self._activate()
+
+    def _activate(self) -> None:
+        torch = self.torch
         for m in self.members:
             m.activate(self.device.index if self.is_cuda else "cpu")
         self.num_classes = self._check_members()
@@ -136,6 +140,8 @@ class DeviceCascade(Executor):
         self.gate_step, self.gate_name = self._choose_gate()
         self.kernels = self._load_kernels() if self.is_cuda else None
         self.mode, self.mode_reason = self._choose_mode()
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)  # weights were copied on the current stream; stages use their own
         LOG.info("device runtime on %s: %s mode%s; gate: %s", self.device, self.mode,
                  f" ({self.mode_reason})" if self.mode_reason else "", self.gate_name)
         self.active = True
@@ -151,7 +157,8 @@ class DeviceCascade(Executor):
     def _check_members(self) -> int:
         classes = {m.num_classes for m in self.members}
         if len(classes) != 1 or classes != {len(self.labels)}:
-            raise EdgeCommitteeError(f"members give {sorted(classes)} classes; the bundle has {len(self.labels)} labels")
+            raise EdgeCommitteeError(f"members give {sorted(classes)} classes; the bundle has "
+                                     f"{len(self.labels)} labels")
         for m, pp in zip(self.members, self.preprocessing):
             want = tuple(pp.input_shape(1)[1:])
             if tuple(m.input_shape) != want:
@@ -198,6 +205,10 @@ class DeviceCascade(Executor):
     def run(self, images) -> Prediction:
         if not self.active:
             self.activate()
+        with self.device_context():
+            return self._run(images)
+
+    def _run(self, images) -> Prediction:
         torch = self.torch
         if isinstance(images, torch.Tensor):
             return self._run_tensor(images)
@@ -221,7 +232,8 @@ class DeviceCascade(Executor):
         if images.ndim == 3:
             images = images[..., None]
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
-            raise EdgeCommitteeError(f"predict expects images (N, H, W[, 1|3]); got a tensor of shape {tuple(images.shape)}")
+            raise EdgeCommitteeError(f"predict expects images (N, H, W[, 1|3]); got a tensor of shape "
+                                     f"{tuple(images.shape)}")
         if images.device != self.device:
             raise EdgeCommitteeError(f"the images are on {images.device}; this model runs on {self.device}")
         parts = [self._run_batch(images[s:s + self.capacity], on_device=True)
@@ -290,7 +302,11 @@ class DeviceCascade(Executor):
         """Capture the graphs for source images of ``shape`` (H, W, C) and these batch sizes now."""
         if not self.active:
             self.activate()
-        ctx = self._context(tuple(int(s) for s in shape))
+        with self.device_context():
+            self._warmup(tuple(int(s) for s in shape), batch_sizes)
+
+    def _warmup(self, shape: tuple[int, int, int], batch_sizes: Sequence[int] | None) -> None:
+        ctx = self._context(shape)
         for n in batch_sizes or self.buckets:
             b = self.bucket(int(n))
             if self.mode != "graph" or self._graph(ctx, b) is None:
@@ -304,14 +320,15 @@ class DeviceCascade(Executor):
         if self.tf32 or not self.is_cuda:
             return contextlib.nullcontext()
         stack = contextlib.ExitStack()
-        stack.enter_context(torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled,
-                                                       benchmark=torch.backends.cudnn.benchmark,
-                                                       deterministic=torch.backends.cudnn.deterministic,
-                                                       allow_tf32=False))
-        old = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        stack.callback(setattr, torch.backends.cuda.matmul, "allow_tf32", old)
+        for module in (torch.backends.cudnn, torch.backends.cuda.matmul):  # read when a kernel is chosen
+            stack.callback(setattr, module, "allow_tf32", module.allow_tf32)
+            module.allow_tf32 = False
         return stack
+
+    def device_context(self):
+        """Make this runtime's GPU the current device (kernels load into its context)."""
+        torch = self.torch
+        return torch.cuda.device(self.device) if self.is_cuda else contextlib.nullcontext()
 
 
 def _as_device(torch, device):

@@ -95,6 +95,7 @@ class ShapeContext:
         self._finals: dict[int, Segment] = {}
         self._graphs: dict[int, object] = {}
         if runtime.is_cuda:
+            torch.cuda.synchronize(dev)  # the buffers were filled on the current stream; the runtime uses its own
             self._prime_gate()
 
     def _prime_gate(self) -> None:
@@ -194,9 +195,9 @@ class ShapeContext:
         """Put ``n`` frames (NumPy, or a tensor on the device) and ``n`` on the device (async)."""
         torch = self.torch
         self.n_host[0] = n
+        if self.rt.is_cuda:  # the caller's stream may still write the input or read the last outputs
+            self.rt.stream.wait_stream(torch.cuda.current_stream(self.rt.device))
         if isinstance(frames, torch.Tensor):
-            if self.rt.is_cuda:
-                self.rt.stream.wait_stream(torch.cuda.current_stream(self.rt.device))
             with self.stream_context():
                 self.frames[:n].copy_(frames)
                 self.n_dev.copy_(self.n_host, non_blocking=True)
@@ -219,11 +220,10 @@ class ShapeContext:
 
         Copied back once, after the last stage: two async copies into pinned memory, one wait.
         """
-        if on_device:  # copies on the device; the wait below also covers the caller's input tensor
-            with self.stream_context():
-                meta, probs = self.meta_out[:, :n].clone(), self.probs_out[:n].clone()
+        if on_device:  # copied on the caller's stream (the next upload waits for it), so they are the caller's
             if self.rt.is_cuda:
                 self.rt.stream.synchronize()
+            meta, probs = self.meta_out[:, :n].clone(), self.probs_out[:n].clone()
             return {"labels": meta[0], "exit_stage": meta[1], "flags": meta[2],
                     "confidence": meta[3].view(self.torch.float32), "probs": probs}
         if self.rt.is_cuda:

@@ -100,6 +100,12 @@ class ModuleFromOnnx:
         if not self.path.is_file():
             raise EdgeCommitteeError(f"{self.path}: no such ONNX file")
         model = onnx.load(str(self.path))
+        qdq = sorted({n.op_type for n in model.graph.node} & {"QuantizeLinear", "DequantizeLinear"})
+        if qdq:
+            raise EdgeCommitteeError(
+                f"{self.path}: an INT8 member ({', '.join(qdq)} nodes) cannot run on torch-cuda; run it with TensorRT, "
+                "or build the bundle with precision fp32 or fp16 for this backend"
+            )
         try:
             module = onnx2torch.convert(model)
         except Exception as exc:  # noqa: BLE001 - an unsupported op is the user's model, not our bug
