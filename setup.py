@@ -45,6 +45,9 @@ setup(
     extras_require={
         "torch": ["torch>=2.2"],
         "video": ["opencv-python-headless>=4.8"],
+        # `edge-committee compile` and --backend tensorrt on x86_64/SBSA: the full TensorRT. Its libraries download
+        # from NVIDIA's package index; on a Jetson, TensorRT comes with JetPack (apt: python3-libnvinfer) instead.
+        "tensorrt": ["tensorrt>=10.3; platform_machine == 'x86_64'"],
         # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
         "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
         # the torch-cuda backend: members converted by onnx2torch, the conditional graph via cuda.bindings

@@ -7,4 +7,14 @@ Importing this package imports neither torch nor cuda-python.
 
 from edge_committee.backend.device.runtime import DeviceCascade, default_buckets
 
-__all__ = ["DeviceCascade", "default_buckets"]
+
+def executor_for(model, members, **options) -> DeviceCascade:
+    """A :class:`DeviceCascade` running ``members`` (one per cascade member, in order) for a loaded model.
+
+    Every GPU backend's cascade factory ends here, e.g. TensorRT's:
+    ``executor_for(model, device_members(model, device=d), device=d, mode="graph")``.
+    """
+    return DeviceCascade(members, model.preprocessing, model.thresholds, model.confidence, model.labels, **options)
+
+
+__all__ = ["DeviceCascade", "default_buckets", "executor_for"]

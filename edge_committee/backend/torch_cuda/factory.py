@@ -48,7 +48,7 @@ def make_executor(model, threads: int | None = None, precision: str = "fp32", mo
     Raises:
         DependencyError: with one line naming what is missing and the backend that works here.
     """
-    from edge_committee.backend.device import DeviceCascade
+    from edge_committee.backend.device import executor_for
     from edge_committee.backend.torch_cuda.member import TorchMember
 
     if device != "cpu":
@@ -57,6 +57,5 @@ def make_executor(model, threads: int | None = None, precision: str = "fp32", mo
             raise DependencyError(f"backend torch-cuda needs PyTorch with CUDA and an NVIDIA GPU: {reason}; "
                                   f"{FALLBACK_HINT}")
     members = [TorchMember(model.member_path(n), name=n, precision=precision) for n in model.members]
-    return DeviceCascade(members, model.preprocessing, model.thresholds, model.confidence, model.labels,
-                         device=device, mode=mode, max_batch=max_batch, buckets=buckets, gate_impl=gate_impl,
-                         tf32=tf32)
+    return executor_for(model, members, device=device, mode=mode, max_batch=max_batch, buckets=buckets,
+                        gate_impl=gate_impl, tf32=tf32)
