@@ -16,12 +16,15 @@ copies them back once.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Callable
 
 import numpy as np
 
 from edge_committee.backend.device.gate import fix_survivors_torch
 from edge_committee.backend.device.preprocess import TorchPlan
+
+LOG = logging.getLogger("edge_committee")
 
 
 class Segment:
@@ -33,29 +36,44 @@ class Segment:
     the warm-up runs inside ``preserve()``, which restores the state it changed.
     """
 
-    def __init__(self, fn: Callable[[], None], runtime, pool, preserve: Callable | None = None) -> None:
-        self.fn = fn
+    def __init__(self, fn: Callable[[], None], runtime, pool, preserve: Callable | None = None,
+                 name: str = "segment") -> None:
+        self.fn, self.name, self.runtime = fn, name, runtime
         self.graph = None
+        #: why this segment runs eagerly on a GPU (it could not be captured), else None
+        self.capture_error: str | None = None
         if runtime.is_cuda:
             torch = runtime.torch
             with runtime.precision_context():
                 with torch.cuda.stream(runtime.stream), (preserve() if preserve else contextlib.nullcontext()):
                     fn()  # the warm-up really runs: ``preserve`` puts the state back afterwards
                 runtime.stream.synchronize()
-                graph = torch.cuda.CUDAGraph(keep_graph=True)
-                with torch.cuda.graph(graph, pool=pool, stream=runtime.stream):
-                    fn()
+                self.graph = self._capture(torch, fn, runtime, pool)
+
+    def _capture(self, torch, fn, runtime, pool):
+        graph = torch.cuda.CUDAGraph(keep_graph=True)
+        try:
+            with torch.cuda.graph(graph, pool=pool, stream=runtime.stream):
+                fn()
             graph.instantiate()
-            self.graph = graph
+            return graph
+        except Exception as exc:  # noqa: BLE001 - e.g. a member that reads a device value on the host
+            self.capture_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            LOG.warning("device runtime: %s cannot be captured as a CUDA graph (%s); it runs eagerly, "
+                        "and graph mode is off", self.name, self.capture_error)
+            return None
 
     def __call__(self) -> None:
         if self.graph is None:
-            self.fn()
+            with self.runtime.precision_context():
+                self.fn()
         else:
             self.graph.replay()  # on the current stream: the runtime runs inside its stream's context
 
     def raw(self) -> int:
-        """The captured ``cudaGraph_t`` as an int."""
+        """The captured ``cudaGraph_t`` as an int (RuntimeError if it could not be captured)."""
+        if self.graph is None:
+            raise RuntimeError(f"{self.name} could not be captured ({self.capture_error})")
         return self.graph.raw_cuda_graph()
 
 
@@ -167,12 +185,13 @@ class ShapeContext:
 
     def stage(self, k: int, b: int) -> Segment:
         if (k, b) not in self._stages:
-            self._stages[k, b] = Segment(self._stage_fn(k, b), self.rt, self.pool, self.preserve)
+            self._stages[k, b] = Segment(self._stage_fn(k, b), self.rt, self.pool, self.preserve,
+                                         f"stage {k} ({self.rt.members[k].name}) at batch {b}")
         return self._stages[k, b]
 
     def finalize(self, b: int) -> Segment:
         if b not in self._finals:
-            self._finals[b] = Segment(self._finalize_fn(b), self.rt, self.pool, self.preserve)
+            self._finals[b] = Segment(self._finalize_fn(b), self.rt, self.pool, self.preserve, f"finalize at batch {b}")
         return self._finals[b]
 
     def graph(self, b: int):
