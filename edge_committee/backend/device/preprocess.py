@@ -3,11 +3,11 @@
 Every field of the plan is executed in the plan's order and with the NumPy path's float32 arithmetic
 (:meth:`PreprocessPlan.apply`): uint8 -> float32, the channel mix ``x @ color`` (then round half up
 and clip to 0..255 if ``color_round``), each :class:`ResizeStep` as a matrix product along its axis
-(then round/clip if ``round_clip``), ``x * mul`` then ``+ add`` (two roundings, as NumPy does), then
-the layout. Identity colour matrices and identity resize steps are skipped, as NumPy skips them.
-Only the order of the sums inside a matrix product differs from NumPy, so results agree to float32
-rounding (about 1e-6 relative); a value that lands within rounding of a ``.5`` before a round/clip
-step can round the other way.
+(then round/clip if ``round_clip``), ``x * mul + add`` (one ``addcmul``), then the layout and the
+output dtype (one copy). Identity colour matrices and identity resize steps are skipped, as NumPy
+skips them. Only the order of the sums inside a matrix product (and a possibly fused multiply-add)
+differs from NumPy, so results agree to float32 rounding (about 1e-6 relative); a value that lands
+within rounding of a ``.5`` before a round/clip step can round the other way.
 
 Runs on the GPU inside a captured CUDA graph (no host synchronization, no allocation outside
 PyTorch's allocator) and on the CPU for the tests.
@@ -68,8 +68,9 @@ class TorchPlan:
                 y = w @ y
             if round_clip:
                 y = self._round_clip(y)
-        y = y * self.mul
-        y = y + self.add
+        torch = require("torch")
+        y = torch.addcmul(self.add, y, self.mul)  # one kernel for x * mul + add (may fuse the rounding)
         if self.plan.layout == "NCHW":
             y = y.permute(0, 3, 1, 2)
-        return y.to(self.dtype).contiguous()
+        out = torch.empty(y.shape, dtype=self.dtype, device=y.device)
+        return out.copy_(y)  # layout and dtype in one copy
