@@ -77,6 +77,9 @@ class DeviceCascade(Executor):
         gate_impl: ``auto`` (the CUDA gate kernel when ``edge_committee._C`` has CUDA, else torch
             ops), ``cuda`` or ``torch``.
         tf32: allow TF32 in FP32 convolutions and matmuls (default False: FP32 means FP32).
+        exact_preprocessing: run plans that round between steps (PIL's) in float64, bit-exact with
+            the NumPy path (default True); False runs them in float32 (faster where float64 is
+            slow, e.g. Jetson; a value at a .5 tie may round one grey level the other way).
     """
 
     #: ``CascadeModel.predict`` passes CUDA tensors through to :meth:`run`
@@ -85,7 +88,7 @@ class DeviceCascade(Executor):
     def __init__(self, members: Sequence[DeviceMember], preprocessing: Sequence[Preprocessing],
                  thresholds: Sequence[float], confidence: str, labels: Sequence[str], device: Any = 0,
                  mode: str = "graph", max_batch: int = 256, buckets: Sequence[int] | None = None,
-                 gate_impl: str = "auto", tf32: bool = False) -> None:
+                 gate_impl: str = "auto", tf32: bool = False, exact_preprocessing: bool = True) -> None:
         if mode not in MODES:
             raise EdgeCommitteeError(f"mode {mode!r} is not known; use one of {', '.join(MODES)}")
         if gate_impl not in GATE_IMPLS:
@@ -106,6 +109,7 @@ class DeviceCascade(Executor):
         self.capacity = self.buckets[-1]
         self.gate_impl = gate_impl
         self.tf32 = tf32
+        self.exact_preprocessing = bool(exact_preprocessing)
         self.device_arg = device
         #: the mode that runs: ``graph``, ``host`` or ``eager`` (CPU); set by :meth:`activate`
         self.mode: str | None = None

@@ -106,7 +106,8 @@ class ShapeContext:
         self.meta_out = torch.zeros((4, cap), **i32)
         self.probs_host = torch.zeros((cap, c), dtype=torch.float32, **host)
         self.meta_host = torch.zeros((4, cap), dtype=torch.int32, **host)
-        self.plans = [TorchPlan(pp.plan(shape[:2], shape[2]), dev, getattr(torch, m.input_dtype))
+        self.plans = [TorchPlan(pp.plan(shape[:2], shape[2]), dev, getattr(torch, m.input_dtype),
+                                runtime.exact_preprocessing)
                       for m, pp in zip(runtime.members, runtime.preprocessing)]
         self.pool = torch.cuda.graph_pool_handle() if runtime.is_cuda else None
         self._stages: dict[tuple[int, int], Segment] = {}

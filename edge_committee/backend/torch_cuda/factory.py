@@ -29,7 +29,7 @@ def cuda_unavailable_reason(device: Any = 0) -> str | None:
 
 def make_executor(model, threads: int | None = None, precision: str = "fp32", mode: str = "graph",
                   max_batch: int = 256, buckets: Sequence[int] | None = None, device: Any = 0,
-                  gate_impl: str = "auto", tf32: bool = False):
+                  gate_impl: str = "auto", tf32: bool = False, exact_preprocessing: bool = True):
     """A :class:`~edge_committee.backend.device.DeviceCascade` of PyTorch members for a loaded bundle.
 
     Args:
@@ -44,6 +44,7 @@ def make_executor(model, threads: int | None = None, precision: str = "fp32", mo
             CPU (slow; for debugging and the CPU tests).
         gate_impl: ``auto``, ``cuda`` (the gate kernel of ``edge_committee._C``) or ``torch``.
         tf32: allow TF32 in FP32 members (default False).
+        exact_preprocessing: PIL-style plans in float64, bit-exact (default True; see DeviceCascade).
 
     Raises:
         DependencyError: with one line naming what is missing and the backend that works here.
@@ -58,4 +59,4 @@ def make_executor(model, threads: int | None = None, precision: str = "fp32", mo
                                   f"{FALLBACK_HINT}")
     members = [TorchMember(model.member_path(n), name=n, precision=precision) for n in model.members]
     return executor_for(model, members, device=device, mode=mode, max_batch=max_batch, buckets=buckets,
-                        gate_impl=gate_impl, tf32=tf32)
+                        gate_impl=gate_impl, tf32=tf32, exact_preprocessing=exact_preprocessing)
