@@ -27,6 +27,16 @@ def _softmax(x):
     return e / e.sum(dim=-1, keepdim=True)
 
 
+def contributions_torch(prob_sum):
+    """(M,) float32: stages that contributed to each row, at least 1 (``reference.contributions``).
+
+    Each contributing stage added one softmax row (sum 1): the count is the rounded row sum
+    (summed in float64, rounded half to even as ``np.rint``).
+    """
+    torch = require("torch")
+    return torch.clamp(torch.round(prob_sum.to(torch.float64).sum(dim=-1)), min=1.0).to(torch.float32)
+
+
 def _confidence(p, kind: str):
     torch = require("torch")
     if kind == "max_prob" or (kind == "margin" and p.shape[-1] < 2):
@@ -57,7 +67,7 @@ def gate_step_torch(prob_sum, label, conf, exit_stage, flag, active, logits, sur
     ps = prob_sum[idx] + torch.where(ok[:, None], probs, torch.zeros_like(probs))
     prob_sum[idx] = ps
     flag[idx] = torch.where(ok, flag[idx], torch.ones_like(flag[idx]))
-    mean = ps / float(stage + 1)
+    mean = ps / contributions_torch(ps)[:, None]
     c = _confidence(mean, kind)
     if stage == num_stages - 1:
         exits = torch.ones_like(ok)

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_committee.backend.device.gate import fix_survivors_torch
+from edge_committee.backend.device.gate import contributions_torch, fix_survivors_torch
 from edge_committee.backend.device.preprocess import TorchPlan
 
 LOG = logging.getLogger("edge_committee")
@@ -165,8 +165,8 @@ class ShapeContext:
         torch = self.torch
 
         def finalize() -> None:
-            stages = (self.exit_stage[:b].clamp(min=0) + 1).to(torch.float32)  # as GateState.mean_probs
-            torch.div(self.prob_sum[:b], stages[:, None], out=self.probs_out[:b])
+            ps = self.prob_sum[:b]  # the mean over the stages that contributed, as GateState.mean_probs
+            torch.div(ps, contributions_torch(ps)[:, None], out=self.probs_out[:b])
             self.meta_out[:3, :b].copy_(self.istate[:, :b])
             self.meta_out[3, :b].copy_(self.conf[:b].view(torch.int32))
 
