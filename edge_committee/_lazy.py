@@ -22,6 +22,8 @@ _PIP_NAMES = {
     "cv2": "opencv-python-headless",
     "onnx2torch": "onnx2torch torch==<your torch version>",
     "cuda": "cuda-bindings (the major version of your CUDA driver, e.g. cuda-bindings>=13,<14)",
+    "tritonclient": "'tritonclient[http,grpc]'",
+    "pytriton": "--no-deps nvidia-pytriton==0.7.0 (the bundled tritonserver; it pins numpy<2, which it does not need here)",
 }
 
 
