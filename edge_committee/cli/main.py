@@ -31,6 +31,8 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
+    "export-triton": "export_triton",
+    "serve": "serve",
 }
 
 
