@@ -20,6 +20,7 @@ _PIP_NAMES = {
     "PIL": "pillow",
     "tensorrt": "tensorrt (or tensorrt-lean-cu13-bindings for the lean runtime)",
     "cv2": "opencv-python-headless",
+    "av": "av (PyAV; or: pip install edge-committee[stream])",
 }
 
 

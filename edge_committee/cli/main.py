@@ -22,6 +22,7 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
+    "run": "run",
 }
 
 
