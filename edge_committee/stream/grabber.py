@@ -67,6 +67,7 @@ class Grabber:
         self._queue: collections.deque[Frame] = collections.deque()
         self._stop = threading.Event()
         self._warned = False
+        self._last_error: str | None = None
         self.thread = threading.Thread(target=self._run, name=f"grab {self.name}", daemon=True)
 
     # ------------------------------------------------------------------ consumer side (holds wake)
@@ -179,8 +180,9 @@ class Grabber:
         """Sleep before reopen ``attempt`` (0-based); False when stopped or out of attempts."""
         c = self.source.common
         if c.max_reconnects and attempt >= c.max_reconnects:
+            last = f" (last: {self._last_error})" if self._last_error else ""
             self._set_state("failed", f"source {self.source.uri}: gave up after {attempt} reconnect attempts "
-                                      "(max_reconnects); check the camera or raise --max-reconnects")
+                                      f"(max_reconnects){last}; check the camera or raise --max-reconnects")
             self._event("error", self.error)
             return False
         delay = min(c.backoff_max, c.backoff * 2 ** attempt) * self.rng.uniform(1 - JITTER, 1 + JITTER)
@@ -205,6 +207,7 @@ class Grabber:
             while not self._stop.is_set():
                 err = self._open()
                 if err is not None:
+                    self._last_error = err
                     self._event("error", err)
                     if not src.live:
                         self._set_state("failed", err)
@@ -224,6 +227,7 @@ class Grabber:
                 before = self.captured
                 outcome, message = self._pump()
                 src.close()
+                self._last_error = message or None
                 if outcome == "stopped":
                     break
                 if not src.live:
