@@ -8,7 +8,6 @@ code is then 1 (2 would be argparse's).
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 
@@ -66,7 +65,6 @@ def run(args) -> int:
 
     duration = to_float(args.duration, "--duration") if args.duration is not None else None
     sinks = args.sink or ["jsonl:-"]
-    log = logging.getLogger("edge_committee.stream")
 
     def on_event(ev):
         if ev.kind == "stats":
@@ -86,6 +84,6 @@ def run(args) -> int:
                 signal.signal(sig, h)
     if not args.quiet:
         print(pipeline.format_summary(), file=sys.stderr)
-    for line in pipeline.failed:
-        log.error("error: %s", line)
+    for line in pipeline.failed:  # repeated at the end, so they are not lost among the results
+        print(f"error: {line}", file=sys.stderr)
     return 1 if pipeline.failed else 0
