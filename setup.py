@@ -45,9 +45,11 @@ setup(
     extras_require={
         "torch": ["torch>=2.2"],
         "video": ["opencv-python-headless>=4.8"],
+        # camera pipelines (edge-committee run): PyAV decodes files, RTSP/HTTP and V4L2, encodes H.264
+        "stream": ["av>=12"],
         # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
         "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
-        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8",
+        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "av>=12",
                  "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},

@@ -39,6 +39,7 @@ class _Writer:
         self.path = path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
         os.close(fd)
+        os.chmod(tmp, 0o644)  # readable like a file written directly, not private as mkstemp leaves it
         self.tmp = Path(tmp)
         self.container = av.open(str(self.tmp), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
