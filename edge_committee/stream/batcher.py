@@ -3,7 +3,9 @@ in mind: a bigger batch at stage 1 lets the gate compact the survivors for the l
 
 Per tick: wait for the first frame of any source; then wait at most ``window_s`` more for the
 other *streaming* sources that have nothing yet (a source that is reconnecting is never waited
-for); take at most one frame per source (fairness: no camera starves the others); drop live
+for), and never longer than the fastest live source's frame period minus the time a tick takes
+(both measured, smoothed), so that waiting for stragglers does not make a camera drop frames the
+cascade had time for (roboflow's self-tuning collection window); take at most one frame per source (fairness: no camera starves the others); drop live
 frames older than ``staleness_s`` and count them. Frames of ``every`` sources (files, folders)
 are never dropped. Worst-case tick latency is therefore ``window_s`` + the cascade on the batch.
 """
@@ -35,6 +37,18 @@ class Batcher:
         self.window_s = window_s
         self.staleness_s = staleness_s
         self.wait_s = 0.0  #: total time spent in collection windows, s
+        self.tick_s = 0.0  #: smoothed time from a batch leaving to the next request (the cascade + sinks), s
+
+    def record_tick(self, seconds: float) -> None:
+        """The pipeline reports how long it took to process a batch."""
+        self.tick_s = seconds if not self.tick_s else 0.8 * self.tick_s + 0.2 * seconds
+
+    def window(self) -> float:
+        """This tick's collection window, s: ``window_s``, capped by the live sources' frame period."""
+        periods = [g.period for g in self.grabbers if g.policy == "latest" and g.streaming and g.period]
+        if not periods:
+            return self.window_s
+        return max(0.0, min(self.window_s, min(periods) - self.tick_s))
 
     def _first(self, stop: threading.Event) -> bool:
         """Wait (holding ``wake``) until some grabber has a frame; False when stopped or all done."""
@@ -52,7 +66,7 @@ class Batcher:
     def _collect(self, stop: threading.Event) -> None:
         """Wait (holding ``wake``) up to the window for streaming sources with no frame yet."""
         start = time.monotonic()
-        deadline = start + self.window_s
+        deadline = start + self.window()
         while not stop.is_set():
             if not any(g.streaming and not g.has_frame() for g in self.grabbers):
                 break

@@ -62,6 +62,7 @@ class Grabber:
         self.reconnects = 0  #: successful reopens
         self.delivered = 0  #: frames taken by the consumer
         self.last_frame_mono: float | None = None
+        self.period: float | None = None  #: smoothed time between captured frames, s
         self._dropped_since = 0
         self._latest: Frame | None = None
         self._queue: collections.deque[Frame] = collections.deque()
@@ -103,19 +104,21 @@ class Grabber:
         return self.state == "streaming"
 
     def check(self, now: float) -> None:
-        """Report (once per state) a source stuck opening or silent past its timeouts, in case the
-        library blocks longer than asked (the read itself cannot be interrupted from here)."""
+        """Warn (once per state) about a source stuck opening or silent well past its timeouts, in
+        case the library blocks longer than asked (a read cannot be interrupted from here)."""
         c = self.source.common
         if self._warned:
             return
         if self.state == "opening" and now - self.state_since > c.open_timeout + 1.0:
             self._warned = True
-            self._event("error", f"not open after {now - self.state_since:.0f} s (open_timeout {c.open_timeout:g} s); "
-                                 "still trying")
-        elif (self.state == "streaming" and self.source.live and self.last_frame_mono is not None
-              and now - self.last_frame_mono > 2 * c.stall_timeout + 1.0):
-            self._warned = True
-            self._event("stall", f"no frame for {now - self.last_frame_mono:.0f} s; waiting for the read timeout")
+            self._event("warning", f"not open after {now - self.state_since:.0f} s (open timeout "
+                                   f"{c.open_timeout:g} s); still waiting for the library")
+        elif self.state == "streaming" and self.source.live:
+            since = max(self.last_frame_mono or 0.0, self.state_since)  # this connection's last frame
+            if now - since > 2 * c.stall_timeout + 1.0:
+                self._warned = True
+                self._event("warning", f"no frame for {now - since:.0f} s (stall timeout {c.stall_timeout:g} s); "
+                                       "still waiting for the library's read timeout")
 
     # ------------------------------------------------------------------------------ control
     def start(self) -> None:
@@ -149,6 +152,9 @@ class Grabber:
         now = time.monotonic()
         frame = Frame(self.name, self.captured, image, time.time(), now, pts)
         self.captured += 1
+        if self.last_frame_mono is not None:
+            dt = now - self.last_frame_mono
+            self.period = dt if self.period is None else 0.9 * self.period + 0.1 * dt
         self.last_frame_mono = now
         with self.wake:
             if self.policy == "latest":

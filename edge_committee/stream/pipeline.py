@@ -117,7 +117,7 @@ class StreamPipeline:
             self.on_event(event)
         if event.kind in _QUIET_EVENTS:
             return
-        level = logging.WARNING if event.kind in ("error", "stall", "eos") else logging.INFO
+        level = logging.WARNING if event.kind in ("error", "warning", "stall", "eos") else logging.INFO
         log.log(level, "%s%s: %s", f"{event.source} " if event.source else "", event.kind, event.message)
 
     @property
@@ -162,7 +162,7 @@ class StreamPipeline:
         elif any(s.stop_requested for s in self.sinks):
             self.stop("a sink asked to stop")
 
-    def _tick(self, frames: list[Frame]) -> StreamBatch:
+    def _tick(self, frames: list[Frame], batcher: Batcher) -> StreamBatch:
         t0 = time.monotonic()
         pred = self.model.predict(_as_batch(frames))
         t1 = time.monotonic()
@@ -172,6 +172,7 @@ class StreamPipeline:
         fps = {name: n / elapsed for name, n in self.stats.processed.items()}
         for sink in self.sinks:
             sink.write(batch, fps)
+        batcher.record_tick(time.monotonic() - t0)
         return batch
 
     def __iter__(self) -> Iterator[StreamBatch]:
@@ -185,7 +186,7 @@ class StreamPipeline:
                 frames = batcher.next_batch(self._stop)
                 if frames is None:
                     break
-                yield self._tick(frames)
+                yield self._tick(frames, batcher)
                 self._should_stop(t_start)
                 if self.stats_every and time.monotonic() - last_stats >= self.stats_every:
                     last_stats = time.monotonic()

@@ -81,7 +81,9 @@ class Event:
     """Something that happened to a source or the pipeline (one ``type: event`` JSON line).
 
     ``kind``: ``open``, ``end`` (a file or folder finished), ``eos`` (a live source ended),
-    ``stall``, ``reconnect``, ``error``, ``stats``, ``summary``, ``stop``.
+    ``stall`` (no frame within the stall timeout), ``reconnecting`` (the delay before a reopen),
+    ``reconnect`` (reopened), ``error``, ``warning`` (a library blocking past our timeouts),
+    ``stats``, ``summary``, ``stop``.
     """
 
     kind: str

@@ -15,10 +15,12 @@ from edge_committee.stream.sources.test import read_counter
 #: (10 ms) + one cascade call + thread scheduling, independent of how long the stream runs; a
 #: queue would add 90 ms per frame (over 1 s after the 15 frames of this test).
 LAG_BOUND_MS = 250.0
+#: every live run below also stops after this long, whatever happens (so no test can hang)
+BOUND_S = 30.0
 
 
 def test_slow_consumer_lag_stays_bounded_and_drops_are_counted(model):
-    pipe = StreamPipeline(model, ["test://counter?fps=100"], max_frames=15)
+    pipe = StreamPipeline(model, ["test://counter?fps=100"], max_frames=15, duration=BOUND_S)
     results = []
     for batch in pipe:
         results += list(batch)
@@ -38,7 +40,7 @@ def test_slow_consumer_lag_stays_bounded_and_drops_are_counted(model):
 
 def test_every_policy_on_a_live_source_lags_instead(model):
     """The contrast: the same source with every frame delivered falls behind the camera."""
-    pipe = StreamPipeline(model, ["test://counter?fps=100"], max_frames=12, frames="every")
+    pipe = StreamPipeline(model, ["test://counter?fps=100"], max_frames=12, frames="every", duration=BOUND_S)
     lat = []
     for batch in pipe:
         lat += [r.latency_ms for r in batch]
@@ -49,7 +51,7 @@ def test_every_policy_on_a_live_source_lags_instead(model):
 
 def _events(pipe_kwargs, model, sources, **kw):
     events = []
-    pipe = StreamPipeline(model, sources, on_event=events.append, seed=0, **pipe_kwargs, **kw)
+    pipe = StreamPipeline(model, sources, on_event=events.append, seed=0, duration=BOUND_S, **pipe_kwargs, **kw)
     results = [r for b in pipe for r in b]
     return pipe, results, events
 
@@ -94,7 +96,8 @@ def test_bad_sources_are_one_line_each_and_others_keep_running(model, tmp_path):
     events = []
     bad = ["foo://cam", str(tmp_path / "missing.mp4"), "v4l2:///dev/video97", "v4l2:///dev/video0?format=rgb565",
            "test://counter?fps=fast"]
-    pipe = StreamPipeline(model, bad + [good], on_event=events.append, max_reconnects=1, backoff=0.01)
+    pipe = StreamPipeline(model, bad + [good], on_event=events.append, max_reconnects=1, backoff=0.01,
+                          duration=BOUND_S)
     results = [r for b in pipe for r in b]
     assert [r.frame_index for r in results] == list(range(8))
     errors = pipe.failed
@@ -118,7 +121,7 @@ def test_every_source_bad_raises(model, tmp_path):
 
 def test_two_live_sources_share_ticks(model):
     uris = ["test://counter?fps=50", "test://counter?fps=50&size=32x32"]
-    pipe = StreamPipeline(model, uris, max_frames=40, window_ms=40)
+    pipe = StreamPipeline(model, uris, max_frames=40, window_ms=40, duration=BOUND_S)
     batches = list(pipe)
     for b in batches:
         assert len({r.source for r in b}) == len(b)  # at most one frame per source per tick

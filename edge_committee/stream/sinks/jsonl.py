@@ -3,7 +3,7 @@
 Frame lines (``"type": "frame"``): source, frame_index, timestamp (capture, wall clock, s), pts,
 label, class, confidence, exit_stage, exit_member, flags, latency_ms (capture to result), dropped
 (frames of that source dropped since its previous line). Event lines (``"type": "event"``): open,
-end, eos, stall, reconnecting, reconnect, error, stats, summary, stop.
+end, eos, stall, reconnecting, reconnect, error, warning, stats, summary, stop.
 
 The file is written in place, whole lines at a time, so it can be followed (``tail -f``) and is
 valid JSON lines at any moment; an existing file is replaced when the stream starts.

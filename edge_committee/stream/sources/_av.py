@@ -11,8 +11,15 @@ from edge_committee.stream.sources.base import Read, Source
 from edge_committee.stream.types import SourceError, StallError
 
 
+#: corrupt packets in a row before a read fails (single ones are skipped: a live H.264 stream
+#: joined mid-GOP starts with packets that reference frames it never got)
+MAX_BAD_PACKETS = 50
+
+
 class AvSource(Source):
     """A source decoded by PyAV: subclasses give :meth:`av_args` (the ``av.open`` arguments)."""
+
+    decode_errors = 0  #: corrupt packets skipped so far
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -42,7 +49,22 @@ class AvSource(Source):
         stream.thread_type = "AUTO"  # frame and slice threads: decode keeps up with the stream
         rate = stream.average_rate or stream.base_rate
         self.fps = float(rate) if rate else None
-        self._frames = self._container.decode(stream)
+        self._frames = self._decode(stream)
+
+    def _decode(self, stream):
+        """Frames of ``stream``, skipping corrupt packets (up to :data:`MAX_BAD_PACKETS` in a row)."""
+        av, bad = self._av, 0
+        for packet in self._container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.InvalidDataError:
+                self.decode_errors += 1
+                bad += 1
+                if bad > MAX_BAD_PACKETS:
+                    raise
+                continue
+            bad = 0
+            yield from frames
 
     def read(self) -> Read | None:
         av = self._av

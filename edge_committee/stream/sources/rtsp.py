@@ -6,7 +6,8 @@ Options (after ``#``, since the query belongs to the server):
 - ``transport``: ``tcp`` (default for RTSP: no packet loss on busy links) or ``udp``;
 - ``listen=1``: FFmpeg's RTSP *listen* mode: this end is the server a publisher pushes to
   (``ffmpeg -f rtsp rtsp://host:port/path``); the URL's host and port are where it listens;
-- ``low_delay`` (default 1): no demuxer buffering (``fflags=nobuffer``, ``flags=low_delay``).
+- ``low_delay`` (default 1 for RTSP, 0 for HTTP): no demuxer buffering (``fflags=nobuffer``); off
+  for HTTP because a file served over HTTP needs its probe buffer (FFV1 in MKV fails to decode).
 
 The open and stall timeouts are PyAV's (open, read) timeouts; FFmpeg reports a read timeout
 after about twice the read timeout, because its interrupt is checked between retries.
@@ -43,9 +44,10 @@ class NetworkSource(AvSource):
                 opts["listen_timeout"] = str(max(1, round(self.common.open_timeout)))
         elif self.options.get("listen") or "transport" in self.options:
             raise SourceError(f"source {self.uri}: 'listen' and 'transport' are RTSP options")
-        if self.options.get("low_delay", True):
-            opts.update(fflags="nobuffer", flags="low_delay")
-        return self.target, {"options": opts, "timeout": (self.common.open_timeout, self.common.stall_timeout)}
+        if self.options.get("low_delay", is_rtsp):
+            opts["fflags"] = "nobuffer"  # demuxer only: codec flags (low_delay) break some decoders (FFV1)
+        return self.target, {"container_options": opts,
+                             "timeout": (self.common.open_timeout, self.common.stall_timeout)}
 
     def open_error(self, exc: Exception) -> SourceError:
         return SourceError(f"source {self.uri}: cannot connect ({exc}); check the address, the "

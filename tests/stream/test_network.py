@@ -1,5 +1,6 @@
-"""RTSP over loopback: a publisher killed and restarted, and one that freezes; the pipeline
-reconnects and reports it, and keeps serving another source meanwhile.
+"""Network sources over loopback. RTSP: a publisher killed and restarted, and one that freezes; the
+pipeline reconnects and reports it, and keeps serving another source meanwhile. HTTP: a clip served
+by a local HTTP server, reopened when it ends.
 
 The server side is FFmpeg's RTSP *listen* mode through PyAV (pure PyPI): the pipeline's source
 ``rtsp://127.0.0.1:PORT/live#listen=1`` listens on 127.0.0.1, and the test starts publishers
@@ -8,6 +9,8 @@ The server side is FFmpeg's RTSP *listen* mode through PyAV (pure PyPI): the pip
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import signal
 import socket
@@ -114,14 +117,15 @@ def test_rtsp_publisher_killed_restarted_and_frozen(model):
         run.wait_for("frames after the reconnect", lambda: run.frames_from(cam) >= n_before + 10)
         assert run.frames_from(other) > other_before  # the other source kept serving meanwhile
 
+        stalls, reconnects = run.count("stall", cam), run.count("reconnect", cam)
         pubs[-1].signal(signal.SIGSTOP)  # the camera freezes with its connection open
         t_freeze = time.monotonic()
-        run.wait_for("stall", lambda: run.count("stall", cam) >= 1)
+        run.wait_for("stall", lambda: run.count("stall", cam) > stalls)
         stall_after = time.monotonic() - t_freeze
         pubs[-1].stop()
         n_before = run.frames_from(cam)
         pubs.append(Publisher(url))
-        run.wait_for("second reconnect", lambda: run.count("reconnect", cam) >= 2)
+        run.wait_for("reconnect after the stall", lambda: run.count("reconnect", cam) > reconnects)
         run.wait_for("frames after the second reconnect", lambda: run.frames_from(cam) >= n_before + 5)
     finally:
         run.stop()
@@ -129,12 +133,41 @@ def test_rtsp_publisher_killed_restarted_and_frozen(model):
             p.stop()
     assert run.error is None, run.error
     # FFmpeg reports a read timeout after about twice the read timeout (1 s here)
-    assert 0.9 <= stall_after <= 6.0
+    timeline = [(round(e.time - run.events[0].time, 2), e.kind, e.message) for e in run.events]
+    assert 0.9 <= stall_after <= 6.0, timeline
     snap = run.pipe.summary["sources"]
     assert snap[cam]["reconnects"] >= 2
     kinds = [e.kind for e in run.events if e.source == cam]
+    assert "warning" not in kinds, timeline
     assert kinds[0] == "open" and "eos" in kinds and "stall" in kinds
     # every frame decoded is the frame it claims to be: the painted counter increases within a connection
     counters = [read_counter(im) for r, im in run.results if r.source == cam]
     assert counters[1] > counters[0]
     assert all(r.latency_ms < 1000 for r, _ in run.results if r.source == cam)
+
+
+def test_http_stream_every_frame_then_reopened_at_its_end(model, tmp_path):
+    import numpy as np
+    from stream_helpers import write_video
+
+    from edge_committee.stream.sources.test import paint_counter
+
+    n = 8
+    write_video(tmp_path / "clip.mkv", np.stack([paint_counter(i) for i in range(n)]), "ffv1")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}/clip.mkv"
+    events = []
+    try:
+        pipe = StreamPipeline(model, [uri], frames="every", max_frames=n + 3, duration=30, max_reconnects=3,
+                              backoff=0.05, on_event=events.append, open_timeout=10, stall_timeout=5)
+        got = [(r.frame_index, read_counter(f.image)) for b in pipe for r, f in zip(b, b.frames)]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [c for _, c in got] == list(range(n)) + [0, 1, 2]  # every frame, then the reopened stream
+    assert [i for i, _ in got] == list(range(n + 3))  # the source's numbering continues
+    kinds = [e.kind for e in events]
+    assert kinds.index("eos") < kinds.index("reconnect")
