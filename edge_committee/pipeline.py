@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,9 +56,12 @@ class MemberBuild:
 def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
     """Write member ``m``'s float32 ONNX to ``dest``; return export facts for the manifest."""
     if m.kind == "onnx":
+        from edge_committee.export import check_member_input, copy_member, model_digest
+
         _check_onnx_file(m.onnx, m.name)
-        shutil.copyfile(m.onnx, dest)
-        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": sha256_file(m.onnx)}
+        check_member_input(m.onnx, m.preprocessing, m.name)  # one clear line before any work
+        copy_member(m.onnx, dest)  # with its external data files, if any
+        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": model_digest(m.onnx)}
     from edge_committee.export import export_onnx, load_torch_member
 
     model = load_torch_member(m.factory, dict(m.kwargs), m.weights, base_dir=spec.base_dir)
@@ -202,11 +204,14 @@ def build(
         rejected: list[dict] = []
         for m in spec.members:
             fp32, variants = _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say)
+            if _exclude_nonfinite(fp32, rejected, say):
+                continue
             deployed = [v for v, keep in variants if keep]
             if mode == "fp32" or any(v.precision == "fp32" for v in deployed):
                 builds.append(fp32)
             else:
                 fp32.path.unlink()  # the member deploys at another precision only
+                fp32.path.with_name(fp32.path.name + ".data").unlink(missing_ok=True)
             for v, keep in variants:
                 if v.precision == "fp32":
                     continue
@@ -215,6 +220,11 @@ def build(
                 else:
                     rejected.append({"member": m.name, **v.to_dict(), "file": None})
                     v.path.unlink(missing_ok=True)  # not deployed: keep it out of the bundle
+        if not builds:
+            raise EdgeCommitteeError(
+                "every member was excluded (non-finite outputs): "
+                + "; ".join(f"{r['member']}: {r['reason']}" for r in rejected)
+            )
         manifest = _select_and_write(spec, builds, splits, root, mode, rejected, say)
     staging.commit()
     say(f"bundle written to {staging.dest}")
@@ -226,8 +236,10 @@ def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say
     export = _onnx_from_spec(m, path, spec)
     _check_classes(path, m, spec.labels, None)
     from edge_committee.cost import count_macs
+    from edge_committee.export import check_member_input
 
-    macs = int(count_macs(path).total_macs)
+    inp = check_member_input(path, m.preprocessing, m.name)
+    macs = int(count_macs(path, {inp.name: m.preprocessing.input_shape(1)}).total_macs)
     logits = _outputs(path, m, splits, cache, spec.batch_size, threads)
     _check_classes(path, m, spec.labels, logits["validation"])
     fp32 = MemberBuild(m.name, m.name, "fp32", path, macs, m, logits, {"export": export})
@@ -243,6 +255,23 @@ def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say
     return fp32, [(v, v in keep) for v in variants]
 
 
+def _exclude_nonfinite(fp32: MemberBuild, rejected: list, say) -> bool:
+    """Leave out a member with NaN/Inf logits (reported with its counts); True if left out."""
+    from edge_committee.evaluate import nonfinite_rows
+
+    counts = {k: (nonfinite_rows(v), len(v)) for k, v in fp32.logits.items()}
+    if not any(bad for bad, _ in counts.values()):
+        return False
+    reason = "excluded: non-finite (NaN/Inf) outputs on " + ", ".join(
+        f"{bad} of {n} {k} samples" for k, (bad, n) in counts.items())
+    say(f"member {fp32.name}: {reason}")
+    rejected.append({"member": fp32.name, "precision": "fp32", "reason": reason, "file": None,
+                     "nonfinite_rows": {k: bad for k, (bad, _) in counts.items()}})
+    for p in (fp32.path, fp32.path.with_name(fp32.path.name + ".data")):
+        p.unlink(missing_ok=True)
+    return True
+
+
 def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> MemberBuild:
     logits = {"validation": np.asarray(v.val_logits, np.float32)}
     if "test" in splits:
@@ -255,7 +284,9 @@ def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> Mem
 
 
 def _outputs(path, m, splits, cache, batch_size, threads) -> dict[str, np.ndarray]:
-    sha = sha256_file(path)
+    from edge_committee.export import model_digest
+
+    sha = model_digest(path)  # covers external data files too
     return {
         k: member_outputs(path, m.preprocessing, s, cache, batch_size, threads=threads,
                           desc=f"{m.name} {k}", model_sha256=sha)

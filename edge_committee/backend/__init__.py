@@ -25,7 +25,9 @@ MEMBER_BACKENDS: dict[str, str] = {
 }
 
 #: cascade backends: name -> "module:callable" returning an executor for a loaded model
-CASCADE_BACKENDS: dict[str, str] = {}
+CASCADE_BACKENDS: dict[str, str] = {
+    "tensorrt": "edge_committee.backend.tensorrt.adapter:cascade_executor",  # interim host loop; see its docstring
+}
 
 BACKENDS = tuple(MEMBER_BACKENDS)  # kept for callers of the first release
 

@@ -19,6 +19,7 @@ from edge_committee.errors import EdgeCommitteeError
 #: subcommand name -> module under ``edge_committee.cli``
 COMMANDS = {
     "build": "build",
+    "compile": "compile",
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
