@@ -35,10 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge_committee.data.readers import read_idx  # noqa: E402
-from edge_committee.runtime import Prediction  # noqa: E402
-from edge_committee.stream import StreamPipeline  # noqa: E402
-from edge_committee.stream.sources.test import FASHION_MNIST  # noqa: E402
+from edge_committee.data.readers import read_idx
+from edge_committee.runtime import Prediction
+from edge_committee.stream import StreamPipeline
+from edge_committee.stream.sources.test import FASHION_MNIST
 
 FPS = 25
 
@@ -124,11 +124,11 @@ def throughput(model, clips: list[Path], reps: int) -> dict:
 
 
 def markdown(res: dict) -> str:
-    out = [f"Machine: {res['machine']}, ONNX Runtime {res['threads']} threads, bundle `{res['bundle']}` "
-           f"(cascade {' -> '.join(res['members'])}), frames {res['size']}x{res['size']} H.264. "
-           f"Command: `{res['command']}`.", ""]
-    out += ["| live 25 fps sources | window (ms) | s | frames processed / captured | dropped | latency p50 (ms) | "
-            "latency p95 (ms) | mean batch per stage | load before -> after |",
+    out = [(f"Machine: {res['machine']}, ONNX Runtime {res['threads']} threads, bundle `{res['bundle']}` "
+            f"(cascade {' -> '.join(res['members'])}), frames {res['size']}x{res['size']} H.264. "
+            f"Command: `{res['command']}`."), ""]
+    out += [("| live 25 fps sources | window (ms) | s | frames processed / captured | dropped | latency p50 (ms) | "
+             "latency p95 (ms) | mean batch per stage | load before -> after |"),
             "|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for lv in res["live"]:
         lat50 = "/".join(f"{x['latency_p50_ms']:.1f}" for x in lv["per_source"])
@@ -138,8 +138,8 @@ def markdown(res: dict) -> str:
                    f"{lv['captured']} | {lv['dropped']} | {lat50} | {lat95} | {fill} | "
                    f"{lv['load_before'][0]} -> {lv['load_after'][0]} |")
     tp = res["throughput"]
-    out += ["", "| 4 sources, every frame | run fps | median fps | cascade time (s) | mean batch per stage | "
-            "load (1 min) before -> after |", "|---|---|---:|---|---|---|"]
+    out += ["", ("| 4 sources, every frame | run fps | median fps | cascade time (s) | mean batch per stage | "
+                 "load (1 min) before -> after |"), "|---|---|---:|---|---|---|"]
     for name, rs in tp["runs"].items():
         # one at a time: the cascade runs at batch 1 whatever the tick holds
         fill = " / ".join(f"{st['mean_batch']:.2f}" for st in rs[0]["stages"]) if name == "batched" else "1 / 1"

@@ -20,7 +20,7 @@ import collections
 import random
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.stream.sources.base import Source

@@ -91,8 +91,8 @@ def format_stats(snap: dict, title: str = "stats") -> str:
     def ms(v):
         return "-" if v is None else f"{v:.1f}"
 
-    lines = [f"[{title}] {snap['elapsed_s']:.1f} s, {snap['frames']} frames in {snap['batches']} batches "
-             f"({snap['fps']:.1f} fps)"]
+    lines = [(f"[{title}] {snap['elapsed_s']:.1f} s, {snap['frames']} frames in {snap['batches']} batches "
+              f"({snap['fps']:.1f} fps)")]
     for name, s in snap["sources"].items():
         lines.append(f"  {name}: {s['state']}, {s['processed']}/{s['captured']} frames, {s['fps']:.1f} fps "
                      f"(capture {s['capture_fps']:.1f}), dropped {s['dropped']}, reconnects {s['reconnects']}, "

@@ -44,7 +44,7 @@ KINDS = {
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
 SCHEMES = ("file", "v4l2", "csi", "test") + NETWORK_SCHEMES
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.S)
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 
 
 @dataclasses.dataclass

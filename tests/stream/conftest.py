@@ -13,7 +13,7 @@ pytest.importorskip("av")
 if str(Path(__file__).resolve().parent) not in sys.path:  # stream_helpers, publisher
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stream_helpers import ROOT  # noqa: E402
+from stream_helpers import ROOT
 
 
 @pytest.fixture(scope="session")

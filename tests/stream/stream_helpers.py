@@ -6,9 +6,8 @@ import importlib.util
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 import av
+import numpy as np
 
 _ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 

@@ -85,7 +85,7 @@ def test_open_failures_back_off_exponentially_then_give_up(model):
 
 def test_stalled_source_times_out_and_reconnects(model):
     uri = "test://counter?fps=100&stall_after=4"
-    pipe, results, events = _events({"max_frames": 10, "stall_timeout": 0.2, "backoff": 0.02}, model, [uri])
+    _, _, events = _events({"max_frames": 10, "stall_timeout": 0.2, "backoff": 0.02}, model, [uri])
     kinds = [e.kind for e in events]
     assert kinds.count("stall") >= 2 and kinds.count("reconnect") >= 2
     assert "no frame for 0.2 s" in next(e.message for e in events if e.kind == "stall")

@@ -24,7 +24,7 @@ def make_sink(spec: str | Sink) -> Sink:
     """The sink for ``KIND:TARGET`` (a :class:`Sink` is returned as it is)."""
     if isinstance(spec, Sink):
         return spec
-    kind, sep, target = str(spec).partition(":")
+    kind, _, target = str(spec).partition(":")
     if kind not in SINKS:
         raise SourceError(f"sink {spec!r}: expected KIND:TARGET with KIND one of {', '.join(SINKS)} "
                           "(e.g. jsonl:-, jsonl:results.jsonl, video:overlay.mp4, display:)")

@@ -10,7 +10,6 @@ from edge_committee._lazy import require
 from edge_committee.stream.sources.base import Read, Source
 from edge_committee.stream.types import SourceError, StallError
 
-
 #: corrupt packets in a row before a read fails (single ones are skipped: a live H.264 stream
 #: joined mid-GOP starts with packets that reference frames it never got)
 MAX_BAD_PACKETS = 50

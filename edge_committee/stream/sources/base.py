@@ -8,7 +8,8 @@ the same way for every kind, so each kind module only says how to open and decod
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -121,7 +122,7 @@ class Source:
 
     kind = "base"
     #: kind-specific options: name -> converter
-    OPTIONS: dict[str, Callable[[Any], Any]] = {}
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {}
     #: whether the source runs in real time (a camera, a network stream): latest-frame by default,
     #: reconnected when it ends or stalls
     live = False

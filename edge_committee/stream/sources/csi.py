@@ -11,7 +11,8 @@ flip-method``, default 0).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def has_gstreamer(cv2) -> bool:
 
 class CsiSource(Source):
     kind = "csi"
-    OPTIONS = {"size": _size, "fps": float, "flip": _flip}
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"size": _size, "fps": float, "flip": _flip}
     live = True
 
     def sensor_id(self) -> int:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from edge_committee.stream.sources._av import AvSource
 from edge_committee.stream.sources.base import Read, _bool
@@ -18,7 +19,7 @@ from edge_committee.stream.types import SourceError
 
 class FileSource(AvSource):
     kind = "file"
-    OPTIONS = {"realtime": _bool}
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"realtime": _bool}
     live = False
 
     @property

@@ -15,7 +15,8 @@ after about twice the read timeout, because its interrupt is checked between ret
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from edge_committee.stream.sources._av import AvSource
 from edge_committee.stream.sources.base import _bool
@@ -30,7 +31,7 @@ def _transport(v: Any) -> str:
 
 class NetworkSource(AvSource):
     kind = "network"
-    OPTIONS = {"transport": _transport, "listen": _bool, "low_delay": _bool}
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"transport": _transport, "listen": _bool, "low_delay": _bool}
     live = True
 
     def av_args(self) -> tuple[str, dict[str, Any]]:

@@ -19,7 +19,8 @@ numbering of the one before.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def _pattern(v: Any) -> str:
 class TestSource(Source):
     __test__ = False  # not a pytest test class
     kind = "test"
-    OPTIONS = {"fps": _nonneg(float), "size": _size, "live": _bool, "count": _nonneg(int), "path": str,
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"fps": _nonneg(float), "size": _size, "live": _bool, "count": _nonneg(int), "path": str,
                "stall_after": _nonneg(int), "fail_opens": _nonneg(int)}
 
     def __init__(self, *args, **kwargs) -> None:

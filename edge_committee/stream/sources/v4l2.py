@@ -8,7 +8,8 @@ driver's current mode is used.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from edge_committee._lazy import require
 from edge_committee.stream.sources._av import AvSource
@@ -53,7 +54,7 @@ def v4l2_options(options: dict[str, Any]) -> dict[str, str]:
 
 class V4l2Source(AvSource):
     kind = "v4l2"
-    OPTIONS = {"size": _size, "fps": _fps, "format": _pixel_format}
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"size": _size, "fps": _fps, "format": _pixel_format}
     live = True
 
     def av_args(self) -> tuple[str, dict[str, Any]]:
