@@ -53,14 +53,14 @@ class Batcher:
     def _first(self, stop: threading.Event) -> bool:
         """Wait (holding ``wake``) until some grabber has a frame; False when stopped or all done."""
         while not stop.is_set():
+            now = time.monotonic()
+            for g in self.grabbers:  # every tick, so a stuck source is noticed while others deliver
+                g.check(now)
             if any(g.has_frame() for g in self.grabbers):
                 return True
             if all(g.done for g in self.grabbers):
                 return False
             self.wake.wait(POLL_S)
-            now = time.monotonic()
-            for g in self.grabbers:
-                g.check(now)
         return False
 
     def _collect(self, stop: threading.Event) -> None:

@@ -53,8 +53,8 @@ class StreamStats:
             lat.append(ms)
             self.processed[f.source] += 1
             self.latency_ms[f.source].append(ms)
-        stages = np.asarray(exit_stage, np.int64)
         k = len(self.stages)
+        stages = np.clip(np.asarray(exit_stage, np.int64), 0, k - 1)
         self.exits += np.bincount(stages, minlength=k)[:k]
         rows = np.array([(stages >= s).sum() for s in range(k)])  # frames still active at stage s
         self.stage_rows += rows

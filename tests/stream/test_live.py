@@ -133,3 +133,22 @@ def test_two_live_sources_share_ticks(model):
     assert sizes.mean() > 1.3  # the window lets the second camera join most ticks
     stages = np.array([r.exit_stage for b in batches for r in b])
     assert [s["exits"] for s in snap["stages"]] == np.bincount(stages, minlength=len(model.members)).tolist()
+
+
+def test_a_read_that_blocks_past_the_timeouts_is_warned_about_while_others_deliver(model):
+    """OpenCV's GStreamer read has no timeout: the watchdog reports a source silent for longer
+    than twice its stall timeout + 1 s, while the other source keeps the ticks going."""
+    from edge_committee.stream.sources.base import SourceOptions
+    from edge_committee.stream.sources.test import TestSource
+
+    class Blocking(TestSource):
+        def read(self):
+            if self._generated == 3:
+                time.sleep(2.6)  # stuck in a library call, no timeout of its own (bounded here)
+            return super().read()
+
+    stuck = Blocking("stuck://0", "counter", {"fps": 50.0}, SourceOptions(name="stuck", stall_timeout=0.5))
+    pipe, results, events = _events({"max_frames": 400, "window_ms": 0}, model, [stuck, "test://counter?fps=100"])
+    warnings = [e for e in events if e.kind == "warning" and e.source == "stuck"]
+    assert len(warnings) == 1 and "no frame for 2 s (stall timeout 0.5 s)" in warnings[0].message
+    assert sum(r.source == "stuck" for r in results) > 3  # it resumed after the blocking read
