@@ -1,10 +1,14 @@
-"""Network sources over loopback. RTSP: a publisher killed and restarted, and one that freezes; the
+"""Network sources over loopback. RTSP: a camera killed and restarted, and one that freezes; the
 pipeline reconnects and reports it, and keeps serving another source meanwhile. HTTP: a clip served
 by a local HTTP server, reopened when it ends.
 
-The server side is FFmpeg's RTSP *listen* mode through PyAV (pure PyPI): the pipeline's source
-``rtsp://127.0.0.1:PORT/live#listen=1`` listens on 127.0.0.1, and the test starts publishers
-(``rtsp_publisher.py``, PyAV's RTSP muxer) that push H.264 to it. Publishers are stopped by pid.
+Two RTSP servers, both on 127.0.0.1 and stopped by pid:
+
+- pure PyPI (always runs): FFmpeg's RTSP *listen* mode through PyAV: the pipeline's source
+  ``rtsp://127.0.0.1:PORT/live#listen=1`` listens, and the test starts publishers
+  (``rtsp_publisher.py``, PyAV's RTSP muxer) that push H.264 to it;
+- the production pull path (DESCRIBE/PLAY) against GStreamer's gst-rtsp-server
+  (``gst_rtsp_server.py`` under Debian's Python; skips without the Debian packages).
 """
 
 from __future__ import annotations
@@ -144,6 +148,73 @@ def test_rtsp_publisher_killed_restarted_and_frozen(model):
     counters = [read_counter(im) for r, im in run.results if r.source == cam]
     assert counters[1] > counters[0]
     assert all(r.latency_ms < 1000 for r, _ in run.results if r.source == cam)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _gst_rtsp_server_missing() -> str | None:
+    """Why gst_rtsp_server.py cannot run here, or None."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        return f"no {SYSTEM_PYTHON}"
+    code = ("import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer, Gst; "
+            "Gst.init(None); assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')")
+    try:
+        subprocess.run([SYSTEM_PYTHON, "-c", code], check=True, capture_output=True, timeout=30)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        return (f"gst-rtsp-server is not usable ({type(exc).__name__}); apt-get install python3-gi "
+                "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly")
+    return None
+
+
+class GstServer(Publisher):
+    """gst_rtsp_server.py in a subprocess (at most 60 s), ready when it prints 'ready'."""
+
+    def __init__(self, port: int) -> None:
+        self.proc = subprocess.Popen([SYSTEM_PYTHON, str(HERE / "gst_rtsp_server.py"), str(port), "60"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()  # bounded: the server exits after 60 s at the latest
+        assert line.strip() == "ready", f"gst_rtsp_server.py did not start: {line!r}"
+
+
+@pytest.mark.slow
+def test_rtsp_pull_server_killed_restarted_and_frozen(model):
+    reason = _gst_rtsp_server_missing()
+    if reason:
+        pytest.skip(reason)
+    port = _free_port()
+    cam, other = f"rtsp://127.0.0.1:{port}/test", "test://counter?fps=20"
+    servers = [GstServer(port)]
+    run = Run(model, [cam, other], open_timeout=2, stall_timeout=1.0, backoff=0.1, backoff_max=0.5, window_ms=10)
+    try:
+        run.wait_for("frames from the server", lambda: run.frames_from(cam) >= 10)
+        servers[-1].signal(signal.SIGKILL)  # the camera drops
+        run.wait_for("end of stream or stall", lambda: run.count("eos", cam) + run.count("stall", cam) >= 1)
+        run.wait_for("a refused reopen", lambda: run.count("error", cam) >= 1)  # nothing listens now
+        servers.append(GstServer(port))  # the camera comes back
+        run.wait_for("reconnect", lambda: run.count("reconnect", cam) >= 1)
+        n = run.frames_from(cam)
+        run.wait_for("frames after the reconnect", lambda: run.frames_from(cam) >= n + 10)
+
+        stalls, reconnects, other_before = run.count("stall", cam), run.count("reconnect", cam), run.frames_from(other)
+        servers[-1].signal(signal.SIGSTOP)  # frozen: connections stay open, nothing answers
+        run.wait_for("stall", lambda: run.count("stall", cam) > stalls)
+        errors = run.count("error", cam)
+        run.wait_for("an open timeout while frozen", lambda: run.count("error", cam) > errors)
+        servers[-1].signal(signal.SIGCONT)
+        run.wait_for("reconnect after the freeze", lambda: run.count("reconnect", cam) > reconnects)
+        n = run.frames_from(cam)
+        run.wait_for("frames after the freeze", lambda: run.frames_from(cam) >= n + 5)
+        assert run.frames_from(other) > other_before  # the other source kept serving meanwhile
+    finally:
+        run.stop()
+        for s in servers:
+            s.stop()
+    timeline = [(round(e.time - run.events[0].time, 2), e.kind, e.message) for e in run.events if e.source == cam]
+    assert run.error is None, run.error
+    assert run.pipe.summary["sources"][cam]["reconnects"] >= 2, timeline
+    assert any("Connection refused" in m for _, k, m in timeline if k == "error"), timeline  # killed
+    assert any("no answer within 2 s" in m for _, k, m in timeline if k == "error"), timeline  # frozen
 
 
 def test_http_stream_every_frame_then_reopened_at_its_end(model, tmp_path):

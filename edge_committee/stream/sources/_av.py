@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,15 @@ class AvSource(Source):
     def open(self) -> None:
         self._av = av = require("av")
         target, kwargs = self.av_args()
+        t0 = time.monotonic()
         try:
             self._container = av.open(target, **kwargs)
         except (av.FFmpegError, OSError) as exc:
+            timeout = kwargs.get("timeout")
+            if timeout and time.monotonic() - t0 >= 0.9 * self.common.open_timeout:
+                # FFmpeg reports its interrupt as whatever the read was doing ("Invalid data ...")
+                raise SourceError(f"source {self.uri}: no answer within {self.common.open_timeout:g} s (open "
+                                  "timeout); check that the camera or server is up and not overloaded") from None
             raise self.open_error(exc) from None
         if not self._container.streams.video:
             self.close()
