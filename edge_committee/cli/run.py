@@ -25,22 +25,22 @@ def add_arguments(p) -> None:
     g.add_argument("--frames", choices=("auto", "latest", "every"), default="auto",
                    help="latest: newest frame only, drops counted (default for live sources); "
                         "every: every frame in order (default for files and folders)")
-    g.add_argument("--open-timeout", type=float, default=10.0, help="s to wait for a source to open (default 10)")
-    g.add_argument("--stall-timeout", type=float, default=5.0,
+    g.add_argument("--open-timeout", type=float, default=10.0, metavar="S", help="s to wait for a source to open (default 10)")
+    g.add_argument("--stall-timeout", type=float, default=5.0, metavar="S",
                    help="s without a frame before a live source is reopened (default 5)")
-    g.add_argument("--max-reconnects", type=int, default=0,
+    g.add_argument("--max-reconnects", type=int, default=0, metavar="N",
                    help="give a live source up after this many failed reopens in a row (default 0: never)")
     g = p.add_argument_group("batching")
-    g.add_argument("--window-ms", type=float, default=30.0,
+    g.add_argument("--window-ms", type=float, default=30.0, metavar="MS",
                    help="after a tick's first frame, wait at most this long for the other sources (default 30)")
-    g.add_argument("--staleness-ms", type=float, default=500.0,
+    g.add_argument("--staleness-ms", type=float, default=500.0, metavar="MS",
                    help="drop live frames older than this (default 500; 0 = never)")
     g = p.add_argument_group("output")
     g.add_argument("--sink", action="append", metavar="KIND:TARGET",
                    help="jsonl:FILE or jsonl:- (default), video:FILE.mp4 (overlay, H.264), display:; repeat for several")
-    g.add_argument("--stats-every", type=float, default=5.0, help="print stats every this many s (default 5; 0 = only at the end)")
-    g.add_argument("--max-frames", type=int, help="stop after this many frames in total")
-    g.add_argument("--duration", help="stop after this many seconds")
+    g.add_argument("--stats-every", type=float, default=5.0, metavar="S", help="print stats every this many s (default 5; 0 = only at the end)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="stop after this many frames in total")
+    g.add_argument("--duration", metavar="S", help="stop after this many seconds")
     backend_args(p)
 
 
