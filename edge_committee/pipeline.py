@@ -175,6 +175,7 @@ def build(
     use_cache: bool = True,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> dict:
     """Build a bundle at ``out`` from a committee spec; returns the manifest.
 
@@ -186,6 +187,8 @@ def build(
         use_cache: read and write the output cache (default True).
         threads: ONNX Runtime threads (default: the spec's, else ONNX Runtime's choice).
         log: called with one line per step (default: the ``edge_committee`` logger).
+        force: replace ``out`` even if it is not one of our bundles (default False: refused, so
+            nothing of the user's is deleted).
     """
     say = log or LOG.info
     spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
@@ -196,7 +199,7 @@ def build(
     splits = read_splits(spec)
     say("data: " + ", ".join(f"{k} {len(v)} samples" for k, v in splits.items()))
     calib = _calibration(spec, splits) if mode != "fp32" else None
-    staging = StagingDir(out)
+    staging = StagingDir(out, force=force)
     with staging as root:
         members_dir = root / "members"
         members_dir.mkdir()
@@ -342,6 +345,9 @@ def run_selection(data, spec_like: dict, objective: str, budget: float | str):
 
 def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
     labels = {k: s.labels for k, s in splits.items()}
+    names = [b.name for b in builds]
+    if len(set(names)) != len(names):  # spec names cannot end in a precision suffix: a bug if reached
+        raise RuntimeError(f"two member candidates are named {next(n for n in names if names.count(n) > 1)!r}")
     budget, unit = resolve_budget(spec, builds)
     objective = BUDGET_OBJECTIVE[spec.budget.kind]
     settings = {
@@ -417,7 +423,8 @@ def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> 
 def _write_build_report(root: Path, manifest: dict) -> None:
     from edge_committee.bundle.report import build_report_markdown
 
-    write_json_atomic(root / "report.json", {k: v for k, v in manifest.items() if k != "files"})
+    write_json_atomic(root / "report.json",
+                      {k: v for k, v in manifest.items() if k not in ("files", "manifest_sha256")})
     write_bytes_atomic(root / "report.md", build_report_markdown(manifest).encode("utf-8"))
 
 

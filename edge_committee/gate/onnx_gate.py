@@ -95,7 +95,10 @@ def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num
     index = b.op("Unsqueeze", [b.op("Cast", [active], to=tp.INT64), one_axis], "scatter_index")  # [M, 1]
     rows = b.op("Add", [b.op("Gather", [ins["prob_sum"], active], "rows", axis=0), probs], "rows_new")
     b.op("ScatterND", [ins["prob_sum"], index, rows], outputs=[outs["prob_sum_out"]])
-    mean = b.op("Div", [rows, b.const(float(stage + 1), tp.FLOAT, "stages_run")], "mean")
+    # divide by the stages that contributed (reference.contributions): each added a row summing to 1
+    total_2d = b.reduce("ReduceSum", rows, 1, 1, "total_2d")
+    count = b.op("Max", [b.op("Round", [total_2d], "total_rounded"), b.const(1.0, tp.FLOAT, "one_f")], "count")
+    mean = b.op("Div", [rows, count], "mean")
 
     if kind == "max_prob" or (kind == "margin" and num_classes is not None and num_classes < 2):
         conf = b.reduce("ReduceMax", mean, 1, 0, "conf")
@@ -119,7 +122,7 @@ def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num
         above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
         exits = b.op("And", [ok, above], "exits")
 
-    total = b.reduce("ReduceSum", rows, 1, 0, "total")
+    total = b.op("Squeeze", [total_2d, one_axis], "total")
     empty = b.op("Not", [b.op("Greater", [total, zero])], "empty")
     argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
     label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
