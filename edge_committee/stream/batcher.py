@@ -63,12 +63,21 @@ class Batcher:
             self.wake.wait(POLL_S)
         return False
 
+    @staticmethod
+    def _pending(g: Grabber) -> bool:
+        """Whether the window waits for ``g``: it streams but has no frame yet, or it is a file or
+        folder still opening (those open in milliseconds and never reconnect, so the first ticks of
+        several files are full too; a live source that is opening or reconnecting is never waited for)."""
+        if g.has_frame():
+            return False
+        return g.streaming or (g.policy == "every" and g.state == "opening")
+
     def _collect(self, stop: threading.Event) -> None:
         """Wait (holding ``wake``) up to the window for streaming sources with no frame yet."""
         start = time.monotonic()
         deadline = start + self.window()
         while not stop.is_set():
-            if not any(g.streaming and not g.has_frame() for g in self.grabbers):
+            if not any(self._pending(g) for g in self.grabbers):
                 break
             left = deadline - time.monotonic()
             if left <= 0:
