@@ -30,12 +30,9 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
-<<<<<<< HEAD
     "run": "run",
-=======
     "export-triton": "export_triton",
     "serve": "serve",
->>>>>>> main
 }
 
 
