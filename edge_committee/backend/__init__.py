@@ -27,7 +27,7 @@ MEMBER_BACKENDS: dict[str, str] = {
 #: cascade backends: name -> "module:callable" returning an executor for a loaded model
 CASCADE_BACKENDS: dict[str, str] = {
     "torch-cuda": "edge_committee.backend.torch_cuda:make_executor",
-    "tensorrt": "edge_committee.backend.tensorrt.adapter:cascade_executor",  # interim host loop; see its docstring
+    "tensorrt": "edge_committee.backend.tensorrt.adapter:cascade_executor",
 }
 
 BACKENDS = tuple(MEMBER_BACKENDS)  # kept for callers of the first release

@@ -14,6 +14,16 @@ def executor_for(model, members, **options) -> DeviceCascade:
     Every GPU backend's cascade factory ends here, e.g. TensorRT's:
     ``executor_for(model, device_members(model, device=d), device=d, mode="graph")``.
     """
+    import inspect
+
+    from edge_committee.errors import EdgeCommitteeError
+
+    known = [p for p in inspect.signature(DeviceCascade).parameters
+             if p not in ("members", "preprocessing", "thresholds", "confidence", "labels")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise EdgeCommitteeError(f"backend {model.backend}: unknown option(s) {unknown}; the device runtime "
+                                 f"takes {', '.join(known)}")
     return DeviceCascade(members, model.preprocessing, model.thresholds, model.confidence, model.labels, **options)
 
 
