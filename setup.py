@@ -46,6 +46,8 @@ setup(
     extras_require={
         "torch": ["torch>=2.2"],
         "video": ["opencv-python-headless>=4.8"],
+        # camera pipelines (edge-committee run): PyAV decodes files, RTSP/HTTP and V4L2, encodes H.264
+        "stream": ["av>=12"],
         # `edge-committee compile` and --backend tensorrt on x86_64/SBSA: the full TensorRT. Its libraries download
         # from NVIDIA's package index; on a Jetson, TensorRT comes with JetPack (apt: python3-libnvinfer) instead.
         "tensorrt": ["tensorrt>=10.3; platform_machine == 'x86_64'"],
@@ -57,6 +59,7 @@ setup(
         # Triton clients; the server itself is `pip install --no-deps nvidia-pytriton` (it pins numpy<2)
         "triton": ["tritonclient[http,grpc]>=2.50"],
         "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "onnx2torch>=1.5",
+                 "av>=12",
                  "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14",
                  # the ImageNet example's CI test: a real pretrained member and labelled photos
                  # (efficientnet-lite-pytorch requires an unpinned torch: install torch==2.13.0 first)

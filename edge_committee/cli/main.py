@@ -31,6 +31,7 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
+    "run": "run",
     "export-triton": "export_triton",
     "serve": "serve",
 }
