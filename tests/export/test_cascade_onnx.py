@@ -485,3 +485,20 @@ def test_pil_rounding_is_refused_in_the_tensorrt_form_unless_float32(tmp_path, c
     from edge_committee.export.cascade_onnx import read_metadata
 
     assert read_metadata(onnx.load(str(out)))["preprocess"] == "float32"
+
+
+def test_reselect_drops_fused_files_of_the_old_cascade(built_bundle, tmp_path):
+    from edge_committee.export.cascade_onnx.export import export_cascade_onnx
+    from edge_committee.pipeline import reselect
+
+    _, inside = export_cascade_onnx(built_bundle, tmp_path / "c.onnx", into_bundle=True, source_size="12x12x3")
+    before = read_manifest(built_bundle)
+    rel = before["fused_onnx"][0]["file"]
+    reselect(built_bundle, "worst_cost", "largest")  # same budget, same cascade: the file stays
+    assert read_manifest(built_bundle)["fused_onnx"][0]["file"] == rel
+    smallest = min(m["macs"] for m in before["members"])
+    after = reselect(built_bundle, "worst_cost", smallest)  # only the cheapest member fits: a new cascade
+    assert after["cascade"]["members"] != before["cascade"]["members"]
+    assert after["fused_onnx"] == [] and rel not in after["files"]
+    assert not (built_bundle / rel).exists()
+    read_manifest(built_bundle)  # still verifies: nothing unlisted, checksums match
