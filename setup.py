@@ -48,15 +48,20 @@ setup(
         "video": ["opencv-python-headless>=4.8"],
         # learned combiners (committee key combiner: learned): the L-BFGS fit; one BLAS thread while it runs
         "committees": ["scipy>=1.10", "threadpoolctl>=3"],
+        # camera pipelines (edge-committee run): PyAV decodes files, RTSP/HTTP and V4L2, encodes H.264
+        "stream": ["av>=12"],
         # `edge-committee compile` and --backend tensorrt on x86_64/SBSA: the full TensorRT. Its libraries download
         # from NVIDIA's package index; on a Jetson, TensorRT comes with JetPack (apt: python3-libnvinfer) instead.
         "tensorrt": ["tensorrt>=10.3; platform_machine == 'x86_64'"],
         # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
         "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
+        # the torch-cuda backend: members converted by onnx2torch, the conditional graph via cuda.bindings
+        # (install torch's CUDA build first; pick the cuda-bindings major version of your driver)
+        "gpu": ["onnx2torch>=1.5", "cuda-bindings>=12.6"],
         # Triton clients; the server itself is `pip install --no-deps nvidia-pytriton` (it pins numpy<2)
         "triton": ["tritonclient[http,grpc]>=2.50"],
-        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8",
-                 "scipy>=1.10", "threadpoolctl>=3",
+        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "onnx2torch>=1.5",
+                 "av>=12", "scipy>=1.10", "threadpoolctl>=3",
                  "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14",
                  # the ImageNet example's CI test: a real pretrained member and labelled photos
                  # (efficientnet-lite-pytorch requires an unpinned torch: install torch==2.13.0 first)

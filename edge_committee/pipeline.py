@@ -373,7 +373,8 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
         "edge_committee_version": __version__,
         "labels": list(spec.labels),
         "precision_mode": mode,
-        "data": {k: {"samples": len(s), "sha256": s.content_hash(), "labeled": s.labels is not None}
+        "data": {k: {"samples": len(s), "sha256": s.content_hash(), "labeled": s.labels is not None,
+                     "image_shape": _image_shape(s)}
                  for k, s in splits.items()},
         **({"spec": {"path": str(spec.source.resolve()), "sha256": sha256_file(spec.source)}}
            if spec.source is not None else {}),
@@ -385,6 +386,14 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
     }
     write_cascade(root, manifest, result)
     return manifest
+
+
+def _image_shape(split: RawSplit) -> list[int] | None:
+    """[H, W, C] when every image of the split has one size (the fused file's default source size)."""
+    images = split.images
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [int(d) for d in images.shape[1:]]
+    return None
 
 
 def _member_entry(b: MemberBuild, labels, root: Path) -> dict:
@@ -485,9 +494,43 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
+        before = _cascade_key(ed.manifest)
         manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
                                   order, stage_overhead, reference, combiner)
+        if _cascade_key(manifest) != before:
+            _drop_cascade_artifacts(ed)
     return manifest
+
+
+def _cascade_key(manifest: dict) -> tuple:
+    c = manifest.get("cascade") or {}
+    return (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence"))
+
+
+def _drop_cascade_artifacts(ed) -> None:
+    """Remove what encodes the old cascade: fused ONNX files and whole-cascade TensorRT engines.
+
+    Member engines and profiles stay valid (they depend on the member files only).
+    """
+    from edge_committee.backend.tensorrt.engines import SECTION as TRT
+    from edge_committee.export.cascade_onnx.export import MANIFEST_KEY as FUSED
+
+    key = _cascade_key(ed.manifest)
+    kept = []
+    for entry in ed.manifest.get(FUSED, []):
+        c = entry.get("cascade") or {}
+        if (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence")) == key:
+            kept.append(entry)
+        else:
+            ed.remove(entry["file"])
+    if FUSED in ed.manifest:
+        ed.manifest[FUSED] = kept
+    section = ed.manifest.get(TRT) or {}
+    if section.get("engines"):
+        for entry in section["engines"]:
+            if entry.get("kind") == "cascade":
+                ed.remove(entry["file"])
+        section["engines"] = [e for e in section["engines"] if e.get("kind") != "cascade"]
 
 
 def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,

@@ -174,6 +174,7 @@ def adapt(
     member: str,
     *,
     spec: str | os.PathLike | None = None,
+    max_frames: int = 20_000,
     min_confidence: float = 0.6,
     per_class: int | None = None,
     noise: NoiseConfig = NoiseConfig(),
@@ -185,9 +186,11 @@ def adapt(
 
     Args:
         bundle: the bundle folder (changed in place, atomically, only if the student is accepted).
-        unlabeled: the footage: a folder of images, an ``.npy``/``.npz`` of uint8 images.
+        unlabeled: the footage: a folder of images, an ``.npy``/``.npz`` of uint8 images, a video
+            file or a stream URI (:func:`.pseudo.read_unlabeled`).
         member: the student, an FP32 PyTorch member of the bundle (e.g. the first stage).
         spec: the committee spec the bundle was built from (default: the one its manifest records).
+        max_frames: most frames read from a video or stream (default 20,000).
         min_confidence: the teacher's top probability a footage image needs (default 0.6).
         per_class: pseudo-labeled samples per class after balancing (default: the median count).
         noise: the student's noise and optimisation settings.
@@ -205,7 +208,7 @@ def adapt(
     pp = Preprocessing.from_dict(entry["preprocessing"])
     if pp.layout != "NCHW":
         raise EdgeCommitteeError(f"member {member!r} takes {pp.layout} input; adapt's input noise supports NCHW")
-    footage = read_unlabeled(unlabeled)
+    footage = read_unlabeled(unlabeled, max_frames)
     log(f"footage: {len(footage)} images from {unlabeled}")
     cascade = manifest["cascade"]
     by_name = {m["name"]: m for m in manifest["members"]}
@@ -272,6 +275,24 @@ def _softmax_max(logits: np.ndarray) -> np.ndarray:
     return softmax(logits).max(axis=1)
 
 
+def _drop_stale_artifacts(ed, name: str) -> None:
+    """Remove what embeds the old member: every fused cascade file and whole-cascade engine, and the
+    member's own TensorRT engines (each is built from the member's former ONNX file)."""
+    from edge_committee.backend.tensorrt.engines import SECTION as TRT
+    from edge_committee.export.cascade_onnx.export import MANIFEST_KEY as FUSED
+
+    for entry in ed.manifest.get(FUSED, []):
+        ed.remove(entry["file"])
+    if FUSED in ed.manifest:
+        ed.manifest[FUSED] = []
+    section = ed.manifest.get(TRT) or {}
+    stale = [e for e in section.get("engines", []) if e.get("kind") == "cascade" or e.get("member") == name]
+    for entry in stale:
+        ed.remove(entry["file"])
+    if stale:
+        section["engines"] = [e for e in section["engines"] if e not in stale]
+
+
 def _commit(root: Path, entry: dict, model, onnx_path: Path, new: dict, arrays: dict, result: AdaptResult,
             rep) -> dict:
     """Swap the accepted student into the bundle and re-select, in one atomic edit."""
@@ -297,5 +318,6 @@ def _commit(root: Path, entry: dict, model, onnx_path: Path, new: dict, arrays: 
             "parity_max_abs_diff": rep.max_abs_diff}]}
         c = ed.manifest["cascade"]
         _reselect_into(ed.path, ed.manifest, c["objective"], c["budget"], None, None, None, None, None, None)
+        _drop_stale_artifacts(ed, name)
         manifest = ed.manifest
     return manifest

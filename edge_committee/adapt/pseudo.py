@@ -20,19 +20,17 @@ from edge_committee.cascade import reference as ref
 from edge_committee.errors import EdgeCommitteeError
 
 
-def read_unlabeled(source: str | os.PathLike) -> np.ndarray | list[np.ndarray]:
-    """Raw uint8 images of the footage: a folder of images, an ``.npy`` array or an ``.npz``.
+def read_unlabeled(source: str | os.PathLike, max_frames: int = 20_000) -> np.ndarray | list[np.ndarray]:
+    """Raw uint8 images of the footage.
 
-    An ``.npz`` is read from its ``x`` (or ``images``) array. Video files and stream URIs
-    (``rtsp://``, ``v4l2://``, ``file.mp4``) need the camera sources of ``edge_committee.stream``;
-    until this edge_committee has them, extract frames to a folder or an ``.npy`` first.
+    ``source``: a folder of images, an ``.npy`` array, an ``.npz`` (its ``x`` or ``images`` array),
+    or any source :mod:`edge_committee.stream` opens: a video file, ``rtsp://``, ``v4l2://``,
+    ``csi://``, ``test://`` (read until it ends or ``max_frames`` frames, default 20,000).
     """
     from edge_committee.data.readers import as_nhwc_uint8, read_folder
 
     text = os.fspath(source)
     path = Path(text)
-    if "://" in text or path.suffix.lower() in (".mp4", ".mkv", ".avi", ".mov", ".h264", ".webm"):
-        return _read_stream(text)
     if path.is_dir():
         return read_folder(path, None, False).images
     if path.suffix == ".npy" and path.is_file():
@@ -43,27 +41,32 @@ def read_unlabeled(source: str | os.PathLike) -> np.ndarray | list[np.ndarray]:
             if key is None:
                 raise EdgeCommitteeError(f"{text}: no array 'x' or 'images' (has {', '.join(z.files)})")
             return as_nhwc_uint8(z[key], text)
-    raise EdgeCommitteeError(f"--unlabeled {text}: not found or not a folder of images, an .npy or an .npz")
+    if "://" in text or path.is_file():
+        return _read_stream(text, max_frames)
+    raise EdgeCommitteeError(f"--unlabeled {text}: not found; give a folder of images, an .npy/.npz, a video file "
+                             "or a stream URI")
 
 
-def _read_stream(uri: str, max_frames: int = 100_000) -> np.ndarray:
-    """Frames of a video file or stream URI, through ``edge_committee.stream`` when present."""
-    try:
-        from edge_committee.stream import open_source  # the camera-sources issue's opener
-    except ImportError:
-        raise EdgeCommitteeError(
-            f"--unlabeled {uri}: reading video files and stream URIs needs edge_committee.stream, which this "
-            "version lacks; extract the frames to a folder of images or an .npy array (N, H, W[, C]) uint8"
-        ) from None
+def _read_stream(uri: str, max_frames: int) -> np.ndarray | list[np.ndarray]:
+    """Frames of a video file or stream URI, read in order through ``edge_committee.stream``."""
+    from edge_committee._util import progress
+    from edge_committee.stream import open_source
+
+    src = open_source(uri, frames="every")
+    src.open()
     frames = []
-    with open_source(uri) as src:  # pragma: no cover - exercised once the stream package is merged
-        for frame in src:
-            frames.append(np.asarray(getattr(frame, "image", frame), np.uint8))
-            if len(frames) >= max_frames:
+    try:
+        for _ in progress(range(max_frames), total=max_frames, desc="footage", unit="frame"):
+            read = src.read()
+            if read is None:
                 break
+            frames.append(np.asarray(read[0], np.uint8))
+    finally:
+        src.close()
     if not frames:
         raise EdgeCommitteeError(f"--unlabeled {uri}: the source gave no frames")
-    return np.stack(frames)
+    frames = [f[..., None] if f.ndim == 2 else f for f in frames]
+    return np.stack(frames) if len({f.shape for f in frames}) == 1 else frames
 
 
 def teacher_probs(member_logits: list[np.ndarray], combiner=None) -> np.ndarray:

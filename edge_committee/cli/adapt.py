@@ -8,7 +8,9 @@ HELP = "self-train a member on unlabeled footage (Noisy Student); kept only if v
 def add_arguments(p) -> None:
     p.add_argument("bundle")
     p.add_argument("--unlabeled", required=True,
-                   help="the footage: a folder of images, or an .npy/.npz of uint8 images (N, H, W[, C])")
+                   help="the footage: a folder of images, an .npy/.npz of uint8 images (N, H, W[, C]), a video "
+                        "file or a stream URI (rtsp://, v4l2://, csi://, test://; read until it ends or --max-frames)")
+    p.add_argument("--max-frames", type=int, default=20_000, help="most frames read from a video or stream (20000)")
     p.add_argument("--member", required=True, help="the student: an FP32 PyTorch member, e.g. the first stage")
     p.add_argument("--spec", help="the committee spec the bundle was built from (default: the one it records)")
     g = p.add_argument_group("pseudo-labels")
@@ -38,7 +40,7 @@ def run(args) -> int:
     noise = NoiseConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, dropout=args.dropout,
                         flip=args.flip, labeled_ratio=args.labeled_ratio, seed=args.seed)
     say = logging.getLogger("edge_committee").info
-    result = adapt(args.bundle, args.unlabeled, args.member, spec=args.spec, min_confidence=args.min_confidence,
+    result = adapt(args.bundle, args.unlabeled, args.member, spec=args.spec, max_frames=args.max_frames, min_confidence=args.min_confidence,
                    per_class=args.per_class, noise=noise, tolerance=args.tolerance, threads=args.threads,
                    log=say if not args.json else (lambda s: None))
     if args.json:

@@ -27,10 +27,12 @@ MAX_ERROR_CHARS = 2000
 COMMANDS = {
     "build": "build",
     "compile": "compile",
+    "export-onnx": "export_onnx",
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
     "adapt": "adapt",
+    "run": "run",
     "export-triton": "export_triton",
     "serve": "serve",
 }

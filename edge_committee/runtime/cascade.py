@@ -188,9 +188,17 @@ class CascadeModel:
         self._active = False
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
-        """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays."""
+        """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays.
+
+        A device backend (``torch-cuda``) also takes a uint8 CUDA tensor and returns CUDA tensors.
+        """
         if not self._active:
             self.__enter__()
+        if hasattr(images, "__cuda_array_interface__"):  # a CUDA tensor: only a device executor takes it
+            if not getattr(self.executor, "accepts_device_arrays", False):
+                raise EdgeCommitteeError(f"backend {self.backend!r} takes uint8 images in host memory; pass "
+                                         "images.cpu().numpy(), or load the bundle with backend='torch-cuda'")
+            return self.executor.run(images)
         return self.executor.run(_as_batch(images))
 
 

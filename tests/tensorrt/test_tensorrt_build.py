@@ -209,11 +209,25 @@ def plugin_library(tmp_path, monkeypatch):
     return lib
 
 
-def _add_fused_file(bundle):
+def _add_fused_file(bundle, gate="plugin", rel="cascade.plugin.onnx"):
+    """List a (stand-in) fused file the way ``export-onnx --into-bundle`` does."""
     with edit_bundle(bundle) as ed:
-        dst = ed.add("cascade.plugin.onnx")
+        dst = ed.add(rel)
         dst.write_bytes((bundle / "members/a.onnx").read_bytes())
-    return bundle / "cascade.plugin.onnx"
+        ed.manifest.setdefault("fused_onnx", []).append(
+            {"file": rel, "gate": gate, "form": "compact", "cascade": dict(ed.manifest["cascade"])})
+    return bundle / rel
+
+
+def test_whole_picks_the_plugin_file_for_the_current_cascade(bundle, fake_trt_module, gpu, plugin_library):
+    _add_fused_file(bundle, gate="standard", rel="fused/cascade.standard.onnx")
+    with pytest.raises(BundleError, match="found none"):  # the standard-gate file is not for TensorRT
+        compile_bundle(bundle, whole=True, log=lambda s: None)
+    _add_fused_file(bundle)
+    with edit_bundle(bundle) as ed:  # a re-selected cascade makes the listed file stale
+        ed.manifest["fused_onnx"][-1]["cascade"]["thresholds"] = [0.123]
+    with pytest.raises(BundleError, match="found none"):
+        compile_bundle(bundle, whole=True, log=lambda s: None)
 
 
 def test_whole_loads_the_plugin_library_before_parsing(bundle, fake_trt_module, gpu, plugin_library):
@@ -246,7 +260,7 @@ def test_whole_takes_a_file_outside_the_bundle(bundle, fake_trt_module, gpu, plu
 
 
 def test_whole_errors(bundle, fake_trt_module, gpu, plugin_library, monkeypatch):
-    with pytest.raises(BundleError, match="needs the fused cascade ONNX file \\(found none\\).*export-onnx"):
+    with pytest.raises(BundleError, match="needs one fused cascade ONNX file with the plugin gate.*\\(found none\\).*export-onnx"):
         compile_bundle(bundle, whole=True, log=lambda s: None)
     with pytest.raises(BundleError, match="--whole /nonexistent.onnx: no such file"):
         compile_bundle(bundle, whole="/nonexistent.onnx", log=lambda s: None)

@@ -4,6 +4,7 @@ DeviceMember calls (set_input_shape, set_tensor_address, execute_async_v3 on the
 
 from __future__ import annotations
 
+import re
 import sys
 
 import fake_trt
@@ -50,12 +51,26 @@ def one_line(exc) -> str:
     return text
 
 
-def test_facade_makes_one_member_per_cascade_stage(compiled, fake_trt_module):
+def test_facade_runs_the_engines_in_the_device_runtime(compiled, fake_trt_module):
+    from edge_committee.backend.device import DeviceCascade
+
     model = CascadeModel(compiled, backend="tensorrt")
+    assert isinstance(model.executor, DeviceCascade)
+    members = model.executor.members
+    assert [m.path.name for m in members] == ["a.fp32.sm87.trt10.3.engine", "b.fp16.sm87.trt10.3.engine"]
+    assert [m.name for m in members] == ["a", "b.fp16"]
+    assert model.executor.capacity == 64  # the engines' max batch (compile's default)
+    small = CascadeModel(compiled, backend="tensorrt", max_batch=8, mode="host")
+    assert (small.executor.capacity, small.executor.requested_mode) == (8, "host")
+
+
+def test_facade_host_loop_option_makes_one_runner_per_cascade_stage(compiled, fake_trt_module):
+    model = CascadeModel(compiled, backend="tensorrt", host_loop=True)
     runners = model.executor.runners
     assert [type(r) for r in runners] == [DeviceMemberRunner, DeviceMemberRunner]
     assert [r.member.path.name for r in runners] == ["a.fp32.sm87.trt10.3.engine", "b.fp16.sm87.trt10.3.engine"]
-    assert [r.member.name for r in runners] == ["a", "b.fp16"]
+    with pytest.raises(EdgeCommitteeError, match="host_loop=True takes only device and dla"):
+        CascadeModel(compiled, backend="tensorrt", host_loop=True, mode="graph")
 
 
 def test_member_binds_the_engine_io_and_enqueues_on_the_stream(compiled, fake_trt_module):
@@ -142,8 +157,8 @@ def test_version_compatible_engines_run_on_later_minor_versions(bundle, monkeypa
         with pytest.raises(EngineMismatchError, match="not compatible with.*--max-batch 32 --version-compatible"):
             CascadeModel(bundle, backend="tensorrt")
         return
-    members = CascadeModel(bundle, backend="tensorrt").executor.runners
-    members[0].member.activate()
+    members = CascadeModel(bundle, backend="tensorrt").executor.members
+    members[0].activate()
     assert ("Runtime.engine_host_code_allowed=", (True,)) in fake.calls  # VC engines carry host code
 
 
@@ -234,7 +249,7 @@ def test_backend_tensorrt_without_tensorrt_says_what_to_install(compiled, monkey
         CascadeModel(compiled, backend="tensorrt")
     text = one_line(exc)
     assert "--backend tensorrt needs TensorRT" in text and "JetPack" in text and "tensorrt-lean-cu13-bindings" in text
-    assert text.endswith("use --backend onnxrt")
+    assert re.search(r"use --backend onnxrt(, [a-z-]+)*$", text)  # onnxrt first, then other non-TensorRT backends
     img = compiled.parent / "img.npy"
     import numpy as np
 
@@ -250,11 +265,11 @@ def test_dla_engines_are_chosen_by_option(bundle, monkeypatch, gpu):
         ed.manifest["cascade"] = {"members": ["b.fp16"], "thresholds": [], "confidence": "max_prob"}
     compile_bundle(bundle, BuildOptions(dla_core=1), log=lambda s: None)
     compile_bundle(bundle, log=lambda s: None)
-    gpu_member = CascadeModel(bundle, backend="tensorrt").executor.runners[0].member
-    dla_member = CascadeModel(bundle, backend="tensorrt", dla=1).executor.runners[0].member
+    gpu_member = CascadeModel(bundle, backend="tensorrt").executor.members[0]
+    dla_member = CascadeModel(bundle, backend="tensorrt", dla=1).executor.members[0]
     assert gpu_member.path.name == "b.fp16.sm87.trt10.3.engine"
     assert dla_member.path.name == "b.fp16.sm87.trt10.3.dla1.engine"
-    with pytest.raises(EdgeCommitteeError, match="unknown option\\(s\\) \\['cores'\\]"):
+    with pytest.raises(EdgeCommitteeError, match="cores"):
         CascadeModel(bundle, backend="tensorrt", cores=2)
 
 

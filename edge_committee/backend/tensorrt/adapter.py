@@ -5,12 +5,12 @@ loop or one CUDA graph: the GPU-runtime issue) takes: one
 :class:`~edge_committee.backend.tensorrt.runner.TensorRTMember` per cascade member, each checked
 against this machine's fingerprint.
 
-**Interim adapter.** Until that runtime is merged, :func:`cascade_executor` (registered as the
-``tensorrt`` cascade backend) runs those members in the project's :class:`HostLoop`, each wrapped
-in :class:`DeviceMemberRunner` (NumPy in, one host-to-device copy, ``enqueue``, one stream sync,
-NumPy out). At merge, point ``CASCADE_BACKENDS["tensorrt"]`` at the device runtime's factory called
-with ``device_members(model, ...)``; nothing in the members changes. ``whole=True`` runs the fused
-cascade engine (``compile --whole``) instead, as one executor.
+:func:`cascade_executor` (registered as the ``tensorrt`` cascade backend) runs those members in
+the device runtime (:mod:`edge_committee.backend.device`: host loop or one CUDA graph), exactly as
+the PyTorch-CUDA members run. ``host_loop=True`` runs them in the CPU :class:`HostLoop` instead,
+each wrapped in :class:`DeviceMemberRunner` (NumPy in, one host-to-device copy, ``enqueue``, one
+stream sync, NumPy out). ``whole=True`` runs the fused cascade engine (``compile --whole``) as one
+executor.
 """
 
 from __future__ import annotations
@@ -202,19 +202,35 @@ class WholeEngineExecutor(Executor):
 
 
 def cascade_executor(model, threads: int | None = None, device: int = 0, dla: int | None = None,
-                     whole: bool = False, **options: Any) -> Executor:
-    """The ``tensorrt`` cascade backend (interim: see the module docstring).
+                     whole: bool = False, host_loop: bool = False, **options: Any) -> Executor:
+    """The ``tensorrt`` cascade backend: the bundle's engines in the device runtime.
 
     Args:
         model: the loaded bundle.
         threads: unused (ONNX Runtime's option; accepted so every backend takes the same call).
         device: CUDA device index (default 0).
         dla: run the engines built for this DLA core.
-        whole: run the fused cascade engine instead of the member engines.
+        whole: run the fused cascade engine (``compile --whole``) instead of the member engines.
+        host_loop: run the member engines in the CPU :class:`HostLoop` (NumPy between stages, one
+            copy each way per stage) instead of the device runtime; for debugging.
+        **options: the device runtime's options (``mode``, ``max_batch``, ``buckets``, ``gate_impl``,
+            ``exact_preprocessing``; see :class:`edge_committee.backend.device.DeviceCascade`).
+            ``max_batch`` defaults to the smallest engine's.
     """
-    if options:
-        raise EdgeCommitteeError(f"backend tensorrt: unknown option(s) {sorted(options)}; known: device, dla, whole")
     if whole:
+        if options or host_loop:
+            raise EdgeCommitteeError(f"backend tensorrt with whole=True takes only device; got {sorted(options)}")
         return WholeEngineExecutor(model, device)
-    runners = [DeviceMemberRunner(m, device) for m in device_members(model, device, dla)]
-    return HostLoop(runners, model.preprocessing, model.thresholds, model.confidence, model.labels, model._gate)
+    members = device_members(model, device, dla)
+    if host_loop:
+        if options:
+            raise EdgeCommitteeError(f"backend tensorrt with host_loop=True takes only device and dla; "
+                                     f"got {sorted(options)}")
+        runners = [DeviceMemberRunner(m, device) for m in members]
+        return HostLoop(runners, model.preprocessing, model.thresholds, model.confidence, model.labels,
+                        model._gate)
+    from edge_committee.backend.device import executor_for
+
+    if "max_batch" not in options and "buckets" not in options:
+        options["max_batch"] = min(m.fingerprint.build_options.max_batch for m in members)
+    return executor_for(model, members, device=device, **options)

@@ -51,14 +51,21 @@ def member_targets(manifest: dict, root: Path, all_members: bool = False) -> lis
 
 
 def find_fused_onnx(manifest: dict, root: Path) -> Path:
-    """The bundle's fused-cascade ONNX file (one listed ``*.onnx`` outside the members with 'cascade' in its name)."""
-    member_files = {m["file"] for m in manifest["members"]}
-    hits = sorted(rel for rel in manifest.get("files", {})
-                  if rel.endswith(".onnx") and rel not in member_files and "cascade" in Path(rel).name)
+    """The bundle's fused-cascade ONNX file with the plugin gate (``export-onnx --gate plugin --into-bundle``).
+
+    Read from the manifest's ``fused_onnx`` entries (gate ``plugin``, for the current cascade);
+    exactly one must match.
+    """
+    cascade = manifest.get("cascade") or {}
+    hits = sorted(e["file"] for e in manifest.get("fused_onnx", [])
+                  if e.get("gate") == "plugin" and e.get("file") in manifest.get("files", {})
+                  and (e.get("cascade") or {}).get("members") == cascade.get("members")
+                  and (e.get("cascade") or {}).get("thresholds") == cascade.get("thresholds"))
     if len(hits) != 1:
         found = f"found {hits}" if hits else "found none"
-        raise BundleError(f"{root}: --whole needs the fused cascade ONNX file ({found}); make it with "
-                          f"`edge-committee export-onnx {root} --gate plugin` and pass it: --whole FILE")
+        raise BundleError(f"{root}: --whole needs one fused cascade ONNX file with the plugin gate for the "
+                          f"bundle's cascade ({found}); make it with `edge-committee export-onnx {root} --gate "
+                          f"plugin --preprocess float32 --into-bundle`, or pass a file: --whole FILE")
     return root / hits[0]
 
 

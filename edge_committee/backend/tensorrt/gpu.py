@@ -38,7 +38,11 @@ def _via_cuda_python(device: int) -> GpuInfo | None:
         from cuda.bindings import driver
     except ImportError:
         return None
-    (err,) = driver.cuInit(0)
+    try:
+        (err,) = driver.cuInit(0)
+    except Exception as exc:  # cuda-bindings 13 raises (DynamicLibNotFoundError) when libcuda is absent
+        raise NoGpuError(f"CUDA cannot start on this machine ({type(exc).__name__}: {exc}): "
+                         "no NVIDIA GPU or driver") from None
     if int(err) != 0:
         raise NoGpuError(f"CUDA cannot start on this machine (cuInit error {int(err)}): no NVIDIA GPU or driver")
     err, dev = driver.cuDeviceGet(device)
