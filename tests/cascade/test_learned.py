@@ -203,6 +203,11 @@ def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_comm
     assert "learned combiner:" in report and "most accurate cascade: average" in report
     check_triton_description(out)
     check_refused_by_a_backend_without_support(out, monkeypatch)
+    from edge_committee.export.cascade_onnx.errors import FusedExportError
+    from edge_committee.export.cascade_onnx.export import cascade_from_manifest
+
+    with pytest.raises(FusedExportError, match="learned combiner"):  # not silently averaged
+        cascade_from_manifest(m, out)
 
     from edge_committee.cli.main import main
 
