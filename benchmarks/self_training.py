@@ -85,6 +85,23 @@ def measure(bundle: Path, halves: dict, target: float | None) -> dict:
     return out
 
 
+def student_figures(path: Path, bundle: Path, member: str, halves: dict) -> dict:
+    """The student's own accuracy and mean confidence on each half, kept in the bundle or not."""
+    from edge_committee.bundle import read_manifest
+    from edge_committee.cascade.reference import softmax
+    from edge_committee.evaluate.evaluate import run_member
+    from edge_committee.spec.preprocess import Preprocessing
+
+    entry = next(e for e in read_manifest(bundle)["members"] if e["name"] == member)
+    pp = Preprocessing.from_dict(entry["preprocessing"])
+    out = {}
+    for half, (x, y) in halves.items():
+        logits = run_member(path, pp, x, 500)
+        out[half] = {"accuracy": float(np.mean(logits.argmax(1) == y)),
+                     "mean_confidence": float(softmax(logits).max(1).mean())}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", default=str(ROOT / "out" / "fashion_mnist"), help="the example bundle (copied)")
@@ -112,7 +129,8 @@ def main() -> None:
     clean = {"held_out_clean": (x[5000:], y[5000:])}
     before = measure(bundle, {**halves, **clean}, None)
     cmd = [sys.executable, "-m", "edge_committee", "adapt", str(bundle), "--unlabeled", str(work / "footage.npy"),
-           "--member", args.member, "--spec", str(SPEC), "--threads", "1", "--json", *args.adapt_args.split()]
+           "--member", args.member, "--spec", str(SPEC), "--threads", "1", "--json",
+           "--keep-student", str(work / "student.onnx"), *args.adapt_args.split()]
     t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.time() - t0
@@ -120,8 +138,10 @@ def main() -> None:
         sys.exit(f"adapt failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout)
     after = measure(bundle, {**halves, **clean}, before["held_out"]["cascade_accuracy"])
+    student = student_figures(work / "student.onnx", bundle, args.member, {**halves, **clean})
     doc = {"command": " ".join(["edge-committee"] + cmd[3:]).replace(str(ROOT) + "/", ""),
            "adapt_seconds": round(seconds, 1), "adapt_result": result, "before": before, "after": after,
+           "student": student,
            "shift": {"gain": args.gain, "brightness": args.brightness, "gaussian_sigma_px": args.sigma},
            "machine": f"{platform.processor() or platform.machine()}, {platform.platform()}"}
     text = json.dumps(doc, indent=1)

@@ -180,6 +180,7 @@ def adapt(
     noise: NoiseConfig = NoiseConfig(),
     tolerance: float = 0.0,
     threads: int | None = None,
+    keep_student: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
 ) -> AdaptResult:
     """Self-train ``member`` of ``bundle`` on the footage ``unlabeled``; see the module docstring.
@@ -196,6 +197,7 @@ def adapt(
         noise: the student's noise and optimisation settings.
         tolerance: accuracy points (0..1 scale) the validation accuracy may drop (default 0).
         threads: ONNX Runtime and PyTorch threads (default: their choice).
+        keep_student: also write the student's ONNX file here, accepted or not (to inspect it).
         log: called with one line per step.
     """
     torch = __import__("edge_committee._lazy", fromlist=["require"]).require("torch")
@@ -224,11 +226,11 @@ def adapt(
     inputs = pp(footage[labels.index] if isinstance(footage, np.ndarray) else [footage[i] for i in labels.index])
     finetune(model, inputs, labels.targets, pp(train.images), train.labels, noise, log)
     return _finish(root, manifest, entry, model, pp, spec_obj, splits, footage, old, labels, tolerance, threads,
-                   log, cascade)
+                   log, cascade, keep_student)
 
 
 def _finish(root, manifest, entry, model, pp, spec, splits, footage, old, labels, tolerance, threads, log,
-            cascade) -> AdaptResult:
+            cascade, keep_student=None) -> AdaptResult:
     from edge_committee.evaluate import accuracy
     from edge_committee.export import export_onnx
 
@@ -237,6 +239,10 @@ def _finish(root, manifest, entry, model, pp, spec, splits, footage, old, labels
         path = Path(tmp) / "student.onnx"
         rep = export_onnx(model, pp.input_shape(1)[1:], path, opset=int(entry["export"].get("opset", 17)),
                           parity_tolerance=spec.parity_tolerance)
+        if keep_student:
+            from edge_committee._util import write_bytes_atomic
+
+            write_bytes_atomic(keep_student, path.read_bytes())
         new = {k: _logits(path, pp, s, threads, spec.batch_size, f"student {k}") for k, s in splits.items()}
         new_footage = _logits(path, pp, footage, threads, spec.batch_size, "student footage")
         arrays = load_outputs(root)

@@ -97,8 +97,10 @@ def test_a_rejected_student_leaves_the_bundle_unchanged(torch_bundle, torch_comm
 
     before = snapshot(torch_bundle)
     code = main(["adapt", str(torch_bundle), "--unlabeled", str(torch_committee_dir / "footage.npy"),
-                 "--member", "big", "--epochs", "1", "--tolerance", "-1", "--threads", "1", "--json"])
+                 "--member", "big", "--epochs", "1", "--tolerance", "-1", "--threads", "1", "--json",
+                 "--keep-student", str(torch_bundle.parent / "student.onnx")])
     assert code == 3
+    assert (torch_bundle.parent / "student.onnx").stat().st_size > 0  # kept for inspection, outside the bundle
     out = json.loads(capsys.readouterr().out)
     assert out["accepted"] is False and out["member"] == "big"
     assert snapshot(torch_bundle) == before
