@@ -132,7 +132,7 @@ def runtime_check(bundle: Path, m: dict, arrays: dict) -> dict:
     with ec.load(bundle, threads=1) as model:
         pred = model.predict(x)
         backend = model.gate_backend
-    return {"samples": int(len(x)), "gate": backend, "seconds": round(time.time() - t0, 1),
+    return {"samples": len(x), "gate": backend, "seconds": round(time.time() - t0, 1),
             "label_mismatches": int((pred.labels != want.label).sum()),
             "exit_stage_mismatches": int((pred.exit_stage != want.exit_stage).sum()),
             "max_abs_prob_diff": float(np.abs(pred.probs - want.probs).max()),

@@ -30,7 +30,8 @@ def shift(x: np.ndarray, gain: float, offset: float, sigma: float) -> np.ndarray
 
 
 def main(bundle: str) -> None:
-    m = json.load(open(f"{bundle}/manifest.json"))
+    with open(f"{bundle}/manifest.json", encoding="utf-8") as f:
+        m = json.load(f)
     by = {e["name"]: e for e in m["members"]}
     d = "/usr/share/datasets/fashion-mnist"
     x = read_idx(f"{d}/t10k-images-idx3-ubyte.gz")[:2000, ..., None]
@@ -42,7 +43,7 @@ def main(bundle: str) -> None:
         out = {n: run_member(f"{bundle}/{by[n]['file']}", Preprocessing.from_dict(by[n]["preprocessing"]), xs, 500)
                for n in ("phi0", "phi4")}
         avg = ensemble([out["phi0"], out["phi4"]])
-        acc = lambda p: 100 * np.mean(p.argmax(1) == y)  # noqa: E731
+        acc = lambda p: 100 * np.mean(p.argmax(1) == y)
         print(f"| {g} | {o} | {s} | {acc(out['phi0']):.1f} | {acc(out['phi4']):.1f} | {acc(avg):.1f} | "
               f"{softmax(out['phi0']).max(1).mean():.3f} |")
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -58,18 +58,18 @@ class AdaptResult:
         return dataclasses.asdict(self)
 
     def summary(self) -> str:
-        pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"  # noqa: E731
+        pct = lambda x: "-" if x is None else f"{100 * x:.2f}%"
         verdict = "accepted" if self.accepted else "REJECTED (the bundle is unchanged)"
         return "\n".join([
             f"adapt {self.member}: {verdict}",
-            f"  validation accuracy {pct(self.val_accuracy_before)} -> {pct(self.val_accuracy_after)}; "
-            f"test {pct(self.test_accuracy_before)} -> {pct(self.test_accuracy_after)}",
-            f"  footage: {self.footage} images, {self.confident} confident, {self.pseudo_labeled} pseudo-labeled "
-            "samples after class balancing",
-            f"  {self.member}'s mean confidence on the footage {pct(self.member_confidence_before)} -> "
-            f"{pct(self.member_confidence_after)}",
-            f"  first-stage exits on the footage: {pct(self.first_exit_before)} ({' > '.join(self.cascade_before)})"
-            f" -> {pct(self.first_exit_after)} ({' > '.join(self.cascade_after)})",
+            (f"  validation accuracy {pct(self.val_accuracy_before)} -> {pct(self.val_accuracy_after)}; "
+             f"test {pct(self.test_accuracy_before)} -> {pct(self.test_accuracy_after)}"),
+            (f"  footage: {self.footage} images, {self.confident} confident, {self.pseudo_labeled} pseudo-labeled "
+             "samples after class balancing"),
+            (f"  {self.member}'s mean confidence on the footage {pct(self.member_confidence_before)} -> "
+             f"{pct(self.member_confidence_after)}"),
+            (f"  first-stage exits on the footage: {pct(self.first_exit_before)} ({' > '.join(self.cascade_before)})"
+             f" -> {pct(self.first_exit_after)} ({' > '.join(self.cascade_after)})"),
         ])
 
 
@@ -146,9 +146,8 @@ def _committee_gate(root: Path, cascade: dict):
     comb = cascade.get("combiner")
     if not comb:
         return None, None
-    from edge_committee.cascade.learned_onnx import combiner_from_onnx
-
     from edge_committee.bundle.manifest import resolve_in_bundle
+    from edge_committee.cascade.learned_onnx import combiner_from_onnx
 
     stages = [combiner_from_onnx(resolve_in_bundle(root, f)) for f in comb["files"]]
     return stages[-1], stages
@@ -177,7 +176,7 @@ def adapt(
     max_frames: int = 20_000,
     min_confidence: float = 0.6,
     per_class: int | None = None,
-    noise: NoiseConfig = NoiseConfig(),
+    noise: NoiseConfig | None = None,
     tolerance: float = 0.0,
     threads: int | None = None,
     keep_student: str | os.PathLike | None = None,
@@ -194,13 +193,16 @@ def adapt(
         max_frames: most frames read from a video or stream (default 20,000).
         min_confidence: the teacher's top probability a footage image needs (default 0.6).
         per_class: pseudo-labeled samples per class after balancing (default: the median count).
-        noise: the student's noise and optimisation settings.
+        noise: the student's noise and optimisation settings (default: :class:`.student.NoiseConfig`).
         tolerance: accuracy points (0..1 scale) the validation accuracy may drop (default 0).
         threads: ONNX Runtime and PyTorch threads (default: their choice).
         keep_student: also write the student's ONNX file here, accepted or not (to inspect it).
         log: called with one line per step.
     """
-    torch = __import__("edge_committee._lazy", fromlist=["require"]).require("torch")
+    from edge_committee._lazy import require
+
+    torch = require("torch")
+    noise = noise or NoiseConfig()
     if threads:
         torch.set_num_threads(threads)
     root = Path(bundle)

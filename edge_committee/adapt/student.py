@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def finetune(model, inputs: np.ndarray, targets: np.ndarray, labeled_x: np.ndarr
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     c = targets.shape[1]
-    n_lab = min(len(labeled_x), int(round(cfg.labeled_ratio * len(inputs))))
+    n_lab = min(len(labeled_x), round(cfg.labeled_ratio * len(inputs)))
     steps = math.ceil((len(inputs) + n_lab) / cfg.batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
                           weight_decay=cfg.weight_decay)

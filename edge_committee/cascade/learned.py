@@ -36,7 +36,7 @@ bit-identical probabilities.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -281,7 +281,7 @@ class LearnedGateState(GateState):
     contributed: np.ndarray | None = None
 
     @classmethod
-    def start(cls, num_samples: int, num_classes: int) -> "LearnedGateState":
+    def start(cls, num_samples: int, num_classes: int) -> LearnedGateState:
         base = GateState.start(num_samples, num_classes)
         fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(GateState)}
         return cls(**fields, log_probs=[], contributed=np.zeros(num_samples, np.int32))

@@ -65,7 +65,7 @@ class CombinerConfig:
                                  "{kind: learned, folds: 5, l2: 0.001, seed: 0, max_members: 3}")
 
     def check(self) -> None:
-        ok_int = lambda v, lo: isinstance(v, int) and not isinstance(v, bool) and v >= lo  # noqa: E731
+        ok_int = lambda v, lo: isinstance(v, int) and not isinstance(v, bool) and v >= lo
         if not ok_int(self.folds, 2):
             raise EdgeCommitteeError(f"combiner.folds: {self.folds!r} must be an integer >= 2")
         if not (isinstance(self.l2, (int, float)) and not isinstance(self.l2, bool) and self.l2 >= 0):
@@ -116,7 +116,7 @@ class CombinerFits:
         if order == tuple(want):
             return cf
         idx = [order.index(n) for n in want]
-        re = lambda c: learned.Combiner(c.weights[idx], c.bias, tuple(want))  # noqa: E731
+        re = lambda c: learned.Combiner(c.weights[idx], c.bias, tuple(want))
         return learned.CrossFit(re(cf.combiner), [re(c) for c in cf.fold_combiners], cf.folds)
 
     def combiner(self, members: Sequence[str]) -> learned.Combiner:
@@ -181,7 +181,8 @@ class LearnedOutputs:
         conf = ref.confidence(probs, self.kind)
         label = np.where(contributed, probs.argmax(axis=-1), -1).astype(np.int64)
         correct = np.zeros(self.num_samples, bool) if self.target is None else label == self.target
-        fields = dict(prob_sum=probs, conf=conf, ok=ok, label=label, contributed=contributed, correct=correct)
+        fields = {"prob_sum": probs, "conf": conf, "ok": ok, "label": label, "contributed": contributed,
+                  "correct": correct}
         if "count" in StageStats.__dataclass_fields__:  # stages that contributed, as the plain statistics keep
             fields["count"] = (ok.astype(np.float32) if prev is None else prev.count + ok)
         return LearnedStageStats(**fields, prefix=prefix)

@@ -81,7 +81,7 @@ def torch_committee_dir(tmp_path_factory) -> Path:
     for name, (width, size, steps) in MEMBERS.items():
         _train(folder, name, width, size, steps, *splits["train"])
     np.save(folder / "footage.npy", shift(make_images(400, 3)[0]))
-    pp = lambda s: {"size": [s, s], "color": "gray", "mean": [0.5], "std": [0.25]}  # noqa: E731
+    pp = lambda s: {"size": [s, s], "color": "gray", "mean": [0.5], "std": [0.25]}
     members = [{"name": n, "torch": {"factory": "tiny_family.py:build", "kwargs": {"width": w},
                                      "weights": f"{n}.safetensors"}, "preprocessing": pp(s)}
                for n, (w, s, _) in MEMBERS.items()]
