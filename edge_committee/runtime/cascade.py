@@ -138,8 +138,11 @@ class CascadeModel:
             raise EdgeCommitteeError(f"gate {gate!r} is not known; use 'auto' or 'numpy'")
         self._gate, self.gate_backend = _gate_step_fn(gate)
         self.combiner = c.get("combiner")
+        #: a learned committee's stage combiners (stage k over members 0..k), None for the average
+        self.stage_combiners = None
         if self.combiner:
             self._gate, self.gate_backend = self._learned_gate(), "learned combiner (numpy)"
+            self.stage_combiners = list(self._gate.combiners)
         if backend in MEMBER_BACKENDS:
             runners = [runner_for(backend, self.member_path(n), name=n, threads=threads, **options)
                        for n in self.members]

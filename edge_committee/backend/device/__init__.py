@@ -19,12 +19,15 @@ def executor_for(model, members, **options) -> DeviceCascade:
     from edge_committee.errors import EdgeCommitteeError
 
     known = [p for p in inspect.signature(DeviceCascade).parameters
-             if p not in ("members", "preprocessing", "thresholds", "confidence", "labels")]
+             if p not in ("members", "preprocessing", "thresholds", "confidence", "labels", "combiners")]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise EdgeCommitteeError(f"backend {model.backend}: unknown option(s) {unknown}; the device runtime "
                                  f"takes {', '.join(known)}")
-    return DeviceCascade(members, model.preprocessing, model.thresholds, model.confidence, model.labels, **options)
+    # a learned committee's stage combiners (read from the bundle at load), None for the average
+    combiners = getattr(model, "stage_combiners", None)
+    return DeviceCascade(members, model.preprocessing, model.thresholds, model.confidence, model.labels,
+                         combiners=combiners, **options)
 
 
 __all__ = ["DeviceCascade", "default_buckets", "executor_for"]

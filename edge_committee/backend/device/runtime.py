@@ -80,6 +80,8 @@ class DeviceCascade(Executor):
         exact_preprocessing: run plans that round between steps (PIL's) in float64, bit-exact with
             the NumPy path (default True); False runs them in float32 (faster where float64 is
             slow, e.g. Jetson; a value at a .5 tie may round one grey level the other way).
+        combiners: a learned committee's stage combiners (stage ``k`` over members ``0..k``); its
+            gate then runs as torch ops (:mod:`.learned`), captured like the rest. None: the average.
     """
 
     #: ``CascadeModel.predict`` passes CUDA tensors through to :meth:`run`
@@ -88,7 +90,8 @@ class DeviceCascade(Executor):
     def __init__(self, members: Sequence[DeviceMember], preprocessing: Sequence[Preprocessing],
                  thresholds: Sequence[float], confidence: str, labels: Sequence[str], device: Any = 0,
                  mode: str = "graph", max_batch: int = 256, buckets: Sequence[int] | None = None,
-                 gate_impl: str = "auto", tf32: bool = False, exact_preprocessing: bool = True) -> None:
+                 gate_impl: str = "auto", tf32: bool = False, exact_preprocessing: bool = True,
+                 combiners: Sequence[Any] | None = None) -> None:
         if mode not in MODES:
             raise EdgeCommitteeError(f"mode {mode!r} is not known; use one of {', '.join(MODES)}")
         if gate_impl not in GATE_IMPLS:
@@ -111,6 +114,16 @@ class DeviceCascade(Executor):
         self.tf32 = tf32
         self.exact_preprocessing = bool(exact_preprocessing)
         self.device_arg = device
+        if combiners is not None:
+            from edge_committee.backend.device.learned import check_combiners
+
+            combiners = check_combiners(combiners, len(self.members))
+            if gate_impl == "cuda":
+                raise EdgeCommitteeError("gate_impl 'cuda' is the averaging kernel; a learned committee's gate runs as "
+                                         "torch ops: use gate_impl 'auto' or 'torch'")
+        self.combiners = combiners
+        #: ``CascadeModel`` refuses a learned bundle unless this runtime was given its combiners
+        self.supports_learned_combiner = combiners is not None
         #: the mode that runs: ``graph``, ``host`` or ``eager`` (CPU); set by :meth:`activate`
         self.mode: str | None = None
         #: why ``graph`` was not used, if it was requested and is unavailable
@@ -174,6 +187,10 @@ class DeviceCascade(Executor):
         return classes.pop()
 
     def _choose_gate(self):
+        if self.combiners is not None:
+            from edge_committee.backend.device.learned import LearnedTorchGate
+
+            return LearnedTorchGate(self.combiners, self.device), "learned combiner (torch ops)"
         if not self.is_cuda or self.gate_impl == "torch":
             return gate_step_torch, "torch ops"
         try:
@@ -183,6 +200,11 @@ class DeviceCascade(Executor):
                 raise
             LOG.warning("the CUDA gate kernel is not available (%s); the gate runs as torch ops", exc)
             return gate_step_torch, "torch ops"
+
+    def gate_buffers(self, rows: int) -> dict:
+        """The gate's extra state buffers of ``rows`` rows (a learned gate's; {} for the average)."""
+        make = getattr(self.gate_step, "buffers", None)
+        return make(rows, self.num_classes, self.device) if make else {}
 
     def _load_kernels(self):
         from edge_committee.backend.device.kernels import kernels_for

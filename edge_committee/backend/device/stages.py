@@ -110,6 +110,8 @@ class ShapeContext:
                                 runtime.exact_preprocessing)
                       for m, pp in zip(runtime.members, runtime.preprocessing)]
         self.pool = torch.cuda.graph_pool_handle() if runtime.is_cuda else None
+        #: a learned gate's per-sample state (log-probabilities, contributions; ``.learned``), else {}
+        self.gate_buffers = runtime.gate_buffers(2 * cap)
         self._stages: dict[tuple[int, int], Segment] = {}
         self._finals: dict[int, Segment] = {}
         self._graphs: dict[int, object] = {}
@@ -127,7 +129,8 @@ class ShapeContext:
         rt, cap = self.rt, self.cap
         with self.torch.cuda.stream(rt.stream):
             rt.gate_step(self.prob_sum, self.label, self.conf, self.exit_stage, self.flag, self.act[0][:cap],
-                         self.logits[:cap], self.act[1], self.gate_count, 0, 2, 2.0, rt.confidence, stream=rt.stream)
+                         self.logits[:cap], self.act[1], self.gate_count, 0, 2, 2.0, rt.confidence, stream=rt.stream,
+                         **self.gate_buffers)
         rt.stream.synchronize()
 
     # ------------------------------------------------------------------ stage functions
@@ -155,7 +158,8 @@ class ShapeContext:
             x = self.frames.index_select(0, self.gidx[:b])
             rt.members[k].enqueue(self.plans[k](x), self.logits[:b], rt.stream)
             rt.gate_step(self.prob_sum, self.label, self.conf, self.exit_stage, self.flag, a_in[:b], self.logits[:b],
-                         a_out, self.gate_count, k, last + 1, rt.thresholds[k], rt.confidence, stream=rt.stream)
+                         a_out, self.gate_count, k, last + 1, rt.thresholds[k], rt.confidence, stream=rt.stream,
+                         **self.gate_buffers)
             if k < last:
                 self._fix(a_out, self.gate_count, b, a_out)
 
@@ -176,7 +180,7 @@ class ShapeContext:
     def preserve(self):
         """Restore every buffer a stage or finalize writes (used around warm-ups; on the stream)."""
         buffers = [self.prob_sum, self.istate, self.conf, *self.act, self.gidx, self.gate_count, self.real,
-                   self.logits, self.probs_out, self.meta_out]
+                   self.logits, self.probs_out, self.meta_out, *self.gate_buffers.values()]
         saved = [t.clone() for t in buffers]
         try:
             yield

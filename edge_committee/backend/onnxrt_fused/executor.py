@@ -32,7 +32,13 @@ class FusedOnnxExecutor(Executor):
         path: a fused file (from ``edge-committee export-onnx``) to use for its source size.
         form: ``compact`` (default) or ``mask``, for files found in the bundle or built in memory.
         providers: ONNX Runtime execution providers (default: CPU).
+
+    A learned committee's fused file embeds its stage combiners (and records their files'
+    checksums, which :meth:`_mismatch` compares with the bundle's).
     """
+
+    #: the fused file encodes a learned committee's gate (:mod:`edge_committee.export.cascade_onnx.learned_gate`)
+    supports_learned_combiner = True
 
     def __init__(self, model: Any, threads: int | None = None, path: str | os.PathLike | None = None,
                  form: str = "compact", providers: list[str] | None = None) -> None:
@@ -81,6 +87,15 @@ class FusedOnnxExecutor(Executor):
         have = (c.get("members"), [float(t) for t in c.get("thresholds", [])], c.get("confidence"))
         if have != want:
             return f"it encodes {have[0]} at {have[1]} ({have[2]}), the bundle's cascade is {want[0]} at {want[1]}"
+        from edge_committee.export.cascade_onnx.export import combiner_files
+
+        want_comb = [e["sha256"] for e in combiner_files(self.model.manifest)]
+        have_comb = [e.get("sha256") for e in meta.get("combiner") or []]
+        if have_comb != want_comb:
+            if have_comb and want_comb:
+                return "its learned combiner differs from the bundle's (checksums)"
+            return ("it averages, the bundle's committee has a learned combiner" if want_comb
+                    else "it encodes a learned combiner, the bundle's committee averages")
         sums = {m["name"]: m.get("sha256") for m in meta.get("members", [])}
         for name in self.model.members:
             if sums.get(name) != self.model.by_name[name].get("sha256"):
@@ -112,11 +127,10 @@ class FusedOnnxExecutor(Executor):
         return None
 
     def _build(self, key: tuple[int, int, int]) -> None:
-        from edge_committee.export.cascade_onnx import CascadeDef
-        from edge_committee.export.cascade_onnx.export import build_from_bundle
+        from edge_committee.export.cascade_onnx.export import build_from_bundle, cascade_from_manifest
 
-        m = self.model
-        cascade = CascadeDef(m.members, m.thresholds, m.confidence, m.manifest["cascade"].get("kind", "cascade"))
+        m = self.model  # the bundle's committee, its learned combiner included
+        cascade = cascade_from_manifest(m.manifest, m.root)
         fused, _, _ = build_from_bundle(m.root, m.manifest, cascade=cascade, source_size=key[:2], channels=key[2],
                                         form=self.form)
         self._sessions[key] = self._session(fused, f"the fused cascade for {key[0]}x{key[1]}x{key[2]} images")

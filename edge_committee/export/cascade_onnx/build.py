@@ -46,15 +46,21 @@ PROTOBUF_LIMIT = 2**31 - 1
 
 @dataclasses.dataclass(frozen=True)
 class CascadeDef:
-    """The committee a fused file encodes: members in order, K-1 thresholds, confidence function."""
+    """The committee a fused file encodes: members in order, K-1 thresholds, confidence function.
+
+    ``combiners``: a learned committee's stage combiners (:class:`~edge_committee.cascade.learned.Combiner`,
+    stage ``k`` over members ``0..k``); empty for the average.
+    """
 
     members: tuple[str, ...]
     thresholds: tuple[float, ...]
     confidence: str = "max_prob"
-    kind: str = "cascade"  #: ``cascade`` or ``ensemble`` (thresholds that never exit early)
+    kind: str = "cascade"  #: ``cascade`` or ``ensemble`` (thresholds that never exit early), ``learned_...``
+    combiners: tuple = dataclasses.field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "members", tuple(self.members))
+        object.__setattr__(self, "combiners", tuple(self.combiners or ()))
         object.__setattr__(self, "thresholds", tuple(float(t) for t in self.thresholds))
         if not self.members:
             raise FusedExportError("the committee has no members")
@@ -63,8 +69,13 @@ class CascadeDef:
                                    f"(one per stage but the last); got {len(self.thresholds)}")
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "members": list(self.members), "thresholds": list(self.thresholds),
-                "confidence": self.confidence}
+        out = {"kind": self.kind, "members": list(self.members), "thresholds": list(self.thresholds),
+               "confidence": self.confidence}
+        if self.combiners:
+            from edge_committee.cascade.learned import FORM
+
+            out["combiner"] = FORM
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +125,9 @@ def _prepare_stages(members: Sequence[MemberSource], cascade: CascadeDef, source
         # the member under s<k>/member/, its gate under s<k>/gate., the glue under s<k>/: no name can collide
         inl = inline_member(src, model, f"s{k}/member/", opset, output_shape(plan), num_classes)
         threshold = cascade.thresholds[k] if k < k_total - 1 else math.inf
-        gated = add_gate(inl.model, inl.logits, k, k_total, threshold, cascade.confidence, form, gate, f"s{k}/")
+        combiner = cascade.combiners[k] if cascade.combiners else None
+        gated = add_gate(inl.model, inl.logits, k, k_total, threshold, cascade.confidence, form, gate, f"s{k}/",
+                         combiner, tuple(f"s{j}/" for j in range(k_total)))
         stages.append(_Stage(plan, inl.input, inl.input_dtype, gated))
     return stages
 
@@ -156,6 +169,7 @@ def _stage_graph(ctx: _Context, k: int, who: str, state: dict[str, str]) -> Any:
     add_preprocessing(g, st.plan, x, st.member_input, st.input_dtype, ctx.preprocess)
     wiring = {st.gated.inputs["alive" if ctx.form == "mask" else "active"]: who}
     wiring.update({st.gated.inputs[s]: state[s] for s in STATE})
+    wiring.update(st.gated.outer)  # a learned gate's reads of earlier stages (enclosing scope)
     nodes = list(st.gated.model.graph.node)
     rename_inputs(nodes, wiring)
     g.nodes.extend(nodes)
@@ -200,7 +214,8 @@ def _outputs(g: GraphBuilder, ctx: _Context, final: dict[str, str]) -> list:
     """The file's outputs: the final state and ``probs``, the mean over the stages that contributed.
 
     As :func:`edge_committee.cascade.reference.contributions`: each contributing stage added a
-    softmax row summing to 1, so the rounded row sum (at least 1) is their number.
+    softmax row summing to 1, so the rounded row sum (at least 1) is their number. A learned
+    committee's ``prob_sum`` holds its combination (row sum 1, or 0): divided by exactly 1.
     """
     tp, mk = ctx.tp, g.onnx.helper.make_tensor_value_info
     total = g.op("ReduceSum", [final["prob_sum"], g.const(np.array([1], np.int64), "axis1")], "total", keepdims=1)
@@ -272,6 +287,10 @@ def build_cascade_model(
     check_precision(preprocess)
     if [m.name for m in members] != list(cascade.members):
         raise FusedExportError(f"members {[m.name for m in members]} do not match the cascade {list(cascade.members)}")
+    if cascade.combiners:
+        from edge_committee.export.cascade_onnx.learned_gate import check_learned
+
+        check_learned(cascade.combiners, len(members), num_classes, gate)
     models = [read_member(m) for m in members]
     opset = cascade_opset(models)
     stages = _prepare_stages(members, cascade, source, num_classes, form, gate, preprocess, opset, models)
@@ -293,11 +312,13 @@ def build_cascade_model(
 
 
 def _doc(cascade: CascadeDef, source: Source, form: str, gate: str) -> str:
+    probs = ("the stage's learned combination at the exit stage" if cascade.combiners
+             else "mean probabilities at the exit stage")
     return (f"edge_committee {cascade.kind} {' -> '.join(cascade.members)} (thresholds {list(cascade.thresholds)}, "
             f"{cascade.confidence}), {form} form, {gate} gate. Input 'images': uint8 (N, {source.height}, "
             f"{source.width}, {source.channels}). Outputs: labels (N,) int32 (-1: no member gave finite logits), "
             "confidence (N,) float32, exit_stage (N,) int32, flags (N,) int32 (1: a member gave non-finite "
-            "logits), probs (N, C) float32 (mean probabilities at the exit stage).")
+            f"logits), probs (N, C) float32 ({probs}).")
 
 
 def read_metadata(model_or_props: Any) -> dict[str, Any]:

@@ -33,13 +33,31 @@ def cascade_from_manifest(manifest: dict, root: Path) -> CascadeDef:
     if not c.get("members"):
         raise FusedExportError(f"{root / MANIFEST}: the bundle has no chosen cascade; choose one with "
                                f"'edge-committee select {root} ...' or name the members with --members")
-    if c.get("combiner"):  # the fused graph's gate averages; a learned committee would run wrongly
-        raise FusedExportError(f"{root / MANIFEST}: the chosen committee has a learned combiner, which the fused "
-                               "file does not encode yet; run it with --backend onnxrt, or re-select with "
-                               f"'edge-committee select {root} --combiner average ...'")
     members = list(c["members"])
     thresholds = [float(t) for t in c.get("thresholds", [])][: len(members) - 1]
-    return CascadeDef(members, thresholds, c.get("confidence", "max_prob"), c.get("kind", "cascade"))
+    return CascadeDef(members, thresholds, c.get("confidence", "max_prob"), c.get("kind", "cascade"),
+                      stage_combiners(manifest, root))
+
+
+def stage_combiners(manifest: dict, root: Path) -> tuple:
+    """A learned committee's stage combiners, read from the files its manifest lists; () for the average."""
+    comb = (manifest.get("cascade") or {}).get("combiner")
+    if not comb:
+        return ()
+    from edge_committee.bundle.manifest import resolve_in_bundle
+    from edge_committee.cascade.learned_onnx import combiner_from_onnx
+
+    files = list(comb.get("files") or [])
+    if len(files) != len(manifest["cascade"]["members"]):
+        raise FusedExportError(f"{root / MANIFEST}: the learned combiner lists {len(files)} stage files for "
+                               f"{len(manifest['cascade']['members'])} stages; rebuild or re-select the bundle")
+    return tuple(combiner_from_onnx(resolve_in_bundle(root, f)) for f in files)
+
+
+def combiner_files(manifest: dict) -> list[dict]:
+    """[{file, sha256}] of a learned committee's stage files (what a fused file records), [] for the average."""
+    comb = (manifest.get("cascade") or {}).get("combiner") or {}
+    return [{"file": f, "sha256": manifest.get("files", {}).get(f)} for f in comb.get("files") or []]
 
 
 def parse_source_size(text: str) -> tuple[int, ...]:
@@ -98,6 +116,8 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
         "labels": list(manifest["labels"]),
         "version": __version__,
     }
+    if cascade.combiners:  # the stage files the gates embed (a loader checks them against the bundle)
+        meta["combiner"] = combiner_files(manifest)
     model = build_cascade_model(members, cascade, source, len(manifest["labels"]), form=form, gate=gate,
                                 preprocess=preprocess, metadata=meta)
     return model, cascade, source

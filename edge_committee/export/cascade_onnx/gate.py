@@ -49,11 +49,27 @@ class GatedStage:
     model: Any  #: ModelProto: inputs = member input + gate inputs; outputs = gate outputs
     inputs: dict[str, str]  #: gate input key (``active``/``alive``, ``prob_sum`` ...) -> graph input name
     outputs: dict[str, str]  #: gate output key (``prob_sum_out`` ... ``survivors``/``alive_out``) -> name
+    #: gate inputs read from earlier stages' outputs in the enclosing scope (a learned gate's) -> their names
+    outer: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def add_gate(member_model: Any, logits: str, stage: int, num_stages: int, threshold: float, kind: str,
-             form: str, gate: str, prefix: str) -> GatedStage:
-    """Append stage ``stage``'s gate to an inlined member; ``threshold`` is ignored at the last stage."""
+             form: str, gate: str, prefix: str, combiner: Any = None,
+             stage_prefixes: tuple[str, ...] = ()) -> GatedStage:
+    """Append stage ``stage``'s gate to an inlined member; ``threshold`` is ignored at the last stage.
+
+    ``combiner``: stage ``stage``'s learned combiner (:mod:`.learned_gate`), or None for the average;
+    ``stage_prefixes``: every stage's ``prefix`` (a learned gate reads the earlier stages' outputs).
+    """
+    if combiner is not None:
+        from edge_committee.export.cascade_onnx import learned_gate as lg
+
+        gates = [p + "gate." for p in stage_prefixes]
+        model = lg.append_learned_gate(member_model, stage, num_stages, threshold, kind, combiner, logits=logits,
+                                       form=form, num_samples="N", prefix=gates[stage])
+        return GatedStage(model, {k: gates[stage] + k for k in lg.input_keys(stage, form)},
+                          {k: gates[stage] + k for k in lg.output_keys(stage, num_stages, form)},
+                          lg.outer_wiring(stage, gates))
     prefix = prefix + "gate."
     if form == "mask":
         model = append_mask_gate(member_model, stage, num_stages, threshold, kind, logits=logits,
