@@ -203,11 +203,13 @@ def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_comm
     assert "learned combiner:" in report and "most accurate cascade: average" in report
     check_triton_description(out)
     check_refused_by_a_backend_without_support(out, monkeypatch)
-    from edge_committee.export.cascade_onnx.errors import FusedExportError
     from edge_committee.export.cascade_onnx.export import cascade_from_manifest
 
-    with pytest.raises(FusedExportError, match="learned combiner"):  # not silently averaged
-        cascade_from_manifest(m, out)
+    fused = cascade_from_manifest(m, out)  # the fused file embeds the same stage combiners, never the average
+    assert len(fused.combiners) == len(combiners)
+    for got, exp in zip(fused.combiners, combiners):
+        np.testing.assert_array_equal(got.weights, exp.weights)
+        np.testing.assert_array_equal(got.bias, exp.bias)
     from edge_committee.adapt.adapt import _first_exit
     from edge_committee.adapt.pseudo import teacher_probs
 
