@@ -22,8 +22,13 @@ ort = pytest.importorskip("onnxruntime")
 import edge_committee as ec  # noqa: E402
 from edge_committee.bundle import read_manifest  # noqa: E402
 from edge_committee.bundle.bundle import SCHEMA_VERSION, finalize_manifest  # noqa: E402
-from edge_committee.cascade.learned import FORM, Combiner, LearnedGateState, learned_gate_step  # noqa: E402
-from edge_committee.cascade.learned import run_learned_cascade  # noqa: E402
+from edge_committee.cascade.learned import (  # noqa: E402
+    FORM,
+    Combiner,
+    LearnedGateState,
+    learned_gate_step,
+    run_learned_cascade,
+)
 from edge_committee.cascade.learned_onnx import combiner_from_onnx, save_combiner  # noqa: E402
 from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS, confidence  # noqa: E402
 from edge_committee.errors import EdgeCommitteeError  # noqa: E402
@@ -260,7 +265,7 @@ def test_export_records_the_combiner_and_the_backend_checks_it(tmp_path):
     meta = read_metadata(onnx.load(str(path)))
     assert meta["cascade"]["combiner"] == FORM and meta["cascade"]["kind"] == "learned_cascade"
     assert meta["combiner"] == [{"file": f, "sha256": m["files"][f]} for f in m["cascade"]["combiner"]["files"]]
-    ref, near = reference_of(bundle, x)
+    ref, _ = reference_of(bundle, x)
     with ec.load(bundle, backend="onnxrt-fused") as model:  # the listed file is used
         got = model.predict(x)
         assert model.executor.origins[(12, 12, 3)] == str(inside)

@@ -1,4 +1,4 @@
-"""A learned committee's gate for the device runtime: :func:`edge_committee.cascade.learned.learned_gate_step` in torch ops.
+"""A learned committee's gate in the device runtime: ``learned.learned_gate_step`` in torch ops.
 
 Stage ``k`` decides on its own combiner over members ``0..k`` (``softmax(b + sum_m W[m] * lp_m)``,
 :class:`~edge_committee.cascade.learned.Combiner`). The state :class:`LearnedGateState` keeps beyond
@@ -18,7 +18,8 @@ stage's CUDA graph; the CUDA gate kernel implements the plain average only and i
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -218,7 +218,7 @@ def cascade_executor(model, threads: int | None = None, device: int = 0, dla: in
             ``max_batch`` defaults to the smallest engine's.
     """
     if whole:
-        if getattr(model, "combiner", None):  # the whole engine is built from the plugin-gate fused file, which averages
+        if getattr(model, "combiner", None):  # the whole engine is built from the plugin-gate file: it averages
             raise EdgeCommitteeError("backend tensorrt with whole=True runs the fused engine, whose CascadeGate "
                                      "averages; this bundle's committee has a learned combiner: drop whole=True to "
                                      "run the member engines in the device runtime")

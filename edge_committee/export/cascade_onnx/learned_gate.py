@@ -29,7 +29,8 @@ works (``mask``/``standard`` with ``--preprocess float32``, whose ops are all pa
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edge_committee._lazy import require
 from edge_committee.export.cascade_onnx.errors import FusedExportError
@@ -89,8 +90,8 @@ def outer_wiring(stage: int, prefixes: Sequence[str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- ops
-def _finite_log_probs(b: _Builder, x: str) -> tuple[str, str, str]:
-    """(ok [M,1] bool, ok [M] bool, log-probabilities [M,C] with non-finite rows 0): ``learned.log_probs``."""
+def _finite_log_probs(b: _Builder, x: str) -> tuple[str, str]:
+    """(ok [M] bool, log-probabilities [M,C] with non-finite rows 0): ``learned.log_probs`` in ONNX."""
     tp = b.onnx.TensorProto
     zero = b.const(0.0, tp.FLOAT, "zero")
     bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
@@ -98,11 +99,12 @@ def _finite_log_probs(b: _Builder, x: str) -> tuple[str, str, str]:
                "ok_2d")
     ok = b.op("Squeeze", [ok2, b.const([1], tp.INT64, "axis1", [1])], "ok")
     lp = b.op("LogSoftmax", [b.op("Where", [ok2, x, zero], "logits_finite")], "log_probs_all", axis=1)
-    return ok2, ok, b.op("Where", [ok2, lp, zero], "log_probs")
+    return ok, b.op("Where", [ok2, lp, zero], "log_probs")
 
 
-def _combine(b: _Builder, combiner: Any, rows: Sequence[str], count: str) -> str:
-    """Stage probabilities [M,C]: Softmax(b + sum w_m * rows[m]) in the reference's order; 0 where count == 0."""
+def _combine(b: _Builder, combiner: Any, rows: Sequence[str], count: str) -> tuple[str, str]:
+    """(stage probabilities [M,C], empty [M]): Softmax(b + sum w_m * rows[m]) in the reference's order, 0 where
+    no stage contributed (count == 0)."""
     tp = b.onnx.TensorProto
     z = b.const(combiner.bias.tolist(), tp.FLOAT, "bias", [combiner.num_classes])
     for m, lp in enumerate(rows):
@@ -135,7 +137,7 @@ def _compact_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thre
     active = ins["active"]
     one_axis = b.const([1], tp.INT64, "axis1", [1])
     index = b.op("Unsqueeze", [b.op("Cast", [active], to=tp.INT64), one_axis], "scatter_index")  # [M, 1]
-    ok2, ok, lp = _finite_log_probs(b, x)
+    ok, lp = _finite_log_probs(b, x)
     okf = b.op("Cast", [ok], "ok_f", to=tp.FLOAT)
     count = okf if stage == 0 else b.op("Add", [b.op("Gather", [ins["contributed"], active], "count_before", axis=0),
                                                 okf], "count")
@@ -175,7 +177,7 @@ def _mask_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thresho
     tp = b.onnx.TensorProto
     alive = ins["alive"]
     one_axis = b.const([1], tp.INT64, "axis1", [1])
-    ok2, ok, lp = _finite_log_probs(b, x)
+    ok, lp = _finite_log_probs(b, x)
     okf = b.op("Cast", [ok], "ok_f", to=tp.FLOAT)
     # rows that are not alive compute values nobody reads: a later stage's alive rows are alive here
     count = okf if stage == 0 else b.op("Add", [ins["contributed"], okf], "count")
@@ -248,7 +250,7 @@ def append_learned_gate(
              "any_alive": (tp.BOOL, [])}
 
     def info_of(key: str, name: str) -> Any:
-        base = key[: -len("_out")] if key.endswith("_out") else key
+        base = key.removesuffix("_out")
         base = "lp" if base.startswith("lp") else base
         dtype, shape = types[base]
         return mk(name, dtype, shape)
