@@ -3,7 +3,8 @@
 #   1. install the carried wheel (onnx2torch) into /tmp/site,
 #   2. build edge_committee._C with CUDA (the gate kernel; same cached build as run_gate_checks.sh),
 #   3. pytest tests/backend: the CPU tests and the GPU ones (known-logit cascades in graph and host modes with the CUDA
-#      gate, NaN/Inf, batch 0/1/odd/over max_batch; the example bundle on its full test split vs the NumPy reference
+#      gate, NaN/Inf, batch 0/1/odd/over max_batch; learned committees, their torch-op gate captured into every stage
+#      graph, vs run_learned_cascade (test_learned_table_cascades); the example bundle on its full test split vs the NumPy reference
 #      and vs ONNX Runtime; FP16 vs FP32; CUDA tensors in and out; the NVRTC kernel vs its torch twin),
 #   4. compute-sanitizer memcheck on benchmarks/gpu/device_memcheck.py (graph and host modes),
 #   5. benchmarks/gpu/bench_device.py on the example bundle (per-stage overhead host vs graph at batch 1; cascade vs

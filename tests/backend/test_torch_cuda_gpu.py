@@ -1,7 +1,9 @@
 """The device runtime on a GPU: CUDA graphs, conditional IF nodes, the CUDA gate. Skips without a GPU.
 
 1. Cascades with known logits (:mod:`device_cases`): every mode and gate against the NumPy
-   reference, with NaN/Inf rows, batch 0, 1, odd, over ``max_batch``, nobody or everybody exiting.
+   reference, with NaN/Inf rows, batch 0, 1, odd, over ``max_batch``, nobody or everybody exiting;
+   learned committees (:mod:`learned_cases`, the gate in torch ops captured into the stage graphs)
+   against ``run_learned_cascade``.
 2. The example bundle on its full test split (``EC_EXAMPLE_BUNDLE``, default ``out/fashion_mnist``;
    images from ``EC_FMNIST_DIR``, default the Debian package's folder): host loop and graph mode give
    the labels, exit stages and flags of the NumPy reference gate applied to the same members' logits,
@@ -97,6 +99,36 @@ def test_cuda_tensor_in_cuda_tensor_out(mode):
     for name in ("labels", "probs", "confidence", "exit_stage", "flags"):
         setattr(pred, name, getattr(pred, name).cpu().numpy())
     assert_matches_reference(pred, ref, f"{mode} CUDA tensors")
+
+
+@pytest.mark.parametrize("mode", ["graph", "host"])
+@pytest.mark.parametrize("kind", CONFIDENCE_FUNCTIONS)
+def test_learned_table_cascades(mode, kind):
+    """A learned committee: its gate (torch ops) captured into every stage graph = ``run_learned_cascade``.
+
+    NaN/Inf rows, batch 0/1/odd/a full bucket/over max_batch, exits at every stage, replays, CUDA
+    tensors in and out.
+    """
+    from learned_cases import assert_matches_learned, make_learned_case, reference
+
+    for n in (0, 1, 2, 7, 16, 37):
+        tables, thresholds, combiners = make_learned_case(seed=n, n=n, c=6, k=4, kind=kind)
+        ref = reference(tables, thresholds, combiners, kind)
+        with table_runtime(tables, thresholds, kind, mode=mode, max_batch=16, combiners=combiners) as runtime:
+            assert runtime.gate_name == "learned combiner (torch ops)"
+            pred = runtime.run(id_images(n))
+            again = runtime.run(id_images(n))
+            on_device = runtime.run(torch.from_numpy(id_images(n)).cuda())
+            assert runtime.mode == mode, runtime.mode_reason  # graph mode must survive the learned gate
+            for ctx in runtime._contexts.values():  # every stage was captured, none runs eagerly
+                assert all(seg.graph is not None for seg in ctx._stages.values()), \
+                    [seg.capture_error for seg in ctx._stages.values()]
+        assert_matches_learned(pred, ref, f"{mode} learned n={n} {kind}")
+        assert_matches_learned(again, ref, f"{mode} learned n={n} {kind} (replay)")
+        assert on_device.probs.is_cuda
+        for name in ("labels", "probs", "confidence", "exit_stage", "flags"):
+            setattr(on_device, name, getattr(on_device, name).cpu().numpy())
+        assert_matches_learned(on_device, ref, f"{mode} learned n={n} {kind} (CUDA tensors)")
 
 
 def test_fix_kernel_matches_torch():
