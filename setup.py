@@ -41,6 +41,7 @@ setup(
         "pillow>=9",
         "matplotlib>=3.6",
         "onnxconverter-common>=1.14",
+        "jsonschema>=4.18",
     ],
     extras_require={
         "torch": ["torch>=2.2"],

@@ -22,6 +22,8 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
+    "profile": "profile",
+    "bench": "bench",
 }
 
 

@@ -1,0 +1,219 @@
+"""``bench``: the chosen cascade end to end next to single members, as a user runs them.
+
+Every contender runs through the facade (:func:`edge_committee.load` with the same backend and
+threads), so a cascade backend (fused ONNX, CUDA graph) is benched exactly as a member backend.
+The contenders: the bundle's chosen committee, its largest member alone (most MACs) and its most
+accurate single member alone (validation accuracy); a single member runs as a one-stage bundle
+view of the same files. Per batch size the data is cut into consecutive full batches; after a
+warm-up the contenders take turns on each batch (round-robin, the order rotating), so a burst of
+load from other processes hits them alike. Per contender and batch size: images/s, latency
+p50/p90/p99/mean of one ``predict`` call, test accuracy, and (with a profile of this device) the
+cost model's predicted mean latency next to the measured one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge_committee.bundle import MANIFEST, read_manifest
+from edge_committee.errors import EdgeCommitteeError
+from edge_committee.runtime import CascadeModel
+
+LOG = logging.getLogger("edge_committee")
+DEFAULT_BATCHES = (1, 64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """One thing benched: a role ("cascade", "largest", "most accurate") and its members."""
+
+    role: str
+    members: tuple[str, ...]
+    thresholds: tuple[float, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return " > ".join(self.members)
+
+
+def contenders(manifest: dict) -> list[Contender]:
+    """The chosen committee, the largest member (MACs; FP32 first) and the most accurate single
+    member (validation), each once (a member that is both is benched once, under both roles)."""
+    c = manifest["cascade"]
+    k = len(c["members"])
+    out = [Contender("cascade", tuple(c["members"]), tuple(float(t) for t in c["thresholds"][: k - 1]))]
+    members = manifest["members"]
+    largest = max(members, key=lambda m: (m["macs"], m["precision"] == "fp32"))
+    scored = [m for m in members if (m.get("accuracy") or {}).get("validation") is not None]
+    roles = {largest["name"]: ["largest"]}
+    if scored:
+        best = max(scored, key=lambda m: (m["accuracy"]["validation"], -m["macs"]))
+        roles.setdefault(best["name"], []).append("most accurate")
+    out += [Contender(" & ".join(r), (name,)) for name, r in roles.items()]
+    return out
+
+
+@contextlib.contextmanager
+def single_member_view(root: Path, manifest: dict, name: str) -> Iterator[Path]:
+    """A temporary bundle whose committee is member ``name`` alone (its file symlinked)."""
+    entry = next(m for m in manifest["members"] if m["name"] == name)
+    view = Path(tempfile.mkdtemp(prefix=f"ec-bench-{name}-"))
+    try:
+        (view / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink((root / entry["file"]).resolve(), view / entry["file"])
+        doc = dict(manifest, members=[entry], files={entry["file"]: entry["sha256"]})
+        doc["cascade"] = {"kind": "single", "members": [name], "thresholds": [],
+                          "confidence": manifest["cascade"].get("confidence", "max_prob")}
+        (view / MANIFEST).write_text(json.dumps(doc), encoding="utf-8")
+        yield view
+    finally:
+        shutil.rmtree(view, ignore_errors=True)
+
+
+def _batches(images, batch: int, limit: int | None) -> list:
+    n = len(images) if limit is None else min(limit, len(images))
+    return [images[i : i + batch] for i in range(0, n - batch + 1, batch)]
+
+
+def run_round_robin(models: Sequence, images, batch: int, warmup: int = 3, limit: int | None = None,
+                    ) -> tuple[list[np.ndarray], list[list]]:
+    """Time ``predict`` of each model on the same consecutive full batches, in turn.
+
+    Returns (per model: (num_batches,) ms per call, per model: the Predictions in batch order).
+    """
+    batches = _batches(images, batch, limit)
+    if not batches:
+        raise EdgeCommitteeError(f"bench needs at least {batch} images for batch size {batch}; got {len(images)}")
+    for m in models:
+        for x in batches[:warmup]:
+            m.predict(x)
+    ms = [np.zeros(len(batches)) for _ in models]
+    preds: list[list] = [[None] * len(batches) for _ in models]
+    clock = time.perf_counter
+    for i, x in enumerate(batches):
+        for j in np.roll(np.arange(len(models)), -i):  # rotate who goes first
+            t0 = clock()
+            p = models[j].predict(x)
+            ms[j][i] = (clock() - t0) * 1e3
+            preds[j][i] = p
+    return ms, preds
+
+
+def latency_stats(ms: np.ndarray, batch: int) -> dict:
+    """images/s and p50/p90/p99/mean ms of one call."""
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"calls": int(ms.size), "images_per_s": float(batch * ms.size / (ms.sum() / 1e3)),
+            "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(ms.mean())}
+
+
+def prediction_stats(preds: list, labels: np.ndarray | None, stages: int) -> dict:
+    """Accuracy (if labels) and exits per stage of the concatenated predictions."""
+    pred = np.concatenate([p.labels for p in preds])
+    exits = np.concatenate([p.exit_stage for p in preds])
+    out = {"images": int(pred.size), "exit_histogram": np.bincount(exits, minlength=stages).tolist()}
+    if labels is not None:
+        out["accuracy"] = float(np.mean(pred == labels[: pred.size]))
+    return out
+
+
+def predicted(model, contender: Contender, batch: int, manifest: dict, measured_hist: list[int]) -> dict:
+    """Cost-model figures (ms): mean from the validation exit histogram (as selection costs it),
+    mean from the exits measured here, and the worst case."""
+    if len(contender.members) == 1:
+        one = model.worst(contender.members, batch)
+        return {"mean_ms": one, "mean_ms_measured_exits": one, "worst_ms": one}
+    val_hist = manifest["cascade"].get("exit_histogram") or measured_hist
+    return {"mean_ms": model.mean(contender.members, batch, val_hist),
+            "mean_ms_measured_exits": model.mean(contender.members, batch, measured_hist),
+            "worst_ms": model.worst(contender.members, batch)}
+
+
+def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
+                 batch_sizes: Sequence[int] = DEFAULT_BATCHES, backend: str = "onnxrt",
+                 threads: int | None = None, *, warmup: int = 3, limit: int | None = None,
+                 model=None, profile_name: str | None = None, show_progress: bool = True, **options) -> dict:
+    """Bench the bundle's committee against its largest and most accurate single members.
+
+    Args:
+        root: the bundle. ``images``: raw uint8 images (N, H, W, C) or a list; ``labels``: (N,) or None.
+        batch_sizes: default 1 and 64. ``backend``/``threads``/``options``: as :func:`edge_committee.load`.
+        warmup: untimed batches per contender and batch size (default 3).
+        limit: use the first ``limit`` images (default all).
+        model, profile_name: the cost model (:class:`~.costmodel.LatencyModel`) for predictions and
+            its profile's name, e.g. from :func:`device_cost_model`; None: no predictions.
+
+    Returns a JSON-ready dict (see :func:`edge_committee.profile.report.bench_markdown`).
+    """
+    from edge_committee.profile.fingerprint import fingerprint
+    from edge_committee.profile.profiler import parse_batches
+
+    root = Path(root)
+    manifest = read_manifest(root)
+    who = contenders(manifest)
+    results = []
+    with contextlib.ExitStack() as stack:
+        views = [root if c.role == "cascade" else stack.enter_context(single_member_view(root, manifest, c.members[0]))
+                 for c in who]
+        runtimes = [stack.enter_context(CascadeModel(v, backend=backend, threads=threads, verify=v is root, **options))
+                  for v in views]  # CascadeModel is what edge_committee.load returns
+        for b in _progress(parse_batches(batch_sizes), show_progress):
+            ms, preds = run_round_robin(runtimes, images, b, warmup, limit)
+            for c, t, p in zip(who, ms, preds):
+                row = {"batch": b, "role": c.role, "members": list(c.members), **latency_stats(t, b),
+                       **prediction_stats(p, labels, len(c.members))}
+                if model is not None:
+                    row["predicted"] = predicted(model, c, b, manifest, row["exit_histogram"])
+                results.append(row)
+    return {
+        "schema": "edge_committee.bench/1",
+        "bundle": str(root), "backend": backend, "threads": threads,
+        "fingerprint": fingerprint(backend, threads) if backend in _member_backends() else {"backend": backend},
+        "profile": profile_name, "load_avg": list(os.getloadavg()), "warmup_batches": warmup,
+        "images": int(len(images) if limit is None else min(limit, len(images))),
+        "cascade": {k: manifest["cascade"].get(k) for k in ("members", "thresholds", "objective", "budget",
+                                                             "cost_unit", "cost_model", "exit_histogram")},
+        "results": results,
+    }
+
+
+def _member_backends() -> tuple[str, ...]:
+    from edge_committee.backend import MEMBER_BACKENDS
+
+    return tuple(MEMBER_BACKENDS)
+
+
+def device_cost_model(root: str | os.PathLike, manifest: dict, profile: str | None, backend: str,
+                      threads: int | None):
+    """(LatencyModel with mean timings, profile name), or (None, None) with a note when this
+    device has no profile and none was given."""
+    from edge_committee.profile.costmodel import STAT_FOR_KIND, LatencyModel
+    from edge_committee.profile.store import resolve_profile
+
+    member_backend = backend if backend in _member_backends() else "onnxrt"
+    try:
+        name, doc = resolve_profile(root, manifest, profile, member_backend, threads)
+    except EdgeCommitteeError as exc:
+        if profile is not None:
+            raise
+        LOG.warning("no cost-model predictions: %s", exc)
+        return None, None
+    return LatencyModel.from_profile(doc, STAT_FOR_KIND["mean"]), name
+
+
+def _progress(items: list, enabled: bool):
+    if not enabled:
+        return items
+    from edge_committee._util import progress
+
+    return progress(items, total=len(items), desc="bench", unit="batch size")
