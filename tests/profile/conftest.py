@@ -23,9 +23,9 @@ def fast_timing(monkeypatch):
     return FAST
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def _bundles(tmp_path_factory, request) -> dict[str, Path]:
-    """The tiny committee's bundle built once per module, and a copy profiled on this device."""
+    """The tiny committee's bundle built once per session, and a copy profiled on this device."""
     from edge_committee.pipeline import build
     from edge_committee.profile import profile_bundle, write_profile
 

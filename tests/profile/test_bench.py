@@ -120,3 +120,20 @@ def test_a_budget_batch_needs_a_latency_budget(tiny_committee: Path, capsys):
     tiny_committee.write_text(text)
     assert main(["build", str(tiny_committee), "--out", str(tiny_committee.parent / "o"), "-q"]) == 1
     assert "budget.batch: the batch size applies to a latency_ms budget only" in capsys.readouterr().err
+
+
+def test_the_benchmark_script_runs_on_the_tiny_bundle(profiled_bundle: Path, tmp_path: Path, fast_timing):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cascade.py"
+    spec = importlib.util.spec_from_file_location("bench_cascade", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "docs" / "latency"
+    assert mod.main([str(profiled_bundle), "--threads", "1", "--batch", "1,4", "--limit", "16",
+                     "--budget-limit", "16", "--out", str(out)]) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert [r["batch"] for r in res["budgets"]] == [1, 4] and res["profile"]["seconds"] > 0
+    assert all(r["predicted_worst_ms"] <= r["budget_ms"] for r in res["budgets"])
+    text = out.with_suffix(".md").read_text()
+    assert "## Worst-case latency budgets" in text and out.with_suffix(".png").is_file()
