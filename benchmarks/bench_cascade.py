@@ -117,26 +117,26 @@ def markdown(res: dict) -> str:
     lines = [
         "# Latency benchmark: profile, cost model and bench (ONNX Runtime, CPU)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores (shared with other engineers' jobs), onnxruntime "
-        f"{m['onnxruntime']}, threads: {m['threads']}.  ",
+        (f"Machine: {m['cpu']}, {m['cores']} cores (shared with other engineers' jobs), onnxruntime "
+        f"{m['onnxruntime']}, threads: {m['threads']}.  "),
         f"Command: `{res['command']}`  ",
         f"Date: {res['date']}. Load average (1/5/15 min) at the start: "
         + ", ".join(f"{x:.2f}" for x in res["load_start"]) + ".",
         "",
         "## Profiling time",
         "",
-        f"`edge-committee profile` at batch 1, 8 and 64 ({res['profile']['members']} member variants): "
+        (f"`edge-committee profile` at batch 1, 8 and 64 ({res['profile']['members']} member variants): "
         f"**{res['profile']['seconds']:.1f} s** (target < 60 s); "
-        f"load average {res['profile']['load'][0]:.2f} when it started.",
+        f"load average {res['profile']['load'][0]:.2f} when it started."),
         "",
         "## The chosen cascade vs its largest member, and the cost model",
         "",
         bench_markdown(res["bench"]).split("\n", 2)[2],
         "## Worst-case latency budgets",
         "",
-        "Budget X_b = the cost model's worst-case latency of the largest member alone at batch b (p90 "
+        ("Budget X_b = the cost model's worst-case latency of the largest member alone at batch b (p90 "
         "timings); `select --budget-ms X_b --budget-kind worst --batch b`, then `bench` at b on "
-        f"{res['budget_limit']} test images.",
+        f"{res['budget_limit']} test images."),
         "",
         "| batch | budget ms | chosen | predicted worst ms | measured p50 | p90 | p99 | test acc % | met (p90 <= budget) |",
         "|---:|---:|---|---:|---:|---:|---:|---:|---|",

@@ -54,7 +54,11 @@ def run(args) -> int:
     from edge_committee.bundle import read_manifest
     from edge_committee.profile.bench import bench_bundle, device_cost_model
     from edge_committee.profile.profiler import parse_batches
-    from edge_committee.profile.report import bench_markdown, frontier_points, write_bench
+    from edge_committee.profile.report import (
+        bench_markdown,
+        frontier_points,
+        write_bench,
+    )
 
     manifest = read_manifest(args.bundle)
     split = read_source(args.source, manifest)

@@ -49,7 +49,12 @@ def run(args) -> int:
     import json
 
     from edge_committee.cli.bench import read_source
-    from edge_committee.profile import TimingConfig, parse_batches, profile_bundle, write_profile
+    from edge_committee.profile import (
+        TimingConfig,
+        parse_batches,
+        profile_bundle,
+        write_profile,
+    )
 
     timing = TimingConfig(warmup_s=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
                           max_time_s=args.max_time, tolerance=args.tolerance)

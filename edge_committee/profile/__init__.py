@@ -13,7 +13,12 @@ Importing this package loads numpy only.
 
 from edge_committee.profile.costmodel import STAT_FOR_KIND, Curve, LatencyModel
 from edge_committee.profile.fingerprint import fingerprint, fingerprint_key
-from edge_committee.profile.profiler import DEFAULT_BATCHES, parse_batches, profile_bundle, profile_members
+from edge_committee.profile.profiler import (
+    DEFAULT_BATCHES,
+    parse_batches,
+    profile_bundle,
+    profile_members,
+)
 from edge_committee.profile.schema import SCHEMA, check_profile
 from edge_committee.profile.store import (
     find_profile,
@@ -45,8 +50,8 @@ __all__ = [
     "list_profiles",
     "parse_batches",
     "profile_bundle",
-    "profile_members",
     "profile_entry",
+    "profile_members",
     "read_profile",
     "resolve_profile",
     "save_profile",

@@ -45,7 +45,7 @@ class Curve:
     ms: np.ndarray  #: latency at each size, 0 at size 0
 
     @classmethod
-    def from_timings(cls, by_batch: Mapping[str, Mapping], stat: str) -> "Curve":
+    def from_timings(cls, by_batch: Mapping[str, Mapping], stat: str) -> Curve:
         sizes = sorted(int(b) for b in by_batch)
         ms = [float(by_batch[str(b)][stat]) for b in sizes]
         return cls(np.array([0.0] + sizes), np.array([0.0] + ms))
@@ -81,7 +81,7 @@ class LatencyModel:
     name: str = ""
 
     @classmethod
-    def from_profile(cls, doc: Mapping, stat: str = "median_ms") -> "LatencyModel":
+    def from_profile(cls, doc: Mapping, stat: str = "median_ms") -> LatencyModel:
         """The model of a validated profile document (:func:`edge_committee.profile.read_profile`)."""
         if stat not in STATS:
             raise EdgeCommitteeError(f"unknown latency statistic {stat!r}; use one of {', '.join(STATS)}")

@@ -30,7 +30,7 @@ def cpu_model() -> str:
     """The CPU's marketing name (x86 ``model name``), else the board (``/proc/device-tree/model``
     on a Jetson), else ``platform.processor()``."""
     info = _read("/proc/cpuinfo") or ""
-    m = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    m = re.search(r"^model name\s*:\s*(.+)$", info, re.MULTILINE)
     if m:
         return m.group(1).strip()
     board = _read("/proc/device-tree/model")
@@ -45,7 +45,7 @@ def cpu_clocks_mhz() -> dict:
         if text and text.isdigit():
             out[key] = int(text) // 1000
     if "cur_mhz" not in out:
-        m = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", _read("/proc/cpuinfo") or "", re.M)
+        m = re.search(r"^cpu MHz\s*:\s*([\d.]+)$", _read("/proc/cpuinfo") or "", re.MULTILINE)
         if m:
             out["cur_mhz"] = round(float(m.group(1)))
     return out

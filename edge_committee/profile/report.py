@@ -61,18 +61,18 @@ def bench_markdown(doc: dict) -> str:
     lines = [
         f"# Bench: {doc['bundle']}",
         "",
-        f"Backend `{doc['backend']}`, threads {doc['threads'] or 'default'}, CPU {fp.get('cpu', '?')} "
+        (f"Backend `{doc['backend']}`, threads {doc['threads'] or 'default'}, CPU {fp.get('cpu', '?')} "
         f"({fp.get('cores', '?')} cores); load average {load} (1/5/15 min) when the bench ended. "
         f"{doc['images']} images in consecutive full batches, {doc['warmup_batches']} warm-up batches per "
         "contender, then the contenders take turns on each batch (round-robin). Latency: wall time of one "
-        "`predict` call in ms.",
+        "`predict` call in ms."),
         "",
         f"Predicted: the cost model of profile `{doc['profile']}` (median timings), from the validation exit "
         "histogram as selection costs it (in brackets: from the exits measured here)."
         if doc.get("profile") else "No profile of this device: no predictions (run `edge-committee profile`).",
         "",
-        "| batch | contender | members | accuracy % | images/s | p50 ms | p90 ms | p99 ms | mean ms "
-        "| predicted mean ms | error % | exits per stage |",
+        ("| batch | contender | members | accuracy % | images/s | p50 ms | p90 ms | p99 ms | mean ms "
+        "| predicted mean ms | error % | exits per stage |"),
         "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in doc["results"]:
@@ -138,8 +138,8 @@ def bench_plot(doc: dict, curves: dict[int, dict[str, list[tuple]]], path: Path)
             if not pts:
                 continue
             x, y = zip(*sorted(pts))
-            style = {"single": dict(ls="none", marker="o", mfc="none"), "ensemble": dict(ls=":", alpha=0.6),
-                     "cascade": dict(ls="-")}[kind]
+            style = {"single": {"ls": "none", "marker": "o", "mfc": "none"},
+                     "ensemble": {"ls": ":", "alpha": 0.6}, "cascade": {"ls": "-"}}[kind]
             ax.plot(x, [100 * v for v in y], label=f"predicted {kind}s", lw=1.0, **style)
         for r in (r for r in doc["results"] if r["batch"] == b and r.get("accuracy") is not None):
             ax.scatter([r["mean_ms"]], [100 * r["accuracy"]], marker=_marker(r["role"]), s=120,

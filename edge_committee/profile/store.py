@@ -16,10 +16,10 @@ from pathlib import Path
 from edge_committee._util import write_bytes_atomic
 from edge_committee.bundle import edit_bundle
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.select.data import StageCosts
 from edge_committee.profile.costmodel import STAT_FOR_KIND, LatencyModel
 from edge_committee.profile.fingerprint import describe, fingerprint, version_changes
-from edge_committee.profile.schema import SCHEMA, check_profile
+from edge_committee.profile.schema import check_profile
+from edge_committee.select.data import StageCosts
 
 LOG = logging.getLogger("edge_committee")
 PROFILES_DIR = "profiles"

@@ -64,7 +64,7 @@ class Timing:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_samples(cls, ms: np.ndarray, stable: bool, compute_ms: list[float] | None = None) -> "Timing":
+    def from_samples(cls, ms: np.ndarray, stable: bool, compute_ms: list[float] | None = None) -> Timing:
         ms = np.asarray(ms, np.float64)
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(float(p50), float(p90), float(p99), float(ms.mean()), float(ms.min()), int(ms.size),

@@ -17,7 +17,7 @@ FAST_ARGS = ["--warmup", "0", "--min-iters", "3", "--min-time", "0", "--max-time
 @pytest.fixture
 def fast_timing(monkeypatch):
     """Make every profile in the test (builds included) use :data:`FAST`."""
-    import edge_committee.profile.profiler as profiler
+    from edge_committee.profile import profiler
 
     monkeypatch.setattr(profiler, "DEFAULT_TIMING", FAST)
     return FAST
@@ -61,7 +61,7 @@ def synthetic_profile(members: dict[str, dict[int, float]], overhead: float = 0.
     """A valid profile document with the given member medians (ms) per batch size; every overhead
     (call, gather, gate) costs ``overhead`` ms per call and preprocessing ``preprocess`` ms per sample."""
     batches = sorted(next(iter(members.values())))
-    by_batch = lambda f: {str(b): timing(f(b)) for b in batches}  # noqa: E731
+    by_batch = lambda f: {str(b): timing(f(b)) for b in batches}
     return {
         "schema": "edge_committee.profile/1",
         "name": key,

@@ -41,7 +41,7 @@ def test_profiles_of_two_devices_live_side_by_side(built_bundle: Path):
 
 
 def test_ctrl_c_leaves_no_partial_profile(built_bundle: Path, monkeypatch):
-    import edge_committee.profile.profiler as profiler
+    from edge_committee.profile import profiler
 
     before = (built_bundle / "manifest.json").read_bytes()
     calls = {"n": 0}
