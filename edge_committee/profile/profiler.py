@@ -192,6 +192,7 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
     ``cascade.confidence`` if known): what a build with a latency budget runs before selecting."""
     from edge_committee.runtime.cascade import _gate_step_fn
 
+    _check_member_backend(backend)
     timing = timing or DEFAULT_TIMING
     batches = parse_batches(batch_sizes)
     entries = _member_entries(manifest, members)
@@ -221,6 +222,19 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
         "overhead": overhead,
     }
     return check_profile(doc, "the new profile")
+
+
+def _check_member_backend(backend: str) -> None:
+    from edge_committee.backend import CASCADE_BACKENDS, MEMBER_BACKENDS, unknown_backend
+
+    if backend in CASCADE_BACKENDS:
+        raise EdgeCommitteeError(
+            f"backend {backend!r} runs whole cascades, and profile times members one by one; profile with a "
+            f"member backend ({', '.join(MEMBER_BACKENDS)}) and time {backend!r} end to end with: "
+            f"edge-committee bench BUNDLE --backend {backend}"
+        )
+    if backend not in MEMBER_BACKENDS:
+        raise unknown_backend(backend)
 
 
 def _member_entries(manifest: dict, names: Sequence[str] | None) -> list[dict]:

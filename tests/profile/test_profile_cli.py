@@ -135,3 +135,13 @@ def test_profiling_a_subset_with_real_images(built_bundle: Path, tmp_path: Path)
                          show_progress=False)
     assert list(doc["members"]) == ["small"] and doc["source_shape"] == [20, 30, 1]
     assert list(doc["overhead"]["preprocess"]) == ["small"]
+
+
+def test_a_cascade_backend_cannot_be_profiled_but_can_be_benched(built_bundle: Path, monkeypatch, capsys):
+    from edge_committee import backend
+
+    monkeypatch.setitem(backend.CASCADE_BACKENDS, "fused", "nowhere:factory")
+    assert main(["profile", str(built_bundle), "--backend", "fused", "-q"]) == 1
+    assert "edge-committee bench BUNDLE --backend fused" in capsys.readouterr().err
+    assert main(["profile", str(built_bundle), "--backend", "nope", "-q"]) == 1
+    assert "unknown backend 'nope'" in capsys.readouterr().err
