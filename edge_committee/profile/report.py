@@ -124,7 +124,8 @@ def frontier_points(root: str | os.PathLike, manifest: dict, model, batch: int) 
 
 
 def bench_plot(doc: dict, curves: dict[int, dict[str, list[tuple]]], path: Path) -> None:
-    """Latency vs accuracy per batch size: predicted frontier (lines), measured contenders (markers)."""
+    """Latency vs accuracy per batch size: the predicted frontier (lines), each contender measured
+    (filled marker) and predicted (hollow marker, joined by a grey line)."""
     require("matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -142,8 +143,14 @@ def bench_plot(doc: dict, curves: dict[int, dict[str, list[tuple]]], path: Path)
                      "ensemble": {"ls": ":", "alpha": 0.6}, "cascade": {"ls": "-"}}[kind]
             ax.plot(x, [100 * v for v in y], label=f"predicted {kind}s", lw=1.0, **style)
         for r in (r for r in doc["results"] if r["batch"] == b and r.get("accuracy") is not None):
-            ax.scatter([r["mean_ms"]], [100 * r["accuracy"]], marker=_marker(r["role"]), s=120,
-                       edgecolor="black", zorder=5, label=f"measured: {r['role']} ({' > '.join(r['members'])})")
+            y = 100 * r["accuracy"]
+            dot = ax.scatter([r["mean_ms"]], [y], marker=_marker(r["role"]), s=120, edgecolor="black", zorder=5,
+                             label=f"measured: {r['role']} ({' > '.join(r['members'])})")
+            pred = (r.get("predicted") or {}).get("mean_ms")
+            if pred is not None:  # the same contender as predicted: hollow, joined to the measurement
+                ax.scatter([pred], [y], marker=_marker(r["role"]), s=120, facecolor="none",
+                           edgecolor=dot.get_facecolor()[0], zorder=4)
+                ax.plot([pred, r["mean_ms"]], [y, y], color="gray", lw=0.8, zorder=3)
         ax.set_xscale("log")
         ax.set_xlabel(f"mean latency per call of {b} image{'s' if b > 1 else ''} (ms, log)")
         ax.set_ylabel("test accuracy (%)")
