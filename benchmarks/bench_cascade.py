@@ -11,7 +11,11 @@ On a copy of the bundle (the original is not changed), in one process:
 2. ``bench`` of the bundle's chosen cascade next to its largest and most accurate members at
    ``--batch`` (default 1 and 64) on the test split: speed-up over the largest member, and the
    cost model's predicted mean latency against the measured one;
-3. for each batch size b: ``select --budget-ms X_b --budget-kind worst --batch b`` with X_b the
+3. the cost model's error side by side: ``--rounds`` times, profile the benched members (batch
+   1, 8, 64) and at once bench them on ``--round-limit`` images; the error per round is
+   (predicted - measured) / measured mean latency, and the median over rounds is quoted, so a
+   burst of load from other processes during one profile or one bench does not decide the figure;
+4. for each batch size b: ``select --budget-ms X_b --budget-kind worst --batch b`` with X_b the
    cost model's worst-case latency of the largest member alone (a cascade as fast as the largest
    member at worst), then ``bench`` at b: the chosen cascade's measured p90 must stay <= X_b.
 
@@ -42,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", default="1,64", help="batch sizes to bench (default 1,64)")
     p.add_argument("--limit", type=int, default=None, help="test images for the main bench (default all)")
     p.add_argument("--budget-limit", type=int, default=3000, help="test images per budget check (default 3000)")
+    p.add_argument("--rounds", type=int, default=5, help="profile-then-bench rounds for the model error (default 5)")
+    p.add_argument("--round-limit", type=int, default=1280, help="test images per round (default 1280)")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "latency_benchmark",
                    help="output path without suffix (.md, .json, .png)")
     return p.parse_args(argv)
@@ -74,6 +80,42 @@ def bench_step(work: Path, split, batches: list[int], threads: int | None, limit
               f"{r['mean_ms']:8.3f}  predicted {pred if pred is None else round(pred, 3)}  acc {r.get('accuracy')}",
               flush=True)
     return doc
+
+
+def error_rounds(work: Path, split, batches: list[int], threads: int | None, rounds: int, limit: int) -> list[dict]:
+    """Profile the benched members, then bench at once; ``rounds`` times (see the module docstring)."""
+    from edge_committee.bundle import read_manifest
+    from edge_committee.profile import STAT_FOR_KIND, LatencyModel, profile_bundle
+    from edge_committee.profile.bench import bench_bundle, contenders
+
+    members = sorted({m for c in contenders(read_manifest(work)) for m in c.members})
+    rows = []
+    for r in range(rounds):
+        prof = profile_bundle(work, "onnxrt", sorted({1, 8, 64, *batches}), threads, members=members,
+                              show_progress=False)
+        model = LatencyModel.from_profile(prof, STAT_FOR_KIND["mean"])
+        doc = bench_bundle(work, split.images, split.labels, batches, "onnxrt", threads, limit=limit, model=model,
+                           profile_name=prof["name"], show_progress=False)
+        for row in doc["results"]:
+            pred = row["predicted"]["mean_ms"]
+            rows.append({"round": r, "batch": row["batch"], "role": row["role"], "measured_mean_ms": row["mean_ms"],
+                         "predicted_mean_ms": pred, "error": (pred - row["mean_ms"]) / row["mean_ms"],
+                         "load_avg": doc["load_avg"]})
+        print(f"round {r}: " + ", ".join(f"b{x['batch']} {x['role']} {100 * x['error']:+.1f}%" for x in rows[-len(doc['results']):]),
+              flush=True)
+    return rows
+
+
+def error_summary(rows: list[dict]) -> list[dict]:
+    """Per (batch, role): the median error over rounds and its range."""
+    import numpy as np
+
+    out = []
+    for key in sorted({(r["batch"], r["role"]) for r in rows}):
+        errs = np.array([r["error"] for r in rows if (r["batch"], r["role"]) == key])
+        out.append({"batch": key[0], "role": key[1], "median_error": float(np.median(errs)),
+                    "min_error": float(errs.min()), "max_error": float(errs.max()), "rounds": int(errs.size)})
+    return out
 
 
 def budget_checks(work: Path, split, batches: list[int], threads: int | None, limit: int, profile_doc: dict):
@@ -132,6 +174,19 @@ def markdown(res: dict) -> str:
         "## The chosen cascade vs its largest member, and the cost model",
         "",
         bench_markdown(res["bench"]).split("\n", 2)[2],
+        "## Cost model error, side by side",
+        "",
+        (f"{len({r['round'] for r in res['error_rounds']})} rounds of: profile the benched members (batch 1, 8, "
+        f"64), then bench them at once on the first {res['round_limit']} test images. Error = (predicted - "
+        "measured) / measured mean latency per call; the median over rounds, and the range."),
+        "",
+        "| batch | contender | median error % | range % | load average during the rounds |",
+        "|---:|---|---:|---|---|",
+        *[f"| {e['batch']} | {e['role']} | {100 * e['median_error']:+.1f} | {100 * e['min_error']:+.1f} .. "
+          f"{100 * e['max_error']:+.1f} | " + ", ".join(f"{r['load_avg'][0]:.1f}" for r in res["error_rounds"]
+                                                         if (r["batch"], r["role"]) == (e["batch"], e["role"])) + " |"
+          for e in res["errors"]],
+        "",
         "## Worst-case latency budgets",
         "",
         ("Budget X_b = the cost model's worst-case latency of the largest member alone at batch b (p90 "
@@ -168,6 +223,7 @@ def main(argv=None) -> int:
         model = LatencyModel.from_profile(prof, STAT_FOR_KIND["mean"])
         bench = bench_step(work, split, batches, args.threads, args.limit, model, prof["name"])
         curves = {b: frontier_points(work, manifest, model, b) for b in batches}
+        rounds = error_rounds(work, split, batches, args.threads, args.rounds, args.round_limit)
         budgets = budget_checks(work, split, batches, args.threads, args.budget_limit, prof)
     bench["bundle"] = str(args.bundle)
     res = {
@@ -177,7 +233,8 @@ def main(argv=None) -> int:
         "budget_limit": args.budget_limit,
         "profile": {"seconds": seconds, "load": load, "name": prof["name"], "members": len(prof["members"]),
                     "doc": prof},
-        "bench": bench, "budgets": budgets,
+        "bench": bench, "budgets": budgets, "error_rounds": rounds, "errors": error_summary(rounds),
+        "round_limit": args.round_limit,
     }
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

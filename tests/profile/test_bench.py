@@ -131,9 +131,11 @@ def test_the_benchmark_script_runs_on_the_tiny_bundle(profiled_bundle: Path, tmp
     spec.loader.exec_module(mod)
     out = tmp_path / "docs" / "latency"
     assert mod.main([str(profiled_bundle), "--threads", "1", "--batch", "1,4", "--limit", "16",
-                     "--budget-limit", "16", "--out", str(out)]) == 0
+                     "--budget-limit", "16", "--rounds", "2", "--round-limit", "8", "--out", str(out)]) == 0
     res = json.loads(out.with_suffix(".json").read_text())
     assert [r["batch"] for r in res["budgets"]] == [1, 4] and res["profile"]["seconds"] > 0
     assert all(r["predicted_worst_ms"] <= r["budget_ms"] for r in res["budgets"])
     text = out.with_suffix(".md").read_text()
     assert "## Worst-case latency budgets" in text and out.with_suffix(".png").is_file()
+    assert {(e["batch"], e["rounds"]) for e in res["errors"]} == {(1, 2), (4, 2)}
+    assert "## Cost model error, side by side" in text
