@@ -128,7 +128,7 @@ def budget_checks(work: Path, split, batches: list[int], threads: int | None, li
     rows = []
     for b in batches:
         largest = largest_member(read_manifest(work))
-        budget = round(worst_model.worst([largest], b), 3)
+        budget = worst_model.worst([largest], b)
         manifest = reselect(work, "worst_cost", budget, latency=True, batch=b, threads=threads)
         c = manifest["cascade"]
         print(f"budget {budget} ms worst at batch {b}: {' > '.join(c['members'])} "
