@@ -69,11 +69,11 @@ def profile_step(work: Path, threads: int | None) -> tuple[dict, float, list[flo
     return doc, seconds, load
 
 
-def bench_step(work: Path, split, batches: list[int], threads: int | None, limit: int | None, model, name: str):
+def bench_step(work: Path, split, batches: list[int], threads: int | None, limit: int | None, profile: dict):
     from edge_committee.profile.bench import bench_bundle
 
-    doc = bench_bundle(work, split.images, split.labels, batches, "onnxrt", threads, limit=limit, model=model,
-                       profile_name=name, show_progress=False)
+    doc = bench_bundle(work, split.images, split.labels, batches, "onnxrt", threads, limit=limit, profile=profile,
+                       show_progress=False)
     for r in doc["results"]:
         pred = (r.get("predicted") or {}).get("mean_ms")
         print(f"  b{r['batch']:<3} {r['role']:<24} p50 {r['p50_ms']:8.3f}  p90 {r['p90_ms']:8.3f}  mean "
@@ -85,7 +85,7 @@ def bench_step(work: Path, split, batches: list[int], threads: int | None, limit
 def error_rounds(work: Path, split, batches: list[int], threads: int | None, rounds: int, limit: int) -> list[dict]:
     """Profile the benched members, then bench at once; ``rounds`` times (see the module docstring)."""
     from edge_committee.bundle import read_manifest
-    from edge_committee.profile import STAT_FOR_KIND, LatencyModel, profile_bundle
+    from edge_committee.profile import profile_bundle
     from edge_committee.profile.bench import bench_bundle, contenders
 
     members = sorted({m for c in contenders(read_manifest(work)) for m in c.members})
@@ -93,13 +93,14 @@ def error_rounds(work: Path, split, batches: list[int], threads: int | None, rou
     for r in range(rounds):
         prof = profile_bundle(work, "onnxrt", sorted({1, 8, 64, *batches}), threads, members=members,
                               show_progress=False)
-        model = LatencyModel.from_profile(prof, STAT_FOR_KIND["mean"])
-        doc = bench_bundle(work, split.images, split.labels, batches, "onnxrt", threads, limit=limit, model=model,
-                           profile_name=prof["name"], show_progress=False)
+        doc = bench_bundle(work, split.images, split.labels, batches, "onnxrt", threads, limit=limit,
+                           profile=prof, show_progress=False)
         for row in doc["results"]:
-            pred = row["predicted"]["mean_ms"]
+            pred, pred_means = row["predicted"]["mean_ms"], row["predicted"]["mean_ms_mean_timings"]
             rows.append({"round": r, "batch": row["batch"], "role": row["role"], "measured_mean_ms": row["mean_ms"],
                          "predicted_mean_ms": pred, "error": (pred - row["mean_ms"]) / row["mean_ms"],
+                         "predicted_from_means_ms": pred_means,
+                         "error_from_means": (pred_means - row["mean_ms"]) / row["mean_ms"],
                          "load_avg": doc["load_avg"]})
         print(f"round {r}: " + ", ".join(f"b{x['batch']} {x['role']} {100 * x['error']:+.1f}%" for x in rows[-len(doc['results']):]),
               flush=True)
@@ -113,8 +114,10 @@ def error_summary(rows: list[dict]) -> list[dict]:
     out = []
     for key in sorted({(r["batch"], r["role"]) for r in rows}):
         errs = np.array([r["error"] for r in rows if (r["batch"], r["role"]) == key])
+        from_means = np.array([r["error_from_means"] for r in rows if (r["batch"], r["role"]) == key])
         out.append({"batch": key[0], "role": key[1], "median_error": float(np.median(errs)),
-                    "min_error": float(errs.min()), "max_error": float(errs.max()), "rounds": int(errs.size)})
+                    "min_error": float(errs.min()), "max_error": float(errs.max()), "rounds": int(errs.size),
+                    "median_error_from_means": float(np.median(from_means))})
     return out
 
 
@@ -124,7 +127,6 @@ def budget_checks(work: Path, split, batches: list[int], threads: int | None, li
     from edge_committee.profile import STAT_FOR_KIND, LatencyModel
 
     worst_model = LatencyModel.from_profile(profile_doc, STAT_FOR_KIND["worst"])
-    mean_model = LatencyModel.from_profile(profile_doc, STAT_FOR_KIND["mean"])
     rows = []
     for b in batches:
         largest = largest_member(read_manifest(work))
@@ -133,7 +135,7 @@ def budget_checks(work: Path, split, batches: list[int], threads: int | None, li
         c = manifest["cascade"]
         print(f"budget {budget} ms worst at batch {b}: {' > '.join(c['members'])} "
               f"(predicted worst {c['worst_cost']:.3f} ms)", flush=True)
-        doc = bench_step(work, split, [b], threads, limit, mean_model, profile_doc["name"])
+        doc = bench_step(work, split, [b], threads, limit, profile_doc)
         row = next(r for r in doc["results"] if r["role"] == "cascade")
         rows.append({"batch": b, "budget_ms": budget, "budget_from": f"{largest} alone, worst case (p90 model)",
                      "members": c["members"], "thresholds": c["thresholds"][: len(c["members"]) - 1],
@@ -180,10 +182,11 @@ def markdown(res: dict) -> str:
         f"64), then bench them at once on the first {res['round_limit']} test images. Error = (predicted - "
         "measured) / measured mean latency per call; the median over rounds, and the range."),
         "",
-        "| batch | contender | median error % | range % | load average during the rounds |",
-        "|---:|---|---:|---|---|",
+        ("| batch | contender | median error % | range % | median error %, mean timings | load average "
+        "during the rounds |"),
+        "|---:|---|---:|---|---:|---|",
         *[f"| {e['batch']} | {e['role']} | {100 * e['median_error']:+.1f} | {100 * e['min_error']:+.1f} .. "
-          f"{100 * e['max_error']:+.1f} | " + ", ".join(f"{r['load_avg'][0]:.1f}" for r in res["error_rounds"]
+          f"{100 * e['max_error']:+.1f} | {100 * e['median_error_from_means']:+.1f} | " + ", ".join(f"{r['load_avg'][0]:.1f}" for r in res["error_rounds"]
                                                          if (r["batch"], r["role"]) == (e["batch"], e["role"])) + " |"
           for e in res["errors"]],
         "",
@@ -221,7 +224,7 @@ def main(argv=None) -> int:
         split = read_source(None, manifest)
         prof, seconds, load = profile_step(work, args.threads)
         model = LatencyModel.from_profile(prof, STAT_FOR_KIND["mean"])
-        bench = bench_step(work, split, batches, args.threads, args.limit, model, prof["name"])
+        bench = bench_step(work, split, batches, args.threads, args.limit, prof)
         curves = {b: frontier_points(work, manifest, model, b) for b in batches}
         rounds = error_rounds(work, split, batches, args.threads, args.rounds, args.round_limit)
         budgets = budget_checks(work, split, batches, args.threads, args.budget_limit, prof)

@@ -52,7 +52,8 @@ def read_source(source: str | None, manifest: dict | None):
 
 def run(args) -> int:
     from edge_committee.bundle import read_manifest
-    from edge_committee.profile.bench import bench_bundle, device_cost_model
+    from edge_committee.profile import STAT_FOR_KIND, LatencyModel
+    from edge_committee.profile.bench import bench_bundle, device_profile
     from edge_committee.profile.profiler import parse_batches
     from edge_committee.profile.report import (
         bench_markdown,
@@ -63,13 +64,13 @@ def run(args) -> int:
     manifest = read_manifest(args.bundle)
     split = read_source(args.source, manifest)
     batches = parse_batches(args.batch)
-    model, name = device_cost_model(args.bundle, manifest, args.profile, args.backend, args.threads)
+    profile = device_profile(args.bundle, manifest, args.profile, args.backend, args.threads)
     doc = bench_bundle(args.bundle, split.images, split.labels, batches, args.backend, args.threads,
-                       warmup=args.warmup, limit=args.limit, model=model, profile_name=name,
-                       show_progress=not args.quiet)
+                       warmup=args.warmup, limit=args.limit, profile=profile, show_progress=not args.quiet)
     doc["source"] = args.source or "the bundle's test split"
     curves = None
-    if model is not None and not args.no_plot:
+    if profile is not None and not args.no_plot:
+        model = LatencyModel.from_profile(profile, STAT_FOR_KIND["mean"])
         curves = {b: frontier_points(args.bundle, manifest, model, b) for b in batches}
     out = Path(args.out or f"bench-{Path(args.bundle).resolve().name}")
     paths = write_bench(doc, out, curves)

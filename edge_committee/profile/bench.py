@@ -127,22 +127,30 @@ def prediction_stats(preds: list, labels: np.ndarray | None, stages: int) -> dic
     return out
 
 
-def predicted(model, contender: Contender, batch: int, manifest: dict, measured_hist: list[int]) -> dict:
-    """Cost-model figures (ms): mean from the validation exit histogram (as selection costs it),
-    mean from the exits measured here, and the worst case."""
-    if len(contender.members) == 1:
-        one = model.worst(contender.members, batch)
-        return {"mean_ms": one, "mean_ms_measured_exits": one, "worst_ms": one}
-    val_hist = manifest["cascade"].get("exit_histogram") or measured_hist
-    return {"mean_ms": model.mean(contender.members, batch, val_hist),
-            "mean_ms_measured_exits": model.mean(contender.members, batch, measured_hist),
-            "worst_ms": model.worst(contender.members, batch)}
+def predicted(profile: dict, contender: Contender, batch: int, manifest: dict, measured_hist: list[int]) -> dict:
+    """Cost-model figures (ms) from a profile document:
+
+    - ``mean_ms``: median timings, the validation exit histogram (what selection costs);
+    - ``mean_ms_measured_exits``: median timings, the exits measured here;
+    - ``mean_ms_mean_timings``: mean timings, the validation exits (on a loaded machine a call's
+      mean includes the time other processes take from it, as the measured mean does);
+    - ``worst_ms``: p90 timings, every stage on the whole batch (a worst-case budget's view).
+    """
+    from edge_committee.profile.costmodel import LatencyModel
+
+    members = contender.members
+    hist = (manifest["cascade"].get("exit_histogram") or measured_hist) if len(members) > 1 else [1]
+    median, mean = (LatencyModel.from_profile(profile, s) for s in ("median_ms", "mean_ms"))
+    return {"mean_ms": median.mean(members, batch, hist),
+            "mean_ms_measured_exits": median.mean(members, batch, measured_hist if len(members) > 1 else [1]),
+            "mean_ms_mean_timings": mean.mean(members, batch, hist),
+            "worst_ms": LatencyModel.from_profile(profile, "p90_ms").worst(members, batch)}
 
 
 def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
                  batch_sizes: Sequence[int] = DEFAULT_BATCHES, backend: str = "onnxrt",
                  threads: int | None = None, *, warmup: int = 3, limit: int | None = None,
-                 model=None, profile_name: str | None = None, show_progress: bool = True, **options) -> dict:
+                 profile: dict | None = None, show_progress: bool = True, **options) -> dict:
     """Bench the bundle's committee against its largest and most accurate single members.
 
     Args:
@@ -150,8 +158,8 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
         batch_sizes: default 1 and 64. ``backend``/``threads``/``options``: as :func:`edge_committee.load`.
         warmup: untimed batches per contender and batch size (default 3).
         limit: use the first ``limit`` images (default all).
-        model, profile_name: the cost model (:class:`~.costmodel.LatencyModel`) for predictions and
-            its profile's name, e.g. from :func:`device_cost_model`; None: no predictions.
+        profile: a profile document for the cost model's predictions, e.g. from
+            :func:`device_profile`; None: no predictions.
 
     Returns a JSON-ready dict (see :func:`edge_committee.profile.report.bench_markdown`).
     """
@@ -172,14 +180,14 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
             for c, t, p in zip(who, ms, preds):
                 row = {"batch": b, "role": c.role, "members": list(c.members), **latency_stats(t, b),
                        **prediction_stats(p, labels, len(c.members))}
-                if model is not None:
-                    row["predicted"] = predicted(model, c, b, manifest, row["exit_histogram"])
+                if profile is not None:
+                    row["predicted"] = predicted(profile, c, b, manifest, row["exit_histogram"])
                 results.append(row)
     return {
         "schema": "edge_committee.bench/1",
         "bundle": str(root), "backend": backend, "threads": threads,
         "fingerprint": fingerprint(backend, threads) if backend in _member_backends() else {"backend": backend},
-        "profile": profile_name, "load_avg": list(os.getloadavg()), "warmup_batches": warmup,
+        "profile": profile["name"] if profile else None, "load_avg": list(os.getloadavg()), "warmup_batches": warmup,
         "images": int(len(images) if limit is None else min(limit, len(images))),
         "cascade": {k: manifest["cascade"].get(k) for k in ("members", "thresholds", "objective", "budget",
                                                              "cost_unit", "cost_model", "exit_histogram")},
@@ -193,22 +201,20 @@ def _member_backends() -> tuple[str, ...]:
     return tuple(MEMBER_BACKENDS)
 
 
-def device_cost_model(root: str | os.PathLike, manifest: dict, profile: str | None, backend: str,
-                      threads: int | None):
-    """(LatencyModel with mean timings, profile name), or (None, None) with a note when this
-    device has no profile and none was given."""
-    from edge_committee.profile.costmodel import STAT_FOR_KIND, LatencyModel
+def device_profile(root: str | os.PathLike, manifest: dict, profile: str | None, backend: str,
+                   threads: int | None) -> dict | None:
+    """The profile for predictions: ``profile`` (a name in the bundle or a file), else this
+    device's; None with a note when this device has none and none was given."""
     from edge_committee.profile.store import resolve_profile
 
     member_backend = backend if backend in _member_backends() else "onnxrt"
     try:
-        name, doc = resolve_profile(root, manifest, profile, member_backend, threads)
+        return resolve_profile(root, manifest, profile, member_backend, threads)[1]
     except EdgeCommitteeError as exc:
         if profile is not None:
             raise
         LOG.warning("no cost-model predictions: %s", exc)
-        return None, None
-    return LatencyModel.from_profile(doc, STAT_FOR_KIND["mean"]), name
+        return None
 
 
 def _progress(items: list, enabled: bool):
