@@ -25,7 +25,8 @@ def add_arguments(p) -> None:
 
 
 def summary(doc: dict) -> str:
-    """A Markdown table: median ms per member and overhead per batch size."""
+    """A Markdown table: median ms (p90) per batch size of each member's inference, of one runtime
+    call with it alone, and of the runtime's parts timed apart."""
     batches = [str(b) for b in doc["batch_sizes"]]
     head = "| timing | " + " | ".join(f"b{b} median ms (p90)" for b in batches) + " |"
     lines = [f"profile {doc['name']} ({doc['duration_s']:.1f} s)", "", head,
@@ -36,10 +37,11 @@ def summary(doc: dict) -> str:
                  else " *") for b in batches]
         return f"| {name} | " + " | ".join(cells) + " |"
 
-    lines += [row(n, m["batches"]) for n, m in doc["members"].items()]
+    for n, m in doc["members"].items():
+        lines += [row(f"{n}: inference", m["batches"]), row(f"{n}: one runtime call", m["stage"])]
     ov = doc["overhead"]
-    lines += [row(f"overhead: {k}", ov[k]) for k in ("call", "gather", "gate")]
-    lines += [row(f"overhead: preprocess {n}", t) for n, t in ov["preprocess"].items()]
+    lines += [row(f"apart: {k}", ov[k]) for k in ("call", "gather", "gate")]
+    lines += [row(f"apart: preprocess {n}", t) for n, t in ov["preprocess"].items()]
     if any(not t.get("stable", True) for m in doc["members"].values() for t in m["batches"].values()):
         lines.append("\n* not stable within --max-time (the machine's load varied); figures are still medians")
     return "\n".join(lines)

@@ -3,8 +3,12 @@
 A cascade call on a batch of b images runs stage k on the n_k samples still active (n_0 = b);
 a stage is skipped when none is left (n_k = 0). So
 
-    latency(b) = call(b) + sum_k [ member_k(n_k) + overhead_k(n_k) ]   (the sum over stages run)
-    overhead_k(n) = gather(n) + preprocess_k(n) + gate(n)              (0 when n = 0)
+    latency(b) = call(b) + sum_k stage_k(n_k)       (the sum over the stages run; stage_k(0) = 0)
+    stage_k(n)  = member_k(n) + overhead_k(n)       (gather, preprocessing, inference, gate)
+
+``stage_k(n)`` comes from the profile's one-stage runtime calls of member k (their latency minus
+``call(n)``), so its overhead is what the runtime pays right after an inference, not the faster
+figure of each part in a loop of its own (see :mod:`.profiler`); ``parts`` adds those up instead.
 
 - **worst case**: every stage on the whole batch, n_k = b;
 - **mean**: with a fraction r_k of the validation samples reaching stage k (from the exit
@@ -72,7 +76,8 @@ def binomial_pmf(b: int, reach: np.ndarray) -> np.ndarray:
 class LatencyModel:
     """Member and runtime-overhead curves of one profile; latencies in ms."""
 
-    members: Mapping[str, Curve]
+    members: Mapping[str, Curve]  #: member inference
+    stages: Mapping[str, Curve]  #: one-stage runtime calls (call included)
     preprocess: Mapping[str, Curve]
     gather: Curve
     gate: Curve
@@ -88,6 +93,7 @@ class LatencyModel:
         ov = doc["overhead"]
         return cls(
             members={n: Curve.from_timings(m["batches"], stat) for n, m in doc["members"].items()},
+            stages={n: Curve.from_timings(m["stage"], stat) for n, m in doc["members"].items()},
             preprocess={n: Curve.from_timings(t, stat) for n, t in ov["preprocess"].items()},
             gather=Curve.from_timings(ov["gather"], stat),
             gate=Curve.from_timings(ov["gate"], stat),
@@ -105,7 +111,14 @@ class LatencyModel:
             )
 
     def stage(self, name: str, n) -> np.ndarray:
-        """Latency of member ``name``'s stage on ``n`` samples: member + gather + preprocess + gate."""
+        """Latency of member ``name``'s stage on ``n`` samples, as the runtime pays it: a one-stage
+        call's latency minus the call's own work (never below the member's inference)."""
+        self._check([name])
+        return np.maximum(self.stages[name](n) - self.call(n), self.members[name](n))
+
+    def parts(self, name: str, n) -> np.ndarray:
+        """The stage's parts timed apart, added up: member + gather + preprocess + gate (a lower
+        bound: each part in a loop of its own keeps the CPU caches warm)."""
         self._check([name])
         return self.members[name](n) + self.preprocess[name](n) + self.gather(n) + self.gate(n)
 

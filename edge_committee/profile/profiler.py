@@ -1,14 +1,24 @@
 """Measure a bundle on this device: every member variant and the runtime's own overhead.
 
-Members are timed through the member-backend registry (:func:`edge_committee.backend.runner_for`),
-so every member backend (ONNX Runtime now; GPU and TensorRT runners later) is profiled the same
-way, on the member's own preprocessed input, at each batch size. The runtime's overhead is timed
-apart, per batch size, as the host loop (:class:`edge_committee.runtime.cascade.HostLoop`) pays it:
+Members run through the member-backend registry (:func:`edge_committee.backend.runner_for`), so
+every member backend (ONNX Runtime now; GPU and TensorRT runners later) is profiled the same way.
+For each member and batch size the profiler times **one stage as the runtime runs it**: calls of
+the host loop (:class:`edge_committee.runtime.cascade.HostLoop`) with that member alone on
+consecutive batches of raw images (``stage``: gather, preprocessing, inference, gate, and the
+call's own work), and the member's inference inside those calls (``batches``: the runner's timing,
+plus the device compute time where the runner reports one).
+
+The runtime's overhead is also timed apart, per batch size, each part in a loop of its own:
 
 - ``call``: one call of the loop with no stage (input checks, gate state, the result);
 - ``gather``: compacting the raw images of the samples still active (``images[active]``);
 - ``preprocess``: each member's preprocessing of raw images of the source size;
 - ``gate``: one gate step (the C++ gate when built, else the NumPy reference, as the runtime).
+
+Why both: in a loop of its own a part stays in the CPU caches; in the runtime it runs after a
+member's inference has evicted them, and small Python/NumPy steps then take 3-8x longer
+(preprocessing for the example's phi0: 0.019 ms alone, 0.16 ms right after a phi4 inference).
+The cost model therefore uses the stage timings; the parts say where a stage's overhead goes.
 
 Each figure follows the trtexec method of :mod:`.timing`. Nothing is written here: see
 :func:`edge_committee.profile.store.write_profile`.
@@ -31,7 +41,7 @@ from edge_committee.cascade.reference import GateState
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.profile.fingerprint import fingerprint
 from edge_committee.profile.schema import SCHEMA, check_profile
-from edge_committee.profile.timing import TimingConfig, time_call
+from edge_committee.profile.timing import Timing, TimingConfig, measure, time_call
 from edge_committee.spec.preprocess import Preprocessing
 
 LOG = logging.getLogger("edge_committee")
@@ -78,13 +88,25 @@ def make_images(shape: tuple[int, int, int], n: int, images: np.ndarray | None =
 
 
 def _member_timings(backend: str, root: Path, entry: dict, batches: Sequence[int], images: np.ndarray,
-                    threads: int | None, cfg: TimingConfig, tick: Callable[[], None], options: dict) -> dict:
+                    threads: int | None, cfg: TimingConfig, tick: Callable[[], None], options: dict,
+                    context: tuple) -> dict:
+    """The member's stage as the runtime runs it, at each batch size: one-stage calls of the host
+    loop on consecutive batches (wall time: ``stage``), and the member's inference inside them
+    (the runner's own timing: ``batches``, with the device compute time where it has one)."""
+    from edge_committee.runtime.cascade import HostLoop
+
     pp = Preprocessing.from_dict(entry["preprocessing"])
-    out = {}
+    gate_fn, confidence, labels = context
+    out: dict = {"batches": {}, "stage": {}}
     with runner_for(backend, root / entry["file"], name=entry["name"], threads=threads, **options) as runner:
+        loop = HostLoop([runner], [pp], [], confidence, labels, gate_fn)
+        readings = {"member": partial(getattr, runner, "last_inference_ms"),
+                    "compute": partial(getattr, runner, "last_compute_ms")}
         for b in batches:
-            x = pp(images[:b])
-            out[str(b)] = time_call(partial(runner.infer, x), cfg, partial(getattr, runner, "last_compute_ms")).to_dict()
+            wall, read, stable = measure(partial(_call, loop, images[:b]), cfg, readings)
+            out["stage"][str(b)] = Timing.from_samples(wall, stable).to_dict()
+            member = np.asarray(read["member"] or wall)  # a runner that does not time itself: the stage
+            out["batches"][str(b)] = Timing.from_samples(member, stable, read["compute"]).to_dict()
             tick()
     return out
 
@@ -202,7 +224,9 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
     tick, close = _progress(len(batches) * (len(entries) + 1 + n_pp), show_progress)
     start = time.perf_counter()
     try:
-        timed = {m["name"]: _member_timings(backend, root, m, batches, raw, threads, timing, tick, options)
+        context = (_gate_step_fn(gate)[0], (manifest.get("cascade") or {}).get("confidence", "max_prob"),
+                   list(manifest["labels"]))
+        timed = {m["name"]: _member_timings(backend, root, m, batches, raw, threads, timing, tick, options, context)
                  for m in entries}
         overhead = _overhead_timings(manifest, entries, batches, raw, gate, timing, tick)
     finally:
@@ -218,7 +242,7 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
         "batch_sizes": batches,
         "source_shape": list(shape),
         "members": {m["name"]: {"file": m["file"], "sha256": m.get("sha256", ""), "precision": m["precision"],
-                                "batches": timed[m["name"]]} for m in entries},
+                                **timed[m["name"]]} for m in entries},
         "overhead": overhead,
     }
     return check_profile(doc, "the new profile")

@@ -9,13 +9,16 @@
      "method": {"warmup_s": 0.1, "min_iters": 10, "...": "..."},
      "batch_sizes": [1, 8, 64], "source_shape": [28, 28, 1],
      "members": {"phi0": {"file": "members/phi0.fp32.onnx", "sha256": "...", "precision": "fp32",
-                          "batches": {"1": TIMING, "8": TIMING, "64": TIMING}}},
+                          "batches": {"1": TIMING, "8": TIMING, "64": TIMING},
+                          "stage": {"1": TIMING, "8": TIMING, "64": TIMING}}},
      "overhead": {"call": BY_BATCH, "gather": BY_BATCH, "gate": BY_BATCH,
                   "preprocess": {"phi0": BY_BATCH}}}
 
 ``TIMING`` is :class:`~edge_committee.profile.timing.Timing` as a dict (``median_ms``, ``p90_ms``,
 ``p99_ms``, ``mean_ms``, ``min_ms``, ``iterations``, ``stable``, ``compute_median_ms``);
-``BY_BATCH`` maps each batch size (a string) to a ``TIMING``. Validation is a JSON Schema
+``BY_BATCH`` maps each batch size (a string) to a ``TIMING``. ``members.<m>.batches`` is the
+member's inference, ``members.<m>.stage`` one call of the runtime with that member alone (see
+:mod:`.profiler`); ``overhead`` holds the runtime's parts timed apart. Validation is a JSON Schema
 (``jsonschema``) plus one check the schema cannot state: every timing table covers every batch
 size of ``batch_sizes``.
 """
@@ -68,9 +71,10 @@ JSON_SCHEMA = {
             "minProperties": 1,
             "additionalProperties": {
                 "type": "object",
-                "required": ["file", "precision", "batches"],
+                "required": ["file", "precision", "batches", "stage"],
                 "properties": {"file": {"type": "string"}, "sha256": {"type": "string"},
-                               "precision": {"type": "string"}, "batches": {"$ref": "#/$defs/by_batch"}},
+                               "precision": {"type": "string"}, "batches": {"$ref": "#/$defs/by_batch"},
+                               "stage": {"$ref": "#/$defs/by_batch"}},
             },
         },
         "overhead": {
@@ -104,7 +108,7 @@ def check_profile(doc: object, source: str | os.PathLike) -> dict:
             f"{error.message}; {hint}"
         )
     want = {str(b) for b in doc["batch_sizes"]}
-    tables = [(f"members.{n}.batches", m["batches"]) for n, m in doc["members"].items()]
+    tables = [(f"members.{n}.{k}", m[k]) for n, m in doc["members"].items() for k in ("batches", "stage")]
     tables += [(f"overhead.{k}", doc["overhead"][k]) for k in ("call", "gather", "gate")]
     tables += [(f"overhead.preprocess.{n}", t) for n, t in doc["overhead"]["preprocess"].items()]
     for where, table in tables:

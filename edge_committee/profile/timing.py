@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -81,6 +81,36 @@ def is_stable(ms: list[float], tolerance: float) -> bool:
     return abs(second - first) <= tolerance * whole
 
 
+def measure(fn: Callable[[], object], cfg: TimingConfig = TimingConfig(),
+            readings: Mapping[str, Callable[[], float | None]] | None = None,
+            clock: Callable[[], float] = time.perf_counter) -> tuple[np.ndarray, dict[str, list[float]], bool]:
+    """Call ``fn()`` by the rule of the module docstring: (wall ms per timed call, the values of
+    each of ``readings`` read after every timed call (None readings skipped), stable)."""
+    start, n = clock(), 0
+    while n < cfg.min_warmup or clock() - start < cfg.warmup_s:
+        fn()
+        n += 1
+    samples: list[float] = []
+    read: dict[str, list[float]] = {k: [] for k in readings or {}}
+    start = next_check = clock()
+    while True:
+        t0 = clock()
+        fn()
+        t1 = clock()
+        samples.append((t1 - t0) * 1e3)
+        for key, reader in (readings or {}).items():
+            if (value := reader()) is not None:
+                read[key].append(float(value))
+        if t1 < next_check:
+            continue
+        next_check = t1 + cfg.check_s
+        elapsed = t1 - start
+        if len(samples) >= cfg.min_iters and elapsed >= cfg.min_time_s and is_stable(samples, cfg.tolerance):
+            return np.asarray(samples), read, True
+        if elapsed >= cfg.max_time_s and len(samples) >= cfg.min_iters:
+            return np.asarray(samples), read, False
+
+
 def time_call(fn: Callable[[], object], cfg: TimingConfig = TimingConfig(),
               compute_ms: Callable[[], float | None] | None = None,
               clock: Callable[[], float] = time.perf_counter) -> Timing:
@@ -89,28 +119,5 @@ def time_call(fn: Callable[[], object], cfg: TimingConfig = TimingConfig(),
     ``compute_ms``: read after each call; the device compute time of that call in ms, or None
     (e.g. ``lambda: runner.last_compute_ms``). ``clock``: seconds (default ``time.perf_counter``).
     """
-    start, n = clock(), 0
-    while n < cfg.min_warmup or clock() - start < cfg.warmup_s:
-        fn()
-        n += 1
-    samples: list[float] = []
-    compute: list[float] = []
-    start = next_check = clock()
-    stable = False
-    while True:
-        t0 = clock()
-        fn()
-        t1 = clock()
-        samples.append((t1 - t0) * 1e3)
-        if compute_ms is not None and (c := compute_ms()) is not None:
-            compute.append(float(c))
-        if t1 < next_check:
-            continue
-        next_check = t1 + cfg.check_s
-        elapsed = t1 - start
-        if len(samples) >= cfg.min_iters and elapsed >= cfg.min_time_s and is_stable(samples, cfg.tolerance):
-            stable = True
-            break
-        if elapsed >= cfg.max_time_s and len(samples) >= cfg.min_iters:
-            break
-    return Timing.from_samples(np.asarray(samples), stable, compute)
+    samples, read, stable = measure(fn, cfg, {"compute": compute_ms} if compute_ms else None, clock)
+    return Timing.from_samples(samples, stable, read.get("compute"))

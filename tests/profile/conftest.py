@@ -59,7 +59,8 @@ def timing(ms: float, p90: float | None = None) -> dict:
 def synthetic_profile(members: dict[str, dict[int, float]], overhead: float = 0.01, key: str = "onnxrt-test-1c-t1",
                       preprocess: float = 0.02) -> dict:
     """A valid profile document with the given member medians (ms) per batch size; every overhead
-    (call, gather, gate) costs ``overhead`` ms per call and preprocessing ``preprocess`` ms per sample."""
+    (call, gather, gate) costs ``overhead`` ms per call and preprocessing ``preprocess`` ms per sample,
+    timed apart; in a one-stage runtime call (``stage``) the overhead costs twice its parts."""
     batches = sorted(next(iter(members.values())))
     by_batch = lambda f: {str(b): timing(f(b)) for b in batches}
     return {
@@ -73,7 +74,10 @@ def synthetic_profile(members: dict[str, dict[int, float]], overhead: float = 0.
         "batch_sizes": batches,
         "source_shape": [12, 12, 3],
         "members": {n: {"file": f"members/{n}.onnx", "sha256": "", "precision": "fp32",
-                        "batches": {str(b): timing(ms) for b, ms in t.items()}} for n, t in members.items()},
+                        "batches": {str(b): timing(ms) for b, ms in t.items()},
+                        "stage": {str(b): timing(ms + overhead + 2 * (2 * overhead + preprocess * b))
+                                  for b, ms in t.items()}}
+                    for n, t in members.items()},
         "overhead": {"call": by_batch(lambda b: overhead), "gather": by_batch(lambda b: overhead),
                      "gate": by_batch(lambda b: overhead),
                      "preprocess": {n: by_batch(lambda b: preprocess * b) for n in members}},

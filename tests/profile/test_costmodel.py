@@ -42,10 +42,12 @@ def test_binomial_pmf_matches_a_direct_computation():
             assert np.allclose(binomial_pmf(b, np.array([r]))[0], want, atol=1e-12)
 
 
-def test_stage_is_member_plus_overheads(model):
-    # member + preprocess (0.02/sample) + gather + gate (0.01 each)
-    assert model.stage("b", 8) == pytest.approx(1.60 + 0.16 + 0.02)
+def test_a_stage_costs_what_the_runtime_pays_and_its_parts_less(model):
+    # one-stage call minus the call's own work; its overhead is twice the parts' (cold caches)
+    assert model.stage("b", 8) == pytest.approx(1.60 + 2 * (0.16 + 0.02))
+    assert model.parts("b", 8) == pytest.approx(1.60 + 0.16 + 0.02)  # member + preprocess + gather + gate
     assert model.stage("b", 0) == 0.0  # a stage nobody reaches is skipped
+    assert model.stage("b", 4.5) == pytest.approx((model.stage("b", 1) + model.stage("b", 8)) / 2)
 
 
 def test_worst_runs_every_stage_on_the_whole_batch(model):

@@ -19,7 +19,7 @@ THIS_DEVICE_T1 = fingerprint("onnxrt", 1)["key"]
 def test_profile_writes_a_checksummed_profile_listed_in_the_manifest(built_bundle: Path, capsys):
     assert main(["profile", str(built_bundle), "--batch", "1,4", "--threads", "1", "-q", *FAST_ARGS]) == 0
     out = capsys.readouterr().out
-    assert "| small |" in out and "overhead: gate" in out
+    assert "| small: inference |" in out and "| small: one runtime call |" in out and "apart: gate" in out
     manifest = json.loads((built_bundle / "manifest.json").read_text())
     entry = manifest["profiles"][THIS_DEVICE_T1]
     assert entry["file"] == f"profiles/{THIS_DEVICE_T1}.json" and entry["file"] in manifest["files"]
@@ -28,6 +28,8 @@ def test_profile_writes_a_checksummed_profile_listed_in_the_manifest(built_bundl
     assert doc["source_shape"] == [12, 12, 3]  # the size of the bundle's images, recorded at build
     t = doc["members"]["large"]["batches"]["4"]
     assert 0 < t["median_ms"] <= t["p90_ms"] <= t["p99_ms"] and t["iterations"] >= 3
+    stage = doc["members"]["large"]["stage"]["4"]  # a runtime call holds the inference: slower call by call
+    assert stage["iterations"] == t["iterations"] and stage["median_ms"] >= t["median_ms"]
     assert doc["fingerprint"]["threads"] == 1 and doc["fingerprint"]["versions"]["onnxruntime"]
     assert main(["inspect", str(built_bundle)]) == 0  # every checksum holds
 
