@@ -5,8 +5,9 @@ threads), so a cascade backend (fused ONNX, CUDA graph) is benched exactly as a 
 The contenders: the bundle's chosen committee, its largest member alone (most MACs) and its most
 accurate single member alone (validation accuracy); a single member runs as a one-stage bundle
 view of the same files. Per batch size the data is cut into consecutive full batches; after a
-warm-up the contenders take turns on each batch (round-robin, the order rotating), so a burst of
-load from other processes hits them alike. Per contender and batch size: images/s, latency
+warm-up the contenders take turns on the same blocks of consecutive batches (round-robin, the
+order rotating, a block about 0.25 s of the slowest contender; see :func:`run_round_robin`), so a
+burst of load from other processes hits them alike. Per contender and batch size: images/s, latency
 p50/p90/p99/mean of one ``predict`` call, test accuracy, and (with a profile of this device) the
 cost model's predicted mean latency next to the measured one.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -87,8 +89,15 @@ def _batches(images, batch: int, limit: int | None) -> list:
 
 
 def run_round_robin(models: Sequence, images, batch: int, warmup: int = 3, limit: int | None = None,
-                    ) -> tuple[list[np.ndarray], list[list]]:
-    """Time ``predict`` of each model on the same consecutive full batches, in turn.
+                    turn_s: float = 0.25, clock=time.perf_counter) -> tuple[list[np.ndarray], list[list]]:
+    """Time ``predict`` of each model on the same consecutive full batches, the models taking turns.
+
+    Each round, every model runs the same next block of consecutive batches, the order rotating
+    from round to round; a block is as many batches as the slowest model runs in about ``turn_s``
+    seconds (at least one; from the calls so far). So load from other processes hits every model
+    alike and all move through the data together, while each model runs in its own steady state:
+    with one call per turn the other models would evict its data from the CPU caches before every
+    call, which no deployment does. ``turn_s=0``: one batch per turn.
 
     Returns (per model: (num_batches,) ms per call, per model: the Predictions in batch order).
     """
@@ -98,15 +107,21 @@ def run_round_robin(models: Sequence, images, batch: int, warmup: int = 3, limit
     for m in models:
         for x in batches[:warmup]:
             m.predict(x)
-    ms = [np.zeros(len(batches)) for _ in models]
-    preds: list[list] = [[None] * len(batches) for _ in models]
-    clock = time.perf_counter
-    for i, x in enumerate(batches):
-        for j in np.roll(np.arange(len(models)), -i):  # rotate who goes first
-            t0 = clock()
-            p = models[j].predict(x)
-            ms[j][i] = (clock() - t0) * 1e3
-            preds[j][i] = p
+    n = len(batches)
+    ms = [np.zeros(n) for _ in models]
+    preds: list[list] = [[None] * n for _ in models]
+    start = 0
+    for rnd in itertools.count():
+        if start >= n:
+            break
+        slowest = max(float(t[:start].mean()) for t in ms) / 1e3 if start else 0.0
+        stop = min(n, start + (max(1, int(turn_s / slowest)) if slowest > 0 else 1))
+        for j in np.roll(np.arange(len(models)), -rnd):  # rotate who goes first
+            for i in range(start, stop):
+                t0 = clock()
+                preds[j][i] = models[j].predict(batches[i])
+                ms[j][i] = (clock() - t0) * 1e3
+        start = stop
     return ms, preds
 
 

@@ -64,7 +64,8 @@ def bench_markdown(doc: dict) -> str:
         (f"Backend `{doc['backend']}`, threads {doc['threads'] or 'default'}, CPU {fp.get('cpu', '?')} "
         f"({fp.get('cores', '?')} cores); load average {load} (1/5/15 min) when the bench ended. "
         f"{doc['images']} images in consecutive full batches, {doc['warmup_batches']} warm-up batches per "
-        "contender, then the contenders take turns on each batch (round-robin). Latency: wall time of one "
+        "contender, then the contenders take turns on the same blocks of consecutive batches (round-robin, "
+        "order rotating, a block about 0.25 s of the slowest). Latency: wall time of one "
         "`predict` call in ms."),
         "",
         f"Predicted: the cost model of profile `{doc['profile']}` (median timings), from the validation exit "

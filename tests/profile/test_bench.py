@@ -70,21 +70,41 @@ def test_bench_reads_other_images_and_says_when_the_test_split_is_unknown(built_
     assert json.loads((out / "bench.json").read_text())["results"][0]["images"] == 8
 
 
+class _Recorder:
+    def __init__(self, name, order, clock=None, ms=0.0):
+        self.name, self.order, self.clock, self.ms = name, order, clock, ms
+
+    def predict(self, x):
+        self.order.append((self.name, len(x)))
+        if self.clock is not None:
+            self.clock.now += self.ms / 1e3
+        return x
+
+
 def test_round_robin_rotates_who_goes_first_and_times_every_full_batch():
     order = []
-
-    class Fake:
-        def __init__(self, name):
-            self.name = name
-
-        def predict(self, x):
-            order.append((self.name, len(x)))
-            return x
-
-    ms, preds = run_round_robin([Fake("a"), Fake("b"), Fake("c")], np.zeros(10), 3, warmup=1)
+    models = [_Recorder(n, order) for n in "abc"]
+    ms, preds = run_round_robin(models, np.zeros(10), 3, warmup=1, turn_s=0)
     timed = order[3:]  # after one warm-up batch each
     assert [n for n, _ in timed] == list("abc" + "bca" + "cab")  # 3 full batches of 3; the 10th image left out
     assert all(size == 3 for _, size in timed) and all(len(t) == 3 for t in ms) and len(preds[0]) == 3
+
+
+def test_round_robin_turns_are_blocks_the_slowest_runs_in_turn_s():
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock, order = Clock(), []
+    models = [_Recorder("fast", order, clock, 1.0), _Recorder("slow", order, clock, 10.0)]
+    ms, _ = run_round_robin(models, np.zeros(100), 1, warmup=0, turn_s=0.05, clock=clock)
+    names = [n for n, _ in order]
+    # round 0: one batch each (nothing timed yet); then blocks of 5 batches (5 x 10 ms = 0.05 s)
+    assert names[:2] == ["fast", "slow"] and names[2:12] == ["slow"] * 5 + ["fast"] * 5
+    assert names[12:22] == ["fast"] * 5 + ["slow"] * 5
+    assert np.allclose(ms[0], 1.0) and np.allclose(ms[1], 10.0) and len(ms[0]) == 100
 
 
 def test_contenders_are_the_cascade_the_largest_and_the_most_accurate():
