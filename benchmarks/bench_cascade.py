@@ -102,11 +102,11 @@ def error_rounds(work: Path, split, batches: list[int], threads: int | None, rou
         doc = bench_bundle(work, split.images, split.labels, batches, "onnxrt", threads, limit=limit,
                            profile=prof, show_progress=False)
         for row in doc["results"]:
-            pred, pred_means = row["predicted"]["mean_ms"], row["predicted"]["mean_ms_mean_timings"]
+            pred, pred_medians = row["predicted"]["mean_ms"], row["predicted"]["mean_ms_median_timings"]
             rows.append({"round": r, "batch": row["batch"], "role": row["role"], "measured_mean_ms": row["mean_ms"],
                          "predicted_mean_ms": pred, "error": (pred - row["mean_ms"]) / row["mean_ms"],
-                         "predicted_from_means_ms": pred_means,
-                         "error_from_means": (pred_means - row["mean_ms"]) / row["mean_ms"],
+                         "predicted_from_medians_ms": pred_medians,
+                         "error_from_medians": (pred_medians - row["mean_ms"]) / row["mean_ms"],
                          "load_avg": doc["load_avg"]})
         print(f"round {r}: " + ", ".join(f"b{x['batch']} {x['role']} {100 * x['error']:+.1f}%" for x in rows[-len(doc['results']):]),
               flush=True)
@@ -120,10 +120,10 @@ def error_summary(rows: list[dict]) -> list[dict]:
     out = []
     for key in sorted({(r["batch"], r["role"]) for r in rows}):
         errs = np.array([r["error"] for r in rows if (r["batch"], r["role"]) == key])
-        from_means = np.array([r["error_from_means"] for r in rows if (r["batch"], r["role"]) == key])
+        from_medians = np.array([r["error_from_medians"] for r in rows if (r["batch"], r["role"]) == key])
         out.append({"batch": key[0], "role": key[1], "median_error": float(np.median(errs)),
                     "min_error": float(errs.min()), "max_error": float(errs.max()), "rounds": int(errs.size),
-                    "median_error_from_means": float(np.median(from_means))})
+                    "median_error_from_medians": float(np.median(from_medians))})
     return out
 
 
@@ -188,11 +188,11 @@ def markdown(res: dict) -> str:
         f"64), then bench them at once on the first {res['round_limit']} test images. Error = (predicted - "
         "measured) / measured mean latency per call; the median over rounds, and the range."),
         "",
-        ("| batch | contender | median error % | range % | median error %, mean timings | load average "
+        ("| batch | contender | median error % | range % | median error %, median timings | load average "
         "during the rounds |"),
         "|---:|---|---:|---|---:|---|",
         *[f"| {e['batch']} | {e['role']} | {100 * e['median_error']:+.1f} | {100 * e['min_error']:+.1f} .. "
-          f"{100 * e['max_error']:+.1f} | {100 * e['median_error_from_means']:+.1f} | " + ", ".join(f"{r['load_avg'][0]:.1f}" for r in res["error_rounds"]
+          f"{100 * e['max_error']:+.1f} | {100 * e['median_error_from_medians']:+.1f} | " + ", ".join(f"{r['load_avg'][0]:.1f}" for r in res["error_rounds"]
                                                          if (r["batch"], r["role"]) == (e["batch"], e["role"])) + " |"
           for e in res["errors"]],
         "",

@@ -145,20 +145,20 @@ def prediction_stats(preds: list, labels: np.ndarray | None, stages: int) -> dic
 def predicted(profile: dict, contender: Contender, batch: int, manifest: dict, measured_hist: list[int]) -> dict:
     """Cost-model figures (ms) from a profile document:
 
-    - ``mean_ms``: median timings, the validation exit histogram (what selection costs);
-    - ``mean_ms_measured_exits``: median timings, the exits measured here;
-    - ``mean_ms_mean_timings``: mean timings, the validation exits (on a loaded machine a call's
-      mean includes the time other processes take from it, as the measured mean does);
+    - ``mean_ms``: mean timings, the validation exit histogram (what selection costs);
+    - ``mean_ms_measured_exits``: mean timings, the exits measured here;
+    - ``mean_ms_median_timings``: median timings, the validation exits (leaves out the calls
+      other processes interrupt: on a loaded machine, below the measured mean);
     - ``worst_ms``: p90 timings, every stage on the whole batch (a worst-case budget's view).
     """
     from edge_committee.profile.costmodel import LatencyModel
 
     members = contender.members
     hist = (manifest["cascade"].get("exit_histogram") or measured_hist) if len(members) > 1 else [1]
-    median, mean = (LatencyModel.from_profile(profile, s) for s in ("median_ms", "mean_ms"))
-    return {"mean_ms": median.mean(members, batch, hist),
-            "mean_ms_measured_exits": median.mean(members, batch, measured_hist if len(members) > 1 else [1]),
-            "mean_ms_mean_timings": mean.mean(members, batch, hist),
+    mean, median = (LatencyModel.from_profile(profile, s) for s in ("mean_ms", "median_ms"))
+    return {"mean_ms": mean.mean(members, batch, hist),
+            "mean_ms_measured_exits": mean.mean(members, batch, measured_hist if len(members) > 1 else [1]),
+            "mean_ms_median_timings": median.mean(members, batch, hist),
             "worst_ms": LatencyModel.from_profile(profile, "p90_ms").worst(members, batch)}
 
 

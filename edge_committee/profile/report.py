@@ -68,7 +68,7 @@ def bench_markdown(doc: dict) -> str:
         "order rotating, a block about 0.25 s of the slowest). Latency: wall time of one "
         "`predict` call in ms."),
         "",
-        f"Predicted: the cost model of profile `{doc['profile']}` (median timings), from the validation exit "
+        f"Predicted: the cost model of profile `{doc['profile']}` (mean timings), from the validation exit "
         "histogram as selection costs it (in brackets: from the exits measured here)."
         if doc.get("profile") else "No profile of this device: no predictions (run `edge-committee profile`).",
         "",
