@@ -32,7 +32,8 @@ def test_bench_compares_the_cascade_with_single_members(profiled_bundle: Path, t
         r = rows[(b, "cascade")]
         assert r["accuracy"] == pytest.approx(want) and r["calls"] == 40 // b and r["images"] == 40
         assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
-        assert r["predicted"]["mean_ms"] > 0 and r["predicted"]["worst_ms"] >= r["predicted"]["mean_ms"]
+        p = r["predicted"]  # (the p90 worst case may fall below a mean that one slow call inflates)
+        assert min(p["mean_ms"], p["mean_ms_measured_exits"], p["mean_ms_median_timings"], p["worst_ms"]) > 0
         assert sum(r["exit_histogram"]) == 40
     text = (out / "bench.md").read_text()
     assert "| 4 | cascade |" in text and "speed-up over the largest member" in text
