@@ -181,7 +181,9 @@ def markdown(res: dict) -> str:
         "",
         "## The chosen cascade vs its largest member, and the cost model",
         "",
-        bench_markdown(res["bench"]).split("\n", 2)[2],
+        bench_markdown(res["bench"]).split("\n", 2)[2].replace(
+            "Latency: wall time of one", "Latency: wall time of one" if res["clock"] == "wall time"
+            else "Latency: CPU time of the calling thread for one"),
         "## Cost model error, side by side",
         "",
         (f"{len({r['round'] for r in res['error_rounds']})} rounds of: profile the benched members (batch 1, 8, "
