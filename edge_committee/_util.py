@@ -55,3 +55,17 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", unit:
     except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
         return iterable
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=None)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

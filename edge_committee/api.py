@@ -9,13 +9,14 @@ from edge_committee.runtime import CascadeModel
 
 
 def load(bundle: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
-         verify: bool = True, gate: str = "auto") -> CascadeModel:
+         verify: bool = True, gate: str = "auto", **options) -> CascadeModel:
     """Load a bundle (checking its schema and checksums); ``.predict(images)`` runs the cascade.
 
     ``gate``: ``auto`` uses the C++ gate when the extension is built, else the NumPy reference;
-    ``numpy`` forces the reference.
+    ``numpy`` forces the reference. ``**options`` go to the backend (e.g. ``precision="fp16"`` for
+    ``torch-cuda``).
     """
-    return CascadeModel(bundle, backend=backend, threads=threads, verify=verify, gate=gate)
+    return CascadeModel(bundle, backend=backend, threads=threads, verify=verify, gate=gate, **options)
 
 
 __all__ = ["build", "load", "reselect"]

@@ -10,7 +10,6 @@ import dataclasses
 import datetime
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,9 +56,12 @@ class MemberBuild:
 def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
     """Write member ``m``'s float32 ONNX to ``dest``; return export facts for the manifest."""
     if m.kind == "onnx":
+        from edge_committee.export import check_member_input, copy_member, model_digest
+
         _check_onnx_file(m.onnx, m.name)
-        shutil.copyfile(m.onnx, dest)
-        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": sha256_file(m.onnx)}
+        check_member_input(m.onnx, m.preprocessing, m.name)  # one clear line before any work
+        copy_member(m.onnx, dest)  # with its external data files, if any
+        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": model_digest(m.onnx)}
     from edge_committee.export import export_onnx, load_torch_member
 
     model = load_torch_member(m.factory, dict(m.kwargs), m.weights, base_dir=spec.base_dir)
@@ -165,6 +167,7 @@ def build(
     use_cache: bool = True,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> dict:
     """Build a bundle at ``out`` from a committee spec; returns the manifest.
 
@@ -176,6 +179,8 @@ def build(
         use_cache: read and write the output cache (default True).
         threads: ONNX Runtime threads (default: the spec's, else ONNX Runtime's choice).
         log: called with one line per step (default: the ``edge_committee`` logger).
+        force: replace ``out`` even if it is not one of our bundles (default False: refused, so
+            nothing of the user's is deleted).
     """
     say = log or LOG.info
     spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
@@ -185,7 +190,7 @@ def build(
     splits = read_splits(spec)
     say("data: " + ", ".join(f"{k} {len(v)} samples" for k, v in splits.items()))
     calib = _calibration(spec, splits) if mode != "fp32" else None
-    staging = StagingDir(out)
+    staging = StagingDir(out, force=force)
     with staging as root:
         members_dir = root / "members"
         members_dir.mkdir()
@@ -193,11 +198,14 @@ def build(
         rejected: list[dict] = []
         for m in spec.members:
             fp32, variants = _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say)
+            if _exclude_nonfinite(fp32, rejected, say):
+                continue
             deployed = [v for v, keep in variants if keep]
             if mode == "fp32" or any(v.precision == "fp32" for v in deployed):
                 builds.append(fp32)
             else:
                 fp32.path.unlink()  # the member deploys at another precision only
+                fp32.path.with_name(fp32.path.name + ".data").unlink(missing_ok=True)
             for v, keep in variants:
                 if v.precision == "fp32":
                     continue
@@ -206,6 +214,11 @@ def build(
                 else:
                     rejected.append({"member": m.name, **v.to_dict(), "file": None})
                     v.path.unlink(missing_ok=True)  # not deployed: keep it out of the bundle
+        if not builds:
+            raise EdgeCommitteeError(
+                "every member was excluded (non-finite outputs): "
+                + "; ".join(f"{r['member']}: {r['reason']}" for r in rejected)
+            )
         manifest = _select_and_write(spec, builds, splits, root, mode, rejected, say, threads)
     staging.commit()
     say(f"bundle written to {staging.dest}")
@@ -217,8 +230,10 @@ def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say
     export = _onnx_from_spec(m, path, spec)
     _check_classes(path, m, spec.labels, None)
     from edge_committee.cost import count_macs
+    from edge_committee.export import check_member_input
 
-    macs = int(count_macs(path).total_macs)
+    inp = check_member_input(path, m.preprocessing, m.name)
+    macs = int(count_macs(path, {inp.name: m.preprocessing.input_shape(1)}).total_macs)
     logits = _outputs(path, m, splits, cache, spec.batch_size, threads)
     _check_classes(path, m, spec.labels, logits["validation"])
     fp32 = MemberBuild(m.name, m.name, "fp32", path, macs, m, logits, {"export": export})
@@ -234,6 +249,23 @@ def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say
     return fp32, [(v, v in keep) for v in variants]
 
 
+def _exclude_nonfinite(fp32: MemberBuild, rejected: list, say) -> bool:
+    """Leave out a member with NaN/Inf logits (reported with its counts); True if left out."""
+    from edge_committee.evaluate import nonfinite_rows
+
+    counts = {k: (nonfinite_rows(v), len(v)) for k, v in fp32.logits.items()}
+    if not any(bad for bad, _ in counts.values()):
+        return False
+    reason = "excluded: non-finite (NaN/Inf) outputs on " + ", ".join(
+        f"{bad} of {n} {k} samples" for k, (bad, n) in counts.items())
+    say(f"member {fp32.name}: {reason}")
+    rejected.append({"member": fp32.name, "precision": "fp32", "reason": reason, "file": None,
+                     "nonfinite_rows": {k: bad for k, (bad, _) in counts.items()}})
+    for p in (fp32.path, fp32.path.with_name(fp32.path.name + ".data")):
+        p.unlink(missing_ok=True)
+    return True
+
+
 def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> MemberBuild:
     logits = {"validation": np.asarray(v.val_logits, np.float32)}
     if "test" in splits:
@@ -246,7 +278,9 @@ def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> Mem
 
 
 def _outputs(path, m, splits, cache, batch_size, threads) -> dict[str, np.ndarray]:
-    sha = sha256_file(path)
+    from edge_committee.export import model_digest
+
+    sha = model_digest(path)  # covers external data files too
     return {
         k: member_outputs(path, m.preprocessing, s, cache, batch_size, threads=threads,
                           desc=f"{m.name} {k}", model_sha256=sha)
@@ -303,9 +337,8 @@ def run_selection(data, spec_like: dict, objective: str, budget: float | str):
 def _data_entry(spec: CommitteeSpec, name: str, split: RawSplit) -> dict:
     """The manifest's record of a split: its hash, and where it came from and its image size, so
     that ``profile`` and ``bench`` find it again on the build machine."""
-    entry = {"samples": len(split), "sha256": split.content_hash(), "labeled": split.labels is not None}
-    if isinstance(split.images, np.ndarray):
-        entry["image_shape"] = [int(d) for d in split.images.shape[1:]]
+    entry = {"samples": len(split), "sha256": split.content_hash(), "labeled": split.labels is not None,
+             "image_shape": _image_shape(split)}
     source = dict(spec.data[name])
     for key in ("images", "labels", "path"):
         if key in source:
@@ -338,6 +371,9 @@ def _profile_for_budget(spec, root: Path, members: list[dict], splits, data, thr
 
 def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=None) -> dict:
     labels = {k: s.labels for k, s in splits.items()}
+    names = [b.name for b in builds]
+    if len(set(names)) != len(names):  # spec names cannot end in a precision suffix: a bug if reached
+        raise RuntimeError(f"two member candidates are named {next(n for n in names if names.count(n) > 1)!r}")
     budget, unit = resolve_budget(spec, builds)
     objective = BUDGET_OBJECTIVE[spec.budget.kind]
     settings = {
@@ -373,6 +409,14 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=N
         manifest["profiles"] = profiles
     write_cascade(root, manifest, result)
     return manifest
+
+
+def _image_shape(split: RawSplit) -> list[int] | None:
+    """[H, W, C] when every image of the split has one size (the fused file's default source size)."""
+    images = split.images
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [int(d) for d in images.shape[1:]]
+    return None
 
 
 def _member_entry(b: MemberBuild, labels, root: Path) -> dict:
@@ -417,7 +461,8 @@ def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> 
 def _write_build_report(root: Path, manifest: dict) -> None:
     from edge_committee.bundle.report import build_report_markdown
 
-    write_json_atomic(root / "report.json", {k: v for k, v in manifest.items() if k != "files"})
+    write_json_atomic(root / "report.json",
+                      {k: v for k, v in manifest.items() if k not in ("files", "manifest_sha256")})
     write_bytes_atomic(root / "report.md", build_report_markdown(manifest).encode("utf-8"))
 
 
@@ -449,11 +494,45 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
+        before = _cascade_key(ed.manifest)
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}
         manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
                                   order, stage_overhead, reference, latency_opts)
+        if _cascade_key(manifest) != before:
+            _drop_cascade_artifacts(ed)
     return manifest
+
+
+def _cascade_key(manifest: dict) -> tuple:
+    c = manifest.get("cascade") or {}
+    return (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence"))
+
+
+def _drop_cascade_artifacts(ed) -> None:
+    """Remove what encodes the old cascade: fused ONNX files and whole-cascade TensorRT engines.
+
+    Member engines and profiles stay valid (they depend on the member files only).
+    """
+    from edge_committee.backend.tensorrt.engines import SECTION as TRT
+    from edge_committee.export.cascade_onnx.export import MANIFEST_KEY as FUSED
+
+    key = _cascade_key(ed.manifest)
+    kept = []
+    for entry in ed.manifest.get(FUSED, []):
+        c = entry.get("cascade") or {}
+        if (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence")) == key:
+            kept.append(entry)
+        else:
+            ed.remove(entry["file"])
+    if FUSED in ed.manifest:
+        ed.manifest[FUSED] = kept
+    section = ed.manifest.get(TRT) or {}
+    if section.get("engines"):
+        for entry in section["engines"]:
+            if entry.get("kind") == "cascade":
+                ed.remove(entry["file"])
+        section["engines"] = [e for e in section["engines"] if e.get("kind") != "cascade"]
 
 
 def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,

@@ -25,7 +25,11 @@ MEMBER_BACKENDS: dict[str, str] = {
 }
 
 #: cascade backends: name -> "module:callable" returning an executor for a loaded model
-CASCADE_BACKENDS: dict[str, str] = {}
+CASCADE_BACKENDS: dict[str, str] = {
+    "torch-cuda": "edge_committee.backend.torch_cuda:make_executor",
+    "tensorrt": "edge_committee.backend.tensorrt.adapter:cascade_executor",
+    "onnxrt-fused": "edge_committee.backend.onnxrt_fused:fused_executor",
+}
 
 BACKENDS = tuple(MEMBER_BACKENDS)  # kept for callers of the first release
 

@@ -1,25 +1,31 @@
 """The cascade semantics, once, in NumPy: the reference every kernel is tested against.
 
 A cascade runs members ``0..K-1`` in order. After member ``k`` the prediction of a sample is
-the mean of the softmax probabilities of members ``0..k``; its confidence is a function of
-that mean (see :data:`CONFIDENCE_FUNCTIONS`); the sample exits when the confidence is at
-least ``thresholds[k]``; the last member always exits.
+the mean of the softmax probabilities of the members ``0..k`` that gave it finite logits; its
+confidence is a function of that mean (see :data:`CONFIDENCE_FUNCTIONS`); the sample exits when
+the confidence is at least ``thresholds[k]``; the last member always exits.
 
 The per-stage step (:func:`gate_step`) is what the fused C++/CUDA gate implements:
 
 1. softmax of member ``k``'s logits (computed in float32, inputs may be float16),
 2. add to the running probability sum ``prob_sum`` of each *active* sample,
-3. confidence of the running mean ``prob_sum / (k + 1)``,
+3. confidence of the running mean ``prob_sum / n``, where ``n`` is the number of stages that
+   contributed to the sample (:func:`contributions`: ``round(sum(prob_sum row))``, at least 1),
 4. exit if confidence >= ``t_k`` or ``k`` is the last stage,
 5. for exiting samples write label (argmax of the mean; ties to the lowest class index),
    confidence and exit stage,
 6. compact the original indices of the samples that continue, keeping their order.
 
 Non-finite logits: a row with any NaN or +-Inf logit is *flagged*. Its probabilities are not
-added to ``prob_sum`` (the stage contributes nothing for that sample), it never exits early
-at that stage, and its flag stays set. If it reaches the last stage it exits like any other
-sample; if no stage ever contributed (``prob_sum`` is all zeros) its label is ``-1`` and its
-confidence ``NaN``.
+added to ``prob_sum`` (the stage contributes nothing for that sample, and is not counted in the
+mean's divisor), it never exits early at that stage, and its flag stays set. If it reaches the
+last stage it exits like any other sample; if no stage ever contributed (``prob_sum`` is all
+zeros) its label is ``-1`` and its confidence ``NaN``.
+
+Counting contributions needs no extra state: each contributing stage adds one softmax row,
+which sums to 1 (to within float32 rounding), so ``round(sum(prob_sum row))`` is exactly the
+number of stages that contributed. The C++ and CUDA gates, the ONNX gate and the selection
+statistics divide by the same count.
 
 Confidence functions (all "higher is more confident"):
 
@@ -79,6 +85,16 @@ def finite_rows(logits: np.ndarray) -> np.ndarray:
     return np.isfinite(np.asarray(logits)).all(axis=-1)
 
 
+def contributions(prob_sum: np.ndarray) -> np.ndarray:
+    """(N,) float32: stages that contributed to each row of ``prob_sum`` (N, C), at least 1.
+
+    Each contributing stage added one softmax row (sum 1), so the count is the rounded row sum;
+    0 contributions are counted as 1, so the mean of an all-zero row stays zero.
+    """
+    total = np.asarray(prob_sum, np.float32).sum(axis=-1, dtype=np.float64)
+    return np.maximum(np.rint(total), 1.0).astype(np.float32)
+
+
 @dataclasses.dataclass
 class GateState:
     """The state a cascade carries between stages, indexed by the *original* sample index.
@@ -110,10 +126,13 @@ class GateState:
             active=np.arange(num_samples, dtype=np.int32),
         )
 
-    def mean_probs(self, stages_run: np.ndarray | int) -> np.ndarray:
-        """Mean probabilities given the number of stages each sample ran."""
-        n = np.asarray(stages_run, dtype=np.float32)
-        return self.prob_sum / (n[..., None] if n.ndim else n)
+    def mean_probs(self, stages_run: np.ndarray | int | None = None) -> np.ndarray:
+        """(N, C) mean probabilities over the stages that contributed to each sample.
+
+        ``stages_run`` is accepted for callers of the former signature and not used: a stage
+        with non-finite logits runs but does not count (see :func:`contributions`).
+        """
+        return self.prob_sum / contributions(self.prob_sum)[:, None]
 
 
 def gate_step(
@@ -140,7 +159,8 @@ def gate_step(
     probs = softmax(np.where(ok[:, None], logits, 0))
     state.prob_sum[idx[ok]] += probs[ok]
     state.flag[idx[~ok]] = 1
-    mean = state.prob_sum[idx] / np.float32(stage + 1)
+    rows = state.prob_sum[idx]
+    mean = rows / contributions(rows)[:, None]
     conf = confidence(mean, kind)
     last = stage == num_stages - 1
     exits = np.ones(idx.shape[0], bool) if last else (ok & (conf >= np.float32(threshold)))
@@ -195,10 +215,9 @@ def run_cascade(
         if state.active.size == 0:
             break
         gate_step(state, np.asarray(logits)[state.active], k, k_total, t[k], kind)
-    stages_run = state.exit_stage + 1
     return CascadeResult(
         label=state.label,
-        probs=state.mean_probs(stages_run),
+        probs=state.mean_probs(),
         confidence=state.conf,
         exit_stage=state.exit_stage,
         flag=state.flag,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
+from typing import Any
 
 from edge_committee.errors import EdgeCommitteeError
 
@@ -52,10 +55,39 @@ def to_float(value: str, flag: str) -> float:
         raise EdgeCommitteeError(f"{flag}: {value!r} is not a number") from None
 
 
+def safe_text(text: Any, max_len: int | None = None) -> str:
+    """``text`` fit for a terminal: control and other non-printable characters escaped (``\\x1b``).
+
+    A label, a file name or an error message can hold escape sequences that retitle, clear or
+    recolour the terminal; they are shown, never obeyed. ``max_len`` caps the result (with "...").
+    """
+    text = str(text)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    if max_len is not None and len(text) > max_len:
+        text = text[: max_len - 3] + "..."
+    return text
+
+
+def _finite_or_none(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def dumps_strict(obj: Any, **kwargs) -> str:
+    """JSON that strict parsers accept: NaN and +-inf become ``null`` (``allow_nan=False``)."""
+    return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
+
+
 def print_summary(manifest: dict) -> None:
     from edge_committee.bundle.report import build_report_markdown
 
     text = build_report_markdown(manifest)
     start = text.index("## Members")
     end = text.index("The full trade-off")
-    print(text[start:end].rstrip())
+    print("\n".join(safe_text(line) for line in text[start:end].rstrip().splitlines()))

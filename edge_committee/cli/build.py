@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from edge_committee.cli._common import print_summary
+from edge_committee.cli._common import print_summary, safe_text
 
 HELP = "build a bundle from a committee spec (YAML)"
 
 
 def add_arguments(p) -> None:
     p.add_argument("config", help="the committee spec (YAML)")
-    p.add_argument("--out", required=True, help="the bundle folder to write")
+    p.add_argument("--out", required=True, help="the bundle folder to write (an existing bundle is replaced)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out even if it is not an edge_committee bundle (its files are deleted)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8", "auto"),
                    help="member precision (default: the spec's, else fp32)")
     g = p.add_argument_group("evaluation")
@@ -23,6 +25,6 @@ def run(args) -> int:
 
     manifest = build(args.config, args.out, precision=args.precision, cache_dir=args.cache_dir,
                      use_cache=not args.no_cache, threads=args.threads,
-                     log=None if args.quiet else lambda s: print(s, flush=True))
+                     log=None if args.quiet else lambda s: print(safe_text(s), flush=True), force=args.force)
     print_summary(manifest)
     return 0

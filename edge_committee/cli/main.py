@@ -9,21 +9,33 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 from edge_committee import __version__
+from edge_committee.cli._common import safe_text
 from edge_committee.errors import EdgeCommitteeError
+
+#: An error line longer than this is cut (a value shown in it may be huge).
+MAX_ERROR_CHARS = 2000
 
 #: subcommand name -> module under ``edge_committee.cli``
 COMMANDS = {
     "build": "build",
+    "compile": "compile",
+    "export-onnx": "export_onnx",
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
     "profile": "profile",
     "bench": "bench",
+    "run": "run",
+    "export-triton": "export_triton",
+    "serve": "serve",
 }
 
 
@@ -46,17 +58,47 @@ def make_parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``with`` block cleans up (staging folders included)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c():
+    """While the CLI runs, SIGTERM raises :class:`Terminated` (the handler is restored afterwards)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    try:
-        return _module(args.command).run(args)
-    except EdgeCommitteeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with _sigterm_like_ctrl_c():
+        try:
+            return _module(args.command).run(args)
+        except EdgeCommitteeError as exc:
+            print(f"error: {safe_text(exc, MAX_ERROR_CHARS)}", file=sys.stderr)
+            return 1
+        except MemoryError as exc:
+            detail = f" ({safe_text(exc, 200)})" if str(exc) else ""
+            print(f"error: out of memory{detail}; an input image, a batch or a size in the spec or manifest is "
+                  "too large for this machine", file=sys.stderr)
+            return 1
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

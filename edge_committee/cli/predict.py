@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import math
 
-from edge_committee.cli._common import backend_args
+from edge_committee.cli._common import backend_args, dumps_strict, safe_text
 from edge_committee.errors import EdgeCommitteeError
 
 HELP = "classify image files or an .npy batch with a bundle"
@@ -13,7 +13,8 @@ HELP = "classify image files or an .npy batch with a bundle"
 def add_arguments(p) -> None:
     p.add_argument("bundle")
     p.add_argument("inputs", nargs="+", help="image files, or .npy arrays of uint8 images (N, H, W[, C])")
-    p.add_argument("--json", action="store_true", help="one JSON object per input")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per input (strict JSON: a confidence that is not a number is null)")
     backend_args(p)
 
 
@@ -48,12 +49,17 @@ def run(args) -> int:
         pred = model.predict([im for _, im in items])
     names = pred.names()
     for j, (src, _) in enumerate(items):
+        conf = float(pred.confidence[j])
         row = {"input": src, "label": names[j], "class": int(pred.labels[j]),
-               "confidence": round(float(pred.confidence[j]), 6), "exit_stage": int(pred.exit_stage[j]),
-               "exit_member": model.members[pred.exit_stage[j]]}
+               "confidence": round(conf, 6) if math.isfinite(conf) else None,
+               "exit_stage": int(pred.exit_stage[j]), "exit_member": model.members[pred.exit_stage[j]],
+               "flag": bool(pred.flags[j])}
         if args.json:
-            print(json.dumps(row))
+            print(dumps_strict(row))
         else:
-            print(f"{src}\t{row['label']}\tconfidence {row['confidence']:.4f}\t"
-                  f"exit stage {row['exit_stage']} ({row['exit_member']})")
+            fields = [src, row["label"], f"confidence {conf:.4f}" if math.isfinite(conf) else "confidence nan",
+                      f"exit stage {row['exit_stage']} ({row['exit_member']})"]
+            if row["flag"]:
+                fields.append("flag: a member gave non-finite logits (mean over the others)")
+            print("\t".join(safe_text(f) for f in fields))
     return 0

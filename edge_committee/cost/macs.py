@@ -18,7 +18,11 @@ Convention (the one the committee paper's FLOPs and most model zoos use):
 
 FLOPs are reported as 2 x MACs. Shapes come from ``onnx.shape_inference`` (with data
 propagation) after the batch dimension of every graph input is fixed to 1; a symbolic dimension
-other than the batch must be given in ``input_shapes``.
+other than the batch must be given in ``input_shapes``. When static inference leaves the shape
+of a counted node's tensor unknown (padding computed from the input size at run time, as TF
+ports and timm ``pad_type='same'`` models do), the model is run once with ONNX Runtime at those
+input shapes (zeros, batch 1) and the shapes are read from that run
+(:attr:`MacsReport.shapes_from` says which source was used).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.errors import EdgeCommitteeError
@@ -58,6 +64,7 @@ class MacsReport:
     other_ops: dict[str, int] = field(default_factory=dict)
     per_node: list[NodeMacs] = field(default_factory=list)
     batch: int = 1
+    shapes_from: str = "onnx"  #: ``onnx`` (static inference) or ``onnxruntime`` (one run)
 
     @property
     def flops(self) -> int:
@@ -70,6 +77,7 @@ class MacsReport:
             "total_macs": self.total_macs,
             "flops": self.flops,
             "batch": self.batch,
+            "shapes_from": self.shapes_from,
             "per_op_type": dict(self.per_op_type),
             "other_ops": dict(self.other_ops),
         }
@@ -96,11 +104,19 @@ def count_macs(
     onnx = require("onnx")
     proto = _load(model)
     batch = _fix_input_shapes(proto, dict(input_shapes or {}))
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
     except Exception as exc:  # InferenceError, or a C++ error on a malformed graph
         raise EdgeCommitteeError(f"{_label(model)}: ONNX shape inference failed: {exc}") from None
     shapes = _known_shapes(proto.graph)
+    missing = _unknown_counted(proto.graph, shapes)
+    shapes_from, why = "onnx", ""
+    if missing:
+        found, why = _shapes_from_onnxruntime(model, fixed, missing)
+        shapes.update(found)
+        shapes_from = "onnxruntime"
     per_node: list[NodeMacs] = []
     other: dict[str, int] = {}
     for index, node in enumerate(proto.graph.node):
@@ -110,11 +126,56 @@ def count_macs(
             other[key] = other.get(key, 0) + 1
             continue
         name = node.name or f"{node.op_type}#{index}"
-        per_node.append(NodeMacs(name, node.op_type, int(rule(_ShapeOf(node, name, shapes, model)))))
+        per_node.append(NodeMacs(name, node.op_type, int(rule(_ShapeOf(node, name, shapes, model, why)))))
     per_type: dict[str, int] = {}
     for n in per_node:
         per_type[n.op_type] = per_type.get(n.op_type, 0) + n.macs
-    return MacsReport(sum(per_type.values()), per_type, other, per_node, batch)
+    return MacsReport(sum(per_type.values()), per_type, other, per_node, batch, shapes_from)
+
+
+def _unknown_counted(graph: Any, shapes: dict) -> list[str]:
+    """Tensors of counted nodes (inputs and outputs) whose shape static inference left unknown."""
+    names: list[str] = []
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx") and node.op_type in _RULES:
+            names += [t for t in (*node.input, *node.output) if t and t not in shapes and t not in names]
+    return names
+
+
+def _shapes_from_onnxruntime(model: Any, proto: Any, names: list[str]) -> tuple[dict, str]:
+    """Run ``proto`` (inputs already fixed) once on zeros with ONNX Runtime.
+
+    Returns the shapes of ``names`` and, when the run failed, why (else "").
+    """
+    onnx = require("onnx")
+    ort = require("onnxruntime")
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    if not hasattr(model, "graph"):  # a path: bring external weights in (ORT needs constants' values)
+        require("onnx.external_data_helper").load_external_data_for_model(
+            probe, os.path.dirname(os.path.abspath(model)))
+    outputs = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names if n not in outputs)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    initializers = {t.name for t in proto.graph.initializer}
+    feeds = {}
+    for value in proto.graph.input:
+        if value.name not in initializers:
+            tt = value.type.tensor_type
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+            feeds[value.name] = np.zeros([d.dim_value for d in tt.shape.dim], dtype)
+    try:
+        sess = ort.InferenceSession(probe.SerializeToString(), sess_options=opts,
+                                    providers=["CPUExecutionProvider"])
+        wanted = [o.name for o in sess.get_outputs()]
+        values = sess.run(wanted, feeds)
+    except Exception as exc:  # an op ORT lacks, a model over 2 GB...
+        text = str(exc).strip()
+        return {}, text.splitlines()[0][:200] if text else type(exc).__name__
+    return {n: tuple(int(d) for d in v.shape) for n, v in zip(wanted, values) if n in names}, ""
 
 
 # --- loading and shape fixing -------------------------------------------------------------------
@@ -200,8 +261,8 @@ def _known_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
 class _ShapeOf:
     """Shape lookup for one node's inputs and outputs that names the node when one is unknown."""
 
-    def __init__(self, node: Any, name: str, shapes: dict, model: Any) -> None:
-        self.node, self.name, self._shapes, self._model = node, name, shapes, model
+    def __init__(self, node: Any, name: str, shapes: dict, model: Any, why: str = "") -> None:
+        self.node, self.name, self._shapes, self._model, self._why = node, name, shapes, model, why
 
     def input(self, i: int) -> tuple[int, ...]:
         return self._get(self.node.input[i] if i < len(self.node.input) else "")
@@ -213,8 +274,8 @@ class _ShapeOf:
         if tensor not in self._shapes:
             raise EdgeCommitteeError(
                 f"{_label(self._model)}: cannot infer the shape of '{tensor}' at node "
-                f"'{self.name}' ({self.node.op_type}); MACs need static shapes at batch 1 "
-                "(pass input_shapes, or simplify the model with onnxsim)"
+                f"'{self.name}' ({self.node.op_type}); MACs need static shapes at batch 1, and one "
+                f"ONNX Runtime run could not tell it either ({self._why or 'not produced'})"
             )
         return self._shapes[tensor]
 

@@ -9,7 +9,14 @@ Formats (the ``format`` key of a split in the spec):
 - ``npz``: ``path`` to an .npz with arrays ``images_key`` (default ``x``) and ``labels_key``
   (default ``y``; optional).
 - ``folder``: ``path`` to a folder of images; with ``labeled: true`` (default when every file
-  lies in a sub-folder) the sub-folder name is the label name.
+  lies in a sub-folder) the sub-folder name is the label name. The images are *not* decoded
+  when the split is read: :class:`ImageFiles` decodes each batch when it is sliced, so an
+  evaluation streams through a folder of any size in flat memory.
+
+Images are read with PIL as a viewer shows them: the EXIF orientation is applied; 16-bit
+gray images (``I;16``, and ``I`` with values above 255) are scaled to 8 bits (``>> 8``, not
+clipped); palette, CMYK, RGBA (alpha dropped), YCbCr... become RGB and ``1``/``LA`` become gray,
+as PIL's ``convert`` does; floating-point (``F``) images are refused. Labels must be integers.
 
 Every split may take ``start``/``stop`` to slice the samples (e.g. the last 10k of the
 60k training images as a validation split). Corrupt or unreadable files raise
@@ -21,9 +28,10 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -33,15 +41,54 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".webp", ".ti
 FORMATS = ("idx", "npy", "npz", "folder")
 
 
+class ImageFiles(Sequence):
+    """Image files decoded on access: ``files[i]`` is one (H, W, C) uint8 image, ``files[a:b]``
+    a batch (a (N, H, W, C) array when the sizes agree, else a list); :meth:`select` keeps the
+    selection lazy. Nothing is held in memory but the paths."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike]) -> None:
+        self.paths = [str(p) for p in paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            images = [read_image(p) for p in self.paths[index]]
+            if images and len({im.shape for im in images}) == 1:
+                return np.stack(images)
+            return images
+        return read_image(self.paths[index])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (read_image(p) for p in self.paths)
+
+    def select(self, index: slice | Sequence[int]) -> "ImageFiles":
+        """The same files, sliced or picked by indices, still undecoded."""
+        if isinstance(index, slice):
+            return ImageFiles(self.paths[index])
+        return ImageFiles([self.paths[int(i)] for i in index])
+
+    def content_hash(self, h: "hashlib._Hash") -> None:
+        """Feed the file names and bytes (read in 1 MiB blocks) to ``h``."""
+        for p in self.paths:
+            h.update(f"{os.path.basename(p)}\0{os.path.getsize(p)}\0".encode())
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+
+
 @dataclasses.dataclass
 class RawSplit:
-    """Raw images of one split. ``images``: uint8 (N, H, W, C) array, or a list of (H, W, C)
-    arrays when sizes differ. ``labels``: int64 (N,) or None. ``files``: the source files."""
+    """Raw images of one split. ``images``: uint8 (N, H, W, C) array, a list of (H, W, C)
+    arrays when sizes differ, or :class:`ImageFiles` (a folder, decoded batch by batch).
+    ``labels``: int64 (N,) or None. ``files``: the source files."""
 
-    images: np.ndarray | list[np.ndarray]
+    images: np.ndarray | list[np.ndarray] | ImageFiles
     labels: np.ndarray | None
     files: list[str]
     name: str = ""
+    _hash: str | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -50,9 +97,17 @@ class RawSplit:
         return self.images[start:stop]
 
     def content_hash(self) -> str:
-        """sha256 over the images and labels (the evaluation cache key)."""
+        """sha256 over the images and labels (the evaluation cache key), computed once.
+
+        For a folder it covers the file names and bytes (read block by block, never decoded),
+        so the key stays meaningful without holding the images."""
+        if self._hash is not None:
+            return self._hash
         h = hashlib.sha256()
-        if isinstance(self.images, np.ndarray):
+        if isinstance(self.images, ImageFiles):
+            h.update(f"files:{len(self.images)}".encode())
+            self.images.content_hash(h)
+        elif isinstance(self.images, np.ndarray):
             h.update(str(self.images.shape).encode())
             h.update(np.ascontiguousarray(self.images).tobytes())
         else:
@@ -61,7 +116,8 @@ class RawSplit:
                 h.update(np.ascontiguousarray(im).tobytes())
         if self.labels is not None:
             h.update(np.asarray(self.labels, np.int64).tobytes())
-        return h.hexdigest()
+        self._hash = h.hexdigest()
+        return self._hash
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -79,9 +135,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in dtypes:
         raise EdgeCommitteeError(f"{path} is not an IDX file (bad magic number)")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise EdgeCommitteeError(f"{path}: truncated IDX header ({len(data)} bytes, {ndim} dimensions)")
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(dtypes[data[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no int64 wrap-around
     body = data[4 + 4 * ndim :]
     if len(body) != expected:
         raise EdgeCommitteeError(
@@ -91,23 +149,51 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image file as uint8 (H, W, C) with C = 1 (gray) or 3 (RGB)."""
+    """Read one image file as uint8 (H, W, C) with C = 1 (gray) or 3 (RGB), as displayed.
+
+    The EXIF orientation is applied; 16-bit gray is scaled to 8 bits; other modes convert as
+    PIL's ``convert`` does (see the module docstring).
+    """
     from edge_committee._lazy import require
 
     Image = require("PIL.Image")
+    ImageOps = require("PIL.ImageOps")
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("L" if im.mode in ("1", "I", "I;16", "F") else "RGB")
-            arr = np.asarray(im, dtype=np.uint8)
+            arr = _to_uint8(ImageOps.exif_transpose(im), path)
     except FileNotFoundError:
         raise EdgeCommitteeError(f"image file not found: {path}") from None
+    except EdgeCommitteeError:
+        raise
     except Exception as exc:  # PIL raises many types for corrupt files
         raise EdgeCommitteeError(
             f"cannot read image {path}: {exc}; remove or replace the file"
         ) from None
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise EdgeCommitteeError(f"image {path} has zero height or width; remove it")
     return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _to_uint8(im: Any, path: Any) -> np.ndarray:
+    """A PIL image as a uint8 gray (H, W) or RGB (H, W, 3) array."""
+    if im.mode in ("L", "RGB"):
+        return np.asarray(im, dtype=np.uint8)
+    if im.mode.startswith("I;16") or im.mode == "I":
+        # 16-bit gray (I;16*, or I holding 16-bit values): keep the top 8 bits, as a viewer
+        # scales it; an I image whose values fit in 0..255 is already 8-bit
+        v = np.asarray(im).astype(np.int64)
+        if im.mode == "I" and v.size and v.min() >= 0 and v.max() <= 255:
+            return v.astype(np.uint8)
+        return (np.clip(v, 0, 65535) >> 8).astype(np.uint8)
+    if im.mode == "F":
+        raise EdgeCommitteeError(
+            f"image {path} holds floating-point pixels (mode F), whose range is unknown; "
+            "save it as an 8- or 16-bit image"
+        )
+    # palette (even a gray one), CMYK, RGBA, YCbCr, LAB... -> RGB; bilevel and LA -> gray
+    gray = im.mode in ("1", "LA", "La")
+    return np.asarray(im.convert("L" if gray else "RGB"), dtype=np.uint8)
 
 
 def as_nhwc_uint8(images: np.ndarray, where: str) -> np.ndarray:
@@ -148,8 +234,8 @@ def list_image_files(folder: Path) -> list[Path]:
 
 
 def read_folder(folder: Path, label_names: Sequence[str] | None, labeled: bool | None) -> RawSplit:
+    """A folder split whose images are decoded batch by batch (:class:`ImageFiles`)."""
     files = list_image_files(folder)
-    images = [read_image(p) for p in files]
     labels = None
     in_subdirs = all(p.parent != folder for p in files)
     if labeled or (labeled is None and in_subdirs and label_names):
@@ -164,9 +250,7 @@ def read_folder(folder: Path, label_names: Sequence[str] | None, labeled: bool |
                 f"({', '.join(label_names[:5])}...); rename it or fix the labels"
             )
         labels = np.array([index[n] for n in names], np.int64)
-    if len({im.shape for im in images}) == 1:
-        images = np.stack(images)
-    return RawSplit(images, labels, [str(p) for p in files])
+    return RawSplit(ImageFiles(files), labels, [str(p) for p in files])
 
 
 def read_split(
@@ -214,7 +298,7 @@ def read_split(
     else:
         split = read_folder(path("path"), label_names, cfg.get("labeled"))
     if split.labels is not None:
-        split.labels = np.asarray(split.labels, np.int64).reshape(-1)
+        split.labels = _integer_labels(split.labels, where)
         if len(split.labels) != len(split.images):
             raise EdgeCommitteeError(
                 f"{where}: {len(split.images)} images but {len(split.labels)} labels"
@@ -222,8 +306,19 @@ def read_split(
     start, stop = cfg.get("start"), cfg.get("stop")
     if start is not None or stop is not None:
         sl = slice(start, stop)
-        split.images = split.images[sl]
+        split.images = split.images.select(sl) if isinstance(split.images, ImageFiles) else split.images[sl]
         split.labels = None if split.labels is None else split.labels[sl]
     if len(split) == 0:
         raise EdgeCommitteeError(f"{where}: the split is empty (check start/stop)")
     return split
+
+
+def _integer_labels(labels: Any, where: str) -> np.ndarray:
+    """Labels as int64 (N,); float or bool labels are refused rather than truncated."""
+    arr = np.asarray(labels)
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise EdgeCommitteeError(
+            f"{where}: labels must be integer class indices; got dtype {arr.dtype} "
+            "(save them with .astype(np.int64))"
+        )
+    return arr.astype(np.int64).reshape(-1)

@@ -2,6 +2,6 @@
 
 from edge_committee._util import progress
 from edge_committee.evaluate.cache import OutputCache, default_cache_dir, sha256_file
-from edge_committee.evaluate.evaluate import accuracy, member_outputs, run_member
+from edge_committee.evaluate.evaluate import accuracy, member_outputs, nonfinite_rows, run_member
 
-__all__ = ["OutputCache", "accuracy", "default_cache_dir", "member_outputs", "progress", "run_member", "sha256_file"]
+__all__ = ["OutputCache", "accuracy", "default_cache_dir", "member_outputs", "nonfinite_rows", "progress", "run_member", "sha256_file"]

@@ -61,6 +61,11 @@ def member_outputs(
     return out
 
 
+def nonfinite_rows(logits: np.ndarray) -> int:
+    """Number of samples whose logits hold a NaN or an infinity."""
+    return int((~np.isfinite(np.asarray(logits))).any(axis=1).sum()) if len(logits) else 0
+
+
 def accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     """Top-1 accuracy in [0, 1], or None without labels."""
     if labels is None:

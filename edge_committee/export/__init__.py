@@ -4,6 +4,8 @@ torch and onnx are imported only when a function runs, never when this package i
 """
 
 from edge_committee.export.loader import load_torch_member, read_state_dict, resolve_factory
+from edge_committee.export.onnx_member import check_member_input, copy_member, model_digest
 from edge_committee.export.torch_onnx import ExportReport, export_onnx
 
-__all__ = ["ExportReport", "export_onnx", "load_torch_member", "read_state_dict", "resolve_factory"]
+__all__ = ["ExportReport", "check_member_input", "copy_member", "export_onnx", "load_torch_member",
+           "model_digest", "read_state_dict", "resolve_factory"]

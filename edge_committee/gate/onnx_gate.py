@@ -95,7 +95,10 @@ def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num
     index = b.op("Unsqueeze", [b.op("Cast", [active], to=tp.INT64), one_axis], "scatter_index")  # [M, 1]
     rows = b.op("Add", [b.op("Gather", [ins["prob_sum"], active], "rows", axis=0), probs], "rows_new")
     b.op("ScatterND", [ins["prob_sum"], index, rows], outputs=[outs["prob_sum_out"]])
-    mean = b.op("Div", [rows, b.const(float(stage + 1), tp.FLOAT, "stages_run")], "mean")
+    # divide by the stages that contributed (reference.contributions): each added a row summing to 1
+    total_2d = b.reduce("ReduceSum", rows, 1, 1, "total_2d")
+    count = b.op("Max", [b.op("Round", [total_2d], "total_rounded"), b.const(1.0, tp.FLOAT, "one_f")], "count")
+    mean = b.op("Div", [rows, count], "mean")
 
     if kind == "max_prob" or (kind == "margin" and num_classes is not None and num_classes < 2):
         conf = b.reduce("ReduceMax", mean, 1, 0, "conf")
@@ -119,7 +122,7 @@ def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num
         above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
         exits = b.op("And", [ok, above], "exits")
 
-    total = b.reduce("ReduceSum", rows, 1, 0, "total")
+    total = b.op("Squeeze", [total_2d, one_axis], "total")
     empty = b.op("Not", [b.op("Greater", [total, zero])], "empty")
     argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
     label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
@@ -277,3 +280,127 @@ def make_gate_model(
                                    ir_version=onnx.helper.find_min_ir_version_for(opsets))
     return append_gate(model, stage, num_stages, threshold, kind, logits="logits", num_samples=num_samples,
                        use_plugin=use_plugin, prefix=prefix)
+
+
+# ---------------------------------------------------------------------------------------------- mask form
+#: The mask gate's state: ``alive`` [N] bool replaces ``active``; no compaction, static shapes only.
+MASK_GATE_INPUTS = ("alive", "prob_sum", "label", "conf", "exit_stage", "flag")
+MASK_GATE_OUTPUTS = ("prob_sum_out", "label_out", "conf_out", "exit_stage_out", "flag_out", "alive_out", "any_alive")
+
+
+def _confidence(b: _Builder, mean: str, kind: str, num_classes: int | None) -> str:
+    """Confidence of each row of ``mean`` [M, C] -> [M] (reference.confidence in standard ops)."""
+    tp = b.onnx.TensorProto
+    if kind == "max_prob" or (kind == "margin" and num_classes is not None and num_classes < 2):
+        return b.reduce("ReduceMax", mean, 1, 0, "conf")
+    if kind == "margin":
+        top2 = b.op("TopK", [mean, b.const([2], tp.INT64, "k2", [1])], "top2", axis=1)
+        b.nodes[-1].output.append(b.name("top2_index"))
+        first = b.op("Gather", [top2, b.const(0, tp.INT64, "i0")], "top1", axis=1)
+        second = b.op("Gather", [top2, b.const(1, tp.INT64, "i1")], "top2nd", axis=1)
+        return b.op("Sub", [first, second], "conf")
+    zero = b.const(0.0, tp.FLOAT, "zero")  # neg_entropy: sum p log p with 0 log 0 = 0
+    positive = b.op("Greater", [mean, zero], "positive")
+    safe = b.op("Where", [positive, mean, b.const(1.0, tp.FLOAT, "one")], "safe")
+    plogp = b.op("Where", [positive, b.op("Mul", [mean, b.op("Log", [safe])]), zero], "plogp")
+    return b.reduce("ReduceSum", plogp, 1, 0, "conf")
+
+
+def _mask_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num_stages: int, threshold: float,
+               kind: str, num_classes: int | None, ins: dict[str, str], outs: dict[str, str]) -> None:
+    """reference.gate_step on all N rows, updating only the ``alive`` ones (no Compress/ScatterND/NonZero)."""
+    tp = b.onnx.TensorProto
+    x = logits if logits_float else b.op("Cast", [logits], "logits_f32", to=tp.FLOAT)
+    zero = b.const(0.0, tp.FLOAT, "zero")
+    one_axis = b.const([1], tp.INT64, "axis1", [1])
+    bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
+    ok2 = b.op("Equal", [b.reduce("ReduceMax", b.op("Cast", [bad], to=tp.FLOAT), 1, 1, "row_nonfinite"), zero],
+               "ok_2d")  # [N, 1]
+    ok = b.op("Squeeze", [ok2, one_axis], "ok")
+    alive = ins["alive"]
+    probs = b.op("Softmax", [b.op("Where", [ok2, x, zero], "logits_finite")], "probs", axis=1)
+    adds = b.op("And", [ok2, b.op("Unsqueeze", [alive, one_axis], "alive_2d")], "contributes")
+    # a row that does not contribute adds exactly 0.0, so its running sum stays bit-identical
+    total_sum = b.op("Add", [ins["prob_sum"], b.op("Where", [adds, probs, zero], "probs_used")],
+                     outputs=[outs["prob_sum_out"]])
+    # the mean over the stages that contributed (reference.contributions), as the standard gate
+    total_2d = b.reduce("ReduceSum", total_sum, 1, 1, "total_2d")
+    count = b.op("Max", [b.op("Round", [total_2d], "total_rounded"), b.const(1.0, tp.FLOAT, "one_f")], "count")
+    mean = b.op("Div", [total_sum, count], "mean")
+    conf = _confidence(b, mean, kind, num_classes)
+    if stage == num_stages - 1:
+        exits = alive
+    else:
+        above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
+        exits = b.op("And", [alive, b.op("And", [ok, above])], "exits")
+    empty = b.op("Not", [b.op("Greater", [b.op("Squeeze", [total_2d, one_axis], "total"), zero])], "empty")
+    argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
+    label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
+    conf_exit = b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")
+    b.op("Where", [exits, label_exit, ins["label"]], outputs=[outs["label_out"]])
+    b.op("Where", [exits, conf_exit, ins["conf"]], outputs=[outs["conf_out"]])
+    b.op("Where", [exits, b.const(int(stage), tp.INT32, "stage"), ins["exit_stage"]], outputs=[outs["exit_stage_out"]])
+    flagged = b.op("And", [alive, b.op("Not", [ok])], "flagged")
+    b.op("Where", [flagged, b.const(1, tp.INT32, "one_i"), ins["flag"]], outputs=[outs["flag_out"]])
+    alive_out = b.op("Xor", [alive, exits], outputs=[outs["alive_out"]])  # exits is a subset of alive
+    still = b.reduce("ReduceSum", b.op("Cast", [alive_out], to=tp.FLOAT), 0, 0, "num_alive")
+    b.op("Greater", [still, zero], outputs=[outs["any_alive"]])
+
+
+def append_mask_gate(
+    model: Any,
+    stage: int,
+    num_stages: int,
+    threshold: float,
+    kind: str = "max_prob",
+    *,
+    logits: str | None = None,
+    num_samples: int | str = "num_samples",
+    prefix: str = "gate.",
+) -> Any:
+    """Return a copy of ``model`` with one *mask* gate stage after its (N, C) logits.
+
+    The member runs on all N samples; ``alive`` [N] bool marks the samples still in the cascade
+    and only their state changes, so every shape is static (for TensorRT and other runtimes that
+    refuse data-dependent shapes). Inputs ``alive, prob_sum, label, conf, exit_stage, flag`` and
+    outputs ``prob_sum_out ... flag_out, alive_out, any_alive`` (a bool scalar) after ``prefix``;
+    the semantics are :func:`edge_committee.cascade.reference.gate_step` on the alive rows.
+    Standard ops only (opset >= 13).
+    """
+    onnx = require("onnx")
+    check_confidence_name(kind)
+    if not 0 <= stage < num_stages:
+        raise ValueError(f"stage {stage} is outside [0, {num_stages})")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    logits = logits or graph.output[0].name
+    info = _logits_info(graph, logits)
+    if info is None:
+        raise ValueError(f"the model has no tensor named {logits!r} (outputs: {[o.name for o in graph.output]})")
+    elem = info.type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+        raise ValueError(f"logits {logits!r} must be float32 or float16, got {onnx.TensorProto.DataType.Name(elem)}")
+    c_dim = _dim(info, 1) or "num_classes"
+    opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset < MIN_OPSET:
+        raise ValueError(f"the mask gate needs default-domain opset >= {MIN_OPSET}, the model has {opset}")
+    ins = {k: prefix + k for k in MASK_GATE_INPUTS}
+    outs = {k: prefix + k for k in MASK_GATE_OUTPUTS}
+    tp, mk = onnx.TensorProto, onnx.helper.make_tensor_value_info
+    types = {"alive": tp.BOOL, "prob_sum": tp.FLOAT, "label": tp.INT32, "conf": tp.FLOAT, "exit_stage": tp.INT32,
+             "flag": tp.INT32}
+    shape = {k: [num_samples, c_dim] if k == "prob_sum" else [num_samples] for k in types}
+    graph.input.extend([mk(ins[k], types[k], shape[k]) for k in MASK_GATE_INPUTS])
+    kept = [o for o in graph.output if o.name != logits]
+    del graph.output[:]
+    graph.output.extend(kept)
+    graph.output.extend([mk(outs[k + "_out"], types[k], shape[k]) for k in MASK_GATE_INPUTS[1:] + ("alive",)])
+    graph.output.append(mk(outs["any_alive"], tp.BOOL, []))
+    b = _Builder(onnx, prefix, opset)
+    _mask_gate(b, logits, elem == tp.FLOAT, stage, num_stages, threshold, kind,
+               c_dim if isinstance(c_dim, int) else None, ins, outs)
+    graph.node.extend(b.nodes)
+    graph.initializer.extend(b.initializers)
+    onnx.checker.check_model(out)
+    return out

@@ -17,19 +17,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edge_committee.bundle import MANIFEST, read_manifest
+from edge_committee.bundle import read_manifest
 from edge_committee.errors import EdgeCommitteeError
+from edge_committee.profile.views import member_view
 from edge_committee.runtime import CascadeModel
 
 LOG = logging.getLogger("edge_committee")
@@ -64,23 +62,6 @@ def contenders(manifest: dict) -> list[Contender]:
         roles.setdefault(best["name"], []).append("most accurate")
     out += [Contender(" & ".join(r), (name,)) for name, r in roles.items()]
     return out
-
-
-@contextlib.contextmanager
-def single_member_view(root: Path, manifest: dict, name: str) -> Iterator[Path]:
-    """A temporary bundle whose committee is member ``name`` alone (its file symlinked)."""
-    entry = next(m for m in manifest["members"] if m["name"] == name)
-    view = Path(tempfile.mkdtemp(prefix=f"ec-bench-{name}-"))
-    try:
-        (view / entry["file"]).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink((root / entry["file"]).resolve(), view / entry["file"])
-        doc = dict(manifest, members=[entry], files={entry["file"]: entry["sha256"]})
-        doc["cascade"] = {"kind": "single", "members": [name], "thresholds": [],
-                          "confidence": manifest["cascade"].get("confidence", "max_prob")}
-        (view / MANIFEST).write_text(json.dumps(doc), encoding="utf-8")
-        yield view
-    finally:
-        shutil.rmtree(view, ignore_errors=True)
 
 
 def _batches(images, batch: int, limit: int | None) -> list:
@@ -186,7 +167,7 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
     who = contenders(manifest)
     results = []
     with contextlib.ExitStack() as stack:
-        views = [root if c.role == "cascade" else stack.enter_context(single_member_view(root, manifest, c.members[0]))
+        views = [root if c.role == "cascade" else stack.enter_context(member_view(root, manifest, c.members))
                  for c in who]
         runtimes = [stack.enter_context(CascadeModel(v, backend=backend, threads=threads, verify=v is root, **options))
                   for v in views]  # CascadeModel is what edge_committee.load returns
@@ -201,7 +182,7 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
     return {
         "schema": "edge_committee.bench/1",
         "bundle": str(root), "backend": backend, "threads": threads,
-        "fingerprint": fingerprint(backend, threads) if backend in _member_backends() else {"backend": backend},
+        "fingerprint": fingerprint(backend, threads),
         "profile": profile["name"] if profile else None, "load_avg": list(os.getloadavg()), "warmup_batches": warmup,
         "images": int(len(images) if limit is None else min(limit, len(images))),
         "cascade": {k: manifest["cascade"].get(k) for k in ("members", "thresholds", "objective", "budget",
@@ -210,21 +191,14 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
     }
 
 
-def _member_backends() -> tuple[str, ...]:
-    from edge_committee.backend import MEMBER_BACKENDS
-
-    return tuple(MEMBER_BACKENDS)
-
-
 def device_profile(root: str | os.PathLike, manifest: dict, profile: str | None, backend: str,
                    threads: int | None) -> dict | None:
     """The profile for predictions: ``profile`` (a name in the bundle or a file), else this
     device's; None with a note when this device has none and none was given."""
     from edge_committee.profile.store import resolve_profile
 
-    member_backend = backend if backend in _member_backends() else "onnxrt"
     try:
-        return resolve_profile(root, manifest, profile, member_backend, threads)[1]
+        return resolve_profile(root, manifest, profile, backend, threads)[1]
     except EdgeCommitteeError as exc:
         if profile is not None:
             raise

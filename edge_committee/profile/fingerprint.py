@@ -2,8 +2,12 @@
 
 A profile holds only on the device, backend and thread count it was measured with, so those
 make its *key* (and its file name, ``profiles/<key>.json``): a bundle profiled on the build host
-and on a Jetson keeps both side by side. Library versions and clocks are recorded too but are not
-part of the key: a profile after an ONNX Runtime upgrade is still this device's, with a warning.
+and on a Jetson keeps both side by side. The device in the key is what the backend's factory
+reports (``device_info()``), else the host: the CPU, or the board on a Jetson
+(``/proc/device-tree/model``, which names the module and so its GPU). Library versions, clocks and
+the GPU a run used are recorded too but are not part of the key: the key must be known before
+anything runs (``select`` looks the profile up), and a profile after an ONNX Runtime upgrade is
+still this device's, with a warning.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import importlib.metadata
 import os
 import platform
 import re
+import sys
 from pathlib import Path
 
 #: packages whose versions a profile records (those that are installed)
@@ -70,15 +75,32 @@ def library_versions() -> dict[str, str]:
 
 
 def backend_device_info(backend: str) -> dict:
-    """What the member backend says about its device (GPU name, SM...); {} for the CPU."""
-    from edge_committee.backend import MEMBER_BACKENDS, unknown_backend
+    """What the backend's factory says about its device (``device_info()``: GPU name, SM...; a
+    member runner class has it, ``{}`` for the CPU); {} when the factory says nothing."""
+    from edge_committee.backend import CASCADE_BACKENDS, MEMBER_BACKENDS, unknown_backend
 
-    if backend not in MEMBER_BACKENDS:
+    entry = MEMBER_BACKENDS.get(backend) or CASCADE_BACKENDS.get(backend)
+    if entry is None:
         raise unknown_backend(backend)
-    module, _, attr = MEMBER_BACKENDS[backend].partition(":")
+    module, _, attr = entry.partition(":")
     factory = getattr(importlib.import_module(module), attr)
     info = getattr(factory, "device_info", None)
     return dict(info()) if callable(info) else {}
+
+
+def cuda_device_in_use() -> dict:
+    """The GPU this process has used through PyTorch (name, SM, memory), or {}: recorded after a
+    GPU backend ran, without starting CUDA otherwise."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is None or not torch.cuda.is_initialized():
+            return {}
+        i = torch.cuda.current_device()
+        p = torch.cuda.get_device_properties(i)
+        return {"name": p.name, "sm": f"{p.major}.{p.minor}", "memory_mib": p.total_memory // 2**20,
+                "multiprocessors": p.multi_processor_count}
+    except (RuntimeError, AssertionError, AttributeError):  # a half-working CUDA: the fingerprint goes without it
+        return {}
 
 
 def fingerprint(backend: str, threads: int | None, gate: str | None = None) -> dict:
@@ -91,6 +113,7 @@ def fingerprint(backend: str, threads: int | None, gate: str | None = None) -> d
         "cores": usable_cores(),
         "clocks": cpu_clocks_mhz(),
         "device": device,
+        "gpu": cuda_device_in_use(),
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",
         "gate": gate,

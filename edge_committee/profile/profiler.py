@@ -1,12 +1,17 @@
 """Measure a bundle on this device: every member variant and the runtime's own overhead.
 
-Members run through the member-backend registry (:func:`edge_committee.backend.runner_for`), so
-every member backend (ONNX Runtime now; GPU and TensorRT runners later) is profiled the same way.
-For each member and batch size the profiler times **one stage as the runtime runs it**: calls of
-the host loop (:class:`edge_committee.runtime.cascade.HostLoop`) with that member alone on
-consecutive batches of raw images (``stage``: gather, preprocessing, inference, gate, and the
-call's own work), and the member's inference inside those calls (``batches``: the runner's timing,
-plus the device compute time where the runner reports one).
+For each member and batch size the profiler times **one stage as the runtime runs it**:
+
+- with a *member* backend (:func:`edge_committee.backend.runner_for`; ``onnxrt``): calls of the
+  host loop (:class:`edge_committee.runtime.cascade.HostLoop`) with that member alone on
+  consecutive batches of raw images (``stage``: gather, preprocessing, inference, gate, and the
+  call's own work), and the member's inference inside those calls (``batches``: the runner's
+  timing, plus the device compute time where the runner reports one);
+- with a *cascade* backend (``onnxrt-fused``, ``torch-cuda``, ``tensorrt``...): calls of the
+  facade (:class:`edge_committee.runtime.CascadeModel`) on a view of the bundle with that member
+  alone (``stage``; such a backend does not time a member apart, so ``batches`` repeats it).
+
+So every backend registered now or later is profiled the same way, with nothing of its own.
 
 The runtime's overhead is also timed apart, per batch size, each part in a loop of its own:
 
@@ -107,6 +112,26 @@ def _member_timings(backend: str, root: Path, entry: dict, batches: Sequence[int
             out["stage"][str(b)] = Timing.from_samples(wall, stable).to_dict()
             member = np.asarray(read["member"] or wall)  # a runner that does not time itself: the stage
             out["batches"][str(b)] = Timing.from_samples(member, stable, read["compute"]).to_dict()
+            tick()
+    return out
+
+
+def _facade_timings(backend: str, root: Path, manifest: dict, entry: dict, batches: Sequence[int],
+                    images: np.ndarray, threads: int | None, cfg: TimingConfig, tick: Callable[[], None],
+                    options: dict) -> dict:
+    """The member's stage through a *cascade* backend (fused ONNX, CUDA graph, TensorRT): calls of the
+    facade on a view of the bundle with that member alone. Such a backend does not time a member
+    apart, so ``batches`` repeats ``stage``."""
+    from edge_committee.profile.views import member_view
+    from edge_committee.runtime import CascadeModel
+
+    out: dict = {"batches": {}, "stage": {}}
+    with member_view(root, manifest, [entry["name"]]) as view, \
+            CascadeModel(view, backend=backend, threads=threads, verify=False, **options) as model:
+        for b in batches:
+            x = images[:b]
+            model.predict(x)  # a first call may build or capture for this size: not a warm-up to time
+            out["stage"][str(b)] = out["batches"][str(b)] = time_call(partial(model.predict, x), cfg).to_dict()
             tick()
     return out
 
@@ -214,7 +239,7 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
     ``cascade.confidence`` if known): what a build with a latency budget runs before selecting."""
     from edge_committee.runtime.cascade import _gate_step_fn
 
-    _check_member_backend(backend)
+    cascade_backend = _is_cascade_backend(backend)
     timing = timing or DEFAULT_TIMING
     batches = parse_batches(batch_sizes)
     entries = _member_entries(manifest, members)
@@ -226,8 +251,12 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
     try:
         context = (_gate_step_fn(gate)[0], (manifest.get("cascade") or {}).get("confidence", "max_prob"),
                    list(manifest["labels"]))
-        timed = {m["name"]: _member_timings(backend, root, m, batches, raw, threads, timing, tick, options, context)
-                 for m in entries}
+        if cascade_backend:
+            timed = {m["name"]: _facade_timings(backend, root, manifest, m, batches, raw, threads, timing, tick,
+                                                options) for m in entries}
+        else:
+            timed = {m["name"]: _member_timings(backend, root, m, batches, raw, threads, timing, tick, options,
+                                                context) for m in entries}
         overhead = _overhead_timings(manifest, entries, batches, raw, gate, timing, tick)
     finally:
         close()
@@ -248,17 +277,12 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
     return check_profile(doc, "the new profile")
 
 
-def _check_member_backend(backend: str) -> None:
+def _is_cascade_backend(backend: str) -> bool:
     from edge_committee.backend import CASCADE_BACKENDS, MEMBER_BACKENDS, unknown_backend
 
-    if backend in CASCADE_BACKENDS:
-        raise EdgeCommitteeError(
-            f"backend {backend!r} runs whole cascades, and profile times members one by one; profile with a "
-            f"member backend ({', '.join(MEMBER_BACKENDS)}) and time {backend!r} end to end with: "
-            f"edge-committee bench BUNDLE --backend {backend}"
-        )
-    if backend not in MEMBER_BACKENDS:
+    if backend not in MEMBER_BACKENDS and backend not in CASCADE_BACKENDS:
         raise unknown_backend(backend)
+    return backend in CASCADE_BACKENDS
 
 
 def _member_entries(manifest: dict, names: Sequence[str] | None) -> list[dict]:

@@ -26,10 +26,10 @@ class Prediction:
     """What the cascade says about each of N samples."""
 
     labels: np.ndarray  #: (N,) int32 class index (-1 if no member gave finite logits)
-    probs: np.ndarray  #: (N, C) float32 mean probabilities at the exit stage
+    probs: np.ndarray  #: (N, C) float32 mean probabilities at the exit stage (over the members with finite logits)
     confidence: np.ndarray  #: (N,) float32
     exit_stage: np.ndarray  #: (N,) int32, 0-based index into :attr:`CascadeModel.members`
-    flags: np.ndarray  #: (N,) int32, 1 where some member gave non-finite logits
+    flags: np.ndarray  #: (N,) int32, 1 where some member gave non-finite logits (left out of the mean)
     label_names: list[str]
 
     def names(self) -> list[str]:
@@ -95,9 +95,7 @@ class HostLoop(Executor):
             logits = runner.infer(pp(subset))
             t = self.thresholds[k] if k < k_total - 1 else float("inf")
             self.gate_step(state, logits, k, k_total, t, self.confidence)
-        stages = np.maximum(state.exit_stage, 0) + 1
-        return Prediction(state.label, state.mean_probs(stages), state.conf, state.exit_stage,
-                          state.flag, self.labels)
+        return Prediction(state.label, state.mean_probs(), state.conf, state.exit_stage, state.flag, self.labels)
 
 
 class CascadeModel:
@@ -164,9 +162,17 @@ class CascadeModel:
         self._active = False
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
-        """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays."""
+        """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays.
+
+        A device backend (``torch-cuda``) also takes a uint8 CUDA tensor and returns CUDA tensors.
+        """
         if not self._active:
             self.__enter__()
+        if hasattr(images, "__cuda_array_interface__"):  # a CUDA tensor: only a device executor takes it
+            if not getattr(self.executor, "accepts_device_arrays", False):
+                raise EdgeCommitteeError(f"backend {self.backend!r} takes uint8 images in host memory; pass "
+                                         "images.cpu().numpy(), or load the bundle with backend='torch-cuda'")
+            return self.executor.run(images)
         return self.executor.run(_as_batch(images))
 
 
@@ -185,11 +191,17 @@ def _as_batch(images) -> np.ndarray | list[np.ndarray]:
             raise EdgeCommitteeError(
                 f"predict expects images of shape (N, H, W) or (N, H, W, 1|3); got {images.shape}"
             )
+        if images.shape[0] and 0 in images.shape[1:3]:
+            raise EdgeCommitteeError(f"predict got empty images of shape {images.shape}: height and width must be > 0")
         return images
     out = []
     for i, im in enumerate(images):
         im = np.asarray(im)
-        if im.dtype != np.uint8 or im.ndim not in (2, 3):
-            raise EdgeCommitteeError(f"image {i}: expected uint8 (H, W[, C]); got {im.dtype} {im.shape}")
+        if im.dtype != np.uint8 or im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[-1] not in (1, 3)):
+            raise EdgeCommitteeError(
+                f"image {i}: expected uint8 (H, W), (H, W, 1) or (H, W, 3); got {im.dtype} {im.shape}"
+            )
+        if 0 in im.shape[:2]:
+            raise EdgeCommitteeError(f"image {i}: empty image of shape {im.shape}; height and width must be > 0")
         out.append(im[..., None] if im.ndim == 2 else im)
     return out

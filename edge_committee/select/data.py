@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import reprlib
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -223,6 +224,10 @@ class CostProfile:
     costs: dict[str, float]
 
 
+#: A latency profile is a few hundred bytes; anything near this is not one.
+_MAX_PROFILE_BYTES = 16 << 20
+
+
 def load_profile(path: str | os.PathLike) -> CostProfile:
     """Read a latency profile.
 
@@ -233,21 +238,32 @@ def load_profile(path: str | os.PathLike) -> CostProfile:
     ``unit`` is a free-form string used in reports (default ``"ms"`` when absent); every latency
     must be a positive number. Use it with ``data.with_costs(profile.costs, profile.unit)``.
     """
+    where = f"the cost profile {os.fspath(path)!r}"
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            doc = json.loads(f.read(_MAX_PROFILE_BYTES + 1))
     except OSError as exc:
-        raise EdgeCommitteeError(f"cannot read the cost profile {os.fspath(path)!r}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise EdgeCommitteeError(f"the cost profile {os.fspath(path)!r} is not JSON: {exc}") from None
+        raise EdgeCommitteeError(f"cannot read {where}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, too deep
+        raise EdgeCommitteeError(f"{where} is not JSON: {str(exc)[:200]}") from None
     members = doc.get("members") if isinstance(doc, dict) else None
     if not isinstance(members, dict) or not members:
         raise EdgeCommitteeError(
-            f"the cost profile {os.fspath(path)!r} needs a non-empty object 'members': "
+            f"{where} needs a non-empty object 'members': "
             '{"unit": "ms", "members": {"<member>": <latency>}}'
         )
-    costs = {str(k): SelectionData._check_cost(str(k), v) for k, v in members.items()}
-    return CostProfile(unit=str(doc.get("unit", "ms")), costs=costs)
+    unit = doc.get("unit", "ms")
+    if not isinstance(unit, str) or not 0 < len(unit) <= 32 or not unit.isprintable():
+        raise EdgeCommitteeError(f"{where}: unit must be a short name such as \"ms\", got {reprlib.repr(unit)}")
+    costs = {}
+    for name, value in members.items():
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        if not ok:
+            raise EdgeCommitteeError(
+                f"{where}: member {reprlib.repr(name)}: cost must be a positive number, got {reprlib.repr(value)}"
+            )
+        costs[name] = float(value)
+    return CostProfile(unit=unit, costs=costs)
 
 
 def load_outputs_npz(

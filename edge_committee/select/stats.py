@@ -7,7 +7,8 @@ in O(N*C). Selection computes each prefix once and shares it across every sequen
 with it.
 
 The arithmetic follows :func:`edge_committee.cascade.reference.gate_step` step by step (float32
-softmax of the finite rows, float32 running sum, mean = sum / (k+1), confidence of the mean,
+softmax of the finite rows, float32 running sum, mean = sum / n with n the stages whose logits were
+finite (at least 1; the reference's rounded row sum, counted here), confidence of the mean,
 argmax with ties to the lowest class, label -1 when no stage contributed), so confidences and
 labels are bit-identical to :func:`~edge_committee.cascade.reference.run_cascade`.
 """
@@ -32,6 +33,7 @@ class StageStats:
     label: np.ndarray  #: (N,) int64 prediction of the running mean, -1 if nothing contributed
     contributed: np.ndarray  #: (N,) bool, some stage so far had finite logits for the sample
     correct: np.ndarray  #: (N,) bool, label == target (true label or reference label)
+    count: np.ndarray | None = None  #: (N,) float32 stages so far with finite logits (the mean's divisor)
 
 
 class SplitOutputs:
@@ -63,15 +65,18 @@ class SplitOutputs:
         ok = self.ok[name]
         if prev is None:
             prob_sum, contributed = self.probs[name], ok  # 0 + p = p and p / 1 = p exactly
+            count = ok.astype(np.float32)
             mean = prob_sum
         else:
             prob_sum, contributed = prev.prob_sum + self.probs[name], prev.contributed | ok
-            mean = np.divide(prob_sum, np.float32(stage + 1), out=self._mean)
+            # stages with non-finite logits do not count: the reference's contributions(prob_sum)
+            count = prev.count + ok
+            mean = np.divide(prob_sum, np.maximum(count, np.float32(1))[:, None], out=self._mean)
         conf = reference.confidence(mean, self.kind)
         # a sum of softmax rows is > 0 exactly when some stage contributed (the reference's test)
         label = np.where(contributed, mean.argmax(axis=-1), -1).astype(np.int64)
         correct = np.zeros(self.num_samples, bool) if self.target is None else label == self.target
-        return StageStats(prob_sum, conf, ok, label, contributed, correct)
+        return StageStats(prob_sum, conf, ok, label, contributed, correct, count)
 
     def sequence(self, names: Sequence[str]) -> list[StageStats]:
         """The states after each stage of the member sequence ``names``."""

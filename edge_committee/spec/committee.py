@@ -24,7 +24,15 @@
     export: {opset: 17, parity_tolerance: 1.0e-4}
 
 Relative paths are resolved against the spec file's folder. Every error names the key, the
-value and what is allowed (:class:`~edge_committee.errors.SpecError`).
+value (shortened) and what is allowed (:class:`~edge_committee.errors.SpecError`).
+
+**A spec is trusted code.** A ``torch`` member's factory is imported and called, so a spec can
+run anything its factory file or module does: build only specs you would run as a script.
+What a spec cannot do by itself: name a standard-library callable as a factory (``os:system``,
+``subprocess:run``, ``builtins:exec`` are refused before anything runs), unpickle weights
+(``weights_only=True``, ``.safetensors``), or use YAML tags that build objects (safe loading).
+A spec is at most 4 MiB, expands to at most 100,000 YAML nodes (alias bombs are refused before
+they are built), and may not repeat a key.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import reprlib
+import sys
+import sysconfig
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,7 +54,27 @@ from edge_committee.spec.preprocess import Preprocessing
 
 BUDGET_KINDS = ("worst", "mean")
 PRECISIONS = ("fp32", "fp16", "int8", "auto")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Member names: file-name safe, at most 100 characters (a bundle file is ``<name>.<precision>.onnx``).
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+#: The precision variants of member ``x`` are named ``x.fp16``, ``x.int8``: a spec name may not look like one.
+PRECISION_SUFFIXES = (".fp32", ".fp16", ".int8")
+MAX_SPEC_BYTES = 4 << 20
+#: YAML nodes a spec may expand to, aliases counted at every use (an alias bomb expands to 10**9).
+MAX_SPEC_NODES = 100_000
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = _SHORT.maxset = 6
+_SHORT.maxlevel = 3
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, shortened: an error message never grows with the value (a huge list, an alias bomb)."""
+    return _SHORT.repr(value)
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" for c in text)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,11 +141,11 @@ class CommitteeSpec:
 # ---------------------------------------------------------------------------------- helpers
 def _check_keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...] = ()) -> dict:
     if not isinstance(d, Mapping):
-        raise SpecError(f"{where}: expected a mapping, got {type(d).__name__} ({d!r})")
+        raise SpecError(f"{where}: expected a mapping, got {type(d).__name__} ({_short(d)})")
     unknown = sorted(set(d) - allowed)
     if unknown:
         raise SpecError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(allowed))}"
+            f"{where}: unknown key {_short(unknown[0])}; allowed keys: {', '.join(sorted(allowed))}"
         )
     for key in required:
         if key not in d:
@@ -123,7 +155,7 @@ def _check_keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...]
 
 def _choice(value: Any, allowed: tuple, where: str) -> Any:
     if value not in allowed:
-        raise SpecError(f"{where}: {value!r} is not allowed; use one of {', '.join(map(str, allowed))}")
+        raise SpecError(f"{where}: {_short(value)} is not allowed; use one of {', '.join(map(str, allowed))}")
     return value
 
 
@@ -133,13 +165,13 @@ def _number(value: Any, where: str, positive: bool = True, integer: bool = False
         ok = ok and float(value).is_integer()
     if not ok or (positive and value <= 0):
         kind = "a positive integer" if integer else "a positive number" if positive else "a number"
-        raise SpecError(f"{where}: {value!r} must be {kind}")
+        raise SpecError(f"{where}: {_short(value)} must be {kind}")
     return int(value) if integer else float(value)
 
 
 def _file(value: Any, base: Path, where: str) -> Path:
     if not isinstance(value, str) or not value:
-        raise SpecError(f"{where}: {value!r} must be a file path")
+        raise SpecError(f"{where}: {_short(value)} must be a file path")
     p = Path(os.path.expanduser(value))
     p = p if p.is_absolute() else base / p
     if not p.is_file():
@@ -158,10 +190,16 @@ def _labels(raw: Mapping[str, Any], base: Path) -> tuple[str, ...]:
     else:
         raise SpecError("missing required key 'labels' (the class names, in output order)")
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
-        raise SpecError(f"labels: {labels!r} must be a list of at least 2 class names (strings)")
+        raise SpecError(f"labels: {_short(labels)} must be a list of at least 2 class names (strings)")
+    for i, label in enumerate(labels):
+        if _has_control(label):
+            raise SpecError(f"labels[{i}]: {_short(label)} holds a control character; class names must be "
+                            "printable text")
+        if not label or len(label) > 1000:
+            raise SpecError(f"labels[{i}]: {_short(label)} must be 1 to 1000 characters")
     if len(set(labels)) != len(labels):
         dup = next(x for x in labels if labels.count(x) > 1)
-        raise SpecError(f"labels: {dup!r} appears more than once")
+        raise SpecError(f"labels: {_short(dup)} appears more than once")
     return tuple(labels)
 
 
@@ -170,10 +208,17 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
     d = _check_keys(raw, {"name", "onnx", "torch", "preprocessing", "labels"}, where,
                     ("name", "preprocessing"))
     name = d["name"]
+    if isinstance(name, str) and len(name) > 100:
+        raise SpecError(f"{where}.name: {_short(name)} is {len(name)} characters; use at most 100 characters")
     if not isinstance(name, str) or not _NAME.match(name):
         raise SpecError(
-            f"{where}.name: {name!r} must start with a letter or digit and use only letters, "
+            f"{where}.name: {_short(name)} must start with a letter or digit and use only letters, "
             "digits, '_', '.' and '-'"
+        )
+    if name.endswith(PRECISION_SUFFIXES):
+        raise SpecError(
+            f"{where}.name: {name!r} must not end in .fp32, .fp16 or .int8: those name the precision "
+            f"variants of a member (the FP16 variant of {name.rsplit('.', 1)[0]!r} is {name!r}); rename it"
         )
     where = f"members[{i}] ({name})"
     pp = Preprocessing.from_dict(d["preprocessing"], f"{where}.preprocessing")
@@ -184,7 +229,7 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
         member_labels = tuple(d["labels"]) if isinstance(d["labels"], list) else None
         if member_labels != labels:
             raise SpecError(
-                f"{where}.labels: {d['labels']!r} differ from the committee's labels {list(labels)!r}; "
+                f"{where}.labels: {_short(d['labels'])} differ from the committee's labels {_short(list(labels))}; "
                 "all members must share one label set in the same order"
             )
     if "onnx" in d:
@@ -193,14 +238,16 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
     factory = t["factory"]
     if not isinstance(factory, str) or ":" not in factory:
         raise SpecError(
-            f"{where}.torch.factory: {factory!r} must be 'file.py:function' or 'package.module:function'"
+            f"{where}.torch.factory: {_short(factory)} must be 'file.py:function' or 'package.module:function'"
         )
     file_part = factory.rsplit(":", 1)[0]
     if file_part.endswith(".py"):
-        _file(file_part, base, f"{where}.torch.factory")
+        _check_not_stdlib_file(_file(file_part, base, f"{where}.torch.factory"), factory, f"{where}.torch.factory")
+    else:
+        _check_not_stdlib_module(file_part, factory, f"{where}.torch.factory")
     kwargs = t.get("kwargs") or {}
     if not isinstance(kwargs, Mapping):
-        raise SpecError(f"{where}.torch.kwargs: {kwargs!r} must be a mapping")
+        raise SpecError(f"{where}.torch.kwargs: {_short(kwargs)} must be a mapping")
     weights = _file(t["weights"], base, f"{where}.torch.weights")
     if weights.suffix not in (".safetensors", ".pt", ".pth", ".bin"):
         raise SpecError(
@@ -208,6 +255,28 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
             "(.pt/.pth/.bin, loaded with weights_only=True)"
         )
     return MemberSpec(name, pp, factory=factory, kwargs=dict(kwargs), weights=weights, labels=member_labels)
+
+
+_STDLIB_REFUSAL = ("is in the standard library; a factory must be your own code that builds a model (a spec "
+                   "is trusted code, but a standard-library callable such as os:system or subprocess:run is "
+                   "refused before anything runs)")
+
+
+def _check_not_stdlib_module(module: str, factory: str, where: str) -> None:
+    """Refuse ``module:callable`` factories from the standard library (``os:system`` runs a shell command)."""
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names or top.startswith("__"):
+        raise SpecError(f"{where}: {factory!r}: module {top!r} {_STDLIB_REFUSAL}")
+
+
+def _check_not_stdlib_file(path: Path, factory: str, where: str) -> None:
+    """Refuse a factory file that is a standard-library module (``/usr/lib/python3/os.py:system``)."""
+    real = Path(os.path.realpath(path))
+    for key in ("stdlib", "platstdlib"):
+        lib = sysconfig.get_paths().get(key)
+        if lib and Path(os.path.realpath(lib)) in real.parents and "site-packages" not in real.parts \
+                and "dist-packages" not in real.parts:
+            raise SpecError(f"{where}: {factory!r}: {real} {_STDLIB_REFUSAL}")
 
 
 def _data(raw: Any) -> dict:
@@ -218,7 +287,7 @@ def _data(raw: Any) -> dict:
         _choice(cfg["format"], FORMATS, f"data.{split}.format")
         for key in ("start", "stop"):
             if key in cfg and not (isinstance(cfg[key], int) and not isinstance(cfg[key], bool)):
-                raise SpecError(f"data.{split}.{key}: {cfg[key]!r} must be an integer")
+                raise SpecError(f"data.{split}.{key}: {_short(cfg[key])} must be an integer")
         d[split] = cfg
     return d
 
@@ -247,6 +316,10 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
            "evaluation", "export", "precision", "calibration"}
     d = _check_keys(raw, top, "spec", ("members", "data"))
     name = d.get("name", source.stem if source else "committee")
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise SpecError(f"name: {_short(name)} must be a name of 1 to 200 characters")
+    if _has_control(name):
+        raise SpecError(f"name: {_short(name)} holds a control character; use printable text")
     labels = _labels(d, base_dir)
     members_raw = d["members"]
     if not isinstance(members_raw, list) or not members_raw:
@@ -292,20 +365,120 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
 
 
 def load_spec(path: str | os.PathLike) -> CommitteeSpec:
-    """Read and validate a committee spec YAML file."""
-    from edge_committee._lazy import require
-
-    yaml = require("yaml")
+    """Read and validate a committee spec YAML file (see the module doc for its limits)."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file not found: {path}")
+    size = path.stat().st_size
+    if size > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: {size} bytes is too large for a spec (at most {MAX_SPEC_BYTES}); "
+                        "put long label lists in a labels_file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" (line {line + 1})" if line is not None else ""
-        raise SpecError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        raw = _load_yaml(path.read_text(encoding="utf-8"), path)
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         return spec_from_dict(raw, path.resolve().parent, source=path)
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` plus: duplicate keys refused, expansion capped, nesting errors as one line."""
+    from edge_committee._lazy import require
+
+    yaml = require("yaml")
+    try:
+        loader = _spec_loader(yaml)(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" (line {line + 1})" if line is not None else ""
+        raise SpecError(f"{path}: not valid YAML{at}: {_short_text(getattr(exc, 'problem', None) or exc)}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: YAML nested too deeply to be a spec") from None
+
+
+def _short_text(x: Any) -> str:
+    text = str(x)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+_LOADER: dict = {}
+
+
+def _spec_loader(yaml):
+    """A ``yaml.SafeLoader`` subclass that refuses duplicate keys and alias bombs (built once)."""
+    if "cls" in _LOADER:
+        return _LOADER["cls"]
+    from yaml.constructor import ConstructorError
+    from yaml.nodes import MappingNode, SequenceNode
+
+    class SpecLoader(yaml.SafeLoader):
+        def get_single_node(self):
+            node = super().get_single_node()
+            if node is not None:
+                _check_expansion(node, MappingNode, SequenceNode, ConstructorError)
+            return node
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, MappingNode):
+                seen: dict = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # '<<' merges; explicit keys may override what it brings
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:
+                        continue  # unhashable: the base class reports it
+                    if first is not None:
+                        raise ConstructorError(
+                            "while constructing a mapping", node.start_mark,
+                            f"found duplicate key {_short(key)} (first at line {first.line + 1}); "
+                            "each key may appear once", key_node.start_mark)
+                    seen[key] = key_node.start_mark
+            return super().construct_mapping(node, deep=deep)
+
+    _LOADER["cls"] = SpecLoader
+    return SpecLoader
+
+
+def _check_expansion(root, mapping_node, sequence_node, error) -> None:
+    """Raise ``error`` if the node graph expands to more than MAX_SPEC_NODES nodes or is recursive.
+
+    An alias is the same node object as its anchor, so sizes are memoized per node: the walk costs
+    the number of distinct nodes, while the count is what a full expansion (a repr) would visit.
+    """
+    size: dict[int, int] = {}
+    visiting: set[int] = set()
+    stack = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in size:
+            continue
+        if isinstance(node, mapping_node):
+            children = [c for pair in node.value for c in pair]
+        elif isinstance(node, sequence_node):
+            children = list(node.value)
+        else:
+            children = []
+        if not children_done:
+            if id(node) in visiting:
+                raise error(None, None, "found a recursive alias (an anchor used inside itself)", node.start_mark)
+            visiting.add(id(node))
+            stack.append((node, True))
+            for c in children:
+                if id(c) in visiting and id(c) not in size:
+                    raise error(None, None, "found a recursive alias (an anchor used inside itself)", c.start_mark)
+                stack.append((c, False))
+            continue
+        visiting.discard(id(node))
+        total = 1 + sum(size[id(c)] for c in children)
+        if total > MAX_SPEC_NODES:
+            raise error(None, None, f"the aliases expand to more than {MAX_SPEC_NODES} values (an alias bomb?); "
+                        "write the values out", node.start_mark)
+        size[id(node)] = total

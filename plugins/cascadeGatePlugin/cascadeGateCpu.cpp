@@ -88,7 +88,7 @@ void addSoftmax(float const* x, float* ps, int32_t numClasses) noexcept
     }
 }
 
-//! Summary of the running mean q = ps / (stage + 1) of one row.
+//! Summary of the running mean q = ps / n of one row, n = the stages that contributed (see contributions).
 struct RowSummary
 {
     float top1{-std::numeric_limits<float>::infinity()};
@@ -97,6 +97,29 @@ struct RowSummary
     double total{0.0};      //!< sum of ps (> 0 iff some stage contributed)
     double negEntropy{0.0}; //!< sum of q log q over q > 0
 };
+
+//! Sum of one probSum row, in double.
+double rowTotal(float const* ps, int32_t numClasses) noexcept
+{
+    double total = 0.0;
+    for (int32_t j = 0; j < numClasses; ++j)
+    {
+        total += static_cast<double>(ps[j]);
+    }
+    return total;
+}
+
+//!
+//! \brief The number of stages that contributed to a row, at least 1, from its sum.
+//!
+//! Each contributing stage added one softmax row summing to 1, so the rounded sum counts them
+//! (reference.contributions); a stage whose logits were non-finite added nothing and does not count.
+//!
+float contributions(double total) noexcept
+{
+    double const n = std::nearbyint(total);
+    return static_cast<float>(n < 1.0 ? 1.0 : n);
+}
 
 RowSummary summarize(float const* ps, int32_t numClasses, float divisor, bool wantEntropy) noexcept
 {
@@ -152,7 +175,6 @@ char const* cascadeGateCpu(GateParams const& p) noexcept
             }
         }
         bool const last = p.stage == p.numStages - 1;
-        float const divisor = static_cast<float>(p.stage + 1);
         bool const wantEntropy = p.confidence == ConfidenceKind::kNEG_ENTROPY;
         std::vector<float> x(static_cast<size_t>(p.numClasses));
         int32_t count = 0;
@@ -174,6 +196,7 @@ char const* cascadeGateCpu(GateParams const& p) noexcept
             {
                 p.flag[orig] = 1; // contributes nothing, never exits early
             }
+            float const divisor = contributions(rowTotal(ps, p.numClasses));
             RowSummary const s = summarize(ps, p.numClasses, divisor, wantEntropy);
             float const c = confidenceOf(s, p.confidence, p.numClasses);
             bool const exits = last || (finite && c >= p.threshold);

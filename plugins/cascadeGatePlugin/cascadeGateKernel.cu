@@ -3,8 +3,9 @@
  *
  * Numerics follow edge_committee/cascade/reference.py: softmax with the exact row max subtracted,
  * p = exp(x - max) / sum in float32 (IEEE division, accurate expf; do not build with fast math),
- * the confidence of the running mean q = probSum / (stage + 1) computed by IEEE division,
- * argmax ties to the lowest class index.
+ * the confidence of the running mean q = probSum / n computed by IEEE division, where n is the number of
+ * stages that contributed to the sample (round(sum(probSum row)), at least 1: a stage with non-finite
+ * logits adds nothing and is not counted), argmax ties to the lowest class index.
  */
 #include "cascadeGateKernel.h"
 
@@ -196,12 +197,18 @@ struct RowSummary
     float entropy; //!< sum of q log q over q > 0 (neg_entropy only)
 };
 
+//! The number of stages that contributed to a row (at least 1) from its warp-reduced sum: each
+//! contributing stage added one softmax row summing to 1 (reference.contributions).
+__device__ inline float contributions(float total)
+{
+    return fmaxf(rintf(total), 1.F);
+}
+
 //! Per-lane accumulation of one updated probSum element into the summary of q = a / divisor.
 __device__ inline void summarize(RowSummary& r, float a, int32_t j, float divisor, bool wantEntropy)
 {
     float const q = a / divisor;
     top2Push(r.top, q, j);
-    r.total += a;
     if (wantEntropy && q > 0.F)
     {
         r.entropy += q * logf(q);
@@ -211,7 +218,6 @@ __device__ inline void summarize(RowSummary& r, float a, int32_t j, float diviso
 __device__ inline void reduceSummary(RowSummary& r, bool wantEntropy)
 {
     r.top = warpTop2(r.top);
-    r.total = warpSum(r.total);
     if (wantEntropy)
     {
         r.entropy = warpSum(r.entropy);
@@ -315,7 +321,6 @@ __device__ bool processRowCached(GateParams const& p, int32_t row, int32_t orig,
         s = warpSum(s);
     }
 
-    float const divisor = static_cast<float>(p.stage + 1);
     bool const wantEntropy = p.confidence == ConfidenceKind::kNEG_ENTROPY;
     RowSummary r{finite, Top2{-INFINITY, -INFINITY, INT_MAX}, 0.F, 0.F};
 #pragma unroll
@@ -336,6 +341,21 @@ __device__ bool processRowCached(GateParams const& p, int32_t row, int32_t orig,
 #pragma unroll
             for (int32_t e = 0; e < kVEC; ++e)
             {
+                r.total += a[k][e];
+            }
+        }
+    }
+    r.total = warpSum(r.total);
+    float const divisor = contributions(r.total); // the stages that contributed, this one included if finite
+#pragma unroll
+    for (int32_t k = 0; k < kCHUNKS; ++k)
+    {
+        int32_t const j = first + k * kSTRIDE;
+        if (j < numClasses)
+        {
+#pragma unroll
+            for (int32_t e = 0; e < kVEC; ++e)
+            {
                 summarize(r, a[k][e], j + e, divisor, wantEntropy);
             }
         }
@@ -345,7 +365,8 @@ __device__ bool processRowCached(GateParams const& p, int32_t row, int32_t orig,
 }
 
 //!
-//! \brief One warp, one row of any length: three passes over the logits (the later ones hit L1/L2).
+//! \brief One warp, one row of any length: three passes over the logits and a fourth over probSum
+//! (the later ones hit L1/L2).
 //!
 template <typename T, int32_t kVEC>
 __device__ bool processRowStreaming(GateParams const& p, int32_t row, int32_t orig, int32_t lane)
@@ -394,8 +415,7 @@ __device__ bool processRowStreaming(GateParams const& p, int32_t row, int32_t or
         s = warpSum(s);
     }
 
-    // Pass 3: accumulate into probSum, summarise the running mean q = probSum / (stage + 1).
-    float const divisor = static_cast<float>(p.stage + 1);
+    // Pass 3: accumulate into probSum and sum the row (to count the stages that contributed).
     bool const wantEntropy = p.confidence == ConfidenceKind::kNEG_ENTROPY;
     RowSummary r{finite, Top2{-INFINITY, -INFINITY, INT_MAX}, 0.F, 0.F};
 #pragma unroll 4
@@ -414,6 +434,21 @@ __device__ bool processRowStreaming(GateParams const& p, int32_t row, int32_t or
             }
             ProbsIO<kVEC>::store(ps, j, a);
         }
+#pragma unroll
+        for (int32_t e = 0; e < kVEC; ++e)
+        {
+            r.total += a[e];
+        }
+    }
+    r.total = warpSum(r.total);
+
+    // Pass 4: summarise the running mean q = probSum / n (each lane re-reads what it wrote; L1 hits).
+    float const divisor = contributions(r.total);
+#pragma unroll 4
+    for (int32_t j = first; j < numClasses; j += kSTRIDE)
+    {
+        float a[kVEC];
+        ProbsIO<kVEC>::load(ps, j, a);
 #pragma unroll
         for (int32_t e = 0; e < kVEC; ++e)
         {

@@ -210,3 +210,58 @@ def test_importing_the_package_does_not_import_onnx_or_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------- shapes that only a run can tell
+def _same_pad_conv_model(h: int = 17, w: int = 23):
+    """x -> Pad(pads computed from Shape(x) with Div+Ceil, TF 'same') -> Conv 3x3 stride 2 -> Flatten."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, s = 3, 2
+    c = lambda name, v, dt=np.int64: numpy_helper.from_array(np.asarray(v, dt), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shp"]),
+        helper.make_node("Slice", ["shp", "two", "four"], ["hw"]),
+        helper.make_node("Cast", ["hw"], ["hwf"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["hwf", "sf"], ["q"]),
+        helper.make_node("Ceil", ["q"], ["oh"]),
+        helper.make_node("Cast", ["oh"], ["ohi"], to=TensorProto.INT64),
+        helper.make_node("Sub", ["ohi", "one"], ["o1"]),
+        helper.make_node("Mul", ["o1", "si"], ["o2"]),
+        helper.make_node("Add", ["o2", "ki"], ["o3"]),
+        helper.make_node("Sub", ["o3", "hw"], ["o4"]),
+        helper.make_node("Max", ["o4", "zero"], ["pad"]),
+        helper.make_node("Div", ["pad", "twoi"], ["lo"]),
+        helper.make_node("Sub", ["pad", "lo"], ["hi"]),
+        helper.make_node("Concat", ["zeros2", "lo", "zeros2", "hi"], ["pads"], axis=0),
+        helper.make_node("Pad", ["x", "pads"], ["xp"]),
+        helper.make_node("Conv", ["xp", "W"], ["y"], strides=[s, s]),
+        helper.make_node("Flatten", ["y"], ["out"]),
+    ]
+    inits = [c("two", [2]), c("four", [4]), c("sf", [float(s)], np.float32), c("one", [1]), c("si", [s]),
+             c("ki", [k]), c("zero", [0]), c("twoi", [2]), c("zeros2", [0, 0]),
+             numpy_helper.from_array(np.ones((8, 3, k, k), np.float32), "W")]
+    graph = helper.make_graph(nodes, "same_pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, h, w])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", None])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_shape_computed_padding_is_counted_from_one_onnxruntime_run(tmp_path):
+    model = _same_pad_conv_model(17, 23)
+    report = count_macs(model)
+    # 'same' output: ceil(17/2) x ceil(23/2) = 9 x 12, 8 channels, 3*3*3 MACs each
+    assert report.shapes_from == "onnxruntime"
+    assert report.total_macs == 8 * 9 * 12 * 27
+    path = tmp_path / "same.onnx"
+    onnx.save(model, str(path))
+    assert count_macs(path).total_macs == 8 * 9 * 12 * 27
+
+
+def test_external_data_model_is_counted(tmp_path):
+    model = _same_pad_conv_model(17, 23)
+    onnx.save_model(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="ext.onnx.data", size_threshold=0)
+    assert (tmp_path / "ext.onnx.data").is_file()
+    assert count_macs(tmp_path / "ext.onnx").total_macs == 8 * 9 * 12 * 27

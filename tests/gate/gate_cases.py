@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_committee.cascade.reference import GateState, confidence, finite_rows, gate_step, softmax
+from edge_committee.cascade.reference import GateState, confidence, contributions, finite_rows, gate_step, softmax
 
 #: Minimum distance between a threshold and a confidence, and between top-2 probabilities for labels.
 GAP = 1e-5
@@ -46,12 +46,26 @@ def make_logits(seed: int, n: int, c: int, k: int, dtype: str, nonfinite: float,
     return out
 
 
+def make_logits_nonfinite_stages(seed: int, n: int, c: int, k: int, dtype: str, scale: float) -> list[np.ndarray]:
+    """K arrays (N, C) where each sample has non-finite rows in a random subset of the stages.
+
+    Each sample gets its own rate (0.2..0.9), so some are non-finite in one stage, some in every
+    stage but one, some in all: the mean must be over the stages that contributed (finding 19).
+    """
+    out = make_logits(seed, n, c, k, dtype, 0.0, scale)
+    rng = np.random.default_rng(seed + 1)
+    mask = rng.random((k, n)) < rng.uniform(0.2, 0.9, size=n)
+    for stage, i in zip(*np.nonzero(mask)):
+        out[stage][i, rng.integers(c)] = rng.choice([np.nan, np.inf, -np.inf])
+    return out
+
+
 def stage_confidences(state: GateState, logits: np.ndarray, stage: int, kind: str) -> np.ndarray:
     """Confidence of each active sample's running mean after this stage (reference math, no side effects)."""
     ok = finite_rows(logits)
     probs = softmax(np.where(ok[:, None], logits, 0))
     rows = state.prob_sum[state.active] + np.where(ok[:, None], probs, 0).astype(np.float32)
-    return confidence(rows / np.float32(stage + 1), kind)
+    return confidence(rows / contributions(rows)[:, None], kind)
 
 
 def safe_threshold(confs: np.ndarray, quantile: float) -> float:
@@ -67,10 +81,10 @@ def safe_threshold(confs: np.ndarray, quantile: float) -> float:
     return float(min(candidates, key=lambda t: abs(t - target)))
 
 
-def _label_comparable(ref: GateState, stages_run: np.ndarray) -> np.ndarray:
+def _label_comparable(ref: GateState) -> np.ndarray:
     """Samples whose reference label is not a near-tie (exact ties are fine)."""
     exited = ref.exit_stage >= 0
-    mean = ref.prob_sum / np.maximum(stages_run, 1)[:, None].astype(np.float32)
+    mean = ref.mean_probs()
     if mean.shape[1] < 2:
         return exited
     top2 = np.sort(mean, axis=1)[:, -2:]
@@ -83,14 +97,14 @@ def compare(ref: GateState, got: GateState, where: str) -> None:
     assert np.array_equal(got.active, ref.active), f"{where}: survivors differ\n{ref.active}\n{got.active}"
     assert np.array_equal(got.exit_stage, ref.exit_stage), f"{where}: exit stages differ"
     assert np.array_equal(got.flag, ref.flag), f"{where}: flags differ"
-    stages_run = np.where(ref.exit_stage >= 0, ref.exit_stage + 1, 0)
-    contributions = np.maximum(stages_run, 1)[:, None]
+    # the stages that contributed to each sample (non-finite rows do not count), as the gate divides
+    count = contributions(ref.prob_sum)[:, None].astype(np.float64)
     err = np.abs(got.prob_sum.astype(np.float64) - ref.prob_sum)
-    assert np.all(err <= PROB_ATOL * contributions + 1e-12), f"{where}: prob_sum differs by {err.max():.3g}"
-    mean_ref = ref.prob_sum / contributions
-    mean_got = got.prob_sum / contributions
+    assert np.all(err <= PROB_ATOL * count + 1e-12), f"{where}: prob_sum differs by {err.max():.3g}"
+    mean_ref = ref.prob_sum / count
+    mean_got = got.prob_sum / count
     assert np.abs(mean_got - mean_ref).max(initial=0) <= PROB_ATOL, f"{where}: mean probabilities differ"
-    comparable = _label_comparable(ref, stages_run)
+    comparable = _label_comparable(ref)
     assert np.array_equal(got.label[comparable], ref.label[comparable]), f"{where}: labels differ"
     assert np.array_equal(np.isnan(got.conf), np.isnan(ref.conf)), f"{where}: NaN confidences differ"
     both = ~np.isnan(ref.conf)

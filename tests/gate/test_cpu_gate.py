@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gate_cases import HostImpl, make_logits, run_and_compare
+from gate_cases import HostImpl, make_logits, make_logits_nonfinite_stages, run_and_compare
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +32,32 @@ def cpu_impl(native_ext):
 def test_cpu_gate_matches_reference(cpu_impl, n, c, k, dtype, kind, seed, nonfinite, scale, quantiles):
     logits = make_logits(seed, n, c, k, dtype, nonfinite, scale)
     run_and_compare(cpu_impl, logits, kind, quantiles)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 120),
+    c=st.integers(1, 40),
+    k=st.integers(2, 4),
+    dtype=st.sampled_from(["float32", "float16"]),
+    kind=st.sampled_from(CONFIDENCE_FUNCTIONS),
+    seed=st.integers(0, 2**32 - 2),
+    quantiles=st.lists(st.floats(0, 1), min_size=3, max_size=3),
+)
+def test_cpu_gate_nonfinite_rows_across_stages(cpu_impl, n, c, k, dtype, kind, seed, quantiles):
+    """Finding 19: the running mean divides by the stages that contributed, in C++ as in the reference."""
+    run_and_compare(cpu_impl, make_logits_nonfinite_stages(seed, n, c, k, dtype, 3.0), kind, quantiles)
+
+
+def test_cpu_gate_nan_stage_does_not_deflate(native_ext):
+    """Probe P13: [NaN member, good member] gave probabilities summing to 0.5 and a halved confidence."""
+    good = make_logits(5, 32, 10, 1, "float32", 0.0, 3.0)[0]
+    state = GateState.start(32, 10)
+    gate_step_cpu(state, np.full_like(good, np.nan), 0, 2, 0.5)
+    gate_step_cpu(state, good, 1, 2, 0.5)
+    alone = gate_step_cpu(GateState.start(32, 10), good, 0, 1, 0.5)  # the same C++ arithmetic, one stage
+    np.testing.assert_array_equal(state.conf, alone.conf)
+    np.testing.assert_allclose(state.mean_probs().sum(axis=1), 1.0, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gate_cases import make_logits, run_and_compare
+from gate_cases import make_logits, make_logits_nonfinite_stages, run_and_compare
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,6 +110,22 @@ class CudaImpl:
 )
 def test_cuda_gate_matches_reference(cuda_ext, device, n, c, k, dtype, kind, seed, nonfinite, scale, quantiles):
     run_and_compare(CudaImpl(device), make_logits(seed, n, c, k, dtype, nonfinite, scale), kind, quantiles)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(1, 300),
+    # rows in registers (1, 2, 4, 8 chunks; scalar and float4) and the streaming passes
+    c=st.sampled_from([1, 3, 4, 33, 100, 128, 300, 1000, 1025, 2048]),
+    k=st.integers(2, 4),
+    dtype=st.sampled_from(["float32", "float16"]),
+    kind=st.sampled_from(CONFIDENCE_FUNCTIONS),
+    seed=st.integers(0, 2**32 - 2),
+    quantiles=st.lists(st.floats(0, 1), min_size=3, max_size=3),
+)
+def test_cuda_gate_nonfinite_rows_across_stages(cuda_ext, device, n, c, k, dtype, kind, seed, quantiles):
+    """Finding 19: the kernel divides by the stages that contributed (both the cached and streaming paths)."""
+    run_and_compare(CudaImpl(device), make_logits_nonfinite_stages(seed, n, c, k, dtype, 3.0), kind, quantiles)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

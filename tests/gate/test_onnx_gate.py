@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gate_cases import make_logits, run_and_compare
+from gate_cases import make_logits, make_logits_nonfinite_stages, run_and_compare
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,6 +59,19 @@ class OrtImpl:
 def test_standard_ops_match_reference_under_onnxruntime(n, c, k, dtype, kind, seed, nonfinite, quantiles):
     logits = make_logits(seed, n, c, k, dtype, nonfinite, 4.0)
     run_and_compare(OrtImpl(dtype), logits, kind, quantiles)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    n=st.integers(1, 48),
+    c=st.integers(1, 16),
+    k=st.integers(2, 3),
+    kind=st.sampled_from(CONFIDENCE_FUNCTIONS),
+    seed=st.integers(0, 2**32 - 2),
+)
+def test_standard_ops_nonfinite_rows_across_stages(n, c, k, kind, seed):
+    """Finding 19: the standard-op gate divides by the stages that contributed, as the reference."""
+    run_and_compare(OrtImpl("float32"), make_logits_nonfinite_stages(seed, n, c, k, "float32", 3.0), kind, [0.5, 0.3])
 
 
 @pytest.mark.parametrize("kind", CONFIDENCE_FUNCTIONS)

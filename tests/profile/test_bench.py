@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge_committee.bundle.manifest import DIGEST_KEY, manifest_digest
 from edge_committee.cli.main import main
 from edge_committee.profile import fingerprint
 from edge_committee.profile.bench import contenders, run_round_robin
@@ -61,7 +62,9 @@ def test_bench_reads_other_images_and_says_when_the_test_split_is_unknown(built_
     manifest_path = built_bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     source = manifest["data"]["test"]["source"]["path"]
-    del manifest["data"]["test"]["source"]
+    del manifest["data"]["test"]["source"]  # as a bundle built before this release
+    manifest.pop(DIGEST_KEY)
+    manifest[DIGEST_KEY] = manifest_digest(manifest)
     manifest_path.write_text(json.dumps(manifest))
     out = tmp_path / "bench"
     assert main(["bench", str(built_bundle), "--batch", "2", "--limit", "8", "--out", str(out), "-q"]) == 1
@@ -160,3 +163,14 @@ def test_the_benchmark_script_runs_on_the_tiny_bundle(profiled_bundle: Path, tmp
     assert "## Worst-case latency budgets" in text and out.with_suffix(".png").is_file()
     assert {(e["batch"], e["rounds"]) for e in res["errors"]} == {(1, 2), (4, 2)}
     assert "## Cost model error, side by side" in text
+
+
+def test_bench_runs_a_cascade_backend_with_its_own_profile(built_bundle: Path, tmp_path: Path):
+    assert main(["profile", str(built_bundle), "--backend", "onnxrt-fused", "--batch", "2", "--threads", "1", "-q",
+                 "--warmup", "0", "--min-iters", "3", "--min-time", "0", "--max-time", "0.02"]) == 0
+    out = tmp_path / "bench"
+    assert main(["bench", str(built_bundle), "--backend", "onnxrt-fused", "--threads", "1", "--batch", "2",
+                 "--limit", "8", "--warmup", "1", "--out", str(out), "-q", "--no-plot"]) == 0
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["profile"] == fingerprint("onnxrt-fused", 1)["key"] and doc["backend"] == "onnxrt-fused"
+    assert all(r["predicted"]["mean_ms"] > 0 for r in doc["results"])

@@ -139,11 +139,16 @@ def test_profiling_a_subset_with_real_images(built_bundle: Path, tmp_path: Path)
     assert list(doc["overhead"]["preprocess"]) == ["small"]
 
 
-def test_a_cascade_backend_cannot_be_profiled_but_can_be_benched(built_bundle: Path, monkeypatch, capsys):
-    from edge_committee import backend
-
-    monkeypatch.setitem(backend.CASCADE_BACKENDS, "fused", "nowhere:factory")
-    assert main(["profile", str(built_bundle), "--backend", "fused", "-q"]) == 1
-    assert "edge-committee bench BUNDLE --backend fused" in capsys.readouterr().err
+def test_a_cascade_backend_is_profiled_through_the_facade(built_bundle: Path, capsys):
+    """onnxrt-fused runs whole cascades (one fused ONNX graph): each member is timed as a one-member
+    cascade through the facade, and the profile is that backend's, side by side with others."""
+    assert main(["profile", str(built_bundle), "--backend", "onnxrt-fused", "--batch", "2", "--threads", "1",
+                 "--members", "small,large", "-q", *FAST_ARGS]) == 0
+    manifest = json.loads((built_bundle / "manifest.json").read_text())
+    key = fingerprint("onnxrt-fused", 1)["key"]
+    assert key.startswith("onnxrt-fused-") and key in manifest["profiles"]
+    doc = json.loads((built_bundle / manifest["profiles"][key]["file"]).read_text())
+    assert set(doc["members"]) == {"small", "large"}
+    assert doc["members"]["large"]["stage"]["2"] == doc["members"]["large"]["batches"]["2"]
     assert main(["profile", str(built_bundle), "--backend", "nope", "-q"]) == 1
     assert "unknown backend 'nope'" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from edge_committee.cascade.reference import (
     confidence,
+    contributions,
     evaluate_cascade,
     finite_rows,
     softmax,
@@ -26,7 +27,7 @@ def _stage_confidences(logits, kind):
     for k, x in enumerate(logits):
         ok = finite_rows(x)[:, None]
         ps = ps + np.where(ok, softmax(np.where(ok, x, 0)), np.float32(0))
-        out.append(sorted(set(confidence(ps / np.float32(k + 1), kind).tolist())))
+        out.append(sorted(set(confidence(ps / contributions(ps)[:, None], kind).tolist())))
     return out
 
 

@@ -58,7 +58,11 @@ class OnnxrtRunner(BaseRunner):
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         want = np.float16 if self._input.type == "tensor(float16)" else np.float32
-        out = self._sess.run([self._output.name], {self._input.name: batch.astype(want, copy=False)})
+        batch = batch.astype(want, copy=False)
+        if self._input.shape and self._input.shape[0] == 1 and batch.shape[0] > 1:
+            # a model exported with a fixed batch of 1 runs one sample at a time
+            return np.concatenate([self.infer_impl(batch[i : i + 1]) for i in range(batch.shape[0])])
+        out = self._sess.run([self._output.name], {self._input.name: batch})
         return out[0].astype(np.float32, copy=False)
 
     def input_shape(self) -> tuple | None:

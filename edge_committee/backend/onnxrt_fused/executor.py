@@ -1,0 +1,170 @@
+"""Run a loaded bundle through its fused cascade file with ONNX Runtime (no Python between stages).
+
+A fused file takes one source size (H, W, C). For each size a batch arrives in, the executor uses,
+in this order: the file given as ``path`` (which must encode the bundle's cascade), a file the
+bundle lists under ``fused_onnx`` for that size and form (``edge-committee export-onnx
+--into-bundle``), or a fused model built in memory from the bundle's members (about a second, once
+per size). A list of images of several sizes is run one size group at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_committee._lazy import require
+from edge_committee.errors import EdgeCommitteeError
+from edge_committee.runtime.cascade import Executor, Prediction
+
+LOG = logging.getLogger("edge_committee")
+
+
+class FusedOnnxExecutor(Executor):
+    """The fused cascade file under ONNX Runtime, behind the :class:`Prediction` API.
+
+    Args:
+        model: the loaded :class:`~edge_committee.runtime.CascadeModel`.
+        threads: ONNX Runtime intra-op threads (default: ONNX Runtime's choice).
+        path: a fused file (from ``edge-committee export-onnx``) to use for its source size.
+        form: ``compact`` (default) or ``mask``, for files found in the bundle or built in memory.
+        providers: ONNX Runtime execution providers (default: CPU).
+    """
+
+    def __init__(self, model: Any, threads: int | None = None, path: str | os.PathLike | None = None,
+                 form: str = "compact", providers: list[str] | None = None) -> None:
+        self.model = model
+        self.threads = threads
+        self.path = Path(path) if path is not None else None
+        self.form = form
+        self.providers = providers or ["CPUExecutionProvider"]
+        self._sessions: dict[tuple[int, int, int], Any] = {}
+        #: source size -> where its fused model came from (a file path or "built in memory")
+        self.origins: dict[tuple[int, int, int], str] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def activate(self) -> None:
+        if self.path is not None and not self._sessions:
+            self._open_file(self.path, explicit=True)
+
+    def deactivate(self) -> None:
+        self._sessions.clear()
+        self.origins.clear()
+
+    def _options(self) -> Any:
+        ort = require("onnxruntime")
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        return opts
+
+    def _session(self, model_or_path: Any, what: str) -> Any:
+        ort = require("onnxruntime")
+        data = os.fspath(model_or_path) if isinstance(model_or_path, Path) else model_or_path.SerializeToString()
+        try:
+            return ort.InferenceSession(data, sess_options=self._options(), providers=self.providers)
+        except Exception as exc:  # ORT raises its own exception types
+            hint = ("; it holds the TensorRT CascadeGate plugin: export it with --gate standard for ONNX Runtime"
+                    if "CascadeGate" in str(exc) else "")
+            raise EdgeCommitteeError(f"ONNX Runtime cannot load {what}: {str(exc).splitlines()[0]}{hint}") from None
+
+    # ------------------------------------------------------------------ which file
+    def _mismatch(self, meta: dict) -> str | None:
+        """Why a fused file's metadata does not encode this bundle's cascade, or None."""
+        c = meta.get("cascade") or {}
+        want = (list(self.model.members), [float(t) for t in self.model.thresholds], self.model.confidence)
+        have = (c.get("members"), [float(t) for t in c.get("thresholds", [])], c.get("confidence"))
+        if have != want:
+            return f"it encodes {have[0]} at {have[1]} ({have[2]}), the bundle's cascade is {want[0]} at {want[1]}"
+        sums = {m["name"]: m.get("sha256") for m in meta.get("members", [])}
+        for name in self.model.members:
+            if sums.get(name) != self.model.by_name[name].get("sha256"):
+                return f"member {name!r} differs from the bundle's file (checksum)"
+        return None
+
+    def _open_file(self, path: Path, explicit: bool) -> tuple[int, int, int] | None:
+        from edge_committee.export.cascade_onnx import read_metadata
+
+        sess = self._session(path, str(path))
+        meta = read_metadata(sess.get_modelmeta().custom_metadata_map)
+        why = self._mismatch(meta) if meta.get("cascade") else "it is not a fused cascade file (no metadata)"
+        if why is not None:
+            if explicit:
+                raise EdgeCommitteeError(f"{path}: cannot run this bundle: {why}; export it again with "
+                                         f"edge-committee export-onnx {self.model.root}")
+            LOG.warning("%s: skipped (%s)", path, why)
+            return None
+        s = meta["source"]
+        key = (int(s["height"]), int(s["width"]), int(s["channels"]))
+        self._sessions[key], self.origins[key] = sess, str(path)
+        return key
+
+    def _listed(self, key: tuple[int, int, int]) -> Path | None:
+        for entry in self.model.manifest.get("fused_onnx", []):
+            if (tuple(entry.get("source", ())) == key and entry.get("form") == self.form
+                    and entry.get("gate") == "standard"):
+                return self.model.root / entry["file"]
+        return None
+
+    def _build(self, key: tuple[int, int, int]) -> None:
+        from edge_committee.export.cascade_onnx import CascadeDef
+        from edge_committee.export.cascade_onnx.export import build_from_bundle
+
+        m = self.model
+        cascade = CascadeDef(m.members, m.thresholds, m.confidence, m.manifest["cascade"].get("kind", "cascade"))
+        fused, _, _ = build_from_bundle(m.root, m.manifest, cascade=cascade, source_size=key[:2], channels=key[2],
+                                        form=self.form)
+        self._sessions[key] = self._session(fused, f"the fused cascade for {key[0]}x{key[1]}x{key[2]} images")
+        self.origins[key] = "built in memory"
+
+    def session_for(self, key: tuple[int, int, int]) -> Any:
+        """The ORT session for raw images of shape ``key`` = (H, W, C)."""
+        if key not in self._sessions:
+            if self.path is not None:
+                have = ", ".join("x".join(map(str, k)) for k in self._sessions)
+                raise EdgeCommitteeError(
+                    f"{self.path} takes {have} images; got {'x'.join(map(str, key))}: resize on the host, or "
+                    f"export one for this size (edge-committee export-onnx --source-size {key[0]}x{key[1]}x{key[2]})")
+            listed = self._listed(key)
+            if listed is None or self._open_file(listed, explicit=False) != key:
+                self._build(key)
+        return self._sessions[key]
+
+    # ------------------------------------------------------------------ running
+    def _run_batch(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        sess = self.session_for(tuple(int(d) for d in images.shape[1:]))
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(None, {"images": np.ascontiguousarray(images)})))
+
+    def run(self, images) -> Prediction:
+        c = len(self.model.labels)
+        if isinstance(images, np.ndarray):
+            out = self._run_batch(images)
+        else:
+            out = self._run_list(images, c)
+        return Prediction(out["labels"], out["probs"], out["confidence"], out["exit_stage"], out["flags"],
+                          self.model.labels)
+
+    def _run_list(self, images: list[np.ndarray], num_classes: int) -> dict[str, np.ndarray]:
+        n = len(images)
+        out = {"labels": np.full(n, -1, np.int32), "probs": np.zeros((n, num_classes), np.float32),
+               "confidence": np.full(n, np.nan, np.float32), "exit_stage": np.full(n, -1, np.int32),
+               "flags": np.zeros(n, np.int32)}
+        groups: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.shape, []).append(i)
+        for idx in groups.values():
+            part = self._run_batch(np.stack([images[i] for i in idx]))
+            for k in out:
+                out[k][idx] = part[k]
+        return out
+
+
+def fused_executor(model: Any, threads: int | None = None, **options: Any) -> FusedOnnxExecutor:
+    """Factory registered as ``onnxrt-fused`` in :data:`edge_committee.backend.CASCADE_BACKENDS`."""
+    return FusedOnnxExecutor(model, threads=threads, **options)

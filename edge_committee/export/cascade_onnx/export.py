@@ -1,0 +1,161 @@
+"""A bundle's cascade as one ONNX file: resolve what to fuse, build it, write it (atomically, checked).
+
+The file records in its metadata_props the sha256 of the bundle's ``manifest.json`` at export
+time (before the file itself is added to the bundle), the committee it encodes, the members'
+files and checksums, the labels and the source size. Written into a bundle, it is listed in the
+manifest under ``fused_onnx`` (with its checksum in ``files``) through :func:`edit_bundle`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from edge_committee import __version__
+from edge_committee._lazy import require
+from edge_committee._util import atomic_path, sha256_file
+from edge_committee.bundle import read_manifest
+from edge_committee.bundle.bundle import MANIFEST, edit_bundle
+from edge_committee.export.cascade_onnx.build import CascadeDef, Source, build_cascade_model
+from edge_committee.export.cascade_onnx.errors import FusedExportError
+from edge_committee.export.cascade_onnx.inline import MemberSource
+from edge_committee.spec.preprocess import Preprocessing
+
+#: manifest key listing the fused files a bundle holds
+MANIFEST_KEY = "fused_onnx"
+
+
+def cascade_from_manifest(manifest: dict, root: Path) -> CascadeDef:
+    """The bundle's chosen committee, or a one-line error when it has none."""
+    c = manifest.get("cascade") or {}
+    if not c.get("members"):
+        raise FusedExportError(f"{root / MANIFEST}: the bundle has no chosen cascade; choose one with "
+                               f"'edge-committee select {root} ...' or name the members with --members")
+    members = list(c["members"])
+    thresholds = [float(t) for t in c.get("thresholds", [])][: len(members) - 1]
+    return CascadeDef(members, thresholds, c.get("confidence", "max_prob"), c.get("kind", "cascade"))
+
+
+def parse_source_size(text: str) -> tuple[int, ...]:
+    """``"480x640"`` -> (480, 640); ``"480x640x3"`` -> (480, 640, 3)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text or "")
+    if not match:
+        raise FusedExportError(f"--source-size {text!r} is not HxW or HxWxC (e.g. 480x640 or 480x640x3)")
+    return tuple(int(g) for g in match.groups() if g is not None)
+
+
+def resolve_source(manifest: dict, preprocessing: list[Preprocessing], size: Any = None,
+                   channels: int | None = None) -> Source:
+    """The source size: ``size`` (HxW[xC] text or tuple), else the validation images' recorded size.
+
+    Channels, when neither ``size`` nor the manifest gives them: 1 when every member is gray
+    (a grayscale dataset), else 3.
+    """
+    dims = parse_source_size(size) if isinstance(size, str) else tuple(size or ())
+    if not dims:
+        dims = tuple((manifest.get("data", {}).get("validation") or {}).get("image_shape") or ())
+    if not dims:
+        raise FusedExportError("the bundle records no image size for its validation data, so --source-size is "
+                               "required: the camera's HxW (e.g. 480x640), see docs/fused_onnx.md")
+    if len(dims) not in (2, 3):
+        raise FusedExportError(f"source size {dims} must be (height, width) or (height, width, channels)")
+    if channels is None:
+        channels = dims[2] if len(dims) == 3 else (1 if all(p.color == "gray" for p in preprocessing) else 3)
+    return Source(int(dims[0]), int(dims[1]), int(channels))
+
+
+def members_from_bundle(root: Path, manifest: dict, names: list[str]) -> list[MemberSource]:
+    by_name = {m["name"]: m for m in manifest["members"]}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise FusedExportError(f"{root / MANIFEST}: no member named {unknown[0]!r}; the bundle has {sorted(by_name)}")
+    return [MemberSource(n, root / by_name[n]["file"], Preprocessing.from_dict(by_name[n]["preprocessing"],
+                                                                               f"member {n!r} preprocessing"))
+            for n in names]
+
+
+def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, cascade: CascadeDef | None = None,
+                      source_size: Any = None, channels: int | None = None, form: str = "compact",
+                      gate: str = "standard", preprocess: str = "exact") -> tuple[Any, CascadeDef, Source]:
+    """(model, committee, source) for a bundle's chosen cascade, or ``cascade`` over its members."""
+    root = Path(root)
+    manifest = manifest if manifest is not None else read_manifest(root)
+    cascade = cascade or cascade_from_manifest(manifest, root)
+    members = members_from_bundle(root, manifest, list(cascade.members))
+    source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
+    by_name = {m["name"]: m for m in manifest["members"]}
+    meta = {
+        "manifest_sha256": sha256_file(root / MANIFEST),
+        "bundle": manifest.get("name", root.name),
+        "members": [{"name": n, "file": by_name[n]["file"], "sha256": by_name[n].get("sha256"),
+                     "precision": by_name[n].get("precision")} for n in cascade.members],
+        "labels": list(manifest["labels"]),
+        "version": __version__,
+    }
+    model = build_cascade_model(members, cascade, source, len(manifest["labels"]), form=form, gate=gate,
+                                preprocess=preprocess, metadata=meta)
+    return model, cascade, source
+
+
+def bundle_file_name(source: Source, form: str, gate: str) -> str:
+    """Where a fused file lives in a bundle, named by what varies."""
+    return f"fused/cascade.{source}.{form}.{gate}.onnx"
+
+
+def write_model(model: Any, path: str | os.PathLike) -> Path:
+    """Save through a temporary name, run the full ``onnx.checker`` on the file, then rename."""
+    onnx = require("onnx")
+    with atomic_path(path) as tmp:
+        onnx.save(model, os.fspath(tmp))
+        onnx.checker.check_model(os.fspath(tmp), full_check=True)
+    return Path(path)
+
+
+def _add_to_bundle(root: Path, model: Any, cascade: CascadeDef, source: Source, form: str, gate: str) -> Path:
+    rel = bundle_file_name(source, form, gate)
+    meta = {p.key: p.value for p in model.metadata_props}
+    with edit_bundle(root) as ed:
+        write_model(model, ed.add(rel))
+        entries = [e for e in ed.manifest.get(MANIFEST_KEY, []) if e.get("file") != rel]
+        entries.append({"file": rel, "source": [source.height, source.width, source.channels], "form": form,
+                        "gate": gate, "cascade": cascade.to_dict(),
+                        "manifest_sha256": meta["edge_committee.manifest_sha256"]})
+        ed.manifest[MANIFEST_KEY] = entries
+    return root / rel
+
+
+def export_cascade_onnx(
+    bundle: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    into_bundle: bool = False,
+    cascade: CascadeDef | None = None,
+    source_size: Any = None,
+    channels: int | None = None,
+    form: str = "compact",
+    gate: str = "standard",
+    preprocess: str = "exact",
+) -> list[Path]:
+    """Write the bundle's cascade (or ``cascade``) as one ONNX file; returns the paths written.
+
+    Args:
+        out: a file to write (atomically); ``None`` to write only into the bundle.
+        into_bundle: also add the file to the bundle as ``fused/cascade.<H>x<W>x<C>.<form>.<gate>.onnx``,
+            listed in its manifest (the bundle is swapped in one step).
+        source_size: ``"HxW"``/``"HxWxC"`` or a tuple; default: the validation images' size if the
+            manifest records it.
+        form, gate, preprocess: see :func:`build_cascade_model`.
+    """
+    if out is None and not into_bundle:
+        raise FusedExportError("nothing to write: give --out FILE, --into-bundle, or both")
+    root = Path(bundle)
+    model, cascade, source = build_from_bundle(root, cascade=cascade, source_size=source_size, channels=channels,
+                                               form=form, gate=gate, preprocess=preprocess)
+    written = []
+    if out is not None:
+        written.append(write_model(model, out))
+    if into_bundle:
+        written.append(_add_to_bundle(root, model, cascade, source, form, gate))
+    return written

@@ -1,0 +1,142 @@
+"""A member's preprocessing as ONNX ops, built from :meth:`Preprocessing.plan` and nothing else.
+
+The plan (``edge_committee/spec/preprocess.py``) holds every number: a channel-mix matrix, one
+weight matrix per resized axis (crops folded in), per-channel ``mul``/``add`` and the layout.
+Executing every field here, in the plan's order and with the plan's arithmetic, is what makes the
+fused file agree with :meth:`PreprocessPlan.apply` for any interpolation or crop policy the spec
+offers, including ones added later. Only standard ops appear (Transpose, MatMul, Floor, Clip, Mul,
+Add, Cast); no ``Resize`` is emitted, because ONNX ``Resize`` differs from the project's filters at
+the border (research/cascade_onnx.md §2).
+
+Arithmetic (``precision``): a plan that rounds to uint8 between steps (PIL's passes:
+``color_round`` or a ``round_clip`` step) is exact only in float64, where the apply method runs it;
+``exact`` does the same here (Cast to double, MatMul, round, Cast back to float32 before the
+per-channel Mul/Add), bit for bit. TensorRT has no float64, so a TensorRT file needs ``float32``:
+everything in float32, where a value at a rounding tie may move by one grey level. Plans without
+rounding always run in float32, as the apply method does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_committee.export.cascade_onnx._graph import GraphBuilder
+from edge_committee.export.cascade_onnx.errors import FusedExportError
+from edge_committee.spec.preprocess import LAYOUTS, PreprocessPlan
+
+#: transposes between the plan's NHWC images and the NCHW the resize MatMuls work on
+_TO_NCHW, _TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
+#: how a plan that rounds between steps is computed (see the module docstring)
+PRECISIONS = ("exact", "float32")
+
+
+def rounds_between_steps(plan: PreprocessPlan) -> bool:
+    """True for a plan that PreprocessPlan.apply runs in float64 (it rounds to uint8 between steps)."""
+    return bool(plan.color_round or any(s.round_clip for s in plan.steps))
+
+
+def _is_identity(m: np.ndarray) -> bool:
+    # the same test PreprocessPlan.apply uses to skip a step (so a skipped round/clip is skipped here too)
+    return m.ndim == 2 and m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0], dtype=m.dtype))
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise FusedExportError(f"preprocessing precision {precision!r} is not known; use {' or '.join(PRECISIONS)}")
+
+
+def check_plan(plan: PreprocessPlan, member: str, form: str, gate: str = "standard", precision: str = "exact") -> None:
+    """Raise :class:`FusedExportError` (one line) for a plan this builder cannot write in this form.
+
+    ``gate`` ``plugin`` is the TensorRT file: float64 is not available there (see the module doc).
+    """
+
+    def fail(why: str) -> None:
+        raise FusedExportError(f"member {member!r}: its preprocessing cannot be written in the {form} form "
+                               f"with the {gate} gate: {why}")
+
+    check_precision(precision)
+    if gate == "plugin" and precision == "exact" and rounds_between_steps(plan):
+        fail("it rounds to uint8 between resize passes (resize_impl pil), which is exact only in float64, and "
+             "TensorRT computes in float32; pass --preprocess float32 to accept a possible difference of one grey "
+             "level at rounding ties, or give the member resize_impl: torch")
+
+    if plan.layout not in LAYOUTS:
+        fail(f"layout {plan.layout!r} is not one of {', '.join(LAYOUTS)}")
+    color = np.asarray(plan.color)
+    if color.ndim != 2 or color.shape[0] != plan.source_channels:
+        fail(f"colour matrix of shape {color.shape} does not take {plan.source_channels} source channels")
+    h, w = plan.source_hw
+    for i, step in enumerate(plan.steps):
+        weights = np.asarray(step.weights)
+        n_in = {"h": h, "w": w}.get(step.axis)
+        if n_in is None:
+            fail(f"resize step {i} is along axis {step.axis!r}; only 'h' and 'w' exist")
+        if weights.ndim != 2 or weights.shape[1] != n_in:
+            fail(f"resize step {i} ({step.axis}) has weights {weights.shape} for an input of {n_in}")
+        h, w = (weights.shape[0], w) if step.axis == "h" else (h, weights.shape[0])
+    arrays = [color, *(np.asarray(s.weights) for s in plan.steps), plan.mul, plan.add]
+    if not all(np.isfinite(a).all() for a in arrays):
+        fail("the plan holds non-finite numbers")
+    c_out = color.shape[1]
+    if np.asarray(plan.mul).shape != (c_out,) or np.asarray(plan.add).shape != (c_out,):
+        fail(f"mul/add must have {c_out} values (one per output channel)")
+
+
+def output_shape(plan: PreprocessPlan) -> tuple[int, int, int]:
+    """The member input's (C, H, W) or (H, W, C), without the batch dimension."""
+    h, w = plan.out_hw
+    c = int(np.asarray(plan.color).shape[1])
+    return (c, h, w) if plan.layout == "NCHW" else (h, w, c)
+
+
+def _round_clip(g: GraphBuilder, x: str, dtype: type) -> str:
+    """Round half up, then clip to 0..255: ``clip(floor(x + 0.5), 0, 255)`` as the plan does."""
+    y = g.op("Floor", [g.op("Add", [x, g.const(dtype(0.5), "half")])], "rounded")
+    return g.op("Clip", [y, g.const(dtype(0.0), "lo"), g.const(dtype(255.0), "hi")], "clipped")
+
+
+def _resize_step(g: GraphBuilder, x: str, axis: str, weights: np.ndarray, dtype: type) -> str:
+    """One axis of an (M, C, H, W) tensor through its weight matrix (n_out, n_in)."""
+    w = np.ascontiguousarray(weights, dtype)
+    if axis == "h":  # (H_out, H_in) @ (M, C, H_in, W)
+        return g.op("MatMul", [g.const(w, "resize_h"), x], "resized_h")
+    # (M, C, H, W_in) @ (W_in, W_out)
+    return g.op("MatMul", [x, g.const(np.ascontiguousarray(w.T), "resize_w")], "resized_w")
+
+
+def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: str, out_dtype: int,
+                      precision: str = "exact") -> None:
+    """Append ops taking float32 ``images`` (M, H, W, C_in) to the member input ``out``.
+
+    ``out_dtype``: the member input's ONNX element type (FLOAT or FLOAT16; a Cast is added for
+    the latter, as the runtime casts its float32 batch). ``precision``: see the module docstring.
+    """
+    tp = g.onnx.TensorProto
+    wide = precision == "exact" and rounds_between_steps(plan)
+    dtype = np.float64 if wide else np.float32
+    y = g.op("Cast", [images], "images_f64", to=tp.DOUBLE) if wide else images  # 0..255: exact
+    color = np.ascontiguousarray(plan.color, dtype)
+    if not _is_identity(color):  # (M, H, W, C_in) @ (C_in, C_out)
+        y = g.op("MatMul", [y, g.const(color, "color")], "colored")
+        if plan.color_round:
+            y = _round_clip(g, y, dtype)
+    y = g.op("Transpose", [y], "nchw", perm=_TO_NCHW)
+    for step in plan.steps:
+        weights = np.asarray(step.weights)
+        if _is_identity(weights):
+            continue
+        y = _resize_step(g, y, step.axis, weights, dtype)
+        if step.round_clip:
+            y = _round_clip(g, y, dtype)
+    if wide:
+        y = g.op("Cast", [y], "resized_f32", to=tp.FLOAT)
+    shape = (-1, 1, 1)  # per channel on (M, C, H, W)
+    y = g.op("Mul", [y, g.const(np.asarray(plan.mul, np.float32).reshape(shape), "mul")], "scaled")
+    last_float = out if plan.layout == "NCHW" and out_dtype == tp.FLOAT else None
+    y = g.op("Add", [y, g.const(np.asarray(plan.add, np.float32).reshape(shape), "add")], "normalized",
+             outputs=[last_float] if last_float else None)
+    if plan.layout == "NHWC":
+        y = g.op("Transpose", [y], "nhwc", perm=_TO_NHWC, outputs=[out] if out_dtype == tp.FLOAT else None)
+    if out_dtype != tp.FLOAT:
+        g.op("Cast", [y], outputs=[out], to=out_dtype)

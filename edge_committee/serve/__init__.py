@@ -1,0 +1,1 @@
+"""Serving a bundle beyond one process: :mod:`edge_committee.serve.triton` (Triton Inference Server)."""

@@ -1,0 +1,190 @@
+"""The cascade as a Triton Python-backend (BLS) model: the SDK's own host loop, members over BLS.
+
+Triton runs :class:`CascadeBLS` as ``TritonPythonModel`` (the exported ``model.py`` imports it
+from this version folder's copy of ``edge_committee``). It builds the same
+:class:`~edge_committee.runtime.cascade.HostLoop` that ``ec.load(bundle).predict`` runs, with
+two differences only: each member runner (:class:`TritonMemberRunner`) calls the member's
+Triton model through BLS (``pb_utils.InferenceRequest``), and the gate step is the NumPy
+reference (:func:`edge_committee.cascade.reference.gate_step`). So raw uint8 images come in,
+each member's :class:`~edge_committee.spec.preprocess.Preprocessing` runs here, member ``k+1`` is
+called with the survivors of member ``k`` only, and the outputs are those of
+:class:`~edge_committee.runtime.cascade.Prediction`.
+
+The cascade description (members, their Triton models and tensors, preprocessing, thresholds,
+confidence function, labels) is ``cascade.json`` beside ``model.py``, written by the export.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_committee.backend.base.runner import BaseRunner
+from edge_committee.cascade.reference import gate_step
+from edge_committee.runtime.cascade import HostLoop, Prediction
+from edge_committee.serve.triton.tensors import as_array, to_tensor
+from edge_committee.spec.preprocess import Preprocessing
+
+CASCADE_JSON = "cascade.json"
+INPUT = "images"
+#: output name -> (Prediction attribute, dtype); labels, confidence, exit stage and flags are (N, 1)
+OUTPUTS = {
+    "labels": ("labels", np.int32),
+    "confidence": ("confidence", np.float32),
+    "exit_stage": ("exit_stage", np.int32),
+    "flags": ("flags", np.int32),
+    "probs": ("probs", np.float32),
+}
+
+
+class MemberCallError(RuntimeError):
+    """A member model answered a BLS request with an error."""
+
+
+class TritonMemberRunner(BaseRunner):
+    """Runs one member by calling its Triton model through BLS, in chunks of ``max_batch``.
+
+    Args:
+        pb_utils: the ``triton_python_backend_utils`` module.
+        model: the member's Triton model name.
+        input_name, output_name: its tensors.
+        input_dtype: NumPy dtype of its input (float32, or float16 for FP16 plans and ONNX files).
+        input_dims: its input shape without the batch dimension.
+        num_classes: the number of logits per sample.
+        max_batch: the member model's ``max_batch_size``.
+    """
+
+    def __init__(self, pb_utils, model: str, input_name: str, output_name: str, input_dtype: str,
+                 input_dims: list[int], num_classes: int, max_batch: int) -> None:
+        super().__init__(model)
+        self.pb_utils = pb_utils
+        self.input_name, self.output_name = input_name, output_name
+        self.input_dtype = np.dtype(input_dtype)
+        self.input_dims = tuple(int(d) for d in input_dims)
+        self.classes = int(num_classes)
+        self.max_batch = max(1, int(max_batch))
+        # members on a GPU (onnxruntime, tensorrt_plan) answer in device memory unless asked
+        # otherwise; the gate runs in NumPy, so ask for the logits in CPU memory (Triton >= 23.04)
+        self._cpu_output = ({"preferred_memory": pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)}
+                            if hasattr(pb_utils, "PreferredMemory") else {})
+
+    def activate_impl(self) -> None:  # the member model is loaded by the server
+        pass
+
+    def deactivate_impl(self) -> None:
+        pass
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        parts = [self._call(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _call(self, chunk: np.ndarray) -> np.ndarray:
+        pb = self.pb_utils
+        x = to_tensor(pb, self.input_name, chunk.astype(self.input_dtype, copy=False))
+        response = pb.InferenceRequest(model_name=self.name, requested_output_names=[self.output_name],
+                                       inputs=[x], **self._cpu_output).exec()
+        if response.has_error():
+            raise MemberCallError(f"member model {self.name!r}: {response.error().message()}")
+        logits = as_array(pb.get_output_tensor_by_name(response, self.output_name))
+        return logits.astype(np.float32)  # a copy: the response's memory goes with it
+
+    def input_shape(self) -> tuple:
+        return ("batch", *self.input_dims)
+
+    def num_classes(self) -> int:
+        return self.classes
+
+
+def host_loop(spec: dict, pb_utils) -> HostLoop:
+    """The SDK's host loop for a ``cascade.json`` description, with BLS member runners."""
+    runners = [TritonMemberRunner(pb_utils, m["model"], m["input"], m["output"], m["input_dtype"],
+                                  m["input_dims"], m["num_classes"], m["max_batch"])
+               for m in spec["members"]]
+    preprocessing = [Preprocessing.from_dict(m["preprocessing"], where=f"member {m['name']}")
+                     for m in spec["members"]]
+    return HostLoop(runners, preprocessing, [float(t) for t in spec["thresholds"]], spec["confidence"],
+                    list(spec["labels"]), gate_step)
+
+
+def check_images(x: np.ndarray) -> str | None:
+    """Why a request's ``images`` (N, H, W, C) cannot be classified, or None when they can."""
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        return (f"'{INPUT}' must be uint8 images of shape [N, H, W, 1|3]; got shape {list(x.shape)} "
+                "(send grayscale as [N, H, W, 1])")
+    if 0 in x.shape:
+        return f"'{INPUT}' has an empty dimension: shape {list(x.shape)}"
+    return None
+
+
+def split_prediction(pred: Prediction, counts: list[int]) -> list[dict[str, np.ndarray]]:
+    """Per-request output arrays of one prediction over the concatenated requests."""
+    out, start = [], 0
+    for n in counts:
+        rows = slice(start, start + n)
+        item = {}
+        for name, (attr, dtype) in OUTPUTS.items():
+            value = np.asarray(getattr(pred, attr)[rows], dtype=dtype)
+            item[name] = value if value.ndim == 2 else value[:, None]
+        out.append(item)
+        start += n
+    return out
+
+
+def _invalid_argument(pb_utils, message: str):
+    """A client's error (HTTP 400 / gRPC INVALID_ARGUMENT where the backend has error codes, 23.09+)."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
+class CascadeBLS:
+    """``TritonPythonModel`` of the cascade: one host-loop run per batch of requests.
+
+    The requests of one ``execute`` call (the dynamic batcher's batch) run as one cascade batch,
+    so member calls carry every active sample of every request. A request whose images are
+    malformed gets an error response; the others are answered.
+    """
+
+    def initialize(self, args: dict) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self.pb_utils = pb_utils
+        folder = Path(args["model_repository"]) / args["model_version"]
+        self.spec = json.loads((folder / CASCADE_JSON).read_text(encoding="utf-8"))
+        self.loop = host_loop(self.spec, pb_utils)
+        self.loop.activate()
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb_utils
+        responses: list = [None] * len(requests)
+        batches: list[tuple[int, np.ndarray]] = []
+        for i, request in enumerate(requests):
+            x = as_array(pb.get_input_tensor_by_name(request, INPUT))
+            problem = check_images(x)
+            if problem:
+                responses[i] = pb.InferenceResponse(output_tensors=[], error=_invalid_argument(pb, problem))
+            else:
+                batches.append((i, x))
+        if batches:
+            self._answer(requests, batches, responses)
+        return responses
+
+    def _answer(self, requests: list, batches: list[tuple[int, np.ndarray]], responses: list) -> None:
+        pb = self.pb_utils
+        arrays = [x for _, x in batches]
+        same = all(a.shape[1:] == arrays[0].shape[1:] for a in arrays)
+        images = np.concatenate(arrays) if same else [im for a in arrays for im in a]
+        try:
+            pred = self.loop.run(images)
+        except MemberCallError as exc:
+            for i, _ in batches:
+                responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
+            return
+        for (i, _), outputs in zip(batches, split_prediction(pred, [len(a) for a in arrays])):
+            wanted = requests[i].requested_output_names() or list(OUTPUTS)
+            responses[i] = pb.InferenceResponse(
+                output_tensors=[to_tensor(pb, name, outputs[name]) for name in OUTPUTS if name in wanted])
+
+    def finalize(self) -> None:
+        self.loop.deactivate()

@@ -1,0 +1,52 @@
+"""One member as a Triton Python-backend model hosting an ONNX Runtime session.
+
+For servers without Triton's ``onnxruntime`` backend (the ``tritonserver`` that
+``nvidia-pytriton`` bundles has only the Python backend). The session is the SDK's own
+:class:`~edge_committee.backend.onnxrt.OnnxrtRunner`, the runner ``ec.load(bundle).predict``
+uses on the CPU, so a member answers here exactly as it does in the Python API. The interface is
+float32 in (the member's preprocessed input, batch first) and float32 logits out; the runner casts
+for FP16 members. Config parameter ``threads``: ONNX Runtime intra-op threads (0: its default).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edge_committee.backend.onnxrt.runner import OnnxrtRunner
+from edge_committee.serve.triton.tensors import as_array, to_tensor
+
+MODEL_FILE = "model.onnx"
+
+
+class OrtMemberModel:
+    """``TritonPythonModel`` of one member: all requests of a batch in one ``session.run``."""
+
+    def initialize(self, args: dict) -> None:
+        import triton_python_backend_utils as pb_utils
+
+        self.pb_utils = pb_utils
+        config = json.loads(args["model_config"])
+        params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.input_name = config["input"][0]["name"]
+        self.output_name = config["output"][0]["name"]
+        path = Path(args["model_repository"]) / args["model_version"] / MODEL_FILE
+        threads = int(params.get("threads") or 0) or None
+        self.runner = OnnxrtRunner(path, threads=threads, name=config["name"])
+        self.runner.activate()
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb_utils
+        xs = [as_array(pb.get_input_tensor_by_name(r, self.input_name)) for r in requests]
+        logits = self.runner.infer(xs[0] if len(xs) == 1 else np.concatenate(xs))
+        responses, start = [], 0
+        for x in xs:
+            rows = logits[start : start + len(x)]
+            responses.append(pb.InferenceResponse(output_tensors=[to_tensor(pb, self.output_name, rows)]))
+            start += len(x)
+        return responses
+
+    def finalize(self) -> None:
+        self.runner.deactivate()

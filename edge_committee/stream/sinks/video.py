@@ -1,0 +1,114 @@
+"""``video:overlay.mp4``: each processed frame with its result drawn, encoded as H.264 by PyAV.
+
+One file per source: ``overlay.mp4`` for one source, ``overlay-0.mp4``, ``overlay-1.mp4``, ... (in
+``--source`` order) for several. Frames are timed by their capture time (1 ms time base), so the
+video plays at the rate the pipeline processed them. Each file is written under a temporary name
+and renamed when the stream ends, so a crash never leaves a half-written video under the final
+name. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from edge_committee._lazy import require
+from edge_committee.stream.sinks.base import Sink
+from edge_committee.stream.sinks.overlay import draw_overlay
+from edge_committee.stream.types import SourceError, StreamBatch
+
+MS = Fraction(1, 1000)
+
+
+def output_paths(target: str, n_sources: int) -> list[Path]:
+    """The file of each source: ``target`` itself for one source, ``stem-i.suffix`` for several."""
+    p = Path(target)
+    if n_sources == 1:
+        return [p]
+    return [p.with_name(f"{p.stem}-{i}{p.suffix}") for i in range(n_sources)]
+
+
+class _Writer:
+    """One open output file."""
+
+    def __init__(self, av, path: Path, shape: tuple[int, int]) -> None:
+        self.path = path
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # readable like a file written directly, not private as mkstemp leaves it
+        self.tmp = Path(tmp)
+        self.container = av.open(str(self.tmp), mode="w")
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        self.stream = self.container.add_stream(codec, rate=25, options={"preset": "veryfast"} if codec == "libx264" else {})
+        self.h, self.w = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sizes
+        self.stream.width, self.stream.height = self.w, self.h
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.codec_context.time_base = MS
+        self.t0: float | None = None
+        self.last_pts = -1
+        self.frames = 0
+
+    def add(self, av, rgb: np.ndarray, t_capture: float) -> None:
+        if rgb.shape[0] < self.h or rgb.shape[1] < self.w:  # a source that changed size: pad
+            pad = np.zeros((max(self.h, rgb.shape[0]), max(self.w, rgb.shape[1]), 3), np.uint8)
+            pad[: rgb.shape[0], : rgb.shape[1]] = rgb
+            rgb = pad
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.h, : self.w]), format="rgb24")
+        if self.t0 is None:
+            self.t0 = t_capture
+        pts = max(self.last_pts + 1, round((t_capture - self.t0) * 1000))
+        frame.pts, frame.time_base = pts, MS
+        self.last_pts = pts
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+        self.frames += 1
+
+    def close(self, ok: bool) -> None:
+        try:
+            if ok:
+                for packet in self.stream.encode():
+                    self.container.mux(packet)
+            self.container.close()
+            if ok and self.frames:
+                os.replace(self.tmp, self.path)
+        finally:
+            if self.tmp.exists():
+                self.tmp.unlink()
+
+
+class VideoSink(Sink):
+    def __init__(self, target: str) -> None:
+        if not target:
+            raise SourceError("sink video: needs a file name (video:overlay.mp4)")
+        self.target = target
+        self._writers: dict[str, _Writer] = {}
+
+    def start(self, sources: list[str], members: list[str]) -> None:
+        super().start(sources, members)
+        self._av = require("av")
+        self.paths = dict(zip(sources, output_paths(self.target, len(sources))))
+        for p in self.paths.values():
+            if not p.parent.is_dir():
+                raise SourceError(f"sink video:{self.target}: folder {p.parent} does not exist")
+
+    def write(self, batch: StreamBatch, fps: dict[str, float]) -> None:
+        for frame, result in zip(batch.frames, batch.results):
+            rgb = draw_overlay(frame.image, result, fps.get(frame.source))
+            w = self._writers.get(frame.source)
+            if w is None:
+                w = self._writers[frame.source] = _Writer(self._av, self.paths[frame.source], rgb.shape[:2])
+            w.add(self._av, rgb, frame.t_mono)
+
+    def close(self, ok: bool = True) -> None:
+        writers, self._writers = self._writers, {}
+        for w in writers.values():
+            w.close(ok)
+
+    @property
+    def written(self) -> dict[str, Path]:
+        """Source name -> output file (for the files that got frames)."""
+        return {s: p for s, p in getattr(self, "paths", {}).items() if p.exists()}
