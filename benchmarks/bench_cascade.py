@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: environment variables that set thread pools other than ONNX Runtime's (recorded in the command)
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -242,7 +244,8 @@ def main(argv=None) -> int:
         budgets = budget_checks(work, split, batches, args.threads, args.budget_limit, prof)
     bench["bundle"] = str(args.bundle)
     res = {
-        "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
+        "command": "".join(f"{k}={os.environ[k]} " for k in _THREAD_VARS if k in os.environ) + "python "
+        + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, REPO), *sys.argv[1:]]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(args.threads), "load_start": load_start, "load_end": list(os.getloadavg()),
         "budget_limit": args.budget_limit, "clock": "wall time" if args.clock == "wall" else
