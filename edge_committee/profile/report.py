@@ -130,6 +130,7 @@ def bench_plot(doc: dict, curves: dict[int, dict[str, list[tuple]]], path: Path)
     require("matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     batches = sorted({r["batch"] for r in doc["results"]})
     fig = Figure(figsize=(5.5 * len(batches), 4.5), dpi=110)
@@ -153,6 +154,7 @@ def bench_plot(doc: dict, curves: dict[int, dict[str, list[tuple]]], path: Path)
                            edgecolor=dot.get_facecolor()[0], zorder=4)
                 ax.plot([pred, r["mean_ms"]], [y, y], color="gray", lw=0.8, zorder=3)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
         ax.set_xlabel(f"mean latency per call of {b} image{'s' if b > 1 else ''} (ms, log)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"batch {b}", fontsize=10)
