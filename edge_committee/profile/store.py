@@ -23,6 +23,7 @@ from edge_committee.select.data import StageCosts
 
 LOG = logging.getLogger("edge_committee")
 PROFILES_DIR = "profiles"
+_MAX_BYTES = 16 << 20  #: a profile of hundreds of member variants is well under 1 MiB
 
 
 def profile_entry(doc: dict) -> dict:
@@ -75,10 +76,15 @@ def list_profiles(manifest: dict) -> dict[str, dict]:
 def read_profile(path: str | os.PathLike) -> dict:
     """Read and validate a profile file (new format; see :mod:`.schema`)."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            data = f.read(_MAX_BYTES + 1)
+        if len(data) > _MAX_BYTES:
+            raise EdgeCommitteeError(f"the latency profile {os.fspath(path)} is larger than {_MAX_BYTES >> 20} MiB; "
+                                     "it is not a profile")
+        doc = json.loads(data.decode("utf-8"))
     except OSError as exc:
         raise EdgeCommitteeError(f"cannot read the latency profile {os.fspath(path)}: {exc}") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or nested too deeply
         raise EdgeCommitteeError(f"the latency profile {os.fspath(path)} is not JSON: {exc}") from None
     return check_profile(doc, path)
 
@@ -87,8 +93,9 @@ def is_device_profile(path: str | os.PathLike) -> bool:
     """True for a device profile (``"schema": "edge_committee.profile/1"``), False for anything
     else, e.g. the older hand-written ``{"unit": "ms", "members": {...}}``."""
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            doc = json.loads(f.read(_MAX_BYTES + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # the reader that follows says what is wrong
         return False
     return isinstance(doc, dict) and "schema" in doc and str(doc["schema"]).startswith("edge_committee.profile/")
 

@@ -152,3 +152,11 @@ def test_a_cascade_backend_is_profiled_through_the_facade(built_bundle: Path, ca
     assert doc["members"]["large"]["stage"]["2"] == doc["members"]["large"]["batches"]["2"]
     assert main(["profile", str(built_bundle), "--backend", "nope", "-q"]) == 1
     assert "unknown backend 'nope'" in capsys.readouterr().err
+
+
+def test_a_profile_nested_too_deeply_is_one_line(profiled_bundle: Path, tmp_path: Path, capsys):
+    bad = tmp_path / "deep.json"
+    bad.write_text('{"schema": "edge_committee.profile/1", "members": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert main(["select", str(profiled_bundle), "--budget-ms", "100", "--profile", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "deep.json" in err and "is not JSON" in err
