@@ -47,6 +47,8 @@ setup(
     extras_require={
         "torch": ["torch>=2.2"],
         "video": ["opencv-python-headless>=4.8"],
+        # learned combiners (committee key combiner: learned): the L-BFGS fit; one BLAS thread while it runs
+        "committees": ["scipy>=1.10", "threadpoolctl>=3"],
         # camera pipelines (edge-committee run): PyAV decodes files, RTSP/HTTP and V4L2, encodes H.264
         "stream": ["av>=12"],
         # `edge-committee compile` and --backend tensorrt on x86_64/SBSA: the full TensorRT. Its libraries download
@@ -60,7 +62,7 @@ setup(
         # Triton clients; the server itself is `pip install --no-deps nvidia-pytriton` (it pins numpy<2)
         "triton": ["tritonclient[http,grpc]>=2.50"],
         "test": ["pytest>=7", "hypothesis>=6", "onnx_tool>=0.9", "opencv-python-headless>=4.8", "onnx2torch>=1.5",
-                 "av>=12",
+                 "av>=12", "scipy>=1.10", "threadpoolctl>=3",
                  "tensorrt-lean-cu13-bindings>=10.14", "tensorrt-lean-cu13-libs>=10.14",
                  # the ImageNet example's CI test: a real pretrained member and labelled photos
                  # (efficientnet-lite-pytorch requires an unpinned torch: install torch==2.13.0 first)

@@ -20,6 +20,7 @@ _PIP_NAMES = {
     "PIL": "pillow",
     "tensorrt": "tensorrt-cu12 or tensorrt-cu13 (on Jetson: JetPack ships it; see docs/tensorrt.md)",
     "cv2": "opencv-python-headless",
+    "scipy": "scipy (or: pip install edge-committee[committees])",
     "av": "av (PyAV; or: pip install edge-committee[stream])",
     "onnx2torch": "onnx2torch torch==<your torch version>",
     "cuda": "cuda-bindings (the major version of your CUDA driver, e.g. cuda-bindings>=13,<14)",

@@ -61,7 +61,8 @@ def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
         _check_onnx_file(m.onnx, m.name)
         check_member_input(m.onnx, m.preprocessing, m.name)  # one clear line before any work
         copy_member(m.onnx, dest)  # with its external data files, if any
-        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": model_digest(m.onnx)}
+        return {"kind": "onnx", "source": str(m.onnx), "source_sha256": model_digest(m.onnx),
+                **({"shares": m.shares} if m.shares else {})}
     from edge_committee.export import export_onnx, load_torch_member
 
     model = load_torch_member(m.factory, dict(m.kwargs), m.weights, base_dir=spec.base_dir)
@@ -69,6 +70,7 @@ def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
     rep = export_onnx(model, shape, dest, opset=spec.opset, parity_tolerance=spec.parity_tolerance)
     return {
         "kind": "torch",
+        **({"shares": m.shares} if m.shares else {}),
         "factory": m.factory,
         "kwargs": dict(m.kwargs),
         "weights_sha256": sha256_file(m.weights),
@@ -331,6 +333,7 @@ def run_selection(data, spec_like: dict, objective: str, budget: float | str):
         confidence=spec_like["confidence"],
         stage_overhead=float(spec_like["stage_overhead"]),
         reference=spec_like.get("reference"),
+        combiner=spec_like.get("combiner"),
     )
 
 
@@ -381,6 +384,7 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=N
         "order": spec.order,
         "confidence": spec.confidence,
         "stage_overhead": spec.stage_overhead,
+        **({"combiner": spec.combiner} if spec.combiner not in (None, "average") else {}),
     }
     members = [_member_entry(b, labels, root) for b in builds]
     data, profiles = selection_data(builds, labels), {}
@@ -399,6 +403,8 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=N
         "labels": list(spec.labels),
         "precision_mode": mode,
         "data": {k: _data_entry(spec, k, s) for k, s in splits.items()},
+        **({"spec": {"path": str(spec.source.resolve()), "sha256": sha256_file(spec.source)}}
+           if spec.source is not None else {}),
         "selection": settings,
         "members": members,
         "rejected_variants": rejected,
@@ -447,6 +453,7 @@ def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> 
     by_name = {m["name"]: m for m in manifest["members"]}
     chosen["mean_macs"] = chosen["mean_cost"] if chosen["cost_unit"] == "MACs" else None
     chosen["worst_macs"] = sum(by_name[n]["macs"] for n in chosen["members"])
+    _write_combiner(root, manifest, result, chosen)
     manifest["cascade"] = chosen
     labels = manifest.get("labels") or []
     for m in manifest["members"]:
@@ -456,6 +463,35 @@ def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> 
     if finalize:
         finalize_manifest(root, manifest)
     return manifest
+
+
+def _write_combiner(root: Path, manifest: dict, result, chosen: dict) -> None:
+    """Write a learned committee's stage combiners as ONNX (``combiner/stage<k>.onnx``).
+
+    Combiner files of an earlier selection are removed from the folder and from the manifest's
+    file list first (a re-selection runs in a staging copy: unlinking a hard link there leaves
+    the original bundle intact).
+    """
+    files = manifest.setdefault("files", {})
+    for rel in [r for r in files if r.startswith("combiner/")]:
+        (root / rel).unlink(missing_ok=True)
+        del files[rel]
+    from edge_committee.select import LEARNED_KINDS
+
+    c = result.chosen
+    if c.kind not in LEARNED_KINDS:
+        return
+    from edge_committee.cascade.learned_onnx import save_combiner
+
+    front = result.frontier
+    rels = []
+    for k, comb in enumerate(front.fits.stage_combiners(c.members)):
+        rel = f"combiner/stage{k}.onnx"
+        save_combiner(comb, root / rel)
+        files[rel] = ""  # listed, so an edit's finalize hashes it
+        rels.append(rel)
+    chosen["combiner"] = {**front.combiner.to_dict(), "form": "per_class_log_prob", "files": rels,
+                          "fitted_on": "validation"}
 
 
 def _write_build_report(root: Path, manifest: dict) -> None:
@@ -478,6 +514,7 @@ def reselect(
     order: str | None = None,
     stage_overhead: float | None = None,
     reference: str | None = None,
+    combiner=None,
     latency: bool = False,
     batch: int = 1,
     backend: str = "onnxrt",
@@ -498,7 +535,7 @@ def reselect(
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}
         manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
-                                  order, stage_overhead, reference, latency_opts)
+                                  order, stage_overhead, reference, combiner, latency_opts)
         if _cascade_key(manifest) != before:
             _drop_cascade_artifacts(ed)
     return manifest
@@ -536,13 +573,15 @@ def _drop_cascade_artifacts(ed) -> None:
 
 
 def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,
-                   stage_overhead, reference, latency_opts: dict | None = None) -> dict:
+                   stage_overhead, reference, combiner=None, latency_opts: dict | None = None) -> dict:
     arrays = load_outputs(root)
     settings = dict(manifest.get("selection") or {})
     for key, val in (("confidence", confidence), ("max_members", max_members), ("order", order),
-                     ("stage_overhead", stage_overhead), ("reference", reference)):
+                     ("stage_overhead", stage_overhead), ("reference", reference), ("combiner", combiner)):
         if val is not None:
             settings[key] = val
+    if settings.get("combiner") == "average":
+        del settings["combiner"]
     names = [m["name"] for m in manifest["members"]]
     costs, unit, stage_costs = None, "ms", None
     opts = latency_opts or {}

@@ -34,7 +34,7 @@ MAX_DEPTH = 32
 REQUIRED = ("schema_version", "name", "labels", "members", "cascade", "files")
 MEMBER_REQUIRED = ("name", "file", "sha256", "macs", "preprocessing", "labels", "precision")
 PRECISIONS = ("fp32", "fp16", "int8")
-CASCADE_KINDS = ("single", "ensemble", "cascade")
+CASCADE_KINDS = ("single", "ensemble", "cascade", "learned_ensemble", "learned_cascade")
 #: Member names: as a spec allows them (spec/committee.py), plus a precision suffix.
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -269,6 +269,11 @@ def _check_cascade(ck: _Checker, c: Any, names: set[str]) -> None:
     for key in ("objective", "cost_unit", "reference"):
         if c.get(key) is not None:
             ck.text(f"cascade.{key}", c[key], 200)
+    if c.get("combiner") is not None:  # a learned committee: one combiner file per stage
+        files = ck.array("cascade.combiner.files", ck.mapping("cascade.combiner", c["combiner"]).get("files"),
+                         len(members))
+        if len(files) != len(members) or not all(isinstance(f, str) for f in files):
+            ck.fail("cascade.combiner.files", f"{len(members)} file paths, one per stage", files)
     for key in ("exit_histogram", "test_exit_histogram"):
         hist = c.get(key)
         if hist is not None and not (isinstance(hist, list) and all(_is_int(h) and h >= 0 for h in hist)):

@@ -35,7 +35,8 @@ def build_report_markdown(manifest: dict) -> str:
             f"{_pct(acc.get('validation'))} | {_pct(acc.get('test'))} | `{m['file']}` |"
         )
     la = largest.get("accuracy", {})
-    thr = ", ".join(f"{t:.4f}" for t in c["thresholds"][: len(c["members"]) - 1]) if c["kind"] == "cascade" else "–"
+    cascade_kind = c["kind"] in ("cascade", "learned_cascade")
+    thr = ", ".join(f"{t:.4f}" for t in c["thresholds"][: len(c["members"]) - 1]) if cascade_kind else "–"
     mean_macs = c.get("mean_macs")
     test_mean = c.get("test_mean_cost") if c.get("cost_unit") == "MACs" else None
     lines += [
@@ -65,6 +66,17 @@ def build_report_markdown(manifest: dict) -> str:
             f"Latency of the chosen committee per call of {cm['batch']} image(s): mean {c['mean_cost']:.4g} ms, "
             f"worst case {c['worst_cost']:.4g} ms ({cm['description']})."
         )
+    if c.get("combiner"):
+        comb = c["combiner"]
+        lines.append(f"\nLearned combiner: each stage decides on a learned combination of the members so far "
+                     f"(per-class weights over log-probabilities, fitted on validation, {comb.get('folds')}-fold "
+                     f"cross-fitted figures), stored as {', '.join(f'`{f}`' for f in comb.get('files', []))}.")
+    adapted = [m for m in members if m.get("adaptation")]
+    for m in adapted:
+        r = m["adaptation"]["runs"][-1]
+        lines.append(f"\nSelf-trained: `{m['name']}` was fine-tuned on {r['footage']} unlabeled images "
+                     f"({len(m['adaptation']['runs'])} run(s)); validation accuracy {_pct(r['val_accuracy_before'])} -> "
+                     f"{_pct(r['val_accuracy_after'])}%.")
     if c.get("label_free"):
         lines.append(f"\nLabel-free selection: accuracy means agreement with `{c.get('reference')}`.")
     rejected = manifest.get("rejected_variants") or []

@@ -36,6 +36,8 @@ def selection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--order", choices=("cheapest_first", "any"), help="member order in cascades")
     g.add_argument("--stage-overhead", type=float, help="gate cost per executed stage, in the cost unit")
     g.add_argument("--reference", help="label-free selection: 'ensemble' or a member name")
+    g.add_argument("--combiner", choices=("average", "learned"),
+                   help="add learned-combiner candidates (needs validation labels); default: the bundle's")
 
 
 def backend_args(p: argparse.ArgumentParser) -> None:

@@ -33,6 +33,7 @@ COMMANDS = {
     "select": "reselect",
     "profile": "profile",
     "bench": "bench",
+    "adapt": "adapt",
     "run": "run",
     "export-triton": "export_triton",
     "serve": "serve",

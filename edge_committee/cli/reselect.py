@@ -34,7 +34,7 @@ def run(args) -> int:
         raise EdgeCommitteeError(f"--batch must be >= 1, got {args.batch}")
     manifest = reselect(args.bundle, objective, budget, profile=args.profile, confidence=args.confidence,
                         max_members=args.max_members, order=args.order, stage_overhead=args.stage_overhead,
-                        reference=args.reference, latency=args.budget_ms is not None, batch=args.batch,
-                        backend=args.backend, threads=args.threads)
+                        reference=args.reference, combiner=args.combiner, latency=args.budget_ms is not None,
+                        batch=args.batch, backend=args.backend, threads=args.threads)
     print_summary(manifest)
     return 0

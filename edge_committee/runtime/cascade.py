@@ -65,8 +65,13 @@ class HostLoop(Executor):
     """The cascade loop, written once, over any member runners and any gate step.
 
     Stage ``k`` preprocesses and runs member ``k`` on the active samples only, then the gate
-    step updates the state and compacts the survivors.
+    step updates the state and compacts the survivors. A gate step object with a ``start(N, C)``
+    method makes its own state (the learned combiner's keeps member log-probabilities,
+    :class:`~edge_committee.cascade.learned.LearnedGate`); otherwise the state is a ``GateState``.
     """
+
+    #: the gate step decides; a learned combiner's gate runs here like any other
+    supports_learned_combiner = True
 
     def __init__(self, runners, preprocessing: list[Preprocessing], thresholds: list[float],
                  confidence: str, labels: list[str], gate_step_fn) -> None:
@@ -87,7 +92,7 @@ class HostLoop(Executor):
 
     def run(self, images) -> Prediction:
         n, k_total = len(images), len(self.runners)
-        state = GateState.start(n, len(self.labels))
+        state = getattr(self.gate_step, "start", GateState.start)(n, len(self.labels))
         for k, (runner, pp) in enumerate(zip(self.runners, self.preprocessing)):
             if state.active.size == 0:
                 break
@@ -132,6 +137,9 @@ class CascadeModel:
         if gate not in ("auto", "numpy"):
             raise EdgeCommitteeError(f"gate {gate!r} is not known; use 'auto' or 'numpy'")
         self._gate, self.gate_backend = _gate_step_fn(gate)
+        self.combiner = c.get("combiner")
+        if self.combiner:
+            self._gate, self.gate_backend = self._learned_gate(), "learned combiner (numpy)"
         if backend in MEMBER_BACKENDS:
             runners = [runner_for(backend, self.member_path(n), name=n, threads=threads, **options)
                        for n in self.members]
@@ -141,7 +149,25 @@ class CascadeModel:
             self.executor = cascade_executor_for(backend, self, threads=threads, **options)
         else:
             raise unknown_backend(backend)
+        if self.combiner and not getattr(self.executor, "supports_learned_combiner", False):
+            raise EdgeCommitteeError(
+                f"backend {backend!r} cannot run this bundle's learned combiner yet; use --backend onnxrt "
+                "(or re-select with --combiner average)")
         self._active = False
+
+    def _learned_gate(self):
+        """The learned committee's gate: stage combiners read from the bundle's ONNX files."""
+        from edge_committee.cascade.learned import LearnedGate
+        from edge_committee.cascade.learned_onnx import combiner_from_onnx
+
+        files = list(self.combiner.get("files", []))
+        listed = self.manifest.get("files", {})
+        if len(files) != len(self.members) or any(f not in listed for f in files):
+            raise BundleError(f"{self.root / 'manifest.json'}: the learned combiner needs one listed file per "
+                              f"stage ({len(self.members)}); got {files}")
+        from edge_committee.bundle.manifest import resolve_in_bundle
+
+        return LearnedGate([combiner_from_onnx(resolve_in_bundle(self.root, f)) for f in files])
 
     def member_path(self, name: str) -> Path:
         """The file of member ``name`` inside the bundle."""

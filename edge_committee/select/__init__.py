@@ -12,7 +12,8 @@ from edge_committee.select.data import (
     load_outputs_npz,
     load_profile,
 )
-from edge_committee.select.frontier import KINDS, Candidate, Frontier, frontier
+from edge_committee.select.frontier import CASCADE_KINDS, KINDS, LEARNED_KINDS, Candidate, Frontier, frontier
+from edge_committee.select.learned import CombinerConfig
 from edge_committee.select.objective import (
     ALWAYS_EXIT,
     NEVER_EXIT,
@@ -26,6 +27,9 @@ from edge_committee.select.search import DEFAULT_GRID, SequenceFront, pareto_ind
 
 __all__ = [
     "ALWAYS_EXIT",
+    "CASCADE_KINDS",
+    "CombinerConfig",
+    "LEARNED_KINDS",
     "DEFAULT_GRID",
     "KINDS",
     "NEVER_EXIT",

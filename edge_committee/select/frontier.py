@@ -10,6 +10,12 @@
   thresholds comes from :mod:`.search`. Mean cost = expectation over the validation split of the
   members run plus ``stage_overhead`` per executed stage; worst = every stage run.
 
+With a learned combiner (``combiner=``, :mod:`.learned`) the frontier also holds the learned twins
+of the ensembles and cascades (kinds ``learned_ensemble`` and ``learned_cascade``): the same member
+sets and sequences and the same threshold search, each stage deciding on the cross-fitted learned
+combination of its prefix instead of the mean, so plain and learned candidates compete on one
+frontier.
+
 Label-free mode (no validation labels): "accuracy" is the agreement with a reference's
 predictions on the validation split: the ensemble of all members (default) or a named member.
 Test accuracy, when test labels exist, is always against the true test labels, and only ever
@@ -26,6 +32,7 @@ import numpy as np
 from edge_committee.cascade import reference as ref
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.select.data import SelectionData
+from edge_committee.select.learned import CombinerConfig, CombinerFits, LearnedOutputs
 from edge_committee.select.search import (
     PrefixWalk,
     SequenceFront,
@@ -39,7 +46,11 @@ from edge_committee.select.stats import (
     score_exits,
 )
 
-KINDS = ("single", "ensemble", "cascade")
+KINDS = ("single", "ensemble", "cascade", "learned_ensemble", "learned_cascade")
+#: kinds that run members one after another with thresholds
+CASCADE_KINDS = ("cascade", "learned_cascade")
+#: kinds whose stages decide on a learned combination
+LEARNED_KINDS = ("learned_ensemble", "learned_cascade")
 ORDERS = ("cheapest_first", "any")
 ENSEMBLE_REFERENCE = "ensemble"
 
@@ -67,8 +78,9 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        """Short human name, e.g. ``b0>b2`` for a cascade, ``b0+b2`` for an ensemble."""
-        return ("+" if self.kind == "ensemble" else ">").join(self.members)
+        """Short human name: ``b0>b2`` (cascade), ``b0+b2`` (ensemble), ``b0>b2 (learned)``."""
+        name = ("+" if self.kind in ("ensemble", "learned_ensemble") else ">").join(self.members)
+        return name + " (learned)" if self.kind in LEARNED_KINDS else name
 
 
 @dataclasses.dataclass
@@ -91,6 +103,12 @@ class Frontier:
     _table: dict | None = dataclasses.field(default=None, repr=False)
     _val: SplitOutputs | None = dataclasses.field(default=None, repr=False)
     _test: SplitOutputs | None = dataclasses.field(default=None, repr=False)
+    learned_ensembles: list[SubsetScore] = dataclasses.field(default_factory=list)
+    learned_cascades: list[SequenceFront] = dataclasses.field(default_factory=list)
+    combiner: CombinerConfig | None = None
+    fits: CombinerFits | None = dataclasses.field(default=None, repr=False)
+    _lval: LearnedOutputs | None = dataclasses.field(default=None, repr=False)
+    _ltest: LearnedOutputs | None = dataclasses.field(default=None, repr=False)
 
     @property
     def accuracy_metric(self) -> str:
@@ -107,7 +125,7 @@ class Frontier:
     @property
     def eps_accuracy(self) -> float:
         """Largest accuracy bound of the threshold search over all cascades (0 = exact)."""
-        return max((f.eps_accuracy for f in self.cascades), default=0.0)
+        return max((f.eps_accuracy for f in self.cascades + self.learned_cascades), default=0.0)
 
     def table(self) -> dict[str, np.ndarray]:
         """Every candidate point as flat arrays: kind, group, point, accuracy, mean, worst, size.
@@ -117,14 +135,15 @@ class Frontier:
         """
         if self._table is None:
             rows: list[tuple[np.ndarray, ...]] = []
-            for code, group in ((0, self.singles), (1, self.ensembles)):
+            for code, group in ((0, self.singles), (1, self.ensembles), (3, self.learned_ensembles)):
                 for g, s in enumerate(group):
                     rows.append(_rows(code, g, [0], [s.accuracy], [s.cost], s.cost, len(s.members)))
-            for g, f in enumerate(self.cascades):
-                keep = np.flatnonzero(~f.redundant)  # the rest equal shorter candidates
-                rows.append(
-                    _rows(2, g, keep, f.accuracy[keep], f.mean_cost[keep], f.worst_cost, len(f.members))
-                )
+            for code, fronts in ((2, self.cascades), (4, self.learned_cascades)):
+                for g, f in enumerate(fronts):
+                    keep = np.flatnonzero(~f.redundant)  # the rest equal shorter candidates
+                    rows.append(
+                        _rows(code, g, keep, f.accuracy[keep], f.mean_cost[keep], f.worst_cost, len(f.members))
+                    )
             cols = [np.concatenate(c) for c in zip(*rows)]
             self._table = dict(zip(("kind", "group", "point", "accuracy", "mean", "worst", "size"), cols))
         return self._table
@@ -132,12 +151,12 @@ class Frontier:
     def candidate(self, kind: int | str, group: int, point: int = 0) -> Candidate:
         """The candidate at a row of :meth:`table` (validation figures only)."""
         code = KINDS.index(kind) if isinstance(kind, str) else int(kind)
-        if code < 2:
-            s = (self.singles, self.ensembles)[code][group]
+        if KINDS[code] not in CASCADE_KINDS:
+            s = {0: self.singles, 1: self.ensembles, 3: self.learned_ensembles}[code][group]
             return Candidate(KINDS[code], s.members, (), s.accuracy, s.cost, s.cost)
-        f = self.cascades[group]
+        f = (self.cascades if code == 2 else self.learned_cascades)[group]
         return Candidate(
-            "cascade",
+            KINDS[code],
             f.members,
             tuple(float(t) for t in f.thresholds[point]),
             float(f.accuracy[point]),
@@ -155,12 +174,12 @@ class Frontier:
 
     def evaluate(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The candidates with validation exit histograms and test figures filled in."""
-        val, test = self._val_split(), self._test_split()
         out: list[Candidate | None] = [None] * len(candidates)
-        groups: dict[tuple[str, ...], list[int]] = {}
+        groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
         for i, c in enumerate(candidates):
-            groups.setdefault(c.members, []).append(i)
-        for members, idx in groups.items():
+            groups.setdefault((c.members, c.kind in LEARNED_KINDS), []).append(i)
+        for (members, is_learned), idx in groups.items():
+            val, test = self._val_split(is_learned), self._test_split(is_learned)
             group = [candidates[i] for i in idx]
             test_stats = test.sequence(members) if test is not None else None
             for i, c in zip(idx, self._evaluate_group(group, val.sequence(members), test_stats)):
@@ -188,7 +207,7 @@ class Frontier:
             fields: dict = {"val_exit_histogram": _hist(val_exit[i], k)}
             if test_exit is not None:
                 fields["test_exit_histogram"] = _hist(test_exit[i], k)
-                cascade = c.kind == "cascade"
+                cascade = c.kind in CASCADE_KINDS
                 if not cascade:
                     fields["test_mean_cost"] = c.mean_cost
                 elif self.data.stage_costs is None:
@@ -215,15 +234,25 @@ class Frontier:
                 total += float(np.asarray(f(reach))[0])
         return total
 
-    def _val_split(self) -> SplitOutputs:
+    def _val_split(self, is_learned: bool = False) -> SplitOutputs | LearnedOutputs:
+        if is_learned:
+            if self._lval is None:
+                target = _target(self.data, self.reference, self.confidence)
+                self._lval = LearnedOutputs(self.data.val_logits, target, self.confidence, self.fits, True)
+            return self._lval
         if self._val is None:
             target = _target(self.data, self.reference, self.confidence)
             self._val = SplitOutputs(self.data.val_logits, target, self.confidence)
         return self._val
 
-    def _test_split(self) -> SplitOutputs | None:
+    def _test_split(self, is_learned: bool = False) -> SplitOutputs | LearnedOutputs | None:
         if self.data.test_logits is None:
             return None
+        if is_learned:
+            if self._ltest is None:
+                self._ltest = LearnedOutputs(self.data.test_logits, self.data.test_labels, self.confidence,
+                                             self.fits, False)
+            return self._ltest
         if self._test is None:
             self._test = SplitOutputs(self.data.test_logits, self.data.test_labels, self.confidence)
         return self._test
@@ -244,7 +273,7 @@ def _rows(code, group, points, acc, mean, worst, size) -> tuple[np.ndarray, ...]
 
 def _stage_thresholds(c: Candidate) -> list[float]:
     """Thresholds that make the cascade machinery evaluate any kind of candidate."""
-    if c.kind == "cascade":
+    if c.kind in CASCADE_KINDS:
         return list(c.thresholds)
     return [np.inf] * (len(c.members) - 1)  # an ensemble runs every member
 
@@ -287,6 +316,7 @@ def frontier(
     stage_overhead: float = 0.0,
     reference: str | None = None,
     grid: dict[int, int | None] | None = None,
+    combiner: CombinerConfig | str | dict | None = None,
 ) -> Frontier:
     """Score every single member, ensemble and cascade on the validation split.
 
@@ -300,6 +330,8 @@ def frontier(
         reference: label-free reference, used only when ``data.val_labels`` is None:
             ``"ensemble"`` (default: all members) or a member name.
         grid: per-length candidate resolution overrides (see :data:`.search.DEFAULT_GRID`).
+        combiner: ``None``/``"average"`` (plain candidates only), ``"learned"`` or a
+            :class:`.learned.CombinerConfig`: add learned ensembles and cascades (needs labels).
     """
     try:
         ref.check_confidence_name(confidence)
@@ -316,6 +348,14 @@ def frontier(
     walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid, groups,
                       stage_fns=fns, per_call=data.per_call_cost)
     singles, ensembles, cascades = walk.run()
+    config = CombinerConfig.from_value(combiner)
+    fits, learned_e, learned_c = None, [], []
+    if config is not None:
+        fits = CombinerFits(data.val_logits, data.val_labels, config)
+        lsplit = LearnedOutputs(data.val_logits, target, confidence, fits, out_of_fold=True)
+        lwalk = PrefixWalk(lsplit, data.names, data.costs, min(max_len, config.max_members or max_len), order,
+                           stage_overhead, grid, groups, stage_fns=fns, per_call=data.per_call_cost)
+        _, learned_e, learned_c = lwalk.run()
     return Frontier(
         _val=split,
         singles=singles,
@@ -331,4 +371,9 @@ def frontier(
         num_val=data.num_val,
         num_test=data.num_test,
         data=data,
+        learned_ensembles=learned_e,
+        learned_cascades=learned_c,
+        combiner=config,
+        fits=fits,
+        _lval=lsplit if config is not None else None,
     )

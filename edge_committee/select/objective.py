@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.select.data import SelectionData
-from edge_committee.select.frontier import KINDS, Candidate, Frontier, frontier
+from edge_committee.select.frontier import CASCADE_KINDS, KINDS, LEARNED_KINDS, Candidate, Frontier, frontier
 
 OBJECTIVES = ("worst_cost", "mean_cost", "accuracy")
 
@@ -55,7 +55,7 @@ class SelectionResult:
         cascade are written as +-:data:`NEVER_EXIT`. Costs are in ``cost_unit``.
         """
         c, f = self.chosen, self.frontier
-        if c.kind == "cascade":
+        if c.kind in CASCADE_KINDS:
             thresholds = [finite_threshold(t) for t in c.thresholds]
         else:
             thresholds = [NEVER_EXIT] * (len(c.members) - 1)
@@ -85,6 +85,7 @@ class SelectionResult:
             "order": f.order,
             "num_validation": f.num_val,
             "num_test": f.num_test,
+            "combination": "learned" if c.kind in LEARNED_KINDS else "average",
         }
 
 
@@ -174,6 +175,7 @@ def select_cascade(
     reference: str | None = None,
     kinds: Sequence[str] = KINDS,
     grid: dict[int, int | None] | None = None,
+    combiner=None,
 ) -> SelectionResult:
     """Pick the committee (cascade, ensemble or single member) that meets a budget.
 
@@ -190,6 +192,8 @@ def select_cascade(
             (default, all members) or a member name.
         kinds: which candidate kinds may be chosen (default all: single, ensemble, cascade).
         grid: threshold-search resolution overrides (see :data:`.search.DEFAULT_GRID`).
+        combiner: ``None``/``"average"``, ``"learned"`` or a :class:`.learned.CombinerConfig`: with a
+            learned combiner, learned ensembles and cascades join the frontier (see :mod:`.learned`).
 
     Selection reads validation figures only; test figures of the chosen one are then added.
     """
@@ -197,7 +201,7 @@ def select_cascade(
         raise EdgeCommitteeError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
     if objective != "accuracy":
         _budget(budget, objective, data.cost_unit)
-    front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid)
+    front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid, combiner)
     chosen, target = choose(front, objective, budget, kinds)
     (chosen,) = front.evaluate([chosen])
     return SelectionResult(chosen, front, objective, budget, target)

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from edge_committee._lazy import require
 from edge_committee._util import atomic_path
-from edge_committee.select.frontier import Candidate, Frontier
+from edge_committee.select.frontier import CASCADE_KINDS, Candidate, Frontier
 from edge_committee.select.objective import SelectionResult, finite_threshold
 
 SCHEMA = "edge_committee.selection/1"
-_MARKERS = {"single": "o", "ensemble": "s", "cascade": "^"}
-_COLORS = {"single": "tab:blue", "ensemble": "tab:orange", "cascade": "tab:green"}
+_MARKERS = {"single": "o", "ensemble": "s", "cascade": "^", "learned_ensemble": "D", "learned_cascade": "v"}
+_COLORS = {"single": "tab:blue", "ensemble": "tab:orange", "cascade": "tab:green", "learned_ensemble": "tab:brown",
+           "learned_cascade": "tab:purple"}
 
 
 def thin(front: Sequence[Candidate], max_points: int, keep: Sequence[Candidate] = ()) -> list[Candidate]:
@@ -89,7 +90,7 @@ def _fmt_acc(x: float | None) -> str:
 
 
 def _fmt_thr(c: Candidate) -> str:
-    if c.kind != "cascade":
+    if c.kind not in CASCADE_KINDS:
         return ""
     return ", ".join("never" if t == math.inf else "always" if t == -math.inf else f"{t:.4f}" for t in c.thresholds)
 
@@ -155,7 +156,7 @@ def plot_frontier(
             else:
                 ax.step(x, y, where="post", color=_COLORS[kind], lw=1.2, zorder=2)
             ax.scatter(x, y, marker=_MARKERS[kind], s=14, color=_COLORS[kind], zorder=2,
-                       label=f"{kind}s (validation Pareto)")
+                       label=f"{kind.replace('_', ' ')}s (validation Pareto)")
     if chosen is not None and acc(chosen) is not None:
         ax.scatter([cost(chosen)], [100 * acc(chosen)], marker="*", s=260, color="red",
                    edgecolor="black", zorder=5, label=f"chosen: {chosen.label}")
@@ -184,11 +185,15 @@ def per_kind_fronts(front: Frontier, max_points: int = 400) -> dict[str, list[Ca
     """Singles (all, by cost), and the Pareto sets of ensembles and of cascades (thinned)."""
     singles = sorted((front.candidate("single", i) for i in range(len(front.singles))),
                      key=lambda c: c.mean_cost)
-    return {
+    out = {
         "single": singles,
         "ensemble": thin(front.pareto(["ensemble"]), max_points),
         "cascade": thin(front.pareto(["cascade"]), max_points),
     }
+    for kind in ("learned_ensemble", "learned_cascade"):
+        if getattr(front, f"{kind}s"):
+            out[kind] = thin(front.pareto([kind]), max_points)
+    return out
 
 
 def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str = "selection") -> dict[str, Path]:
@@ -215,10 +220,32 @@ def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str 
         "ensembles": [candidate_dict(c) for c in curves["ensemble"]],
         "cascades": [candidate_dict(c) for c in curves["cascade"]],
     }
+    for kind in ("learned_ensemble", "learned_cascade"):
+        if kind in curves:
+            doc[f"{kind}s"] = [candidate_dict(c) for c in curves[kind]]
     with _atomic(paths["json"]) as f:
         json.dump(doc, f, indent=1, allow_nan=False)
         f.write("\n")
     return paths
+
+
+def _learned_lines(front: Frontier) -> list[str]:
+    """The learned candidates' line, and plain vs learned at the top of each frontier."""
+    if front.combiner is None:
+        return []
+    cfg = front.combiner
+    lines = [f"- learned combiner: {len(front.learned_ensembles)} learned ensembles and "
+             f"{len(front.learned_cascades)} learned cascades, per-class weights over log-probabilities, "
+             f"fitted on validation with {cfg.folds}-fold cross-fitting (validation figures are "
+             f"out-of-fold; test figures use the fit on all of validation)"]
+    for plain, learned in (("ensemble", "learned_ensemble"), ("cascade", "learned_cascade")):
+        best = [max(front.pareto([k]), key=lambda c: c.val_accuracy, default=None) for k in (plain, learned)]
+        if None not in best:
+            a, b = front.evaluate(best)
+            lines.append(f"- most accurate {plain}: average {a.label} {_fmt_acc(a.val_accuracy)}% "
+                         f"(test {_fmt_acc(a.test_accuracy)}%) vs learned {b.label} {_fmt_acc(b.val_accuracy)}% "
+                         f"(test {_fmt_acc(b.test_accuracy)}%)")
+    return lines
 
 
 def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Candidate], png: str) -> str:
@@ -245,6 +272,7 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
         (f"- candidates: {len(front.singles)} single, {len(front.ensembles)} ensembles, "
         f"{len(front.cascades)} cascades (order {front.order}, up to {front.max_len} members, "
         f"stage overhead {front.stage_overhead:g} {unit})"),
+        *_learned_lines(front),
         (f"- threshold search: exact up to {100 * front.eps_accuracy:.2f} accuracy points at no higher "
         "mean cost (0 = exact)"),
         "",

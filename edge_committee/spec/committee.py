@@ -15,11 +15,15 @@
           weights: large.safetensors          # or .pt/.pth loaded with weights_only=True
         preprocessing: {size: [260, 260], scale: 0.0078125, offset: -0.9921875}
         labels: [cat, dog]        # optional: must equal the committee's labels
+      - name: large-160
+        shares: large             # a self-cascade stage: large's model at another input size
+        preprocessing: {size: [160, 160], scale: 0.0078125, offset: -0.9921875}
     data:
       validation: {format: folder, path: val/}       # chooses the cascade
       test: {format: npz, path: test.npz}            # only for reporting
     budget: {macs: 4.0e8, kind: worst}   # or {latency_ms: 12, kind: mean, batch: 1}; macs: largest
     selection: {confidence: max_prob, max_members: 4}
+    combiner: learned             # or average (default); or {kind: learned, folds: 5, l2: 0.001}
     evaluation: {batch_size: 256, threads: 2}
     export: {opset: 17, parity_tolerance: 1.0e-4}
 
@@ -88,6 +92,7 @@ class MemberSpec:
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     weights: Path | None = None
     labels: tuple[str, ...] | None = None
+    shares: str | None = None  #: the member whose model this one runs (with its own preprocessing)
 
     @property
     def kind(self) -> str:
@@ -130,6 +135,7 @@ class CommitteeSpec:
     precision_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     calibration: Mapping[str, Any] | None = None
     source: Path | None = None
+    combiner: Any = None  #: ``None``/"average", "learned" or a mapping (see select.learned.CombinerConfig)
 
     def member(self, name: str) -> MemberSpec:
         for m in self.members:
@@ -205,7 +211,7 @@ def _labels(raw: Mapping[str, Any], base: Path) -> tuple[str, ...]:
 
 def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec:
     where = f"members[{i}]"
-    d = _check_keys(raw, {"name", "onnx", "torch", "preprocessing", "labels"}, where,
+    d = _check_keys(raw, {"name", "onnx", "torch", "preprocessing", "labels", "shares"}, where,
                     ("name", "preprocessing"))
     name = d["name"]
     if isinstance(name, str) and len(name) > 100:
@@ -222,8 +228,15 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
         )
     where = f"members[{i}] ({name})"
     pp = Preprocessing.from_dict(d["preprocessing"], f"{where}.preprocessing")
+    if "shares" in d:
+        if "onnx" in d or "torch" in d:
+            raise SpecError(f"{where}: 'shares' runs another member's model; give no 'onnx' or 'torch' with it")
+        if not isinstance(d["shares"], str):
+            raise SpecError(f"{where}.shares: {d['shares']!r} must be the name of another member")
+        return MemberSpec(name, pp, shares=d["shares"])
     if ("onnx" in d) == ("torch" in d):
-        raise SpecError(f"{where}: give exactly one of 'onnx' (a file) or 'torch' (factory + weights)")
+        raise SpecError(f"{where}: give exactly one of 'onnx' (a file) or 'torch' (factory + weights), "
+                        "or 'shares' (another member's model)")
     member_labels = None
     if "labels" in d:
         member_labels = tuple(d["labels"]) if isinstance(d["labels"], list) else None
@@ -255,6 +268,34 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
             "(.pt/.pth/.bin, loaded with weights_only=True)"
         )
     return MemberSpec(name, pp, factory=factory, kwargs=dict(kwargs), weights=weights, labels=member_labels)
+
+
+def _resolve_shares(members: tuple[MemberSpec, ...]) -> tuple[MemberSpec, ...]:
+    """Give each ``shares: X`` member X's model source (X must have its own model)."""
+    by_name = {m.name: m for m in members}
+    out = []
+    for m in members:
+        if m.shares is not None:
+            src = by_name.get(m.shares)
+            if src is None or src.shares is not None or src is m:
+                owners = [x.name for x in members if x.shares is None and x is not m]
+                raise SpecError(f"members ({m.name}).shares: {m.shares!r} is not a member with its own model; "
+                                f"use one of {owners}")
+            m = dataclasses.replace(m, onnx=src.onnx, factory=src.factory, kwargs=dict(src.kwargs),
+                                    weights=src.weights, labels=m.labels or src.labels)
+        out.append(m)
+    return tuple(out)
+
+
+def _combiner(value: Any) -> Any:
+    from edge_committee.errors import EdgeCommitteeError
+    from edge_committee.select.learned import CombinerConfig
+
+    try:
+        CombinerConfig.from_value(value)
+    except EdgeCommitteeError as exc:
+        raise SpecError(str(exc)) from None
+    return value
 
 
 _STDLIB_REFUSAL = ("is in the standard library; a factory must be your own code that builds a model (a spec "
@@ -313,7 +354,7 @@ def _budget(raw: Any) -> Budget:
 def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> CommitteeSpec:
     """Validate a parsed spec; relative paths resolve against ``base_dir``."""
     top = {"name", "labels", "labels_file", "members", "data", "budget", "selection",
-           "evaluation", "export", "precision", "calibration"}
+           "evaluation", "export", "precision", "calibration", "combiner"}
     d = _check_keys(raw, top, "spec", ("members", "data"))
     name = d.get("name", source.stem if source else "committee")
     if not isinstance(name, str) or not 0 < len(name) <= 200:
@@ -329,6 +370,7 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SpecError(f"members: the name {dup!r} is used twice; member names must be unique")
+    members = _resolve_shares(members)
     sel = _check_keys(d.get("selection") or {}, {"confidence", "max_members", "order", "stage_overhead"}, "selection")
     ev = _check_keys(d.get("evaluation") or {}, {"batch_size", "threads"}, "evaluation")
     ex = _check_keys(d.get("export") or {}, {"opset", "parity_tolerance"}, "export")
@@ -361,6 +403,7 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
         precision_options=prec_opts,
         calibration=d.get("calibration"),
         source=source,
+        combiner=_combiner(d.get("combiner")),
     )
 
 

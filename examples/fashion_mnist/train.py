@@ -6,6 +6,12 @@ flips; train[50000:60000] is held out for choosing the cascade; the test split i
 
     python examples/fashion_mnist/train.py                 # all members, CPU or GPU
     python examples/fashion_mnist/train.py --phi 0 3 --device cuda --epochs 30
+    python examples/fashion_mnist/train.py --bag 4          # bagged members bag0..bag3 (phi0-sized)
+
+``--bag K`` trains K copies of a small member (``--bag-phi``, default 0) on K disjoint parts of
+train[0:50000] (a permutation seeded by ``--seed``, split into K equal parts), each with its own
+seed, into ``weights/bag<i>.safetensors``: the weak learners of "Efficient Adaptive Ensembling"
+(Bruno et al. 2023), combined by ``committee_learned.yaml``.
 
 The committed weights were trained on an NVIDIA H100 (see README.md for the command); cuDNN
 kernels are not bit-identical across GPUs and CPUs, so a rerun gives weights of the same
@@ -15,6 +21,7 @@ accuracy (within a few tenths of a point), not the same bytes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import save_file
@@ -68,10 +76,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / len(x)
 
 
-def train_member(member: dict, splits: dict, args: argparse.Namespace) -> dict:
+def train_member(member: dict, splits: dict, args: argparse.Namespace, seed: int | None = None) -> dict:
     phi = member["torch"]["kwargs"]["phi"]
-    torch.manual_seed(args.seed + phi)
-    gen = torch.Generator().manual_seed(args.seed + phi)
+    seed = args.seed + phi if seed is None else seed
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     pp = Preprocessing.from_dict(member["preprocessing"])
     dev = torch.device(args.device)
     xs = {k: torch.from_numpy(pp(s.images)).to(dev) for k, s in splits.items()}
@@ -103,15 +112,32 @@ def train_member(member: dict, splits: dict, args: argparse.Namespace) -> dict:
             sched.step()
         if epoch % 5 == 4 or epoch == args.epochs - 1:
             acc = evaluate(model, xs["validation"], ys["validation"])
-            print(f"phi{phi} epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} val {acc:.4f}", flush=True)
+            print(f"{member['name']} epoch {epoch + 1}/{args.epochs} loss {loss.item():.3f} val {acc:.4f}", flush=True)
     val_acc = evaluate(model, xs["validation"], ys["validation"])
     out = HERE / member["torch"]["weights"]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, out)
-    return {"member": member["name"], "phi": phi, "validation_accuracy": val_acc,
-            "epochs": args.epochs, "seconds": round(time.time() - start, 1), "device": str(dev)}
+    return {"member": member["name"], "phi": phi, "validation_accuracy": val_acc, "epochs": args.epochs,
+            "train_samples": n, "seed": seed, "seconds": round(time.time() - start, 1), "device": str(dev),
+            "threads": torch.get_num_threads()}
+
+
+def bag_parts(n: int, k: int, seed: int) -> list[np.ndarray]:
+    """K disjoint index sets covering range(n): a permutation seeded by ``seed``, split evenly."""
+    return np.array_split(np.random.default_rng(seed).permutation(n), k)
+
+
+def bagged_members(spec: dict, splits: dict, k: int, phi: int, seed: int):
+    """(member dict, splits restricted to its part, seed) for each of the K bagged members."""
+    base = next(m for m in spec["members"] if m["torch"]["kwargs"]["phi"] == phi)
+    for i, part in enumerate(bag_parts(len(splits["train"]), k, seed)):
+        train = splits["train"]
+        part_split = dataclasses.replace(train, images=train.images[part], labels=train.labels[part])
+        member = {"name": f"bag{i}", "torch": {"kwargs": {"phi": phi}, "weights": f"weights/bag{i}.safetensors"},
+                  "preprocessing": base["preprocessing"]}
+        yield member, {**splits, "train": part_split}, seed + 1000 + i
 
 
 def main() -> None:
@@ -125,7 +151,12 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--data-dir", help=f"folder with the IDX files (default: {DEBIAN_DIR})")
     ap.add_argument("--log", default=str(HERE / "weights" / "training_log.json"))
+    ap.add_argument("--bag", type=int, metavar="K",
+                    help="train K bagged copies of member --bag-phi on disjoint parts of the training split")
+    ap.add_argument("--bag-phi", type=int, default=0, help="the bagged members' size (default 0)")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     spec = yaml.safe_load((HERE / "committee.yaml").read_text())
@@ -133,8 +164,10 @@ def main() -> None:
     members = [m for m in spec["members"] if args.phi is None or m["torch"]["kwargs"]["phi"] in args.phi]
     log_path = Path(args.log)
     log = json.loads(log_path.read_text()) if log_path.exists() else {}
-    for m in members:
-        log[m["name"]] = train_member(m, splits, args)
+    jobs = ([(m, splits, None) for m in members] if not args.bag
+            else list(bagged_members(spec, splits, args.bag, args.bag_phi, args.seed)))
+    for m, member_splits, seed in jobs:
+        log[m["name"]] = train_member(m, member_splits, args, seed)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
 

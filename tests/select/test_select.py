@@ -159,7 +159,7 @@ def test_bad_arguments_raise_user_errors(small_data):
         select_cascade(small_data, "worst_cost", -1)
     with pytest.raises(EdgeCommitteeError, match="candidate kinds"):
         choose(frontier(small_data, max_len=2), "worst_cost", 1e10, kinds=["pipeline"])
-    assert set(KINDS) == {"single", "ensemble", "cascade"}
+    assert set(KINDS) == {"single", "ensemble", "cascade", "learned_ensemble", "learned_cascade"}
 
 
 @pytest.mark.parametrize("order", ["cheapest_first", "any"])

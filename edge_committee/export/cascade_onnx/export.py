@@ -33,6 +33,10 @@ def cascade_from_manifest(manifest: dict, root: Path) -> CascadeDef:
     if not c.get("members"):
         raise FusedExportError(f"{root / MANIFEST}: the bundle has no chosen cascade; choose one with "
                                f"'edge-committee select {root} ...' or name the members with --members")
+    if c.get("combiner"):  # the fused graph's gate averages; a learned committee would run wrongly
+        raise FusedExportError(f"{root / MANIFEST}: the chosen committee has a learned combiner, which the fused "
+                               "file does not encode yet; run it with --backend onnxrt, or re-select with "
+                               f"'edge-committee select {root} --combiner average ...'")
     members = list(c["members"])
     thresholds = [float(t) for t in c.get("thresholds", [])][: len(members) - 1]
     return CascadeDef(members, thresholds, c.get("confidence", "max_prob"), c.get("kind", "cascade"))

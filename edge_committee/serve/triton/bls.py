@@ -105,7 +105,17 @@ def host_loop(spec: dict, pb_utils) -> HostLoop:
     preprocessing = [Preprocessing.from_dict(m["preprocessing"], where=f"member {m['name']}")
                      for m in spec["members"]]
     return HostLoop(runners, preprocessing, [float(t) for t in spec["thresholds"]], spec["confidence"],
-                    list(spec["labels"]), gate_step)
+                    list(spec["labels"]), gate_for(spec))
+
+
+def gate_for(spec: dict):
+    """The gate step of a ``cascade.json``: the reference, or a learned committee's stage combiners."""
+    if not spec.get("combiner"):
+        return gate_step
+    from edge_committee.cascade.learned import Combiner, LearnedGate
+
+    return LearnedGate([Combiner(np.asarray(d["weights"], np.float32), np.asarray(d["bias"], np.float32),
+                                 tuple(d.get("members", ()))) for d in spec["combiner"]])
 
 
 def check_images(x: np.ndarray) -> str | None:

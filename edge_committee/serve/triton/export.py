@@ -110,7 +110,7 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
             entries[m] = _write_member(stage, bundle, manifest, by_name[m], f"{cascade}.{_model_name(m)}",
                                        member_backend, engines[m], max_batch, instances, threads,
                                        queue_delay_us, params)
-        spec = _cascade_spec(manifest, digest, members, entries)
+        spec = _cascade_spec(manifest, digest, members, entries, bundle)
         _write_cascade(stage, cascade, spec, max_batch, instances, queue_delay_us, params)
         single_models = {}
         for m in singles:
@@ -191,11 +191,17 @@ def _write_member(stage: Path, bundle: Path, manifest: dict, member: dict, model
             **io.describe()}
 
 
-def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict) -> dict:
+def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict, bundle: Path | None = None) -> dict:
     c = manifest["cascade"]
-    return {"bundle": manifest["name"], "manifest_sha256": digest, "labels": list(manifest["labels"]),
+    spec = {"bundle": manifest["name"], "manifest_sha256": digest, "labels": list(manifest["labels"]),
             "confidence": c["confidence"], "thresholds": [float(t) for t in c["thresholds"]][: len(members) - 1],
             "members": [entries[m] for m in members]}
+    if c.get("combiner") and bundle is not None:  # a learned committee: its stage combiners' numbers
+        from edge_committee.bundle.manifest import resolve_in_bundle
+        from edge_committee.cascade.learned_onnx import combiner_from_onnx
+
+        spec["combiner"] = [combiner_from_onnx(resolve_in_bundle(bundle, f)).to_dict() for f in c["combiner"]["files"]]
+    return spec
 
 
 def cascade_config(model: str, num_classes: int, max_batch: int, instances: int, queue_delay_us: int,
