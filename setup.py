@@ -43,6 +43,7 @@ setup(
         "matplotlib>=3.6",
         "onnxconverter-common>=1.14",
         "jsonschema>=4.18",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "torch": ["torch>=2.2"],
