@@ -42,6 +42,8 @@ setup(
         "pillow>=9",
         "matplotlib>=3.6",
         "onnxconverter-common>=1.14",
+        "jsonschema>=4.18",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "torch": ["torch>=2.2"],

@@ -127,19 +127,11 @@ def read_splits(spec: CommitteeSpec) -> dict[str, RawSplit]:
 def resolve_budget(spec: CommitteeSpec, builds: list[MemberBuild]) -> tuple[float, str]:
     """(budget value, cost unit) from the spec's budget; ``macs: largest`` is resolved here."""
     b = spec.budget
+    if b.latency_ms is not None:
+        return float(b.latency_ms), "ms"
     if b.macs == "largest":
         return float(max(mb.macs for mb in builds)), "MACs"  # MACs do not depend on precision
     return float(b.macs), "MACs"
-
-
-def _check_build_budget(spec: CommitteeSpec) -> None:
-    """Fail before any work on a budget a build cannot meet: it has no latency profile yet."""
-    if spec.budget.latency_ms is not None:
-        raise SpecError(
-            "budget.latency_ms needs measured latencies, which a build does not have: build with a "
-            "macs budget, then re-select with: edge-committee select DIR --budget-ms N --profile FILE "
-            "(JSON {\"unit\": \"ms\", \"members\": {name: ms}})"
-        )
 
 
 def _precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, calib, threads):
@@ -194,7 +186,6 @@ def build(
     """
     say = log or LOG.info
     spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
-    _check_build_budget(spec)
     mode = precision or spec.precision
     threads = threads or spec.threads
     cache = OutputCache(cache_dir, enabled=use_cache)
@@ -230,7 +221,7 @@ def build(
                 "every member was excluded (non-finite outputs): "
                 + "; ".join(f"{r['member']}: {r['reason']}" for r in rejected)
             )
-        manifest = _select_and_write(spec, builds, splits, root, mode, rejected, say)
+        manifest = _select_and_write(spec, builds, splits, root, mode, rejected, say, threads)
     staging.commit()
     say(f"bundle written to {staging.dest}")
     return manifest
@@ -346,7 +337,42 @@ def run_selection(data, spec_like: dict, objective: str, budget: float | str):
     )
 
 
-def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
+def _data_entry(spec: CommitteeSpec, name: str, split: RawSplit) -> dict:
+    """The manifest's record of a split: its hash, and where it came from and its image size, so
+    that ``profile`` and ``bench`` find it again on the build machine."""
+    entry = {"samples": len(split), "sha256": split.content_hash(), "labeled": split.labels is not None,
+             "image_shape": _image_shape(split)}
+    source = dict(spec.data[name])
+    for key in ("images", "labels", "path"):
+        if key in source:
+            p = Path(os.path.expanduser(str(source[key])))
+            source[key] = str(p if p.is_absolute() else (spec.base_dir / p).resolve())
+    entry["source"] = source
+    return entry
+
+
+def _profile_for_budget(spec, root: Path, members: list[dict], splits, data, threads, say):
+    """Profile the members on this machine (budget.latency_ms), write the profile into the
+    bundle in the making, and cost the selection data by it at the budget's batch size."""
+    from edge_committee.profile import (
+        DEFAULT_BATCHES, STAT_FOR_KIND, LatencyModel, profile_entry, profile_members, save_profile,
+    )
+
+    b = spec.budget.batch
+    say(f"profiling {len(members)} members on this machine for budget.latency_ms (batch {b})")
+    images = splits["validation"].images
+    timed = [{**m, "sha256": sha256_file(root / m["file"])} for m in members]
+    manifest = {"members": timed, "labels": list(spec.labels), "cascade": {"confidence": spec.confidence}}
+    doc = profile_members(root, manifest, "onnxrt", sorted({*DEFAULT_BATCHES, b}), threads,
+                          images=images if isinstance(images, np.ndarray) else None)
+    save_profile(root, doc)
+    say(f"profile {doc['name']}: {doc['duration_s']:.1f} s")
+    model = LatencyModel.from_profile(doc, STAT_FOR_KIND[spec.budget.kind])
+    return data.with_stage_costs(model.stage_costs([m["name"] for m in members], b)), {
+        doc["name"]: profile_entry(doc)}
+
+
+def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=None) -> dict:
     labels = {k: s.labels for k, s in splits.items()}
     names = [b.name for b in builds]
     if len(set(names)) != len(names):  # spec names cannot end in a precision suffix: a bug if reached
@@ -360,7 +386,10 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
         "stage_overhead": spec.stage_overhead,
         **({"combiner": spec.combiner} if spec.combiner not in (None, "average") else {}),
     }
-    data = selection_data(builds, labels)
+    members = [_member_entry(b, labels, root) for b in builds]
+    data, profiles = selection_data(builds, labels), {}
+    if spec.budget.latency_ms is not None:
+        data, profiles = _profile_for_budget(spec, root, members, splits, data, threads, say)
     say(f"selecting: {objective} <= {budget:.4g} {unit} over {len(builds)} member candidates")
     result = run_selection(data, settings, objective, budget)
     arrays = {f"{b.name}/{k}": v for b in builds for k, v in b.logits.items()}
@@ -373,17 +402,17 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say) -> dict:
         "edge_committee_version": __version__,
         "labels": list(spec.labels),
         "precision_mode": mode,
-        "data": {k: {"samples": len(s), "sha256": s.content_hash(), "labeled": s.labels is not None,
-                     "image_shape": _image_shape(s)}
-                 for k, s in splits.items()},
+        "data": {k: _data_entry(spec, k, s) for k, s in splits.items()},
         **({"spec": {"path": str(spec.source.resolve()), "sha256": sha256_file(spec.source)}}
            if spec.source is not None else {}),
         "selection": settings,
-        "members": [_member_entry(b, labels, root) for b in builds],
+        "members": members,
         "rejected_variants": rejected,
         "cascade": {},
         "files": {},
     }
+    if profiles:
+        manifest["profiles"] = profiles
     write_cascade(root, manifest, result)
     return manifest
 
@@ -486,17 +515,27 @@ def reselect(
     stage_overhead: float | None = None,
     reference: str | None = None,
     combiner=None,
+    latency: bool = False,
+    batch: int = 1,
+    backend: str = "onnxrt",
+    threads: int | None = None,
 ) -> dict:
     """Choose again from a bundle's cached outputs and rewrite its cascade and reports in place.
 
+    Costs are MACs, or latencies in ms when ``latency`` is set or a ``profile`` is given: a
+    device profile (a name in the bundle or a file; by default this device's for ``backend`` and
+    ``threads``, see :mod:`edge_committee.profile`), costing calls of ``batch`` images, or an older
+    hand-written profile file ``{"unit": "ms", "members": {name: ms}}``.
     Nothing is rebuilt or re-run, and the member files are untouched. The new manifest and
     reports are written into a staging copy of the bundle (hard links to the unchanged files),
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
         before = _cascade_key(ed.manifest)
+        latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
+                        "where": bundle}
         manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
-                                  order, stage_overhead, reference, combiner)
+                                  order, stage_overhead, reference, combiner, latency_opts)
         if _cascade_key(manifest) != before:
             _drop_cascade_artifacts(ed)
     return manifest
@@ -534,7 +573,7 @@ def _drop_cascade_artifacts(ed) -> None:
 
 
 def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,
-                   stage_overhead, reference, combiner=None) -> dict:
+                   stage_overhead, reference, combiner=None, latency_opts: dict | None = None) -> dict:
     arrays = load_outputs(root)
     settings = dict(manifest.get("selection") or {})
     for key, val in (("confidence", confidence), ("max_members", max_members), ("order", order),
@@ -544,8 +583,15 @@ def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confi
     if settings.get("combiner") == "average":
         del settings["combiner"]
     names = [m["name"] for m in manifest["members"]]
-    costs, unit = None, "ms"
-    if profile is not None:
+    costs, unit, stage_costs = None, "ms", None
+    opts = latency_opts or {}
+    from edge_committee.profile import is_legacy_profile, latency_stage_costs
+
+    if (profile is not None or opts.get("latency")) and not is_legacy_profile(manifest, profile):
+        kind = "worst" if objective == "worst_cost" else "mean"
+        stage_costs = latency_stage_costs(root, manifest, profile, kind, opts.get("batch", 1),
+                                          opts.get("backend", "onnxrt"), opts.get("threads"), opts.get("where"))
+    elif profile is not None:
         from edge_committee.select import load_profile
 
         prof = load_profile(profile)
@@ -561,7 +607,10 @@ def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confi
     labels = {k: arrays.get(f"labels/{k}") for k in SPLITS}
     if budget == "largest":
         budget = float(max(b.macs for b in builds))
-    result = run_selection(selection_data(builds, labels, costs, unit), settings, objective, budget)
+    data = selection_data(builds, labels, costs, unit)
+    if stage_costs is not None:
+        data = data.with_stage_costs(stage_costs)
+    result = run_selection(data, settings, objective, budget)
     manifest["selection"] = settings
     write_cascade(root, manifest, result, finalize=False)
     return manifest

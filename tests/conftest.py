@@ -77,6 +77,17 @@ def linear_member(path: Path, pp: dict, noise: float, seed: int) -> Path:
 @pytest.fixture
 def tiny_committee(tmp_path: Path) -> Path:
     """A spec file for three plain ONNX members, with validation and test .npz splits."""
+    return write_tiny_committee(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_committee_factory():
+    """:func:`write_tiny_committee`, for fixtures of a wider scope than one test."""
+    return write_tiny_committee
+
+
+def write_tiny_committee(tmp_path: Path) -> Path:
+    """Write the tiny committee's members, splits and spec into ``tmp_path``; return the spec."""
     for i, (name, (pp, noise)) in enumerate(MEMBERS.items()):
         linear_member(tmp_path / f"{name}.onnx", pp, noise, seed=i)
     for split, seed, n in (("val", 1, 300), ("test", 2, 300)):

@@ -60,6 +60,12 @@ def build_report_markdown(manifest: dict) -> str:
             f"Mean MACs of the chosen committee: {mean_macs / largest['macs']:.3f} × the largest member's "
             f"on validation" + (f", {test_mean / largest['macs']:.3f} × on test." if test_mean else ".")
         )
+    if c.get("cost_unit") == "ms" and c.get("cost_model"):
+        cm = c["cost_model"]
+        lines.append(
+            f"Latency of the chosen committee per call of {cm['batch']} image(s): mean {c['mean_cost']:.4g} ms, "
+            f"worst case {c['worst_cost']:.4g} ms ({cm['description']})."
+        )
     if c.get("combiner"):
         comb = c["combiner"]
         lines.append(f"\nLearned combiner: each stage decides on a learned combination of the members so far "

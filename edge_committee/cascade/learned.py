@@ -150,14 +150,10 @@ def _objective(theta: np.ndarray, lps: np.ndarray, onehot: np.ndarray, prior: np
 
 def _one_blas_thread():
     """One BLAS thread while L-BFGS runs: its tiny vector operations otherwise wake every BLAS
-    thread per call, which made fits 4x slower on a busy 2-core machine (threadpoolctl, if present)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        import contextlib
+    thread per call, which made fits 4x slower on a busy 2-core machine."""
+    from edge_committee._util import blas_single_thread
 
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return blas_single_thread()
 
 
 def fit(

@@ -16,12 +16,17 @@ def budget_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("budget")
     x = g.add_mutually_exclusive_group(required=True)
     x.add_argument("--budget-macs", help="cost budget in MACs (a number, or 'largest': the largest member's)")
-    x.add_argument("--budget-ms", type=float, help="latency budget in ms (needs --profile)")
+    x.add_argument("--budget-ms", type=float,
+                   help="latency budget in ms of one call on --batch images (this device's profile in the "
+                        "bundle, from 'edge-committee profile', or --profile)")
     x.add_argument("--target-accuracy",
                    help="cheapest committee with at least this validation accuracy (0..1 or 'best_single')")
     g.add_argument("--budget-kind", choices=("worst", "mean"), default="worst",
                    help="the budget bounds the worst case (default) or the mean cost")
-    g.add_argument("--profile", help="latency profile JSON {\"unit\": \"ms\", \"members\": {name: ms}}")
+    g.add_argument("--profile", help="a profile in the bundle (by name) or a profile file; also an older "
+                                     "JSON {\"unit\": \"ms\", \"members\": {name: ms}}")
+    g.add_argument("--batch", type=int, default=1,
+                   help="the batch size a latency budget refers to (default 1)")
 
 
 def selection_args(p: argparse.ArgumentParser) -> None:

@@ -31,6 +31,8 @@ COMMANDS = {
     "inspect": "inspect_bundle",
     "predict": "predict",
     "select": "reselect",
+    "profile": "profile",
+    "bench": "bench",
     "adapt": "adapt",
     "run": "run",
     "export-triton": "export_triton",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_committee.cli._common import budget_args, print_summary, selection_args, to_float
+from edge_committee.cli._common import backend_args, budget_args, print_summary, selection_args, to_float
 from edge_committee.errors import EdgeCommitteeError
 
 HELP = "re-select the cascade of a bundle from its cached outputs"
@@ -12,6 +12,7 @@ def add_arguments(p) -> None:
     p.add_argument("bundle")
     budget_args(p)
     selection_args(p)
+    backend_args(p)  # which device profile a latency budget uses
 
 
 def run(args) -> int:
@@ -24,15 +25,16 @@ def run(args) -> int:
     else:
         objective = {"worst": "worst_cost", "mean": "mean_cost"}[args.budget_kind]
         if args.budget_ms is not None:
-            if not args.profile:
-                raise EdgeCommitteeError("--budget-ms needs --profile FILE with measured latencies per member")
             budget = args.budget_ms
         else:
             budget = args.budget_macs if args.budget_macs == "largest" else to_float(args.budget_macs, "--budget-macs")
     if args.profile and args.budget_ms is None and args.target_accuracy is None:
         raise EdgeCommitteeError("--profile gives latencies in ms; use it with --budget-ms, not --budget-macs")
+    if args.batch < 1:
+        raise EdgeCommitteeError(f"--batch must be >= 1, got {args.batch}")
     manifest = reselect(args.bundle, objective, budget, profile=args.profile, confidence=args.confidence,
                         max_members=args.max_members, order=args.order, stage_overhead=args.stage_overhead,
-                        reference=args.reference, combiner=args.combiner)
+                        reference=args.reference, combiner=args.combiner, latency=args.budget_ms is not None,
+                        batch=args.batch, backend=args.backend, threads=args.threads)
     print_summary(manifest)
     return 0

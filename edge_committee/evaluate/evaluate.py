@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from edge_committee._util import progress
+from edge_committee._util import blas_single_thread, progress
 from edge_committee.backend import runner_for
 from edge_committee.data.readers import RawSplit
 from edge_committee.evaluate.cache import OutputCache, sha256_file
@@ -25,7 +25,7 @@ def run_member(
     """Logits (N, C) float32 of the model on every sample of ``split`` (a split or its raw images)."""
     images = split.images if isinstance(split, RawSplit) else split
     outs = []
-    with runner_for(backend, model_path, threads=threads) as runner:
+    with runner_for(backend, model_path, threads=threads) as runner, blas_single_thread():
         starts = range(0, len(images), batch_size)
         for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
             outs.append(runner.infer(preprocessing(images[s : s + batch_size])))

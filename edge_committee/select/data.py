@@ -4,7 +4,8 @@
 and the test split (N_test, C), its cost, and the labels of both splits. Validation labels may
 be ``None`` (label-free selection, see :mod:`.frontier`); test labels may be ``None`` (no test
 accuracy is reported then). Costs are in ``cost_unit``: MACs by default, or milliseconds when
-they come from a measured latency profile (:func:`load_profile`).
+they come from a measured latency profile (:func:`load_profile`, or a device profile of
+:mod:`edge_committee.profile` through :class:`StageCosts`, which makes them batch-aware).
 
 Loaders:
 
@@ -21,7 +22,7 @@ import json
 import math
 import os
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -54,6 +55,37 @@ def _as_labels(split: str, y: object, n: int, c: int) -> np.ndarray | None:
     return arr.astype(np.int64)
 
 
+@dataclasses.dataclass(frozen=True)
+class StageCosts:
+    """Batch-aware stage costs: a latency model at one batch size (see :mod:`edge_committee.profile`).
+
+    Without it a cascade stage costs ``costs[name] * reach`` on average, ``reach`` being the
+    fraction of samples that reach the stage: right for MACs and for latency at batch 1. At a
+    larger batch a stage runs once on the survivors, whose number varies, and its latency is not
+    proportional to that number; ``expected`` gives the expected cost instead.
+
+    Attributes:
+        expected: member name -> ``f(reach)``: the expected cost of that member's stage (member
+            plus its per-stage runtime overhead) per call, for an array of reach fractions in
+            [0, 1]; ``f(1.0)`` is its cost on the whole batch (the worst case).
+        per_call: cost paid once per call, whatever runs (the runtime's fixed overhead).
+        batch: the batch size the costs are for.
+        description: where the costs come from, for reports (e.g. the profile's name).
+    """
+
+    expected: Mapping[str, Callable[[np.ndarray], np.ndarray]]
+    per_call: float = 0.0
+    batch: int = 1
+    description: str = ""
+
+    def full(self, name: str) -> float:
+        """The stage's cost on the whole batch."""
+        return float(np.asarray(self.expected[name](np.ones(1)))[0])
+
+    def to_dict(self) -> dict:
+        return {"batch": self.batch, "per_call": self.per_call, "description": self.description}
+
+
 @dataclasses.dataclass
 class SelectionData:
     """Member outputs and costs for model selection.
@@ -67,6 +99,8 @@ class SelectionData:
         cost_unit: ``"MACs"`` (default) or ``"ms"``.
         groups: member name -> group; members of one group never appear together in an ensemble
             or cascade (e.g. one model at several precisions). Default: every member alone.
+        stage_costs: batch-aware costs (:class:`StageCosts`), or ``None`` (cost proportional to
+            the samples a stage runs on); set with :meth:`with_stage_costs`.
     """
 
     val_logits: Mapping[str, np.ndarray]
@@ -76,6 +110,7 @@ class SelectionData:
     test_labels: np.ndarray | None = None
     cost_unit: str = "MACs"
     groups: Mapping[str, str] | None = None
+    stage_costs: StageCosts | None = None
 
     def __post_init__(self) -> None:
         if not self.val_logits:
@@ -96,6 +131,9 @@ class SelectionData:
             raise EdgeCommitteeError(f"validation logits differ in shape across members: {shapes}")
         n_val, c = shapes.pop()
         self.costs = {n: self._check_cost(n, self.costs[n]) for n in names}
+        if self.stage_costs is not None and set(names) - set(self.stage_costs.expected):
+            missing = sorted(set(names) - set(self.stage_costs.expected))
+            raise EdgeCommitteeError(f"the latency model has no entry for members {missing}")
         if self.test_logits is not None:
             if set(self.test_logits) != set(names):
                 raise EdgeCommitteeError(
@@ -153,8 +191,29 @@ class SelectionData:
         if missing:
             raise EdgeCommitteeError(f"the cost profile has no entry for members {missing}")
         return dataclasses.replace(
-            self, costs={n: costs[n] for n in self.val_logits}, cost_unit=unit
+            self, costs={n: costs[n] for n in self.val_logits}, cost_unit=unit, stage_costs=None
         )
+
+    def with_stage_costs(self, stage_costs: StageCosts, unit: str = "ms") -> SelectionData:
+        """A copy costed by a batch-aware model; ``costs`` become each stage's whole-batch cost."""
+        missing = sorted(set(self.val_logits) - set(stage_costs.expected))
+        if missing:
+            raise EdgeCommitteeError(f"the latency model has no entry for members {missing}")
+        costs = {n: stage_costs.full(n) for n in self.val_logits}
+        return dataclasses.replace(self, costs=costs, cost_unit=unit, stage_costs=stage_costs)
+
+    @property
+    def per_call_cost(self) -> float:
+        """Cost paid once per call by every candidate (0 without :attr:`stage_costs`)."""
+        return self.stage_costs.per_call if self.stage_costs is not None else 0.0
+
+    def stage_cost_fn(self, name: str, overhead: float = 0.0) -> Callable[[np.ndarray], np.ndarray] | None:
+        """``reach -> expected cost`` of ``name``'s stage plus ``overhead`` per stage run, or None
+        when costs are proportional (no :attr:`stage_costs`)."""
+        if self.stage_costs is None:
+            return None
+        f = self.stage_costs.expected[name]
+        return lambda reach: np.asarray(f(reach), np.float64) + overhead * np.asarray(reach, np.float64)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -208,11 +208,31 @@ class Frontier:
             if test_exit is not None:
                 fields["test_exit_histogram"] = _hist(test_exit[i], k)
                 cascade = c.kind in CASCADE_KINDS
-                fields["test_mean_cost"] = float(per_stage[test_exit[i]].mean()) if cascade else c.mean_cost
+                if not cascade:
+                    fields["test_mean_cost"] = c.mean_cost
+                elif self.data.stage_costs is None:
+                    fields["test_mean_cost"] = float(per_stage[test_exit[i]].mean())
+                else:
+                    fields["test_mean_cost"] = self.expected_cost(c.members, test_exit[i])
                 if test_acc is not None:
                     fields["test_accuracy"] = float(test_acc[i])
             result.append(dataclasses.replace(c, **fields))
         return result
+
+    def expected_cost(self, members: Sequence[str], exit_stage: np.ndarray) -> float:
+        """Mean cost of a cascade whose samples exit at ``exit_stage`` (N,), batch-aware when the
+        data has :attr:`~.data.SelectionData.stage_costs`: stage k's cost at the fraction of
+        samples that reach it, plus the per-call cost."""
+        exit_stage = np.asarray(exit_stage)
+        total = self.data.per_call_cost
+        for k, name in enumerate(members):
+            reach = np.array([float(np.mean(exit_stage >= k))]) if exit_stage.size else np.zeros(1)
+            f = self.data.stage_cost_fn(name, self.stage_overhead)
+            if f is None:
+                total += float(reach[0]) * (self.data.costs[name] + self.stage_overhead)
+            else:
+                total += float(np.asarray(f(reach))[0])
+        return total
 
     def _val_split(self, is_learned: bool = False) -> SplitOutputs | LearnedOutputs:
         if is_learned:
@@ -322,7 +342,11 @@ def frontier(
     target = _target(data, used_ref, confidence)
     split = SplitOutputs(data.val_logits, target, confidence)
     groups = [data.group_of(n) for n in data.names]
-    walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid, groups)
+    fns = None
+    if data.stage_costs is not None:
+        fns = {n: data.stage_cost_fn(n, float(stage_overhead)) for n in data.names}
+    walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid, groups,
+                      stage_fns=fns, per_call=data.per_call_cost)
     singles, ensembles, cascades = walk.run()
     config = CombinerConfig.from_value(combiner)
     fits, learned_e, learned_c = None, [], []
@@ -330,7 +354,7 @@ def frontier(
         fits = CombinerFits(data.val_logits, data.val_labels, config)
         lsplit = LearnedOutputs(data.val_logits, target, confidence, fits, out_of_fold=True)
         lwalk = PrefixWalk(lsplit, data.names, data.costs, min(max_len, config.max_members or max_len), order,
-                           stage_overhead, grid, groups)
+                           stage_overhead, grid, groups, stage_fns=fns, per_call=data.per_call_cost)
         _, learned_e, learned_c = lwalk.run()
     return Frontier(
         _val=split,

@@ -73,6 +73,7 @@ class SelectionResult:
             "test_exit_histogram": list(c.test_exit_histogram) if c.test_exit_histogram else None,
             "cost_unit": f.cost_unit,
             "stage_overhead": f.stage_overhead,
+            "cost_model": f.data.stage_costs.to_dict() if f.data.stage_costs is not None else None,
             "objective": self.objective,
             "budget": self.budget,
             "target_accuracy": self.target_accuracy,

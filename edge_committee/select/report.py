@@ -162,7 +162,7 @@ def plot_frontier(
                    edgecolor="black", zorder=5, label=f"chosen: {chosen.label}")
     ax.set_xscale("log")
     unit = front.cost_unit
-    ax.set_xlabel(f"mean cost per image ({unit}, log scale)")
+    ax.set_xlabel(f"{cost_axis(front)} ({unit}, log scale)")
     metric = "test accuracy" if test else f"validation {front.accuracy_metric}"
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(title or "accuracy vs mean cost", fontsize=10)
@@ -171,6 +171,14 @@ def plot_frontier(
     fig.tight_layout()
     with _atomic(path, "wb") as f:
         fig.savefig(f, format="png")
+
+
+def cost_axis(front: Frontier) -> str:
+    """What a candidate's mean cost is: per image, or per batch for a batch-aware latency model."""
+    sc = front.data.stage_costs
+    if sc is None:
+        return "mean cost per image"
+    return f"mean latency per batch of {sc.batch}" if sc.batch > 1 else "mean latency per image (batch 1)"
 
 
 def per_kind_fronts(front: Frontier, max_points: int = 400) -> dict[str, list[Candidate]]:
@@ -259,6 +267,7 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
         f"- validation {metric}: {_fmt_acc(c.val_accuracy)}%, test accuracy: {_fmt_acc(c.test_accuracy)}%",
         f"- mean cost: {_fmt_cost(c.mean_cost, unit)} {unit}, worst case: {_fmt_cost(c.worst_cost, unit)} {unit}",
         f"- exits per stage (validation): {list(c.val_exit_histogram or ())}",
+        *_cost_model_lines(front),
         f"- selection on {front.num_val} validation samples ({mode}); {front.num_test} test samples",
         (f"- candidates: {len(front.singles)} single, {len(front.ensembles)} ensembles, "
         f"{len(front.cascades)} cascades (order {front.order}, up to {front.max_len} members, "
@@ -277,3 +286,14 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
         markdown_table(singles, unit, metric),
     ]
     return "\n".join(lines)
+
+
+def _cost_model_lines(front: Frontier) -> list[str]:
+    sc = front.data.stage_costs
+    if sc is None:
+        return []
+    return [
+        f"- costs: {cost_axis(front)} in {front.cost_unit} from {sc.description or 'a latency model'}; "
+        f"worst case = every stage on the whole batch; runtime overhead {sc.per_call:.4g} {front.cost_unit} "
+        "per call included"
+    ]

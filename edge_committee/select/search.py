@@ -4,6 +4,12 @@ Notation: a sequence has K members, N validation samples; ``c_k(i)``, ``a_k(i)``
 confidence of sample i's running mean after stage k and whether its label is then correct
 (:mod:`.stats`); ``s_k`` is member k's cost plus the stage overhead.
 
+**Batch-aware costs.** With a latency model (:class:`~.data.StageCosts`) stage k+1 costs
+``N f_{k+1}(P_k[1] / N)`` instead of ``s_{k+1} P_k[1]`` below: ``f`` is the expected latency of the
+stage when that fraction of the samples reach it (for a batch of b, the survivors' count is
+binomial), applied element-wise to the tallied grid; the rest of the search is unchanged, and
+every candidate pays the model's per-call cost once.
+
 **Sensitive samples.** A sample whose correctness is the same after every stage of the
 sequence contributes the same to the accuracy wherever it exits; only the others ("sensitive")
 can change the accuracy. The candidate thresholds are therefore taken from their confidences.
@@ -51,7 +57,7 @@ at G = 160.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -222,14 +228,15 @@ def _cumulative(flat: np.ndarray, weights: np.ndarray | None, dims: tuple[int, .
 
 def tally(
     path: Sequence[StageStats],
-    stage_cost: Sequence[float],
+    stage_cost: Sequence[float | Callable[[np.ndarray], np.ndarray]],
     grids: Sequence[StageGrid],
 ) -> tuple[np.ndarray, np.ndarray]:
     """N * accuracy and N * mean cost of every threshold combination, as (K-1)-dim grids.
 
-    ``path``: stage statistics of the K stages; ``stage_cost``: (K,) member cost + overhead;
-    ``grids``: the K-1 thresholded stages' grids. Implements the telescoped sums of the module
-    docstring.
+    ``path``: stage statistics of the K stages; ``stage_cost``: (K,) member cost + overhead, each
+    a number (cost per sample that reaches the stage) or, after the first, a function of the
+    fraction reaching it (batch-aware, see the module docstring); ``grids``: the K-1 thresholded
+    stages' grids. Implements the telescoped sums of the module docstring.
     """
     n = path[0].correct.shape[0]
     acc = np.array(float(path[0].correct.sum()))
@@ -241,7 +248,9 @@ def tally(
         dims = dims + (g.size,)
         diff = path[k + 1].correct.astype(np.float64) - path[k].correct
         acc = acc[..., None] + _cumulative(flat, diff, dims)
-        cost = cost[..., None] + float(stage_cost[k + 1]) * _cumulative(flat, None, dims)
+        reach = _cumulative(flat, None, dims)
+        s = stage_cost[k + 1]
+        cost = cost[..., None] + (n * s(reach / n) if callable(s) else float(s) * reach)
     return acc, cost
 
 
@@ -257,6 +266,9 @@ class PrefixWalk:
         stage_overhead: cost added per executed cascade stage (>= 0).
         grid: overrides of :data:`DEFAULT_GRID`.
         groups: one group per name; a sequence never holds two members of one group.
+        stage_fns: name -> batch-aware expected stage cost (overhead included) as a function of
+            the reach fraction, or None for costs proportional to the samples run.
+        per_call: cost every candidate pays once per call.
     """
 
     def __init__(
@@ -269,6 +281,8 @@ class PrefixWalk:
         stage_overhead: float,
         grid: Mapping[int, int | None] | None = None,
         groups: Sequence[str] | None = None,
+        stage_fns: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+        per_call: float = 0.0,
     ):
         self.split = split
         self.names = list(names)
@@ -279,6 +293,8 @@ class PrefixWalk:
         self.overhead = float(stage_overhead)
         self.res = {ell: resolution(ell, grid) for ell in range(2, max_len + 1)}
         self.n = split.num_samples
+        self.stage_fns = stage_fns
+        self.per_call = float(per_call)
 
     def run(self) -> tuple[list[SubsetScore], list[SubsetScore], list[SequenceFront]]:
         """Singles, ensembles (subsets of size 2..max_len) and cascade fronts."""
@@ -289,10 +305,11 @@ class PrefixWalk:
             names = tuple(self.names[i] for i in node.members)
             acc = float(node.stats.correct.mean()) if self.n else 0.0
             if node.depth == 0:
-                singles.append(SubsetScore(names, acc, self.costs[node.members[0]]))
+                singles.append(SubsetScore(names, acc, self.costs[node.members[0]] + self.per_call))
                 continue
             if list(node.members) == sorted(node.members):
-                ensembles.append(SubsetScore(names, acc, sum(self.costs[i] for i in node.members)))
+                cost = sum(self.costs[i] for i in node.members) + self.per_call
+                ensembles.append(SubsetScore(names, acc, cost))
             fronts.append(self._front(node, names))
         return singles, ensembles, fronts
 
@@ -318,14 +335,16 @@ class PrefixWalk:
         stage = parent.depth + 1 if parent else 0
         stats = self.split.extend(parent.stats if parent else None, self.names[index], stage)
         step = self.costs[index] + self.overhead
-        return _Node(parent, index, stats, (parent.cum_cost if parent else 0.0) + step)
+        return _Node(parent, index, stats, (parent.cum_cost if parent else self.per_call) + step)
 
     def _front(self, node: _Node, names: tuple[str, ...]) -> SequenceFront:
         r = self.res[node.depth + 1]
         path = node.path()
         sensitive = node.any_correct & ~node.all_correct
         grids = [make_grid(p.stats.conf, p.stats.ok, sensitive, r) for p in path[:-1]]
-        stage_cost = [self.costs[p.members[-1]] + self.overhead for p in path]
+        stage_cost: list = [self.costs[p.members[-1]] + self.overhead for p in path]
+        if self.stage_fns is not None:  # batch-aware: the first stage always runs on everything
+            stage_cost[1:] = [self.stage_fns[self.names[p.members[-1]]] for p in path[1:]]
         acc, cost = tally([p.stats for p in path], stage_cost, grids)
         idx = grid_front(cost, acc)
         coords = np.unravel_index(idx, acc.shape)
@@ -340,7 +359,7 @@ class PrefixWalk:
             worst_cost=node.cum_cost,
             thresholds=thr,
             accuracy=acc.ravel()[idx] / n,
-            mean_cost=cost.ravel()[idx] / n,
+            mean_cost=cost.ravel()[idx] / n + self.per_call,
             eps_accuracy=sum(g.gap for g in grids) / n,
             redundant=redundant,
             resolution=r,

@@ -21,7 +21,7 @@
     data:
       validation: {format: folder, path: val/}       # chooses the cascade
       test: {format: npz, path: test.npz}            # only for reporting
-    budget: {macs: 4.0e8, kind: worst}   # or {latency_ms: 12, kind: mean}; macs: largest
+    budget: {macs: 4.0e8, kind: worst}   # or {latency_ms: 12, kind: mean, batch: 1}; macs: largest
     selection: {confidence: max_prob, max_members: 4}
     combiner: learned             # or average (default); or {kind: learned, folds: 5, l2: 0.001}
     evaluation: {batch_size: 256, threads: 2}
@@ -103,13 +103,16 @@ class MemberSpec:
 class Budget:
     """A cost budget: ``macs`` or ``latency_ms`` (exactly one), on the ``worst`` or ``mean`` case.
 
-    ``macs`` may be the string ``largest``: the largest single member's MACs.
+    ``macs`` may be the string ``largest``: the largest single member's MACs. ``latency_ms`` is
+    the latency of one call on ``batch`` images (default 1), measured on the build machine: the
+    build profiles the members first (see :mod:`edge_committee.profile`).
     """
 
     kind: str = "worst"
     macs: float | str | None = None
     latency_ms: float | None = None
     accuracy_target: float | str | None = None
+    batch: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,7 +336,7 @@ def _data(raw: Any) -> dict:
 def _budget(raw: Any) -> Budget:
     if raw is None:
         return Budget(kind="worst", macs="largest")
-    d = _check_keys(raw, {"kind", "macs", "latency_ms", "accuracy_target"}, "budget")
+    d = _check_keys(raw, {"kind", "macs", "latency_ms", "accuracy_target", "batch"}, "budget")
     kind = _choice(d.get("kind", "worst"), BUDGET_KINDS, "budget.kind")
     if ("macs" in d) == ("latency_ms" in d):
         raise SpecError("budget: give exactly one of 'macs' or 'latency_ms'")
@@ -341,7 +344,10 @@ def _budget(raw: Any) -> Budget:
     if macs is not None and macs != "largest":
         macs = _number(macs, "budget.macs")
     lat = _number(d["latency_ms"], "budget.latency_ms") if "latency_ms" in d else None
-    return Budget(kind=kind, macs=macs, latency_ms=lat, accuracy_target=d.get("accuracy_target"))
+    batch = _number(d.get("batch", 1), "budget.batch", integer=True)
+    if "batch" in d and lat is None:
+        raise SpecError("budget.batch: the batch size applies to a latency_ms budget only")
+    return Budget(kind=kind, macs=macs, latency_ms=lat, accuracy_target=d.get("accuracy_target"), batch=batch)
 
 
 # ---------------------------------------------------------------------------------- loading

@@ -195,12 +195,3 @@ def test_out_that_is_not_a_bundle_fails_before_building(tiny_committee: Path, ca
     assert not cache_dir.exists()  # failed before any member ran
     assert (out.read_text() if kind == "file" else (out / "precious.txt").read_text()) == "precious"
     assert not [p for p in tiny_committee.parent.iterdir() if p.name.startswith(".taken")]
-
-
-def test_latency_budget_in_a_build_points_to_select(tiny_committee: Path, cache_dir: Path, capsys):
-    text = tiny_committee.read_text().replace("macs: largest", "latency_ms: 5")
-    tiny_committee.write_text(text)
-    assert main(["build", str(tiny_committee), "--out", str(tiny_committee.parent / "o"), "-q",
-                 "--cache-dir", str(cache_dir)]) == 1
-    assert "edge-committee select DIR --budget-ms" in capsys.readouterr().err
-    assert not cache_dir.exists()  # refused before any member ran

@@ -24,6 +24,9 @@ class BaseRunner(abc.ABC):
         self.is_active = False
         #: wall time of the last ``infer`` call, in ms
         self.last_inference_ms: float | None = None
+        #: device compute time of the last ``infer`` call in ms (e.g. from CUDA events), for
+        #: backends that can tell it from the end-to-end time; None where they cannot
+        self.last_compute_ms: float | None = None
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "BaseRunner":
@@ -88,3 +91,9 @@ class BaseRunner(abc.ABC):
 
     def num_classes(self) -> int:
         raise NotImplementedError
+
+    @classmethod
+    def device_info(cls) -> dict:
+        """The device this backend runs on, for profile fingerprints (e.g. ``{"gpu": name, "sm": "8.7"}``);
+        empty for the host CPU (the default)."""
+        return {}

@@ -1,0 +1,79 @@
+"""``edge-committee bench DIR``: the chosen cascade vs its largest and most accurate members, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_committee.cli._common import backend_args
+from edge_committee.errors import EdgeCommitteeError
+
+HELP = "time the chosen cascade end to end next to its largest and most accurate single members"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("bundle")
+    p.add_argument("--batch", default="1,64", help="batch sizes, comma-separated (default 1,64)")
+    p.add_argument("--source", help="images: .npy (uint8 N,H,W[,C]), .npz (x, y), an image folder, or a spec "
+                                    "YAML (its test split); default: the bundle's test split, as built")
+    p.add_argument("--limit", type=int, help="use the first N images (default all)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed batches per contender (default 3)")
+    p.add_argument("--profile", help="profile for the cost model's predictions (default: this device's)")
+    p.add_argument("--out", help="folder for bench.json, bench.md and bench.png (default bench-<bundle name>)")
+    p.add_argument("--no-plot", action="store_true", help="skip the plot (and its frontier computation)")
+    backend_args(p)
+
+
+def read_source(source: str | None, manifest: dict | None):
+    """A RawSplit: ``source`` (.npy, .npz, image folder, spec YAML), else the bundle's test split
+    as recorded at build (checked against its sha256)."""
+    from edge_committee.data.readers import read_split
+
+    labels = (manifest or {}).get("labels")
+    if source is None:
+        entry = ((manifest or {}).get("data") or {}).get("test") or {}
+        if "source" not in entry:
+            raise EdgeCommitteeError("the bundle does not record where its test split is (built before this "
+                                     "release); pass --source IMAGES or --source committee.yaml")
+        split = read_split(entry["source"], Path("/"), labels, "the bundle's data.test")
+        if split.content_hash() != entry.get("sha256"):
+            raise EdgeCommitteeError(f"the bundle's test split ({', '.join(split.files)}) changed since the build "
+                                     "(sha256 differs); pass --source")
+        return split
+    p = Path(source)
+    if p.suffix in (".yaml", ".yml"):
+        from edge_committee.spec.committee import load_spec
+
+        spec = load_spec(p)
+        which = "test" if "test" in spec.data else "validation"
+        return read_split(spec.data[which], spec.base_dir, spec.labels, f"{p}: data.{which}")
+    fmt = {".npy": ("npy", "images"), ".npz": ("npz", "path")}.get(p.suffix, ("folder", "path"))
+    return read_split({"format": fmt[0], fmt[1]: str(p.resolve())}, Path("/"), labels, str(p))
+
+
+def run(args) -> int:
+    from edge_committee.bundle import read_manifest
+    from edge_committee.profile import STAT_FOR_KIND, LatencyModel
+    from edge_committee.profile.bench import bench_bundle, device_profile
+    from edge_committee.profile.profiler import parse_batches
+    from edge_committee.profile.report import (
+        bench_markdown,
+        frontier_points,
+        write_bench,
+    )
+
+    manifest = read_manifest(args.bundle)
+    split = read_source(args.source, manifest)
+    batches = parse_batches(args.batch)
+    profile = device_profile(args.bundle, manifest, args.profile, args.backend, args.threads)
+    doc = bench_bundle(args.bundle, split.images, split.labels, batches, args.backend, args.threads,
+                       warmup=args.warmup, limit=args.limit, profile=profile, show_progress=not args.quiet)
+    doc["source"] = args.source or "the bundle's test split"
+    curves = None
+    if profile is not None and not args.no_plot:
+        model = LatencyModel.from_profile(profile, STAT_FOR_KIND["mean"])
+        curves = {b: frontier_points(args.bundle, manifest, model, b) for b in batches}
+    out = Path(args.out or f"bench-{Path(args.bundle).resolve().name}")
+    paths = write_bench(doc, out, curves)
+    print(bench_markdown(doc))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
