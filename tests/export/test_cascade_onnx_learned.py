@@ -246,6 +246,11 @@ def test_plugin_form_is_refused_and_the_mask_form_is_tensorrt_parsable(tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "CascadeGate plugin averages" in err and "--form mask" in err, err
     assert not out.exists()
+    from edge_committee.backend.tensorrt.compiler import compile_bundle
+    from edge_committee.errors import BundleError
+
+    with pytest.raises(BundleError, match="drop --whole"):  # before TensorRT is even looked for
+        compile_bundle(bundle, whole=True)
     assert main(base + ["--form", "mask"]) == 0
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)

@@ -112,6 +112,10 @@ def compile_bundle(root: str | Path, options: BuildOptions = BuildOptions(), who
     """
     root = Path(root)
     manifest = read_manifest(root)
+    if whole and (manifest.get("cascade") or {}).get("combiner"):  # the plugin gate averages
+        raise BundleError(f"{root}: --whole builds the fused file's CascadeGate plugin, which averages; this bundle's "
+                          "committee has a learned combiner: compile the member engines (drop --whole), which the "
+                          "device runtime runs with the learned gate")
     trt = import_builder()
     tensorrt, gpu = module_version(trt), _gpu.gpu_info(0)
     if whole:
