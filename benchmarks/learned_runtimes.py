@@ -103,7 +103,7 @@ def compare(bundle: Path, images: np.ndarray) -> dict:
             "wall_s": round(wall, 2),
         })
     return {"bundle": str(bundle), "committee": {k: c[k] for k in ("kind", "members", "thresholds", "confidence")},
-            "images": int(len(images)), "near_threshold": int(near.sum()),
+            "images": len(images), "near_threshold": int(near.sum()),
             "exit_histogram": np.bincount(ref.exit_stage, minlength=len(c["members"])).tolist(), "runtimes": rows,
             "machine": f"{platform.machine()}, {platform.python_version()}"}
 

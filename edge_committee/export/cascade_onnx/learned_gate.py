@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_committee._lazy import require
+from edge_committee.cascade.reference import check_confidence_name
 from edge_committee.export.cascade_onnx.errors import FusedExportError
 from edge_committee.gate.onnx_gate import (
     GATE_INPUTS,
@@ -116,7 +117,9 @@ def _combine(b: _Builder, combiner: Any, rows: Sequence[str], count: str) -> tup
     return b.op("Where", [empty2, b.const(0.0, tp.FLOAT, "zero"), probs], "probs"), empty
 
 
-def _exits(b: _Builder, conf: str, ok: str, stage: int, num_stages: int, threshold: float, everyone: str) -> str:
+def _exits(b: _Builder, conf: str, ok: str, stage: int, num_stages: int, threshold: float,
+           everyone: str | None) -> str:
+    """Who exits: ``everyone`` at the last stage, else finite rows whose confidence reaches the threshold."""
     if stage == num_stages - 1:
         return everyone
     above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), b.onnx.TensorProto.FLOAT, "threshold")], "above")
@@ -145,8 +148,9 @@ def _compact_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thre
     probs, empty = _combine(b, combiner, rows, count)
     b.op("ScatterND", [ins["prob_sum"], index, probs], outputs=[outs["prob_sum_out"]])
     conf = _confidence(b, probs, kind, combiner.num_classes)
-    everyone = b.op("ConstantOfShape", [b.op("Shape", [active], "m")], "everyone",
-                    value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
+    everyone = None if stage < num_stages - 1 else b.op(  # the last stage: every active sample exits
+        "ConstantOfShape", [b.op("Shape", [active], "m")], "everyone",
+        value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
     exits = _exits(b, conf, ok, stage, num_stages, threshold, everyone)
     label_exit, conf_exit = _label_and_conf(b, probs, conf, empty)
 
@@ -225,6 +229,10 @@ def append_learned_gate(
     (opset >= 13); the result passes ``onnx.checker.check_model``.
     """
     onnx = require("onnx")
+    check_confidence_name(kind)
+    if not 0 <= stage < num_stages or combiner.num_members != stage + 1:
+        raise ValueError(f"stage {stage} of {num_stages} needs a combiner of {stage + 1} members; "
+                         f"got {combiner.num_members}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
