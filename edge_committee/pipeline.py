@@ -531,19 +531,25 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
-        before = _cascade_key(ed.manifest)
+        before = _cascade_key(ed.manifest, ed.path)
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}
         manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
                                   order, stage_overhead, reference, combiner, latency_opts)
-        if _cascade_key(manifest) != before:
+        if _cascade_key(manifest, ed.path) != before:
             _drop_cascade_artifacts(ed)
     return manifest
 
 
-def _cascade_key(manifest: dict) -> tuple:
+def _cascade_key(manifest: dict, root: Path | None = None) -> tuple:
+    """What a fused file or whole-cascade engine encodes: members, thresholds, confidence and
+    (with ``root``) the content of a learned committee's stage combiners."""
     c = manifest.get("cascade") or {}
-    return (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence"))
+    key = (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence"))
+    comb = c.get("combiner")
+    if root is None or not isinstance(comb, dict):
+        return key
+    return key + tuple(sha256_file(root / rel) for rel in comb.get("files") or [] if (root / rel).is_file())
 
 
 def _drop_cascade_artifacts(ed) -> None:
@@ -555,10 +561,12 @@ def _drop_cascade_artifacts(ed) -> None:
     from edge_committee.export.cascade_onnx.export import MANIFEST_KEY as FUSED
 
     key = _cascade_key(ed.manifest)
+    learned = bool((ed.manifest.get("cascade") or {}).get("combiner"))
     kept = []
     for entry in ed.manifest.get(FUSED, []):
         c = entry.get("cascade") or {}
-        if (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence")) == key:
+        same = (tuple(c.get("members") or ()), tuple(c.get("thresholds") or ()), c.get("confidence")) == key
+        if same and not learned:  # a learned file's combiners may have been refitted: never kept
             kept.append(entry)
         else:
             ed.remove(entry["file"])
