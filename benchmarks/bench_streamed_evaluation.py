@@ -6,7 +6,7 @@ small ONNX member over the folder exactly as ``edge-committee build`` does
 (PIL-exact bilinear 256 -> 64, ImageNet mean/std) and run before the next one is read.
 Peak RSS is the process's ``ru_maxrss``.
 
-    python benchmarks/bench_streaming.py --images 20000 --folder /tmp/stream20k --json docs/streaming.json
+    python benchmarks/bench_streamed_evaluation.py --images 20000 --folder /tmp/stream20k --json docs/streamed_evaluation.json
 """
 
 from __future__ import annotations
