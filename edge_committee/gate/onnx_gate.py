@@ -78,6 +78,26 @@ def _names(prefix: str) -> tuple[dict[str, str], dict[str, str]]:
     return {k: prefix + k for k in GATE_INPUTS}, {k: prefix + k for k in GATE_OUTPUTS}
 
 
+def _gated_copy(onnx: Any, model: Any, logits: str | None, stage: int, num_stages: int, kind: str):
+    """Checks shared by both gate forms; returns (copy of the model, its graph, logits name, info, dtype)."""
+    check_confidence_name(kind)
+    if not 0 <= stage < num_stages:
+        raise ValueError(f"stage {stage} is outside [0, {num_stages})")
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        model = onnx.load(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    logits = logits or graph.output[0].name
+    info = _logits_info(graph, logits)
+    if info is None:
+        raise ValueError(f"the model has no tensor named {logits!r} (outputs: {[o.name for o in graph.output]})")
+    elem = info.type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+        raise ValueError(f"logits {logits!r} must be float32 or float16, got {onnx.TensorProto.DataType.Name(elem)}")
+    return out, graph, logits, info, elem
+
+
 def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num_stages: int, threshold: float,
                    kind: str, num_classes: int | None, ins: dict[str, str], outs: dict[str, str]) -> None:
     """reference.gate_step in standard ONNX ops (static shapes except the compacted survivors)."""
@@ -181,21 +201,7 @@ def append_gate(
     backend; needs default-domain opset >= 13). The result passes ``onnx.checker.check_model``.
     """
     onnx = require("onnx")
-    check_confidence_name(kind)
-    if not 0 <= stage < num_stages:
-        raise ValueError(f"stage {stage} is outside [0, {num_stages})")
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        model = onnx.load(model)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    logits = logits or graph.output[0].name
-    info = _logits_info(graph, logits)
-    if info is None:
-        raise ValueError(f"the model has no tensor named {logits!r} (outputs: {[o.name for o in graph.output]})")
-    elem = info.type.tensor_type.elem_type
-    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-        raise ValueError(f"logits {logits!r} must be float32 or float16, got {onnx.TensorProto.DataType.Name(elem)}")
+    out, graph, logits, info, elem = _gated_copy(onnx, model, logits, stage, num_stages, kind)
     m_dim = _dim(info, 0) or "num_active"
     c_dim = _dim(info, 1) or "num_classes"
     num_classes = c_dim if isinstance(c_dim, int) else None
@@ -368,19 +374,7 @@ def append_mask_gate(
     Standard ops only (opset >= 13).
     """
     onnx = require("onnx")
-    check_confidence_name(kind)
-    if not 0 <= stage < num_stages:
-        raise ValueError(f"stage {stage} is outside [0, {num_stages})")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    logits = logits or graph.output[0].name
-    info = _logits_info(graph, logits)
-    if info is None:
-        raise ValueError(f"the model has no tensor named {logits!r} (outputs: {[o.name for o in graph.output]})")
-    elem = info.type.tensor_type.elem_type
-    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-        raise ValueError(f"logits {logits!r} must be float32 or float16, got {onnx.TensorProto.DataType.Name(elem)}")
+    out, graph, logits, info, elem = _gated_copy(onnx, model, logits, stage, num_stages, kind)
     c_dim = _dim(info, 1) or "num_classes"
     opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset < MIN_OPSET:
