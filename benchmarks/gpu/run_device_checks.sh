@@ -2,7 +2,7 @@
 # The device runtime's GPU checks (issue 11), in one run on the GPU machine (the device tool), from the repository root:
 #   1. install the carried wheel (onnx2torch) into /tmp/site,
 #   2. build edge_committee._C with CUDA (the gate kernel; same cached build as run_gate_checks.sh),
-#   3. pytest tests/backend: the CPU tests and the GPU ones (known-logit cascades in graph and host modes with the CUDA
+#   3. pytest tests/backend and tests/gate/test_cuda_gate.py: the CPU tests and the GPU ones (known-logit cascades in graph and host modes with the CUDA
 #      gate, NaN/Inf, batch 0/1/odd/over max_batch; learned committees, their torch-op gate captured into every stage
 #      graph, vs run_learned_cascade (test_learned_table_cascades); the example bundle on its full test split vs the NumPy reference
 #      and vs ONNX Runtime; FP16 vs FP32; CUDA tensors in and out; the NVRTC kernel vs its torch twin),
@@ -65,8 +65,11 @@ PY
 source /tmp/ec-artifacts.sh
 python3 -c "import edge_committee.gate as g; print('gate backend', g.backend, 'cuda', g.cuda_available())"
 
-step "pytest tests/backend (CPU and GPU tests)"
-check pytest timeout 150 python3 -m pytest tests/backend -q -rs -p no:cacheprovider --junitxml="$OUT/pytest_device.xml"
+step "pytest tests/backend and the CUDA gate (CPU and GPU tests)"
+# tests/gate/test_cuda_gate.py: the gate kernel against the reference, including finding 19 (the mean over
+# the stages that contributed), which changed the kernel after its last GPU run
+check pytest timeout 180 python3 -m pytest tests/backend tests/gate/test_cuda_gate.py -q -rs -p no:cacheprovider \
+    --junitxml="$OUT/pytest_device.xml"
 
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
 step "compute-sanitizer memcheck: ${SANITIZER:-not found}"
