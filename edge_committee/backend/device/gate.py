@@ -68,19 +68,27 @@ def gate_step_torch(prob_sum, label, conf, exit_stage, flag, active, logits, sur
     prob_sum[idx] = ps
     flag[idx] = torch.where(ok, flag[idx], torch.ones_like(flag[idx]))
     mean = ps / contributions_torch(ps)[:, None]
-    c = _confidence(mean, kind)
-    if stage == num_stages - 1:
-        exits = torch.ones_like(ok)
-    else:
-        exits = ok & (c >= float(threshold))
-    empty = ps.sum(dim=-1) <= 0
-    lab = torch.where(empty, torch.full_like(idx, -1), mean.argmax(dim=-1)).to(label.dtype)
+    exit_and_compact(mean, ps.sum(dim=-1) <= 0, ok, label, conf, exit_stage, active, survivors, survivor_count,
+                     stage, num_stages, threshold, kind)
+
+
+def exit_and_compact(probs, empty, ok, label, conf, exit_stage, active, survivors, survivor_count, stage: int,
+                     num_stages: int, threshold: float, kind: str) -> None:
+    """The end of every gate stage, in place: confidence of ``probs`` (the active samples' combined
+    probabilities), exits (every sample at the last stage, else finite rows at or above the
+    threshold), label/confidence/stage of those that exit (-1/NaN where ``empty``: no stage
+    contributed), and the survivors compacted first, in order, with their count."""
+    torch = require("torch")
+    idx = active.long()
+    c = _confidence(probs, kind)
+    exits = torch.ones_like(ok) if stage == num_stages - 1 else ok & (c >= float(threshold))
+    lab = torch.where(empty, torch.full_like(idx, -1), probs.argmax(dim=-1)).to(label.dtype)
     cval = torch.where(empty, torch.full_like(c, float("nan")), c)
     label[idx] = torch.where(exits, lab, label[idx])
     conf[idx] = torch.where(exits, cval, conf[idx])
     exit_stage[idx] = torch.where(exits, torch.full_like(label[idx], stage), exit_stage[idx])
     order = torch.argsort(exits.to(torch.int32), stable=True)  # survivors first, in order
-    survivors[:m] = active[order]
+    survivors[: active.shape[0]] = active[order]
     survivor_count.copy_((~exits).sum().to(survivor_count.dtype).reshape(1))
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edge_committee._lazy import require
-from edge_committee.backend.device.gate import _confidence, _softmax
+from edge_committee.backend.device.gate import _softmax, exit_and_compact
 from edge_committee.cascade.reference import check_confidence_name
 from edge_committee.errors import EdgeCommitteeError
 
@@ -103,13 +103,5 @@ class LearnedTorchGate:
         probs = torch.where(empty[:, None], torch.zeros_like(z), _softmax(z))
         prob_sum[idx] = probs
         flag[idx] = torch.where(ok, flag[idx], torch.ones_like(flag[idx]))
-        c = _confidence(probs, kind)
-        exits = torch.ones_like(ok) if stage == num_stages - 1 else ok & (c >= float(threshold))
-        lab = torch.where(empty, torch.full_like(idx, -1), probs.argmax(dim=-1)).to(label.dtype)
-        cval = torch.where(empty, torch.full_like(c, float("nan")), c)
-        label[idx] = torch.where(exits, lab, label[idx])
-        conf[idx] = torch.where(exits, cval, conf[idx])
-        exit_stage[idx] = torch.where(exits, torch.full_like(label[idx], stage), exit_stage[idx])
-        order = torch.argsort(exits.to(torch.int32), stable=True)  # survivors first, in order
-        survivors[:m] = active[order]
-        survivor_count.copy_((~exits).sum().to(survivor_count.dtype).reshape(1))
+        exit_and_compact(probs, empty, ok, label, conf, exit_stage, active, survivors, survivor_count, stage,
+                         num_stages, threshold, kind)
