@@ -23,7 +23,6 @@ from edge_committee.bundle import (
     edit_bundle,
     finalize_manifest,
     load_outputs,
-    read_manifest,
     save_outputs,
     write_json_atomic,
 )

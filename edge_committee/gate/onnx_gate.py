@@ -340,17 +340,31 @@ def _mask_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num_sta
         above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
         exits = b.op("And", [alive, b.op("And", [ok, above])], "exits")
     empty = b.op("Not", [b.op("Greater", [b.op("Squeeze", [total_2d, one_axis], "total"), zero])], "empty")
-    argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
-    label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
-    conf_exit = b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")
+    mask_gate_outputs(b, mean, conf, empty, exits, ok, alive, stage, ins, outs)
+
+
+def label_and_conf(b: _Builder, probs: str, conf: str, empty: str) -> tuple[str, str]:
+    """(label, confidence) of exiting rows: argmax and ``conf``, or -1 and NaN where ``empty``."""
+    tp = b.onnx.TensorProto
+    argmax = b.op("Cast", [b.op("ArgMax", [probs], axis=1, keepdims=0)], "argmax", to=tp.INT32)
+    label = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
+    return label, b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")
+
+
+def mask_gate_outputs(b: _Builder, probs: str, conf: str, empty: str, exits: str, ok: str, alive: str, stage: int,
+                      ins: dict[str, str], outs: dict[str, str]) -> None:
+    """The state a mask-form gate stage writes (label, conf, exit stage, flag, alive, any_alive), by
+    original index; ``exits`` is a subset of ``alive``. Shared by the plain and learned gates."""
+    tp = b.onnx.TensorProto
+    label_exit, conf_exit = label_and_conf(b, probs, conf, empty)
     b.op("Where", [exits, label_exit, ins["label"]], outputs=[outs["label_out"]])
     b.op("Where", [exits, conf_exit, ins["conf"]], outputs=[outs["conf_out"]])
     b.op("Where", [exits, b.const(int(stage), tp.INT32, "stage"), ins["exit_stage"]], outputs=[outs["exit_stage_out"]])
     flagged = b.op("And", [alive, b.op("Not", [ok])], "flagged")
     b.op("Where", [flagged, b.const(1, tp.INT32, "one_i"), ins["flag"]], outputs=[outs["flag_out"]])
-    alive_out = b.op("Xor", [alive, exits], outputs=[outs["alive_out"]])  # exits is a subset of alive
+    alive_out = b.op("Xor", [alive, exits], outputs=[outs["alive_out"]])
     still = b.reduce("ReduceSum", b.op("Cast", [alive_out], to=tp.FLOAT), 0, 0, "num_alive")
-    b.op("Greater", [still, zero], outputs=[outs["any_alive"]])
+    b.op("Greater", [still, b.const(0.0, tp.FLOAT, "zero")], outputs=[outs["any_alive"]])
 
 
 def append_mask_gate(

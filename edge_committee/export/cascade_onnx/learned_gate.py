@@ -28,7 +28,6 @@ works (``mask``/``standard`` with ``--preprocess float32``, whose ops are all pa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +44,8 @@ from edge_committee.gate.onnx_gate import (
     _confidence,
     _dim,
     _logits_info,
+    label_and_conf,
+    mask_gate_outputs,
 )
 
 #: the extra outputs of a learned stage that is not the last (read by the later stages)
@@ -126,13 +127,6 @@ def _exits(b: _Builder, conf: str, ok: str, stage: int, num_stages: int, thresho
     return b.op("And", [ok, above], "exits_ok")
 
 
-def _label_and_conf(b: _Builder, probs: str, conf: str, empty: str) -> tuple[str, str]:
-    tp = b.onnx.TensorProto
-    argmax = b.op("Cast", [b.op("ArgMax", [probs], axis=1, keepdims=0)], "argmax", to=tp.INT32)
-    label = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
-    return label, b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")
-
-
 def _compact_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, threshold: float, kind: str,
                           combiner: Any, ins: dict[str, str], outs: dict[str, str]) -> None:
     """``learned_gate_step`` on the M active rows, state by original index (Compress/ScatterND)."""
@@ -152,7 +146,7 @@ def _compact_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thre
         "ConstantOfShape", [b.op("Shape", [active], "m")], "everyone",
         value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
     exits = _exits(b, conf, ok, stage, num_stages, threshold, everyone)
-    label_exit, conf_exit = _label_and_conf(b, probs, conf, empty)
+    label_exit, conf_exit = label_and_conf(b, probs, conf, empty)
 
     def update(state: str, condition: str, value: str, keep_when_true: bool = False) -> None:
         old = b.op("Gather", [ins[state], active], state + "_old", axis=0)
@@ -192,15 +186,7 @@ def _mask_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thresho
     exits = _exits(b, conf, ok, stage, num_stages, threshold, alive)
     if stage < num_stages - 1:
         exits = b.op("And", [alive, exits], "exits")
-    label_exit, conf_exit = _label_and_conf(b, probs, conf, empty)
-    b.op("Where", [exits, label_exit, ins["label"]], outputs=[outs["label_out"]])
-    b.op("Where", [exits, conf_exit, ins["conf"]], outputs=[outs["conf_out"]])
-    b.op("Where", [exits, b.const(int(stage), tp.INT32, "stage"), ins["exit_stage"]], outputs=[outs["exit_stage_out"]])
-    flagged = b.op("And", [alive, b.op("Not", [ok])], "flagged")
-    b.op("Where", [flagged, b.const(1, tp.INT32, "one_i"), ins["flag"]], outputs=[outs["flag_out"]])
-    alive_out = b.op("Xor", [alive, exits], outputs=[outs["alive_out"]])  # exits is a subset of alive
-    still = b.reduce("ReduceSum", b.op("Cast", [alive_out], to=tp.FLOAT), 0, 0, "num_alive")
-    b.op("Greater", [still, b.const(0.0, tp.FLOAT, "zero")], outputs=[outs["any_alive"]])
+    mask_gate_outputs(b, probs, conf, empty, exits, ok, alive, stage, ins, outs)
     if stage < num_stages - 1:
         b.op("Identity", [lp], outputs=[outs["lp_out"]])
         b.op("Identity", [count], outputs=[outs["contributed_out"]])
