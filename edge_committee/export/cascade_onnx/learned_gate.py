@@ -43,7 +43,7 @@ from edge_committee.gate.onnx_gate import (
     _Builder,
     _confidence,
     _dim,
-    _logits_info,
+    _gated_copy,
     label_and_conf,
     mask_gate_outputs,
 )
@@ -219,15 +219,7 @@ def append_learned_gate(
     if not 0 <= stage < num_stages or combiner.num_members != stage + 1:
         raise ValueError(f"stage {stage} of {num_stages} needs a combiner of {stage + 1} members; "
                          f"got {combiner.num_members}")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    graph = out.graph
-    info = _logits_info(graph, logits)
-    if info is None:
-        raise ValueError(f"the model has no tensor named {logits!r}")
-    elem = info.type.tensor_type.elem_type
-    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
-        raise ValueError(f"logits {logits!r} must be float32 or float16, got {onnx.TensorProto.DataType.Name(elem)}")
+    out, graph, logits, info, elem = _gated_copy(onnx, model, logits, stage, num_stages, kind)
     opset = next((o.version for o in out.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset < MIN_OPSET:
         raise ValueError(f"the learned gate needs default-domain opset >= {MIN_OPSET}, the model has {opset}")
