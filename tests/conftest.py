@@ -120,3 +120,23 @@ def built_bundle(tiny_committee: Path, cache_dir: Path) -> Path:
     out = tiny_committee.parent / "bundle"
     build(tiny_committee, out, cache_dir=cache_dir, log=lambda s: None)
     return out
+
+
+@pytest.fixture
+def learned_committee(tiny_committee: Path) -> Path:
+    """The tiny committee's spec with a learned combiner, budgeted to a small > medium cascade."""
+    spec = yaml.safe_load(tiny_committee.read_text())
+    spec["combiner"] = {"kind": "learned", "folds": 3}
+    spec["budget"] = {"macs": 1000, "kind": "worst"}  # small and medium, not large
+    tiny_committee.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return tiny_committee
+
+
+@pytest.fixture
+def built_learned_bundle(learned_committee: Path, cache_dir: Path) -> Path:
+    """A bundle built (and selected) from :func:`learned_committee`."""
+    from edge_committee.pipeline import build
+
+    out = learned_committee.parent / "bundle"
+    build(learned_committee, out, cache_dir=cache_dir, log=lambda s: None)
+    return out

@@ -149,22 +149,7 @@ def test_warmup_state_is_restored():
 
 
 # ---------------------------------------------------------------------------------------------- a built bundle
-@pytest.fixture
-def learned_bundle(tiny_committee, cache_dir):
-    import yaml
-
-    from edge_committee.pipeline import build
-
-    spec = yaml.safe_load(tiny_committee.read_text())
-    spec["combiner"] = {"kind": "learned", "folds": 3}
-    spec["budget"] = {"macs": 1000, "kind": "worst"}  # a learned small > medium cascade (as tests/cascade)
-    tiny_committee.write_text(yaml.safe_dump(spec, sort_keys=False))
-    out = tiny_committee.parent / "bundle"
-    build(tiny_committee, out, cache_dir=cache_dir, log=lambda s: None)
-    return out
-
-
-def test_built_bundle_on_torch_cuda_cpu_equals_the_reference(learned_bundle):
+def test_built_bundle_on_torch_cuda_cpu_equals_the_reference(built_learned_bundle):
     """build -> select (learned) -> ec.load(backend='torch-cuda', device='cpu').predict = the NumPy reference."""
     import importlib.util
 
@@ -175,14 +160,14 @@ def test_built_bundle_on_torch_cuda_cpu_equals_the_reference(learned_bundle):
 
     if importlib.util.find_spec("onnx2torch") is None:
         pytest.skip("needs onnx2torch (the test extra)")
-    c = read_manifest(learned_bundle)["cascade"]
+    c = read_manifest(built_learned_bundle)["cascade"]
     assert c["kind"] in ("learned_cascade", "learned_ensemble") and len(c["members"]) >= 2
-    combiners = [combiner_from_onnx(learned_bundle / f) for f in c["combiner"]["files"]]
-    with np.load(learned_bundle / "outputs.npz") as z:
+    combiners = [combiner_from_onnx(built_learned_bundle / f) for f in c["combiner"]["files"]]
+    with np.load(built_learned_bundle / "outputs.npz") as z:
         logits = [z[f"{n}/test"] for n in c["members"]]
     want = run_learned_cascade(logits, c["thresholds"], combiners, c["confidence"])
-    images = np.load(learned_bundle.parent / "test.npz")["x"]
-    with ec.load(learned_bundle, backend="torch-cuda", device="cpu", max_batch=32) as model:
+    images = np.load(built_learned_bundle.parent / "test.npz")["x"]
+    with ec.load(built_learned_bundle, backend="torch-cuda", device="cpu", max_batch=32) as model:
         assert model.executor.gate_name == "learned combiner (torch ops)"
         got = model.predict(images)
     assert set(want.exit_stage.tolist()) == set(range(len(c["members"]))), "the cascade should exit at every stage"

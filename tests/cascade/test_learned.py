@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from edge_committee.cascade import learned as L
 from edge_committee.cascade import reference as ref
@@ -160,15 +159,6 @@ def test_label_free_selection_refuses_a_learned_combiner():
 
 
 # ------------------------------------------------------------------------------- bundles
-@pytest.fixture
-def learned_committee(tiny_committee):
-    spec = yaml.safe_load(tiny_committee.read_text())
-    spec["combiner"] = {"kind": "learned", "folds": 3}
-    spec["budget"] = {"macs": 1000, "kind": "worst"}  # small and medium, not large
-    tiny_committee.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return tiny_committee
-
-
 def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_committee, cache_dir, monkeypatch):
     """Build, select, predict (host loop) = the reference, Triton's description, refusal, re-select."""
     import edge_committee as ec

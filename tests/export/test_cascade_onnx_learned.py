@@ -287,21 +287,6 @@ def test_export_records_the_combiner_and_the_backend_checks_it(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the pipeline
-@pytest.fixture
-def built_learned_bundle(tiny_committee, cache_dir):
-    import yaml
-
-    from edge_committee.pipeline import build
-
-    spec = yaml.safe_load(tiny_committee.read_text())
-    spec["combiner"] = {"kind": "learned", "folds": 3}
-    spec["budget"] = {"macs": 1000, "kind": "worst"}  # a learned small > medium cascade (as tests/cascade)
-    tiny_committee.write_text(yaml.safe_dump(spec, sort_keys=False))
-    out = tiny_committee.parent / "bundle"
-    build(tiny_committee, out, cache_dir=cache_dir, log=lambda s: None)
-    return out
-
-
 def test_built_learned_bundle_predicts_the_reference_on_every_cpu_runtime(built_learned_bundle):
     """build -> select (learned) -> onnxrt (host loop) and onnxrt-fused (both forms) = the NumPy reference."""
     bundle = built_learned_bundle
