@@ -104,8 +104,7 @@ def count_macs(
     onnx = require("onnx")
     proto = _load(model)
     batch = _fix_input_shapes(proto, dict(input_shapes or {}))
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(proto)
+    fixed = proto  # infer_shapes returns a new model: this one stays as it was, for the ORT run
     try:
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
     except Exception as exc:  # InferenceError, or a C++ error on a malformed graph
@@ -143,14 +142,13 @@ def _unknown_counted(graph: Any, shapes: dict) -> list[str]:
 
 
 def _shapes_from_onnxruntime(model: Any, proto: Any, names: list[str]) -> tuple[dict, str]:
-    """Run ``proto`` (inputs already fixed) once on zeros with ONNX Runtime.
+    """Run ``proto`` (inputs already fixed; a private copy, changed here) once on zeros with ONNX Runtime.
 
     Returns the shapes of ``names`` and, when the run failed, why (else "").
     """
     onnx = require("onnx")
     ort = require("onnxruntime")
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
+    probe = proto
     if not hasattr(model, "graph"):  # a path: bring external weights in (ORT needs constants' values)
         require("onnx.external_data_helper").load_external_data_for_model(
             probe, os.path.dirname(os.path.abspath(model)))
