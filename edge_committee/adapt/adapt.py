@@ -141,27 +141,22 @@ def _logits(path: Path, pp: Preprocessing, images, threads, batch: int, desc: st
     return run_member(path, pp, images, batch, threads=threads, desc=desc)
 
 
-def _committee_gate(root: Path, cascade: dict):
+def _committee_gate(root: Path, manifest: dict):
     """(final-stage combiner or None, stage combiners or None) of a bundle's committee."""
-    comb = cascade.get("combiner")
-    if not comb:
-        return None, None
-    from edge_committee.bundle.manifest import resolve_in_bundle
-    from edge_committee.cascade.learned_onnx import combiner_from_onnx
+    from edge_committee.cascade.learned_onnx import bundle_stage_combiners
 
-    stages = [combiner_from_onnx(resolve_in_bundle(root, f)) for f in comb["files"]]
-    return stages[-1], stages
+    stages = bundle_stage_combiners(root, manifest)
+    return (stages[-1], stages) if stages else (None, None)
 
 
-def _first_exit(root: Path, cascade: dict, logits: dict[str, np.ndarray]) -> float:
-    """Share of samples the cascade stops at its first stage."""
+def _first_exit(cascade: dict, logits: dict[str, np.ndarray], stages) -> float:
+    """Share of samples the cascade stops at its first stage (``stages``: its learned combiners, or None)."""
     from edge_committee.cascade import learned, reference
 
     members = cascade["members"]
     if len(members) == 1:
         return 1.0
     xs = [logits[n] for n in members]
-    _, stages = _committee_gate(root, cascade)
     res = (learned.run_learned_cascade(xs, cascade["thresholds"], stages, cascade["confidence"]) if stages
            else reference.run_cascade(xs, cascade["thresholds"], cascade["confidence"]))
     return float(np.mean(res.exit_stage == 0))
@@ -219,7 +214,7 @@ def adapt(
     old = {n: _logits(root / by_name[n]["file"], Preprocessing.from_dict(by_name[n]["preprocessing"]), footage,
                       threads, spec_obj.batch_size, f"teacher {n}")
            for n in dict.fromkeys(cascade["members"] + [member])}
-    final, _ = _committee_gate(root, cascade)
+    final, stages = _committee_gate(root, manifest)
     labels = select_pseudo_labels(teacher_probs([old[n] for n in cascade["members"]], final),
                                   min_confidence, per_class, noise.seed)
     log(f"pseudo-labels: {labels.confident} of {len(footage)} confident at {min_confidence:g}; "
@@ -228,11 +223,11 @@ def adapt(
     inputs = pp(footage[labels.index] if isinstance(footage, np.ndarray) else [footage[i] for i in labels.index])
     finetune(model, inputs, labels.targets, pp(train.images), train.labels, noise, log)
     return _finish(root, manifest, entry, model, pp, spec_obj, splits, footage, old, labels, tolerance, threads,
-                   log, cascade, keep_student)
+                   log, cascade, keep_student, stages)
 
 
 def _finish(root, manifest, entry, model, pp, spec, splits, footage, old, labels, tolerance, threads, log,
-            cascade, keep_student=None) -> AdaptResult:
+            cascade, keep_student=None, stages=None) -> AdaptResult:
     from edge_committee.evaluate import accuracy
     from edge_committee.export import export_onnx
 
@@ -258,7 +253,7 @@ def _finish(root, manifest, entry, model, pp, spec, splits, footage, old, labels
         result = AdaptResult(
             name, accepted, before, after, *(acc.get("test") or (None, None)), len(footage), len(labels.index),
             labels.confident, list(cascade["members"]), list(cascade["members"]),
-            _first_exit(root, cascade, old), None, float(_softmax_max(old[name]).mean()),
+            _first_exit(cascade, old, stages), None, float(_softmax_max(old[name]).mean()),
             float(_softmax_max(new_footage).mean()))
         if not accepted:
             log(result.summary())
@@ -272,7 +267,7 @@ def _finish(root, manifest, entry, model, pp, spec, splits, footage, old, labels
             logits_after[n] = _logits(root / by_name[n]["file"], Preprocessing.from_dict(by_name[n]["preprocessing"]),
                                       footage, threads, spec.batch_size, f"footage {n}")
     result.cascade_after = list(c["members"])
-    result.first_exit_after = _first_exit(root, c, logits_after)
+    result.first_exit_after = _first_exit(c, logits_after, _committee_gate(root, new_manifest)[1])
     log(result.summary())
     return result
 

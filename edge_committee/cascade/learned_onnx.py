@@ -107,3 +107,25 @@ def run_combiner_onnx(path: str | os.PathLike, member_logits: Sequence[np.ndarra
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     feeds = {f"logits_{i}": np.ascontiguousarray(x, np.float32) for i, x in enumerate(member_logits)}
     return sess.run(["probs"], feeds)[0]
+
+
+def bundle_stage_combiners(root: str | os.PathLike, manifest: dict) -> list[Combiner]:
+    """A learned committee's stage combiners, read from the files its manifest lists ([] for the average).
+
+    Raises :class:`BundleError` unless there is one listed file per cascade stage.
+    """
+    from pathlib import Path
+
+    from edge_committee.bundle.manifest import resolve_in_bundle
+
+    cascade = manifest.get("cascade") or {}
+    comb = cascade.get("combiner")
+    if not comb:
+        return []
+    files = list(comb.get("files") or [])
+    stages = len(cascade.get("members") or [])
+    listed = manifest.get("files", {})
+    if len(files) != stages or any(f not in listed for f in files):
+        raise BundleError(f"{Path(root) / 'manifest.json'}: the learned combiner needs one listed file per stage "
+                          f"({stages}); got {files}; rebuild or re-select the bundle")
+    return [combiner_from_onnx(resolve_in_bundle(root, f)) for f in files]

@@ -162,16 +162,9 @@ class CascadeModel:
     def _learned_gate(self):
         """The learned committee's gate: stage combiners read from the bundle's ONNX files."""
         from edge_committee.cascade.learned import LearnedGate
-        from edge_committee.cascade.learned_onnx import combiner_from_onnx
+        from edge_committee.cascade.learned_onnx import bundle_stage_combiners
 
-        files = list(self.combiner.get("files", []))
-        listed = self.manifest.get("files", {})
-        if len(files) != len(self.members) or any(f not in listed for f in files):
-            raise BundleError(f"{self.root / 'manifest.json'}: the learned combiner needs one listed file per "
-                              f"stage ({len(self.members)}); got {files}")
-        from edge_committee.bundle.manifest import resolve_in_bundle
-
-        return LearnedGate([combiner_from_onnx(resolve_in_bundle(self.root, f)) for f in files])
+        return LearnedGate(bundle_stage_combiners(self.root, self.manifest))
 
     def member_path(self, name: str) -> Path:
         """The file of member ``name`` inside the bundle."""

@@ -200,11 +200,11 @@ def test_bundle_with_a_learned_combiner_predicts_like_the_reference(learned_comm
     for got, exp in zip(fused.combiners, combiners):
         np.testing.assert_array_equal(got.weights, exp.weights)
         np.testing.assert_array_equal(got.bias, exp.bias)
-    from edge_committee.adapt.adapt import _first_exit
+    from edge_committee.adapt.adapt import _committee_gate, _first_exit
     from edge_committee.adapt.pseudo import teacher_probs
 
     # adapt's teacher and exit rate use the same learned committee
-    assert _first_exit(out, c, dict(zip(c["members"], logits))) == pytest.approx(np.mean(want.exit_stage == 0))
+    assert _first_exit(c, dict(zip(c["members"], logits)), _committee_gate(out, m)[1]) == pytest.approx(np.mean(want.exit_stage == 0))
     np.testing.assert_array_equal(teacher_probs(logits, combiners[-1]), L.combine(combiners[-1], logits))
 
     from edge_committee.cli.main import main

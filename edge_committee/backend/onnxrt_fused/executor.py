@@ -127,10 +127,12 @@ class FusedOnnxExecutor(Executor):
         return None
 
     def _build(self, key: tuple[int, int, int]) -> None:
-        from edge_committee.export.cascade_onnx.export import build_from_bundle, cascade_from_manifest
+        from edge_committee.export.cascade_onnx.build import CascadeDef
+        from edge_committee.export.cascade_onnx.export import build_from_bundle
 
-        m = self.model  # the bundle's committee, its learned combiner included
-        cascade = cascade_from_manifest(m.manifest, m.root)
+        m = self.model  # the bundle's committee, its learned combiner (loaded by the model) included
+        cascade = CascadeDef(m.members, m.thresholds, m.confidence, m.manifest["cascade"].get("kind", "cascade"),
+                             tuple(m.stage_combiners or ()))
         fused, _, _ = build_from_bundle(m.root, m.manifest, cascade=cascade, source_size=key[:2], channels=key[2],
                                         form=self.form)
         self._sessions[key] = self._session(fused, f"the fused cascade for {key[0]}x{key[1]}x{key[2]} images")

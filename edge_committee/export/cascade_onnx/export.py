@@ -41,17 +41,9 @@ def cascade_from_manifest(manifest: dict, root: Path) -> CascadeDef:
 
 def stage_combiners(manifest: dict, root: Path) -> tuple:
     """A learned committee's stage combiners, read from the files its manifest lists; () for the average."""
-    comb = (manifest.get("cascade") or {}).get("combiner")
-    if not comb:
-        return ()
-    from edge_committee.bundle.manifest import resolve_in_bundle
-    from edge_committee.cascade.learned_onnx import combiner_from_onnx
+    from edge_committee.cascade.learned_onnx import bundle_stage_combiners
 
-    files = list(comb.get("files") or [])
-    if len(files) != len(manifest["cascade"]["members"]):
-        raise FusedExportError(f"{root / MANIFEST}: the learned combiner lists {len(files)} stage files for "
-                               f"{len(manifest['cascade']['members'])} stages; rebuild or re-select the bundle")
-    return tuple(combiner_from_onnx(resolve_in_bundle(root, f)) for f in files)
+    return tuple(bundle_stage_combiners(root, manifest))
 
 
 def combiner_files(manifest: dict) -> list[dict]:

@@ -197,10 +197,9 @@ def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict
             "confidence": c["confidence"], "thresholds": [float(t) for t in c["thresholds"]][: len(members) - 1],
             "members": [entries[m] for m in members]}
     if c.get("combiner") and bundle is not None:  # a learned committee: its stage combiners' numbers
-        from edge_committee.bundle.manifest import resolve_in_bundle
-        from edge_committee.cascade.learned_onnx import combiner_from_onnx
+        from edge_committee.cascade.learned_onnx import bundle_stage_combiners
 
-        spec["combiner"] = [combiner_from_onnx(resolve_in_bundle(bundle, f)).to_dict() for f in c["combiner"]["files"]]
+        spec["combiner"] = [comb.to_dict() for comb in bundle_stage_combiners(bundle, manifest)]
     return spec
 
 
