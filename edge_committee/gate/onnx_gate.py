@@ -103,11 +103,8 @@ def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num
     """reference.gate_step in standard ONNX ops (static shapes except the compacted survivors)."""
     tp = b.onnx.TensorProto
     x = logits if logits_float else b.op("Cast", [logits], "logits_f32", to=tp.FLOAT)
-    bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
-    row_bad = b.reduce("ReduceMax", b.op("Cast", [bad], to=tp.FLOAT), 1, 1, "row_nonfinite")
-    ok2 = b.op("Equal", [row_bad, b.const(0.0, tp.FLOAT, "zero")], "ok_2d")  # [M, 1] bool
+    ok2, ok = finite_rows(b, x)
     one_axis = b.const([1], tp.INT64, "axis1", [1])
-    ok = b.op("Squeeze", [ok2, one_axis], "ok")  # [M]
     zero = b.const(0.0, tp.FLOAT, "zero")
     probs = b.op("Softmax", [b.op("Where", [ok2, x, zero], "logits_finite")], "probs", axis=1)
     probs = b.op("Where", [ok2, probs, zero], "probs_ok")
@@ -115,49 +112,65 @@ def _standard_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num
     index = b.op("Unsqueeze", [b.op("Cast", [active], to=tp.INT64), one_axis], "scatter_index")  # [M, 1]
     rows = b.op("Add", [b.op("Gather", [ins["prob_sum"], active], "rows", axis=0), probs], "rows_new")
     b.op("ScatterND", [ins["prob_sum"], index, rows], outputs=[outs["prob_sum_out"]])
-    # divide by the stages that contributed (reference.contributions): each added a row summing to 1
-    total_2d = b.reduce("ReduceSum", rows, 1, 1, "total_2d")
+    mean, total_2d = mean_over_contributions(b, rows)
+    conf = _confidence(b, mean, kind, num_classes)
+    everyone = everyone_exits(b, active) if stage == num_stages - 1 else None
+    exits = exits_at(b, conf, ok, stage, num_stages, threshold, everyone)
+    empty = b.op("Not", [b.op("Greater", [b.op("Squeeze", [total_2d, one_axis], "total"), zero])], "empty")
+    compact_gate_outputs(b, mean, conf, empty, exits, ok, active, index, stage, ins, outs)
+
+
+def finite_rows(b: _Builder, x: str) -> tuple[str, str]:
+    """(ok [M, 1], ok [M]) bool: True where every logit of the row is finite (reference.finite_rows)."""
+    tp = b.onnx.TensorProto
+    bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
+    row_bad = b.reduce("ReduceMax", b.op("Cast", [bad], to=tp.FLOAT), 1, 1, "row_nonfinite")
+    ok2 = b.op("Equal", [row_bad, b.const(0.0, tp.FLOAT, "zero")], "ok_2d")
+    return ok2, b.op("Squeeze", [ok2, b.const([1], tp.INT64, "axis1", [1])], "ok")
+
+
+def mean_over_contributions(b: _Builder, prob_sum: str) -> tuple[str, str]:
+    """(mean [M, C], row total [M, 1]) of running probability sums: divided by the stages that
+    contributed (reference.contributions), each of which added a row summing to 1."""
+    tp = b.onnx.TensorProto
+    total_2d = b.reduce("ReduceSum", prob_sum, 1, 1, "total_2d")
     count = b.op("Max", [b.op("Round", [total_2d], "total_rounded"), b.const(1.0, tp.FLOAT, "one_f")], "count")
-    mean = b.op("Div", [rows, count], "mean")
+    return b.op("Div", [prob_sum, count], "mean"), total_2d
 
-    if kind == "max_prob" or (kind == "margin" and num_classes is not None and num_classes < 2):
-        conf = b.reduce("ReduceMax", mean, 1, 0, "conf")
-    elif kind == "margin":
-        top2 = b.op("TopK", [mean, b.const([2], tp.INT64, "k2", [1])], "top2", outputs=None, axis=1)
-        b.nodes[-1].output.append(b.name("top2_index"))
-        first = b.op("Gather", [top2, b.const(0, tp.INT64, "i0")], "top1", axis=1)
-        second = b.op("Gather", [top2, b.const(1, tp.INT64, "i1")], "top2nd", axis=1)
-        conf = b.op("Sub", [first, second], "conf")
-    else:  # neg_entropy: sum p log p with 0 log 0 = 0
-        positive = b.op("Greater", [mean, zero], "positive")
-        safe = b.op("Where", [positive, mean, b.const(1.0, tp.FLOAT, "one")], "safe")
-        plogp = b.op("Where", [positive, b.op("Mul", [mean, b.op("Log", [safe])]), zero], "plogp")
-        conf = b.reduce("ReduceSum", plogp, 1, 0, "conf")
 
+def everyone_exits(b: _Builder, active: str) -> str:
+    """[M] bool all True, one per active sample (the last stage)."""
+    tp = b.onnx.TensorProto
+    return b.op("ConstantOfShape", [b.op("Shape", [active], "m")], "everyone",
+                value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
+
+
+def exits_at(b: _Builder, conf: str, ok: str, stage: int, num_stages: int, threshold: float,
+             everyone: str | None) -> str:
+    """Who exits: ``everyone`` at the last stage, else finite rows whose confidence reaches the threshold."""
     if stage == num_stages - 1:
-        shape = b.op("Shape", [active], "m")
-        exits = b.op("ConstantOfShape", [shape], "exits",
-                     value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
-    else:
-        above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
-        exits = b.op("And", [ok, above], "exits")
+        return everyone
+    above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), b.onnx.TensorProto.FLOAT, "threshold")], "above")
+    return b.op("And", [ok, above], "exits_ok")
 
-    total = b.op("Squeeze", [total_2d, one_axis], "total")
-    empty = b.op("Not", [b.op("Greater", [total, zero])], "empty")
-    argmax = b.op("Cast", [b.op("ArgMax", [mean], axis=1, keepdims=0)], "argmax", to=tp.INT32)
-    label_exit = b.op("Where", [empty, b.const(-1, tp.INT32, "minus1"), argmax], "label_exit")
-    conf_exit = b.op("Where", [empty, b.const(math.nan, tp.FLOAT, "nan"), conf], "conf_exit")
-    stage_value = b.const(int(stage), tp.INT32, "stage")
 
-    def update(state: str, out: str, condition: str, value: str, keep_when_true: bool = False) -> None:
+def compact_gate_outputs(b: _Builder, probs: str, conf: str, empty: str, exits: str, ok: str, active: str,
+                         index: str, stage: int, ins: dict[str, str], outs: dict[str, str]) -> None:
+    """The state a compact-form gate stage writes for its M active rows (label, conf, exit stage, flag,
+    by original ``index``) and the survivors, compacted in order, with their count. Shared by the
+    plain and learned gates."""
+    tp = b.onnx.TensorProto
+    label_exit, conf_exit = label_and_conf(b, probs, conf, empty)
+
+    def update(state: str, condition: str, value: str, keep_when_true: bool = False) -> None:
         old = b.op("Gather", [ins[state], active], state + "_old", axis=0)
         new = b.op("Where", [condition, old, value] if keep_when_true else [condition, value, old], state + "_new")
-        b.op("ScatterND", [ins[state], index, new], outputs=[outs[out]])
+        b.op("ScatterND", [ins[state], index, new], outputs=[outs[state + "_out"]])
 
-    update("label", "label_out", exits, label_exit)
-    update("conf", "conf_out", exits, conf_exit)
-    update("exit_stage", "exit_stage_out", exits, stage_value)
-    update("flag", "flag_out", ok, b.const(1, tp.INT32, "one_i"), keep_when_true=True)
+    update("label", exits, label_exit)
+    update("conf", exits, conf_exit)
+    update("exit_stage", exits, b.const(int(stage), tp.INT32, "stage"))
+    update("flag", ok, b.const(1, tp.INT32, "one_i"), keep_when_true=True)
     survivors = b.op("Compress", [active, b.op("Not", [exits], "continues")], outputs=[outs["survivors"]], axis=0)
     b.op("Cast", [b.op("Size", [survivors], "num_survivors_i64")], outputs=[outs["num_survivors"]], to=tp.INT32)
 
@@ -319,26 +332,18 @@ def _mask_gate(b: _Builder, logits: str, logits_float: bool, stage: int, num_sta
     x = logits if logits_float else b.op("Cast", [logits], "logits_f32", to=tp.FLOAT)
     zero = b.const(0.0, tp.FLOAT, "zero")
     one_axis = b.const([1], tp.INT64, "axis1", [1])
-    bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
-    ok2 = b.op("Equal", [b.reduce("ReduceMax", b.op("Cast", [bad], to=tp.FLOAT), 1, 1, "row_nonfinite"), zero],
-               "ok_2d")  # [N, 1]
-    ok = b.op("Squeeze", [ok2, one_axis], "ok")
+    ok2, ok = finite_rows(b, x)  # [N, 1], [N]
     alive = ins["alive"]
     probs = b.op("Softmax", [b.op("Where", [ok2, x, zero], "logits_finite")], "probs", axis=1)
     adds = b.op("And", [ok2, b.op("Unsqueeze", [alive, one_axis], "alive_2d")], "contributes")
     # a row that does not contribute adds exactly 0.0, so its running sum stays bit-identical
     total_sum = b.op("Add", [ins["prob_sum"], b.op("Where", [adds, probs, zero], "probs_used")],
                      outputs=[outs["prob_sum_out"]])
-    # the mean over the stages that contributed (reference.contributions), as the standard gate
-    total_2d = b.reduce("ReduceSum", total_sum, 1, 1, "total_2d")
-    count = b.op("Max", [b.op("Round", [total_2d], "total_rounded"), b.const(1.0, tp.FLOAT, "one_f")], "count")
-    mean = b.op("Div", [total_sum, count], "mean")
+    mean, total_2d = mean_over_contributions(b, total_sum)
     conf = _confidence(b, mean, kind, num_classes)
-    if stage == num_stages - 1:
-        exits = alive
-    else:
-        above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), tp.FLOAT, "threshold")], "above")
-        exits = b.op("And", [alive, b.op("And", [ok, above])], "exits")
+    exits = exits_at(b, conf, ok, stage, num_stages, threshold, alive)
+    if stage < num_stages - 1:
+        exits = b.op("And", [alive, exits], "exits")
     empty = b.op("Not", [b.op("Greater", [b.op("Squeeze", [total_2d, one_axis], "total"), zero])], "empty")
     mask_gate_outputs(b, mean, conf, empty, exits, ok, alive, stage, ins, outs)
 

@@ -44,7 +44,10 @@ from edge_committee.gate.onnx_gate import (
     _confidence,
     _dim,
     _gated_copy,
-    label_and_conf,
+    compact_gate_outputs,
+    everyone_exits,
+    exits_at,
+    finite_rows,
     mask_gate_outputs,
 )
 
@@ -96,10 +99,7 @@ def _finite_log_probs(b: _Builder, x: str) -> tuple[str, str]:
     """(ok [M] bool, log-probabilities [M,C] with non-finite rows 0): ``learned.log_probs`` in ONNX."""
     tp = b.onnx.TensorProto
     zero = b.const(0.0, tp.FLOAT, "zero")
-    bad = b.op("Or", [b.op("IsNaN", [x]), b.op("IsInf", [x])], "nonfinite")
-    ok2 = b.op("Equal", [b.reduce("ReduceMax", b.op("Cast", [bad], to=tp.FLOAT), 1, 1, "row_nonfinite"), zero],
-               "ok_2d")
-    ok = b.op("Squeeze", [ok2, b.const([1], tp.INT64, "axis1", [1])], "ok")
+    ok2, ok = finite_rows(b, x)
     lp = b.op("LogSoftmax", [b.op("Where", [ok2, x, zero], "logits_finite")], "log_probs_all", axis=1)
     return ok, b.op("Where", [ok2, lp, zero], "log_probs")
 
@@ -118,15 +118,6 @@ def _combine(b: _Builder, combiner: Any, rows: Sequence[str], count: str) -> tup
     return b.op("Where", [empty2, b.const(0.0, tp.FLOAT, "zero"), probs], "probs"), empty
 
 
-def _exits(b: _Builder, conf: str, ok: str, stage: int, num_stages: int, threshold: float,
-           everyone: str | None) -> str:
-    """Who exits: ``everyone`` at the last stage, else finite rows whose confidence reaches the threshold."""
-    if stage == num_stages - 1:
-        return everyone
-    above = b.op("GreaterOrEqual", [conf, b.const(float(threshold), b.onnx.TensorProto.FLOAT, "threshold")], "above")
-    return b.op("And", [ok, above], "exits_ok")
-
-
 def _compact_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, threshold: float, kind: str,
                           combiner: Any, ins: dict[str, str], outs: dict[str, str]) -> None:
     """``learned_gate_step`` on the M active rows, state by original index (Compress/ScatterND)."""
@@ -142,23 +133,9 @@ def _compact_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thre
     probs, empty = _combine(b, combiner, rows, count)
     b.op("ScatterND", [ins["prob_sum"], index, probs], outputs=[outs["prob_sum_out"]])
     conf = _confidence(b, probs, kind, combiner.num_classes)
-    everyone = None if stage < num_stages - 1 else b.op(  # the last stage: every active sample exits
-        "ConstantOfShape", [b.op("Shape", [active], "m")], "everyone",
-        value=b.onnx.helper.make_tensor("true", tp.BOOL, [1], [True]))
-    exits = _exits(b, conf, ok, stage, num_stages, threshold, everyone)
-    label_exit, conf_exit = label_and_conf(b, probs, conf, empty)
-
-    def update(state: str, condition: str, value: str, keep_when_true: bool = False) -> None:
-        old = b.op("Gather", [ins[state], active], state + "_old", axis=0)
-        new = b.op("Where", [condition, old, value] if keep_when_true else [condition, value, old], state + "_new")
-        b.op("ScatterND", [ins[state], index, new], outputs=[outs[state + "_out"]])
-
-    update("label", exits, label_exit)
-    update("conf", exits, conf_exit)
-    update("exit_stage", exits, b.const(int(stage), tp.INT32, "stage"))
-    update("flag", ok, b.const(1, tp.INT32, "one_i"), keep_when_true=True)
-    survivors = b.op("Compress", [active, b.op("Not", [exits], "continues")], outputs=[outs["survivors"]], axis=0)
-    b.op("Cast", [b.op("Size", [survivors], "num_survivors_i64")], outputs=[outs["num_survivors"]], to=tp.INT32)
+    everyone = everyone_exits(b, active) if stage == num_stages - 1 else None
+    exits = exits_at(b, conf, ok, stage, num_stages, threshold, everyone)
+    compact_gate_outputs(b, probs, conf, empty, exits, ok, active, index, stage, ins, outs)
     if stage < num_stages - 1:  # what the later stages read, by original index
         zeros = b.op("ConstantOfShape", [b.op("Shape", [ins["prob_sum"]], "nc")], "zeros_nc",
                      value=b.onnx.helper.make_tensor("zero", tp.FLOAT, [1], [0.0]))
@@ -183,7 +160,7 @@ def _mask_learned_gate(b: _Builder, x: str, stage: int, num_stages: int, thresho
     alive2 = b.op("Unsqueeze", [alive, one_axis], "alive_2d")
     b.op("Where", [alive2, probs, ins["prob_sum"]], outputs=[outs["prob_sum_out"]])
     conf = _confidence(b, probs, kind, combiner.num_classes)
-    exits = _exits(b, conf, ok, stage, num_stages, threshold, alive)
+    exits = exits_at(b, conf, ok, stage, num_stages, threshold, alive)
     if stage < num_stages - 1:
         exits = b.op("And", [alive, exits], "exits")
     mask_gate_outputs(b, probs, conf, empty, exits, ok, alive, stage, ins, outs)
