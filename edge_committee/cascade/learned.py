@@ -43,10 +43,9 @@ import numpy as np
 from edge_committee.cascade.reference import (
     CascadeResult,
     GateState,
-    _check_thresholds,
-    check_confidence_name,
     confidence,
     finite_rows,
+    run_cascade,
     softmax,
 )
 
@@ -358,16 +357,6 @@ def run_learned_cascade(
     kind: str = "max_prob",
 ) -> CascadeResult:
     """Run a learned cascade over precomputed logits (N, C) of every member for every sample."""
-    check_confidence_name(kind)
     if not member_logits or len(combiners) != len(member_logits):
         raise ValueError(f"{len(member_logits)} members need as many stage combiners; got {len(combiners)}")
-    k_total = len(member_logits)
-    t = _check_thresholds(thresholds, k_total)
-    n, c = np.asarray(member_logits[0]).shape
-    gate = LearnedGate(combiners)
-    state = gate.start(n, c)
-    for k, logits in enumerate(member_logits):
-        if state.active.size == 0:
-            break
-        gate(state, np.asarray(logits)[state.active], k, k_total, t[k], kind)
-    return CascadeResult(state.label, state.mean_probs(), state.conf, state.exit_stage, state.flag)
+    return run_cascade(member_logits, thresholds, kind, gate=LearnedGate(combiners))

@@ -198,11 +198,14 @@ def run_cascade(
     member_logits: Sequence[np.ndarray],
     thresholds: Sequence[float],
     kind: str = "max_prob",
+    gate=gate_step,
 ) -> CascadeResult:
     """Run a cascade over precomputed logits of every member for every sample.
 
     ``member_logits[k]`` is (N, C) for all N samples; each stage reads only the rows of the
-    samples still active, exactly as the runtime does.
+    samples still active, exactly as the runtime does. ``gate``: the gate step (default
+    :func:`gate_step`; a gate object with a ``start(N, C)`` makes its own state, as the host loop
+    does).
     """
     check_confidence_name(kind)
     if not member_logits:
@@ -210,11 +213,11 @@ def run_cascade(
     k_total = len(member_logits)
     t = _check_thresholds(thresholds, k_total)
     n, c = np.asarray(member_logits[0]).shape
-    state = GateState.start(n, c)
+    state = getattr(gate, "start", GateState.start)(n, c)
     for k, logits in enumerate(member_logits):
         if state.active.size == 0:
             break
-        gate_step(state, np.asarray(logits)[state.active], k, k_total, t[k], kind)
+        gate(state, np.asarray(logits)[state.active], k, k_total, t[k], kind)
     return CascadeResult(
         label=state.label,
         probs=state.mean_probs(),
