@@ -216,6 +216,40 @@ def _pixels(batch) -> int:
     return sum(int(im.size) for im in batch)
 
 
+def empty_outputs(n: int, num_classes: int) -> dict[str, np.ndarray]:
+    """Outputs for ``n`` samples as the host loop's state starts them (label -1, confidence NaN, probs 0)."""
+    s = GateState.start(n, num_classes)
+    return {"labels": s.label, "probs": s.prob_sum, "confidence": s.conf, "exit_stage": s.exit_stage, "flags": s.flag}
+
+
+def run_by_shape(images, num_classes: int, run_batch, chunk: int | None = None) -> dict[str, np.ndarray]:
+    """Outputs of an executor that takes one image size per call, for any checked batch.
+
+    ``run_batch`` maps stacked uint8 ``(n, H, W, C)`` images to a dict of ``labels, probs,
+    confidence, exit_stage, flags``. A list of images is grouped by size, each group run in
+    chunks of at most ``chunk`` (None: whole), and the parts put back in input order into
+    outputs that start as the host loop's state does (label -1, confidence NaN, probs 0). An
+    array with no chunking is run as it is.
+    """
+    if isinstance(images, np.ndarray):
+        if chunk is None:
+            return run_batch(images)
+        groups = [(np.arange(len(images)), images)]
+    else:
+        by_shape: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            by_shape.setdefault(tuple(im.shape), []).append(i)
+        groups = [(np.asarray(ix), np.stack([images[i] for i in ix])) for ix in by_shape.values()]
+    out = empty_outputs(sum(len(idx) for idx, _ in groups), num_classes)
+    for idx, batch in groups:
+        step = chunk or len(batch)
+        for start in range(0, len(batch), step):
+            part = run_batch(batch[start:start + step])
+            for key, value in part.items():
+                out[key][idx[start:start + step]] = value
+    return out
+
+
 def _as_batch(images) -> np.ndarray | list[np.ndarray]:
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8:

@@ -36,14 +36,13 @@ import contextlib
 import logging
 from typing import Any, Sequence
 
-import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.backend.base.device import DeviceMember
 from edge_committee.backend.device.gate import cuda_gate_step, gate_step_torch
-from edge_committee.cascade.reference import GateState, check_confidence_name
+from edge_committee.cascade.reference import check_confidence_name
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.runtime.cascade import Executor, Prediction
+from edge_committee.runtime.cascade import Executor, Prediction, empty_outputs, run_by_shape
 from edge_committee.spec.preprocess import Preprocessing
 
 LOG = logging.getLogger("edge_committee")
@@ -238,17 +237,7 @@ class DeviceCascade(Executor):
         torch = self.torch
         if isinstance(images, torch.Tensor):
             return self._run_tensor(images)
-        if isinstance(images, np.ndarray):
-            groups = [(np.arange(len(images)), images)]
-        else:
-            groups = _group_by_shape(images)
-        n = sum(len(idx) for idx, _ in groups)
-        out = _empty_outputs(n, self.num_classes)
-        for idx, batch in groups:
-            for start in range(0, len(batch), self.capacity):
-                part = self._run_batch(batch[start:start + self.capacity], on_device=False)
-                for key, value in part.items():
-                    out[key][idx[start:start + self.capacity]] = value
+        out = run_by_shape(images, self.num_classes, lambda b: self._run_batch(b, on_device=False), self.capacity)
         return Prediction(out["labels"], out["probs"], out["confidence"], out["exit_stage"], out["flags"], self.labels)
 
     def _run_tensor(self, images) -> Prediction:
@@ -278,7 +267,7 @@ class DeviceCascade(Executor):
         """One batch of at most ``capacity`` same-shaped frames -> output arrays (or device tensors)."""
         n = len(frames)
         if n == 0:
-            return self._empty_device_outputs() if on_device else _empty_outputs(0, self.num_classes)
+            return self._empty_device_outputs() if on_device else empty_outputs(0, self.num_classes)
         ctx = self._context(tuple(int(s) for s in frames.shape[1:]))
         ctx.upload(frames, n)
         b0 = self.bucket(n)
@@ -365,16 +354,3 @@ def _as_device(torch, device):
     dev = torch.device(device)
     return torch.device("cuda", 0) if dev.type == "cuda" and dev.index is None else dev
 
-
-def _group_by_shape(images) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(original indices, stacked (n, H, W, C) uint8)] for a list of images of several sizes."""
-    by_shape: dict[tuple, list[int]] = {}
-    for i, im in enumerate(images):
-        by_shape.setdefault(tuple(im.shape), []).append(i)
-    return [(np.asarray(ix), np.stack([images[i] for i in ix])) for ix in by_shape.values()]
-
-
-def _empty_outputs(n: int, c: int) -> dict:
-    s = GateState.start(n, c)  # the same initial values as the host loop
-    return {"labels": s.label, "probs": s.prob_sum, "confidence": s.conf, "exit_stage": s.exit_stage,
-            "flags": s.flag}

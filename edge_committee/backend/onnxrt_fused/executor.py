@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.runtime.cascade import Executor, Prediction
+from edge_committee.runtime.cascade import Executor, Prediction, run_by_shape
 
 LOG = logging.getLogger("edge_committee")
 
@@ -158,27 +158,9 @@ class FusedOnnxExecutor(Executor):
         return dict(zip(names, sess.run(None, {"images": np.ascontiguousarray(images)})))
 
     def run(self, images) -> Prediction:
-        c = len(self.model.labels)
-        if isinstance(images, np.ndarray):
-            out = self._run_batch(images)
-        else:
-            out = self._run_list(images, c)
+        out = run_by_shape(images, len(self.model.labels), self._run_batch)
         return Prediction(out["labels"], out["probs"], out["confidence"], out["exit_stage"], out["flags"],
                           self.model.labels)
-
-    def _run_list(self, images: list[np.ndarray], num_classes: int) -> dict[str, np.ndarray]:
-        n = len(images)
-        out = {"labels": np.full(n, -1, np.int32), "probs": np.zeros((n, num_classes), np.float32),
-               "confidence": np.full(n, np.nan, np.float32), "exit_stage": np.full(n, -1, np.int32),
-               "flags": np.zeros(n, np.int32)}
-        groups: dict[tuple, list[int]] = {}
-        for i, im in enumerate(images):
-            groups.setdefault(im.shape, []).append(i)
-        for idx in groups.values():
-            part = self._run_batch(np.stack([images[i] for i in idx]))
-            for k in out:
-                out[k][idx] = part[k]
-        return out
 
 
 def fused_executor(model: Any, threads: int | None = None, **options: Any) -> FusedOnnxExecutor:
