@@ -52,16 +52,19 @@ class MemberBuild:
 
 
 # ------------------------------------------------------------------------------ member stages
-def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
-    """Write member ``m``'s float32 ONNX to ``dest``; return export facts for the manifest."""
+def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec):
+    """Write member ``m``'s float32 ONNX to ``dest``; return (export facts for the manifest, its checked
+    input: a ``MemberInput``)."""
+    from edge_committee.export import check_member_input
+
     if m.kind == "onnx":
-        from edge_committee.export import check_member_input, copy_member, model_digest
+        from edge_committee.export import copy_member, model_digest
 
         _check_onnx_file(m.onnx, m.name)
-        check_member_input(m.onnx, m.preprocessing, m.name)  # one clear line before any work
+        inp = check_member_input(m.onnx, m.preprocessing, m.name)  # one clear line before any work
         copy_member(m.onnx, dest)  # with its external data files, if any
         return {"kind": "onnx", "source": str(m.onnx), "source_sha256": model_digest(m.onnx),
-                **({"shares": m.shares} if m.shares else {})}
+                **({"shares": m.shares} if m.shares else {})}, inp
     from edge_committee.export import export_onnx, load_torch_member
 
     model = load_torch_member(m.factory, dict(m.kwargs), m.weights, base_dir=spec.base_dir)
@@ -76,7 +79,7 @@ def _onnx_from_spec(m: MemberSpec, dest: Path, spec: CommitteeSpec) -> dict:
         "opset": rep.opset,
         "parity_max_abs_diff": rep.max_abs_diff,
         "parity_tolerance": rep.tolerance,
-    }
+    }, check_member_input(dest, m.preprocessing, m.name)
 
 
 def _check_onnx_file(path: Path, name: str) -> None:
@@ -205,8 +208,7 @@ def build(
             if mode == "fp32" or any(v.precision == "fp32" for v in deployed):
                 builds.append(fp32)
             else:
-                fp32.path.unlink()  # the member deploys at another precision only
-                fp32.path.with_name(fp32.path.name + ".data").unlink(missing_ok=True)
+                _remove_member_file(fp32.path)  # the member deploys at another precision only
             for v, keep in variants:
                 if v.precision == "fp32":
                     continue
@@ -228,12 +230,10 @@ def build(
 
 def _build_member(spec, m, splits, members_dir, cache, threads, mode, calib, say):
     path = members_dir / f"{m.name}.fp32.onnx"
-    export = _onnx_from_spec(m, path, spec)
+    export, inp = _onnx_from_spec(m, path, spec)
     _check_classes(path, m, spec.labels, None)
     from edge_committee.cost import count_macs
-    from edge_committee.export import check_member_input
 
-    inp = check_member_input(path, m.preprocessing, m.name)
     macs = int(count_macs(path, {inp.name: m.preprocessing.input_shape(1)}).total_macs)
     logits = _outputs(path, m, splits, cache, spec.batch_size, threads)
     _check_classes(path, m, spec.labels, logits["validation"])
@@ -262,9 +262,14 @@ def _exclude_nonfinite(fp32: MemberBuild, rejected: list, say) -> bool:
     say(f"member {fp32.name}: {reason}")
     rejected.append({"member": fp32.name, "precision": "fp32", "reason": reason, "file": None,
                      "nonfinite_rows": {k: bad for k, (bad, _) in counts.items()}})
-    for p in (fp32.path, fp32.path.with_name(fp32.path.name + ".data")):
-        p.unlink(missing_ok=True)
+    _remove_member_file(fp32.path)
     return True
+
+
+def _remove_member_file(path: Path) -> None:
+    """Remove a member's ONNX file and its external data file (``copy_member``'s ``<file>.data``), if any."""
+    for p in (path, path.with_name(path.name + ".data")):
+        p.unlink(missing_ok=True)
 
 
 def _variant_build(spec, m, v, fp32: MemberBuild, splits, cache, threads) -> MemberBuild:

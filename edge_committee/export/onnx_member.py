@@ -135,7 +135,7 @@ def model_digest(path: str | os.PathLike) -> str:
     """sha256 of an ONNX file and the external data files it refers to (the cache's model key)."""
     from edge_committee._util import sha256_file
 
-    extra = external_data_files(path) if has_external_data(path) else []
+    extra = external_data_files(path)  # [] without external data
     if not extra:
         return sha256_file(path)
     h = hashlib.sha256(sha256_file(path).encode())
