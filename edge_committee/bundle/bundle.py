@@ -63,11 +63,14 @@ def file_checksums(root: Path) -> dict[str, str]:
     return {rel: sha256_file(root / rel) for rel in sorted(list_files(root)) if rel != MANIFEST}
 
 
-def finalize_manifest(root: Path, manifest: dict, only_listed: bool = False) -> dict:
+def finalize_manifest(root: Path, manifest: dict, only_listed: bool = False,
+                      known: dict[str, tuple[tuple, str]] | None = None) -> dict:
     """Fill in member and file checksums, then the manifest's own, and write ``manifest.json`` atomically.
 
     By default every file under ``root`` is listed (a fresh build); with ``only_listed`` only
     the keys already in ``manifest["files"]`` are hashed (an edit: stray files stay unlisted).
+    ``known``: ``{rel: (file identity, sha256)}`` of files verified a moment ago; one whose
+    identity (:func:`_identity_of`) is unchanged keeps its digest instead of being hashed again.
     """
     if only_listed:
         files = {}
@@ -75,7 +78,8 @@ def finalize_manifest(root: Path, manifest: dict, only_listed: bool = False) -> 
             path = resolve_in_bundle(root, rel, f"{root / MANIFEST}: files")
             if not path.is_file():
                 raise BundleError(f"{path}: listed in the manifest but missing from the bundle")
-            files[rel] = sha256_file(path)
+            ident, digest = (known or {}).get(rel, (None, None))
+            files[rel] = digest if ident is not None and ident == _identity_of(path) else sha256_file(path)
         manifest["files"] = files
     else:
         manifest["files"] = file_checksums(root)
@@ -142,19 +146,31 @@ def edit_bundle(root: str | os.PathLike, verify: bool = True) -> Iterator[Bundle
         manifest = read_manifest(root, verify=verify)
         staging = StagingDir(root)
         with staging as stage:
-            _link_listed(root, stage, manifest)
+            linked = _link_listed(root, stage, manifest)
+            # files verified just now keep their digests unless the edit replaced them
+            verified = {rel: (ident, manifest["files"][rel]) for rel, ident in linked.items()} if verify else None
             ed = BundleEdit(stage, json.loads(json.dumps(manifest)))
             yield ed
-            known = set(ed.manifest.get("files", {})) | ed.added
-            ed.manifest["files"] = {rel: "" for rel in sorted(known - ed.removed)}
-            finalize_manifest(stage, ed.manifest, only_listed=True)
+            listed = set(ed.manifest.get("files", {})) | ed.added
+            ed.manifest["files"] = {rel: "" for rel in sorted(listed - ed.removed)}
+            finalize_manifest(stage, ed.manifest, only_listed=True, known=verified)
         staging.commit()
 
 
-def _link_listed(src: Path, dst: Path, manifest: dict) -> None:
-    """Hard-link (or copy, across file systems) every listed file of bundle ``src`` into ``dst``."""
+def _identity_of(path: Path) -> tuple:
+    """(device, inode, size, mtime): a file written anew (atomically, or in place) changes it."""
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _link_listed(src: Path, dst: Path, manifest: dict) -> dict[str, tuple]:
+    """Hard-link (or copy, across file systems) every listed file of bundle ``src`` into ``dst``.
+
+    Returns each staged file's identity (:func:`_identity_of`), by relative path.
+    """
     import shutil
 
+    staged = {}
     for rel in manifest["files"]:
         a = resolve_in_bundle(src, rel)
         if not a.is_file():
@@ -165,6 +181,8 @@ def _link_listed(src: Path, dst: Path, manifest: dict) -> None:
             os.link(a, b)
         except OSError:
             shutil.copy2(a, b)
+        staged[rel] = _identity_of(b)
+    return staged
 
 
 def save_outputs(path: Path, arrays: dict[str, np.ndarray]) -> None:
