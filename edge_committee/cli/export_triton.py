@@ -6,7 +6,7 @@ HELP = "export a bundle as a Triton Inference Server model repository (the casca
 
 
 def add_arguments(p) -> None:
-    from edge_committee.serve.triton.members import MEMBER_BACKENDS
+    from edge_committee.serve.triton.config import MEMBER_BACKENDS
 
     p.add_argument("bundle")
     p.add_argument("--out", required=True, help="the model repository folder (replaced if it is an earlier export)")

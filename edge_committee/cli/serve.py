@@ -10,6 +10,8 @@ HELP = "serve a bundle over HTTP/gRPC with Triton Inference Server (bound to 127
 
 
 def add_arguments(p) -> None:
+    from edge_committee.serve.triton.config import MEMBER_BACKENDS
+
     p.add_argument("bundle", help="a bundle, or a model repository written by export-triton")
     g = p.add_argument_group("server")
     g.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0: a free one)")
@@ -21,7 +23,7 @@ def add_arguments(p) -> None:
     g.add_argument("--log", help="write the server's log here (default: a temporary file)")
     g = p.add_argument_group("export (when given a bundle)")
     g.add_argument("--repository", help="export into this folder and keep it (default: a temporary folder)")
-    g.add_argument("--member-backend", choices=("auto", "onnxruntime", "python-ort", "tensorrt"), default="auto",
+    g.add_argument("--member-backend", choices=("auto", *MEMBER_BACKENDS), default="auto",
                    help="auto (default): onnxruntime where the server has that backend, else python-ort")
     g.add_argument("--max-batch", type=int, default=64, help="max_batch_size of every model (default 64)")
     g.add_argument("--instances", type=int, default=1, help="instances of each model (default 1)")

@@ -21,6 +21,14 @@ def test_import_is_light():
     assert out.stdout.strip() == ""
 
 
+def test_the_cli_parser_is_light():
+    """Every command pays for building the parser: it loads none of the heavy packages, nor numpy."""
+    code = ("import sys; from edge_committee.cli.main import make_parser; make_parser(); "
+            "print(','.join(m for m in %r if m in sys.modules))" % (HEAVY + ("numpy",),))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_every_module_imports():
     names = [m.name for m in pkgutil.walk_packages(edge_committee.__path__, "edge_committee.")]
     assert "edge_committee.pipeline" in names

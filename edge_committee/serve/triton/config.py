@@ -13,6 +13,8 @@ import dataclasses
 import json
 
 #: ONNX element type name -> Triton data type
+#: how a member model is served: ONNX Runtime backend, a Python-backend ORT session, or a TensorRT plan
+MEMBER_BACKENDS = ("onnxruntime", "python-ort", "tensorrt")
 ONNX_TO_TRITON = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "UINT8": "TYPE_UINT8",
                   "INT32": "TYPE_INT32", "INT64": "TYPE_INT64"}
 

@@ -34,9 +34,8 @@ from edge_committee._util import sha256_file
 from edge_committee.bundle import MANIFEST, StagingDir, read_manifest
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.serve.triton import bls
-from edge_committee.serve.triton.config import ModelConfig, TensorConfig
+from edge_committee.serve.triton.config import MEMBER_BACKENDS, ModelConfig, TensorConfig
 from edge_committee.serve.triton.members import (
-    MEMBER_BACKENDS,
     member_config,
     member_engines,
     member_io,

@@ -19,10 +19,14 @@ import shutil
 from pathlib import Path
 
 from edge_committee.errors import BundleError, EdgeCommitteeError
-from edge_committee.serve.triton.config import ONNX_TO_TRITON, TRITON_TO_NUMPY, ModelConfig, TensorConfig
+from edge_committee.serve.triton.config import (
+    ONNX_TO_TRITON,
+    TRITON_TO_NUMPY,
+    ModelConfig,
+    TensorConfig,
+)
 from edge_committee.spec.preprocess import Preprocessing
 
-MEMBER_BACKENDS = ("onnxruntime", "python-ort", "tensorrt")
 
 
 @dataclasses.dataclass(frozen=True)
