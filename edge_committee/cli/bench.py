@@ -66,7 +66,8 @@ def run(args) -> int:
     batches = parse_batches(args.batch)
     profile = device_profile(args.bundle, manifest, args.profile, args.backend, args.threads)
     doc = bench_bundle(args.bundle, split.images, split.labels, batches, args.backend, args.threads,
-                       warmup=args.warmup, limit=args.limit, profile=profile, show_progress=not args.quiet)
+                       warmup=args.warmup, limit=args.limit, profile=profile, show_progress=not args.quiet,
+                       manifest=manifest)
     doc["source"] = args.source or "the bundle's test split"
     curves = None
     if profile is not None and not args.no_plot:

@@ -47,7 +47,9 @@ def committee(args):
     else:
         thresholds = [to_float(t, "--thresholds") for t in (args.thresholds or "").split(",") if t.strip()]
         kind = "cascade" if len(names) > 1 else "single"
-    confidence = args.confidence or (read_manifest(args.bundle).get("cascade") or {}).get("confidence", "max_prob")
+    # the export reads and verifies the bundle itself: here only the confidence function is needed
+    confidence = args.confidence or (read_manifest(args.bundle, verify=False).get("cascade") or {}).get(
+        "confidence", "max_prob")
     return CascadeDef(names, thresholds, confidence, kind)
 
 

@@ -146,7 +146,8 @@ def predicted(profile: dict, contender: Contender, batch: int, manifest: dict, m
 def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
                  batch_sizes: Sequence[int] = DEFAULT_BATCHES, backend: str = "onnxrt",
                  threads: int | None = None, *, warmup: int = 3, limit: int | None = None,
-                 profile: dict | None = None, show_progress: bool = True, **options) -> dict:
+                 profile: dict | None = None, show_progress: bool = True, manifest: dict | None = None,
+                 **options) -> dict:
     """Bench the bundle's committee against its largest and most accurate single members.
 
     Args:
@@ -156,6 +157,8 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
         limit: use the first ``limit`` images (default all).
         profile: a profile document for the cost model's predictions, e.g. from
             :func:`device_profile`; None: no predictions.
+        manifest: the bundle's manifest as :func:`read_manifest` returned it (checksums verified);
+            None: read and verify it here.
 
     Returns a JSON-ready dict (see :func:`edge_committee.profile.report.bench_markdown`).
     """
@@ -163,14 +166,14 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
     from edge_committee.profile.profiler import parse_batches
 
     root = Path(root)
-    manifest = read_manifest(root)
+    manifest = manifest if manifest is not None else read_manifest(root)  # verified once, here or by the caller
     who = contenders(manifest)
     results = []
     with contextlib.ExitStack() as stack:
         views = [root if c.role == "cascade" else stack.enter_context(member_view(root, manifest, c.members))
                  for c in who]
-        runtimes = [stack.enter_context(CascadeModel(v, backend=backend, threads=threads, verify=v is root, **options))
-                  for v in views]  # CascadeModel is what edge_committee.load returns
+        runtimes = [stack.enter_context(CascadeModel(v, backend=backend, threads=threads, verify=False, **options))
+                    for v in views]  # CascadeModel is what edge_committee.load returns
         for b in _progress(parse_batches(batch_sizes), show_progress):
             ms, preds = run_round_robin(runtimes, images, b, warmup, limit)
             for c, t, p in zip(who, ms, preds):
