@@ -109,7 +109,7 @@ def graph_time_us(torch, fn, repeats: int = 200) -> float:
 
 def member_costs(torch, runtime, shape) -> tuple[list[float], list[float]]:
     """(member graph us, preprocessing graph us) per stage at batch 1."""
-    from edge_committee.backend.device.preprocess import TorchPlan
+    from edge_committee.preprocess.torch_exec import TorchPlan
 
     dev = "cpu" if DEVICE == "cpu" else "cuda"
     frames = torch.zeros((1, *shape), dtype=torch.uint8, device=dev)

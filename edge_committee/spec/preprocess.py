@@ -21,18 +21,26 @@ was trained with computes it (``resize_impl``):
      image pads with zeros, as torchvision does);
    - ``squash``: timm's ``crop_mode: squash``: stretch to ``floor(size / crop_pct)``, then
      centre crop;
+   - ``crop_then_resize``: TensorFlow's ``tf.image.central_crop(image, crop_pct)`` first, then
+     resize the crop to ``size`` (the ``tf`` preset);
 
    with ``interpolation`` ``bilinear``, ``bicubic``, ``nearest`` or ``nearest-exact``, computed
    as ``resize_impl`` does it: ``pil`` (default; ``Image.resize`` on uint8 images: always
    antialiased, 22-bit fixed-point weights, rounded to uint8 after each pass; ``nearest`` and
    ``nearest-exact`` are the same) or ``torch`` (``F.interpolate`` on float tensors,
    ``align_corners=False``; ``antialias`` false by default as in ``F.interpolate``, true as in
-   torchvision's v2 transforms; ``nearest`` is PyTorch's legacy ``floor(i * scale)``);
+   torchvision's v2 transforms; ``nearest`` is PyTorch's legacy ``floor(i * scale)``) or ``tf``
+   (``tf.image.resize``: half-pixel centres, no antialias; bilinear or nearest);
 3. normalize in float32: either ``(x / 255 - mean) / std`` (mean/std on the [0, 1] scale,
    per channel) or ``x * scale + offset`` on the raw 0..255 values;
 4. layout ``NCHW`` or ``NHWC``.
 
-A timm ``pretrained_cfg`` dict can be given as ``timm: {...}`` (see :meth:`Preprocessing.from_timm`).
+A timm ``pretrained_cfg`` dict can be given as ``timm: {...}`` (see :meth:`Preprocessing.from_timm`),
+TensorFlow's eval preprocessing as ``tf: {central_fraction: 0.875, method: bilinear}``.
+
+``execution``: how the CPU runs the plan, ``exact`` (default, bit for bit) or ``fast`` (PyTorch's
+uint8 resize, within one grey level; see :mod:`edge_committee.preprocess.cpu`). The plan itself,
+its executors and its reference live in :mod:`edge_committee.preprocess`.
 """
 
 from __future__ import annotations
@@ -45,16 +53,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edge_committee.errors import EdgeCommitteeError, SpecError
-from edge_committee.spec import resize as _rs
-from edge_committee.spec.resize import INTERPOLATIONS, RESIZE_IMPLS, resize_matrix
+from edge_committee.preprocess.filters import IMPL_INTERPOLATIONS, INTERPOLATIONS, RESIZE_IMPLS, RESIZE_POLICIES, resize_matrix
+from edge_committee.preprocess.plan import PreprocessPlan, ResizeStep, build_plan
 
-RESIZE_MODES = _rs.RESIZE_POLICIES
+RESIZE_MODES = RESIZE_POLICIES
 COLORS = ("gray", "rgb")
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 MAX_SIZE = 8192  #: largest height, width or resize_size accepted (pixels)
-#: float64 working set of :meth:`PreprocessPlan.apply` per chunk of images (bytes)
-_CHUNK_BYTES = 64 << 20
+#: how the CPU executes a plan: ``exact`` (bit for bit the framework's result) or ``fast`` (see preprocess/cpu.py)
+EXECUTIONS = ("exact", "fast")
 #: timm pretrained_cfg keys that do not change the preprocessing (ignored by from_timm)
 _TIMM_IGNORED = frozenset({
     "url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source", "architecture", "tag",
@@ -83,6 +91,7 @@ class Preprocessing:
     resize_impl: str = "pil"
     antialias: bool | None = None
     resize_size: int | None = None
+    execution: str = "exact"
 
     def __post_init__(self) -> None:
         # lists from YAML/JSON become tuples, so the dataclass is hashable and plans can be cached
@@ -111,11 +120,13 @@ class Preprocessing:
         d = dict(d)
         if "timm" in d:
             d = _merge_timm(d, where)
+        if "tf" in d:
+            d = _merge_tf(d, where)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known, key=str)
         if unknown:
             raise SpecError(
-                f"{where}: unknown key {_short(unknown[0])}; allowed keys: {', '.join(sorted(known))}, timm"
+                f"{where}: unknown key {_short(unknown[0])}; allowed keys: {', '.join(sorted(known))}, timm, tf"
             )
         if "size" not in d:
             raise SpecError(f"{where}: missing key 'size' (input [height, width], e.g. [28, 28])")
@@ -128,6 +139,7 @@ class Preprocessing:
             ("channel_order", CHANNEL_ORDERS),
             ("layout", LAYOUTS),
             ("resize_impl", RESIZE_IMPLS),
+            ("execution", EXECUTIONS),
         ):
             if key in kw and (not isinstance(kw[key], str) or kw[key] not in allowed):
                 raise SpecError(
@@ -149,6 +161,15 @@ class Preprocessing:
         return cls.from_dict({"timm": dict(cfg), **overrides}, where)
 
     def _validate(self, where: str) -> None:
+        if self.interpolation not in IMPL_INTERPOLATIONS[self.resize_impl]:
+            raise SpecError(f"{where}.interpolation: {self.interpolation!r} is not available with resize_impl: "
+                            f"{self.resize_impl}; use one of {', '.join(IMPL_INTERPOLATIONS[self.resize_impl])}")
+        if self.resize_impl == "tf" and self.antialias:
+            raise SpecError(f"{where}.antialias: true is not supported with resize_impl: tf (tf.image.resize's "
+                            "antialias path is a different kernel); drop it or use resize_impl: torch")
+        if self.execution not in EXECUTIONS:
+            raise SpecError(f"{where}.execution: {_short(self.execution)} is not allowed; use one of "
+                            f"{', '.join(EXECUTIONS)}")
         if self.resize_size is not None and self.resize != "shorter_side":
             raise SpecError(f"{where}.resize_size: only used with resize: shorter_side (resize is {self.resize!r})")
         if self.antialias is not None and self.interpolation.startswith("nearest") and self.antialias:
@@ -197,7 +218,7 @@ class Preprocessing:
         model all execute this plan, so they agree by construction; only the plan's builder
         knows about interpolations, crop policies and colour rules.
         """
-        return _plan(self, (int(source_hw[0]), int(source_hw[1])), int(source_channels))
+        return build_plan(self, (int(source_hw[0]), int(source_hw[1])), int(source_channels))
 
     def __call__(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """Raw uint8 images -> float32 member input (see the module docstring)."""
@@ -220,32 +241,9 @@ class Preprocessing:
             )
         if x.shape[1] == 0 or x.shape[2] == 0:
             raise EdgeCommitteeError(f"an image has zero height or width (shape {tuple(x.shape[1:])}); remove it")
-        return self.plan(x.shape[1:3], x.shape[3]).apply(x)
+        from edge_committee.preprocess.cpu import execute
 
-    def _resize_steps(self, in_h: int, in_w: int) -> tuple["ResizeStep", ...]:
-        mid_h, mid_w = _rs.resized_size(self.resize, (in_h, in_w), self.size, float(self.crop_pct),
-                                        self.resize_size)
-        out_h, out_w = self.size
-        antialias = self.antialias if self.resize_impl == "torch" else True
-        wy = resize_matrix(in_h, mid_h, self.interpolation, self.resize_impl, antialias)
-        wx = resize_matrix(in_w, mid_w, self.interpolation, self.resize_impl, antialias)
-        wy = _rs.crop_rows(wy, _rs.center_offset(mid_h, out_h), out_h)
-        wx = _rs.crop_rows(wx, _rs.center_offset(mid_w, out_w), out_w)
-        if self.resize_impl == "torch":  # float tensors: no rounding, the order does not matter
-            return (ResizeStep("w", wx, False), ResizeStep("h", wy, False))
-        # PIL works on uint8 images: two passes, each rounded and clipped, in Pillow's order
-        first, _ = _rs.pil_pass_order((in_h, in_w), (mid_h, mid_w), self.interpolation)
-        steps = {"w": ResizeStep("w", wx, True), "h": ResizeStep("h", wy, True)}
-        return (steps[first], steps["h" if first == "w" else "w"])
-
-    def _color_matrix(self, source_channels: int) -> tuple[np.ndarray, bool]:
-        if self.color == "gray":
-            if source_channels == 1:
-                return np.ones((1, 1), np.float64), False
-            luma = _rs.PIL_LUMA if self.resize_impl == "pil" else _rs.TORCH_LUMA
-            return luma[:, None].copy(), self.resize_impl == "pil"
-        m = np.ones((1, 3), np.float64) if source_channels == 1 else np.eye(3, dtype=np.float64)
-        return (m[:, ::-1].copy() if self.channel_order == "BGR" else m), False
+        return execute(self.plan(x.shape[1:3], x.shape[3]), x, self.execution)
 
     def _affine(self) -> tuple[np.ndarray, np.ndarray]:
         c = self.channels
@@ -258,106 +256,6 @@ class Preprocessing:
                 std = np.broadcast_to(np.asarray(self.std, np.float64), (c,))
                 return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
         return np.full(c, 1.0 / 255.0, np.float32), np.zeros(c, np.float32)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ResizeStep:
-    """Resize one spatial axis: ``out[..., i, ...] = sum_j weights[i, j] * in[..., j, ...]``.
-
-    Crops are folded in (the matrix has only the kept rows; a row of zeros is zero padding).
-    ``round_clip``: afterwards round half up and clip to 0..255, as a pipeline working on uint8
-    images (PIL) does between passes.
-    """
-
-    axis: str  #: ``h`` (rows) or ``w`` (columns)
-    weights: np.ndarray  #: (n_out, n_in) float64 (PIL's are exact multiples of 2**-22)
-    round_clip: bool = False
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class PreprocessPlan:
-    """One member's preprocessing for one source size, as plain arrays (see :meth:`Preprocessing.plan`).
-
-    Applied to uint8 ``(N, H, W, C_in)`` images, in order: ``x @ color`` (channel mix: luma,
-    gray to RGB, BGR swap; then round half up/clip to 0..255 if ``color_round``), each resize
-    step, ``x * mul + add`` per channel (float32), then ``layout``.
-
-    Dtypes: ``color`` and the steps' ``weights`` are float64, ``mul``/``add`` float32. A plan
-    with ``color_round`` or a ``round_clip`` step (the PIL path) reproduces PIL bit for bit
-    only when the mixing and resizing run in float64 (the weights have 22 fractional bits);
-    float32 arithmetic can move a rounding by one grey level. Plans without rounding (the
-    torch path) are meant for float32 arithmetic, as PyTorch does.
-    """
-
-    source_hw: tuple[int, int]
-    source_channels: int
-    color: np.ndarray  #: (C_in, C_out) float64
-    color_round: bool
-    steps: tuple[ResizeStep, ...]
-    mul: np.ndarray  #: (C_out,) float32
-    add: np.ndarray  #: (C_out,) float32
-    layout: str
-
-    @property
-    def out_hw(self) -> tuple[int, int]:
-        h, w = self.source_hw
-        for s in self.steps:
-            h, w = (s.weights.shape[0], w) if s.axis == "h" else (h, s.weights.shape[0])
-        return h, w
-
-    @property
-    def exact(self) -> bool:
-        """Whether the plan rounds between steps (and so is applied in float64)."""
-        return self.color_round or any(s.round_clip for s in self.steps)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, C_in) -> float32 member input (in chunks that bound the memory)."""
-        if tuple(x.shape[1:]) != (*self.source_hw, self.source_channels):
-            raise ValueError(f"plan for {(*self.source_hw, self.source_channels)} images got {x.shape[1:]}")
-        per_image = 8 * max(1, math.prod(x.shape[1:]), math.prod((*self.out_hw, self.color.shape[1])))
-        chunk = max(1, _CHUNK_BYTES // per_image)
-        if x.shape[0] <= chunk:
-            return self._apply(x)
-        return np.concatenate([self._apply(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)])
-
-    def _apply(self, x: np.ndarray) -> np.ndarray:
-        dt = np.float64 if self.exact else np.float32
-        y = x.astype(dt)
-        if not _is_identity(self.color):
-            y = y @ self.color.astype(dt, copy=False)
-            if self.color_round:
-                y = np.clip(np.floor(y + 0.5), 0, 255)
-        for s in self.steps:
-            if s.weights.shape[0] == s.weights.shape[1] and _is_identity(s.weights):
-                continue
-            y = _resize_axis(y, s.weights.astype(dt, copy=False), 1 if s.axis == "h" else 2)
-            if s.round_clip:
-                y = np.clip(np.floor(y + 0.5), 0, 255)
-        y = y.astype(np.float32) * self.mul + self.add
-        if self.layout == "NCHW":
-            y = y.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(y, dtype=np.float32)
-
-
-def _resize_axis(y: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
-    """``w`` (n_out, n_in) applied along ``axis`` of y, as one matrix product (BLAS)."""
-    moved = np.moveaxis(y, axis, -1)
-    out = moved.reshape(-1, moved.shape[-1]) @ w.T
-    return np.moveaxis(out.reshape(*moved.shape[:-1], w.shape[0]), -1, axis)
-
-
-def _is_identity(m: np.ndarray) -> bool:
-    return m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0], dtype=m.dtype))
-
-
-@functools.lru_cache(maxsize=256)
-def _plan(pp: Preprocessing, source_hw: tuple[int, int], source_channels: int) -> PreprocessPlan:
-    if source_channels not in (1, 3):
-        raise EdgeCommitteeError(f"raw images must have 1 or 3 channels; got {source_channels}")
-    mul, add = pp._affine()
-    color, color_round = pp._color_matrix(source_channels)
-    return PreprocessPlan(source_hw, source_channels, color, color_round,
-                          pp._resize_steps(*source_hw), mul, add, pp.layout)
 
 
 # ------------------------------------------------------------------------------ validation
@@ -440,6 +338,30 @@ def _merge_timm(d: dict, where: str) -> dict:
     for key, value in d.items():
         if key in out and _canon(out[key]) != _canon(value):
             raise SpecError(f"{where}.{key}: {_short(value)} contradicts timm's {_short(out[key])}; drop one of them")
+    out.update(d)
+    return out
+
+
+def _merge_tf(d: dict, where: str) -> dict:
+    """Expand ``tf: {central_fraction, method}`` (TF's eval preprocessing) into spec keys.
+
+    ``tf.image.central_crop(image, central_fraction)`` then ``tf.image.resize(size, method)``
+    (half-pixel centres, no antialias): ``resize: crop_then_resize``, ``resize_impl: tf``.
+    """
+    cfg = d.pop("tf")
+    w = f"{where}.tf"
+    if not isinstance(cfg, Mapping):
+        raise SpecError(f"{w}: expected a mapping such as {{central_fraction: 0.875, method: bilinear}}, "
+                        f"got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - {"central_fraction", "method"}, key=str)
+    if unknown:
+        raise SpecError(f"{w}: unknown key {_short(unknown[0])}; the keys are central_fraction, method")
+    out = {"resize": "crop_then_resize", "crop_pct": cfg.get("central_fraction", 1.0),
+           "interpolation": cfg.get("method", "bilinear"), "resize_impl": "tf"}
+    for key, value in d.items():
+        if key in out and _canon(out[key]) != _canon(value):
+            raise SpecError(f"{where}.{key}: {_short(value)} contradicts the tf preset's {_short(out[key])}; "
+                            "drop one of them")
     out.update(d)
     return out
 

@@ -17,6 +17,9 @@ void bindGate(pybind11::module_& m);
 //! load_plugin_library and the plugin library's file name.
 void bindPlugin(pybind11::module_& m);
 
+//! resample_u8, resample_f32, rgb_to_luma_u8: the banded preprocessing resampler.
+void bindPreprocess(pybind11::module_& m);
+
 } // namespace python
 } // namespace edge_committee
 

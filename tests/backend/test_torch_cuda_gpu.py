@@ -179,7 +179,7 @@ def _onnx2torch_present() -> bool:
 def member_logits(bundle: Path, images: np.ndarray, precision: str) -> list[np.ndarray]:
     """Each cascade member's logits on all images: the same preprocessing and member, no graphs."""
     import edge_committee as ec
-    from edge_committee.backend.device.preprocess import TorchPlan
+    from edge_committee.preprocess.torch_exec import TorchPlan
     from edge_committee.backend.torch_cuda import TorchMember
 
     model = ec.load(bundle)

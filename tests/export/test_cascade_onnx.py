@@ -25,7 +25,7 @@ from edge_committee.select.objective import ALWAYS_EXIT, NEVER_EXIT  # noqa: E40
 from edge_committee.spec.preprocess import Preprocessing  # noqa: E402
 
 from ..conftest import LABELS, linear_member, make_images  # noqa: E402
-from .test_cascade_onnx_preprocess import all_preprocessings  # noqa: E402
+from tests.preprocess.test_onnx_ops import all_preprocessings  # noqa: E402
 
 NEAR = 1e-5
 SIZES = ((6, 6), (8, 5), (9, 12), (12, 12), (10, 7))

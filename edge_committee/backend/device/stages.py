@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from edge_committee.backend.device.gate import contributions_torch, fix_survivors_torch
-from edge_committee.backend.device.preprocess import TorchPlan
+from edge_committee.preprocess.torch_exec import TorchPlan
 
 LOG = logging.getLogger("edge_committee")
 

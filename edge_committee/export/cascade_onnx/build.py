@@ -31,7 +31,7 @@ from edge_committee.export.cascade_onnx._graph import GraphBuilder, rename_input
 from edge_committee.export.cascade_onnx.errors import FusedExportError
 from edge_committee.export.cascade_onnx.gate import STATE, GatedStage, add_gate, check_form, state_out, survivors_out
 from edge_committee.export.cascade_onnx.inline import MemberSource, default_opset, inline_member, read_member
-from edge_committee.export.cascade_onnx.preprocess import add_preprocessing, check_plan, check_precision, output_shape
+from edge_committee.preprocess.onnx_ops import add_preprocessing, check_plan, check_precision, output_shape
 
 #: names of the fused file's input and outputs
 INPUT = "images"

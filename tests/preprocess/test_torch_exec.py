@@ -1,12 +1,12 @@
 """The preprocessing plan on torch (the device runtime's) equals ``Preprocessing.__call__`` (NumPy).
 
 Every value of every option the spec offers is tried (read from the constants in
-``spec/preprocess.py`` and ``spec/resize.py``, so a new interpolation, crop policy or resize
+``spec/preprocess.py`` and ``preprocess/filters.py``, so a new interpolation, crop policy or resize
 implementation is tested when it lands): each value alone, and every (policy, interpolation,
 implementation, antialias) combination; gray and RGB sources, up- and down-scaling, odd sizes.
 
-Tolerances: plans that round between steps (PIL's uint8 passes) run in float64 and must give the
-NumPy path's values before the affine step exactly; after the float32 ``x * mul + add`` (fused on
+Tolerances: plans that round between steps (PIL's uint8 passes) run in Pillow's integer arithmetic
+and must give the NumPy path's values before the affine step exactly; after the float32 ``x * mul + add`` (fused on
 torch) the outputs agree to 2e-5 of the full scale ``255 * |mul|``, as float32 plans (the order of
 the sums in a matrix product differs) do. With ``exact=False`` (float32 for rounding plans), a value
 within float32 rounding of a .5 may round the other way: :func:`test_float32_rounding_differs_only_at_ties`
@@ -25,7 +25,7 @@ from edge_committee.spec import preprocess as spec
 
 torch = pytest.importorskip("torch")
 
-from edge_committee.backend.device.preprocess import TorchPlan  # noqa: E402
+from edge_committee.preprocess.torch_exec import TorchPlan  # noqa: E402
 
 GEOMETRY = {"resize": spec.RESIZE_MODES, "interpolation": spec.INTERPOLATIONS, "resize_impl": spec.RESIZE_IMPLS,
             "antialias": (None, False, True)}
@@ -36,10 +36,12 @@ SOURCES = [(1, (28, 28)), (3, (37, 50)), (3, (9, 7))]  # (channels, (H, W)): dow
 
 
 def valid(cfg: dict) -> bool:
-    aa = cfg.get("antialias")
+    aa, impl = cfg.get("antialias"), cfg.get("resize_impl", "pil")
     if aa and cfg.get("interpolation", "bilinear").startswith("nearest"):
         return False
-    return not (aa is False and cfg.get("resize_impl", "pil") == "pil")
+    if cfg.get("interpolation", "bilinear") not in spec.IMPL_INTERPOLATIONS[impl] or (impl == "tf" and aa):
+        return False
+    return not (aa is False and impl == "pil")
 
 
 def configs() -> list[tuple[dict, dict]]:
@@ -89,13 +91,15 @@ def test_plan_on_torch_matches_numpy():
 
 
 def test_exact_plan_is_bit_exact_before_the_affine_step():
-    """A PIL plan (rounding after each pass) runs in float64: the same integers as NumPy."""
+    """A PIL plan (rounding after each pass) runs in int32 fixed point, never float64: the same integers as NumPy."""
     pp = spec.Preprocessing.from_dict({"size": [40, 40], "interpolation": "bicubic", "color": "gray"})
     images = np.random.default_rng(4).integers(0, 256, (4, 28, 31, 3), dtype=np.uint8)
     plan = pp.plan((28, 31), 3)
     assert plan.exact
     unit = dataclasses.replace(plan, mul=np.ones(1, np.float32), add=np.zeros(1, np.float32))
-    got = TorchPlan(unit, "cpu")(torch.from_numpy(images)).numpy()
+    runner = TorchPlan(unit, "cpu")
+    assert runner.work == torch.int32
+    got = runner(torch.from_numpy(images)).numpy()
     assert np.array_equal(got, unit.apply(images))
 
 

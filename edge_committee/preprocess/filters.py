@@ -1,8 +1,9 @@
-"""Resize weights and crop geometry, computed exactly as PIL and PyTorch compute them.
+"""Resize weights and crop geometry, computed exactly as PIL, PyTorch and TensorFlow compute them.
 
-Every function here returns plain numbers that :meth:`Preprocessing.plan` folds into a
-:class:`~edge_committee.spec.preprocess.PreprocessPlan`: one ``(n_out, n_in)`` float64 matrix
-per spatial axis (crops and zero padding folded in) and, for PIL, rounding after each pass.
+Every function here returns plain numbers that :func:`~edge_committee.preprocess.plan.build_plan`
+folds into a :class:`~edge_committee.preprocess.plan.PreprocessPlan`: per spatial axis one
+``(n_out, n_in)`` float64 matrix (crops and zero padding folded in), stored banded, and, for PIL,
+rounding after each pass.
 
 **PIL** (``Image.resize`` on uint8 ``L``/``RGB`` images, Pillow's ``Resample.c``): bilinear and
 bicubic (a = -0.5) are separable filters widened by the scale factor when downscaling (always
@@ -22,6 +23,13 @@ which is also what torchvision's ``Resize`` does to float tensors): bilinear (tw
 border), ``nearest`` (legacy: ``floor(i * s)``), ``nearest-exact`` (``floor((i + 0.5) * s)``)
 and, with ``antialias=True``, the PIL-style widened filters (bicubic with a = -0.5) without
 fixed point. Index arithmetic is done in float32, as PyTorch does for float tensors.
+
+**TensorFlow** (``tf.image.resize``, TF 2, ``antialias=False``: half-pixel centres): bilinear
+computes ``in = (out + 0.5) * scale - 0.5`` in float32, reads ``floor(in)`` and ``ceil(in)``
+clamped to the image, which is PyTorch's bilinear without antialiasing tap for tap; nearest
+reads ``min(floor((out + 0.5) * scale), n - 1)``, PyTorch's ``nearest-exact``. The ``tf`` crop
+(``tf.image.central_crop``) starts at ``int((n - n * fraction) / 2)`` (float64) and keeps
+``n - 2 * start``, and is taken *before* the resize (:func:`tf_central_crop`).
 """
 
 from __future__ import annotations
@@ -33,8 +41,10 @@ import numpy as np
 
 PIL_PRECISION_BITS = 22  #: Pillow's fixed-point precision of 8-bit resampling (32 - 8 - 2)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "nearest-exact")
-RESIZE_IMPLS = ("pil", "torch")
-RESIZE_POLICIES = ("stretch", "center_crop", "shorter_side", "squash")
+RESIZE_IMPLS = ("pil", "torch", "tf")
+RESIZE_POLICIES = ("stretch", "center_crop", "shorter_side", "squash", "crop_then_resize")
+#: interpolations each resize_impl can compute
+IMPL_INTERPOLATIONS = {"pil": INTERPOLATIONS, "torch": INTERPOLATIONS, "tf": ("bilinear", "nearest")}
 
 #: Pillow's ``L24`` luma in 16-bit fixed point: L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16
 PIL_LUMA = np.array([19595, 38470, 7471], np.float64) / 65536.0
@@ -68,10 +78,14 @@ def resize_matrix(n_in: int, n_out: int, interpolation: str = "bilinear", impl: 
     """(n_out, n_in) float64 weights resizing one axis as ``impl`` (``pil`` or ``torch``) does.
 
     ``antialias`` only matters for ``torch`` (default False, as ``F.interpolate``); PIL always
-    antialiases bilinear and bicubic.
+    antialiases bilinear and bicubic; ``tf`` is ``tf.image.resize`` without antialiasing.
     """
-    if interpolation not in INTERPOLATIONS or impl not in RESIZE_IMPLS:
+    if impl not in RESIZE_IMPLS or interpolation not in IMPL_INTERPOLATIONS[impl]:
         raise ValueError(f"unknown interpolation {interpolation!r} or resize impl {impl!r}")
+    if impl == "tf":  # half-pixel centres, no antialias: PyTorch's taps (see the module docstring)
+        if interpolation == "bilinear":
+            return _torch_linear_matrix(n_in, n_out)
+        return _one_hot(_torch_nearest_index(n_in, n_out, exact=True), n_in)
     if impl == "pil":
         if interpolation in ("nearest", "nearest-exact"):
             return _one_hot(_pil_nearest_index(n_in, n_out), n_in)
@@ -254,10 +268,25 @@ def crop_rows(weights: np.ndarray, start: int, n: int) -> np.ndarray:
     return out
 
 
+def tf_central_crop(n: int, fraction: float) -> tuple[int, int]:
+    """``tf.image.central_crop`` along one axis: (start, size) with start ``int((n - n * fraction) / 2)``."""
+    if fraction >= 1.0:
+        return 0, n
+    start = int((float(n) - float(n) * fraction) / 2)
+    return start, n - 2 * start
+
+
+def embed_columns(weights: np.ndarray, start: int, n_in: int) -> np.ndarray:
+    """A matrix reading a crop of ``weights.shape[1]`` inputs from ``start``, as a matrix over ``n_in`` inputs."""
+    out = np.zeros((weights.shape[0], n_in), weights.dtype)
+    out[:, start:start + weights.shape[1]] = weights
+    return out
+
+
 def resized_size(policy: str, in_hw: tuple[int, int], size: tuple[int, int], crop_pct: float,
                  resize_size: int | None) -> tuple[int, int]:
     """The size the image is resized to before the centre crop to ``size`` (see Preprocessing)."""
-    if policy == "stretch":
+    if policy in ("stretch", "crop_then_resize"):
         return size
     scale = (math.floor(size[0] / crop_pct), math.floor(size[1] / crop_pct))
     if policy == "squash":

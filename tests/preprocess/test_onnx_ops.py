@@ -20,7 +20,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from edge_committee.export.cascade_onnx import FusedExportError  # noqa: E402
 from edge_committee.export.cascade_onnx._graph import GraphBuilder  # noqa: E402
-from edge_committee.export.cascade_onnx.preprocess import add_preprocessing, check_plan, output_shape  # noqa: E402
+from edge_committee.preprocess.onnx_ops import add_preprocessing, check_plan, output_shape  # noqa: E402
 
 #: spec field -> the module constant listing its allowed values
 OPTIONS = {"resize": "RESIZE_MODES", "interpolation": "INTERPOLATIONS", "color": "COLORS",
@@ -34,7 +34,7 @@ SOURCES = ((23, 31, 3), (7, 5, 1), (12, 9, 3))
 
 def _antialias(d: dict) -> tuple:
     """The antialias values the spec allows for these options (torch's F.interpolate has both)."""
-    if d["resize_impl"] == "pil":
+    if d["resize_impl"] in ("pil", "tf"):
         return (None,)
     return (None, True) if d["interpolation"] in ("bilinear", "bicubic") else (None,)
 
@@ -45,6 +45,8 @@ def all_preprocessings(size=(10, 8)) -> list[spec.Preprocessing]:
     out = []
     for values in itertools.product(*(getattr(spec, OPTIONS[k]) for k in keys)):
         d = {"size": list(size), **dict(zip(keys, values)), "crop_pct": 0.875}
+        if d["interpolation"] not in spec.IMPL_INTERPOLATIONS[d["resize_impl"]]:
+            continue  # refused by the spec (tf.image.resize here: bilinear and nearest)
         for antialias in _antialias(d):
             norm = dict(NORMALIZATIONS[len(out) % len(NORMALIZATIONS)])
             if d["color"] == "gray" and "mean" in norm:
@@ -57,7 +59,9 @@ def all_preprocessings(size=(10, 8)) -> list[spec.Preprocessing]:
 def test_options_come_from_the_spec():
     # the combinations grow with the spec's constants: a new interpolation is one more factor
     pps = all_preprocessings()
-    expected = np.prod([len(getattr(spec, OPTIONS[k])) for k in OPTIONS])
+    others = [k for k in OPTIONS if k not in ("interpolation", "resize_impl")]
+    pairs = sum(len(v) for v in spec.IMPL_INTERPOLATIONS.values())  # (resize_impl, interpolation) the spec allows
+    expected = pairs * np.prod([len(getattr(spec, OPTIONS[k])) for k in others])
     assert len(pps) >= expected >= 256
     for key in OPTIONS:
         assert {getattr(p, key) for p in pps} == set(getattr(spec, OPTIONS[key]))
@@ -133,8 +137,8 @@ def test_plan_fields_the_builder_cannot_execute_are_refused():
 
     plan = spec.Preprocessing.from_dict({"size": [4, 4], "color": "gray"}).plan((8, 8), 1)
     bad = [dataclasses.replace(plan, layout="CHW"),
-           dataclasses.replace(plan, steps=(spec.ResizeStep("d", plan.steps[0].weights),)),
-           dataclasses.replace(plan, steps=(spec.ResizeStep("h", np.ones((4, 9), np.float32)),)),
+           dataclasses.replace(plan, steps=(spec.ResizeStep.from_matrix("d", plan.steps[0].weights),)),
+           dataclasses.replace(plan, steps=(spec.ResizeStep.from_matrix("h", np.ones((4, 9), np.float32)),)),
            dataclasses.replace(plan, mul=np.array([np.nan], np.float32))]
     for p in bad:
         with pytest.raises(FusedExportError, match="member 'm': its preprocessing cannot be written in the mask form"):

@@ -1,19 +1,23 @@
 """A member's preprocessing as ONNX ops, built from :meth:`Preprocessing.plan` and nothing else.
 
-The plan (``edge_committee/spec/preprocess.py``) holds every number: a channel-mix matrix, one
-weight matrix per resized axis (crops folded in), per-channel ``mul``/``add`` and the layout.
+The plan (:mod:`edge_committee.preprocess.plan`) holds every number: a channel-mix matrix, one
+banded resize step per axis (crops folded in), per-channel ``mul``/``add`` and the layout.
 Executing every field here, in the plan's order and with the plan's arithmetic, is what makes the
 fused file agree with :meth:`PreprocessPlan.apply` for any interpolation or crop policy the spec
-offers, including ones added later. Only standard ops appear (Transpose, MatMul, Floor, Clip, Mul,
-Add, Cast); no ``Resize`` is emitted, because ONNX ``Resize`` differs from the project's filters at
-the border (research/cascade_onnx.md §2).
+offers, including ones added later. Only standard ops appear (Transpose, Gather, Mul, ReduceSum,
+Add, Floor, Clip, Cast); no ``Resize`` is emitted, because ONNX ``Resize`` differs from the
+project's filters at the border (research/cascade_onnx.md §2), and no dense matrix: a resize step
+is a sum over its taps of ``Gather(x, index[:, t]) * taps[:, t]``, taken a few taps at a time, so the
+cost is proportional to output x taps and the largest intermediate to a few outputs, whatever
+the camera frame's size.
 
 Arithmetic (``precision``): a plan that rounds to uint8 between steps (PIL's passes:
-``color_round`` or a ``round_clip`` step) is exact only in float64, where the apply method runs it;
-``exact`` does the same here (Cast to double, MatMul, round, Cast back to float32 before the
-per-channel Mul/Add), bit for bit. TensorRT has no float64, so a TensorRT file needs ``float32``:
-everything in float32, where a value at a rounding tie may move by one grey level. Plans without
-rounding always run in float32, as the apply method does.
+``color_round`` or a ``round_clip`` step) is exact in float64 (22-bit weights times 8-bit values:
+every product and sum is exact, in any order); ``exact`` computes it there (Cast to double, round,
+Cast back to float32 before the per-channel Mul/Add), bit for bit. TensorRT has no float64, so a
+TensorRT file needs ``float32``: everything in float32, where a value at a rounding tie may move by
+one grey level (docs/preprocessing_benchmark.md counts how often). Plans without rounding always
+run in float32, as the apply method does.
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ import numpy as np
 
 from edge_committee.export.cascade_onnx._graph import GraphBuilder
 from edge_committee.export.cascade_onnx.errors import FusedExportError
-from edge_committee.spec.preprocess import LAYOUTS, PreprocessPlan
+from edge_committee.preprocess.plan import PreprocessPlan, ResizeStep
+
+LAYOUTS = ("NCHW", "NHWC")
 
 #: transposes between the plan's NHWC images and the NCHW the resize MatMuls work on
 _TO_NCHW, _TO_NHWC = [0, 3, 1, 2], [0, 2, 3, 1]
 #: how a plan that rounds between steps is computed (see the module docstring)
 PRECISIONS = ("exact", "float32")
+#: taps gathered at once by one resize node group: the intermediate is this many times the step's output
+TAPS_PER_GATHER = 4
 
 
 def rounds_between_steps(plan: PreprocessPlan) -> bool:
     """True for a plan that PreprocessPlan.apply runs in float64 (it rounds to uint8 between steps)."""
-    return bool(plan.color_round or any(s.round_clip for s in plan.steps))
+    return plan.exact
 
 
 def _is_identity(m: np.ndarray) -> bool:
@@ -68,14 +76,15 @@ def check_plan(plan: PreprocessPlan, member: str, form: str, gate: str = "standa
         fail(f"colour matrix of shape {color.shape} does not take {plan.source_channels} source channels")
     h, w = plan.source_hw
     for i, step in enumerate(plan.steps):
-        weights = np.asarray(step.weights)
         n_in = {"h": h, "w": w}.get(step.axis)
         if n_in is None:
             fail(f"resize step {i} is along axis {step.axis!r}; only 'h' and 'w' exist")
-        if weights.ndim != 2 or weights.shape[1] != n_in:
-            fail(f"resize step {i} ({step.axis}) has weights {weights.shape} for an input of {n_in}")
-        h, w = (weights.shape[0], w) if step.axis == "h" else (h, weights.shape[0])
-    arrays = [color, *(np.asarray(s.weights) for s in plan.steps), plan.mul, plan.add]
+        taps, start = np.asarray(step.taps), np.asarray(step.start)
+        if (step.n_in != n_in or taps.ndim != 2 or start.shape != (taps.shape[0],)
+                or (start.size and (start.min() < 0 or start.max() + taps.shape[1] > n_in))):
+            fail(f"resize step {i} ({step.axis}) reads {step.n_in} inputs (taps {taps.shape}) from an input of {n_in}")
+        h, w = (step.n_out, w) if step.axis == "h" else (h, step.n_out)
+    arrays = [color, *(np.asarray(s.taps) for s in plan.steps), plan.mul, plan.add]
     if not all(np.isfinite(a).all() for a in arrays):
         fail("the plan holds non-finite numbers")
     c_out = color.shape[1]
@@ -96,13 +105,22 @@ def _round_clip(g: GraphBuilder, x: str, dtype: type) -> str:
     return g.op("Clip", [y, g.const(dtype(0.0), "lo"), g.const(dtype(255.0), "hi")], "clipped")
 
 
-def _resize_step(g: GraphBuilder, x: str, axis: str, weights: np.ndarray, dtype: type) -> str:
-    """One axis of an (M, C, H, W) tensor through its weight matrix (n_out, n_in)."""
-    w = np.ascontiguousarray(weights, dtype)
-    if axis == "h":  # (H_out, H_in) @ (M, C, H_in, W)
-        return g.op("MatMul", [g.const(w, "resize_h"), x], "resized_h")
-    # (M, C, H, W_in) @ (W_in, W_out)
-    return g.op("MatMul", [x, g.const(np.ascontiguousarray(w.T), "resize_w")], "resized_w")
+def _resize_step(g: GraphBuilder, x: str, step: ResizeStep, dtype: type) -> str:
+    """One axis of an (M, C, H, W) tensor through its banded filter: sum over taps of Gather * weight."""
+    axis = 2 if step.axis == "h" else 3
+    taps = np.asarray(step.taps, dtype)
+    total = None
+    for t0 in range(0, taps.shape[1], TAPS_PER_GATHER):
+        t1 = min(t0 + TAPS_PER_GATHER, taps.shape[1])
+        index = step.start.astype(np.int64)[:, None] + np.arange(t0, t1)  # (n_out, k)
+        picked = g.op("Gather", [x, g.const(index, f"taps_{step.axis}")], f"picked_{step.axis}", axis=axis)
+        # weights broadcast against (M, C, n_out, k, W) or (M, C, H, n_out, k)
+        w = taps[:, t0:t1].reshape(taps.shape[0], t1 - t0, *([1] if axis == 2 else []))
+        part = g.op("Mul", [picked, g.const(np.ascontiguousarray(w), f"weights_{step.axis}")], f"weighted_{step.axis}")
+        part = g.op("ReduceSum", [part, g.const(np.array([axis + 1], np.int64), "tap_axis")], f"partial_{step.axis}",
+                    keepdims=0)
+        total = part if total is None else g.op("Add", [total, part], f"resized_{step.axis}")
+    return total
 
 
 def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: str, out_dtype: int,
@@ -123,10 +141,9 @@ def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: s
             y = _round_clip(g, y, dtype)
     y = g.op("Transpose", [y], "nchw", perm=_TO_NCHW)
     for step in plan.steps:
-        weights = np.asarray(step.weights)
-        if _is_identity(weights):
+        if step.is_identity:
             continue
-        y = _resize_step(g, y, step.axis, weights, dtype)
+        y = _resize_step(g, y, step, dtype)
         if step.round_clip:
             y = _round_clip(g, y, dtype)
     if wide:
