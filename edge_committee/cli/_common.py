@@ -48,6 +48,10 @@ def backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default="onnxrt",
                    help=f"how to run the members (default onnxrt; known: {', '.join(backend_names())})")
     g.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    g.add_argument("--preprocess", choices=("exact", "fast"), default=None,
+                   help="CPU preprocessing: exact (bit for bit the framework's resize) or fast (PyTorch's uint8 "
+                        "resize, within one grey level; docs/preprocessing_benchmark.md); default: each "
+                        "member's execution key (exact unless the spec says fast)")
 
 
 def to_float(value: str, flag: str) -> float:

@@ -45,7 +45,7 @@ def run(args) -> int:
     from edge_committee.api import load
 
     items = read_inputs(args.inputs)
-    with load(args.bundle, backend=args.backend, threads=args.threads) as model:
+    with load(args.bundle, backend=args.backend, threads=args.threads, preprocess=args.preprocess) as model:
         pred = model.predict([im for _, im in items])
     names = pred.names()
     for j, (src, _) in enumerate(items):

@@ -70,7 +70,7 @@ def run(args) -> int:
         if ev.kind == "stats":
             print(format_stats(ev.data, "stats"), file=sys.stderr, flush=True)
 
-    with load(args.bundle, backend=args.backend, threads=args.threads) as model:
+    with load(args.bundle, backend=args.backend, threads=args.threads, preprocess=args.preprocess) as model:
         pipeline = StreamPipeline(
             model, args.source, sinks, window_ms=args.window_ms, staleness_ms=args.staleness_ms,
             stats_every=args.stats_every or None, max_frames=args.max_frames, duration=duration,

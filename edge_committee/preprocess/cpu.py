@@ -47,9 +47,9 @@ def resize(plan: PreprocessPlan, x: np.ndarray, mode: str = "exact") -> tuple[np
     if tuple(x.shape[1:]) != (*plan.source_hw, plan.source_channels):
         raise ValueError(f"plan for {(*plan.source_hw, plan.source_channels)} images got {x.shape[1:]}")
     x = np.ascontiguousarray(x, np.uint8)
-    channel_of = _selection(plan.color)
-    if channel_of is None:  # a mix (luma): before the resize, as Pillow and torchvision do
-        x, channel_of = _mix(plan, x), tuple(range(plan.out_channels))
+    channel_of = channels(plan)
+    if _selection(plan.color) is None:  # a mix (luma): before the resize, as Pillow and torchvision do
+        x = _mix(plan, x)
     h, w = plan.step("h"), plan.step("w")
     if plan.exact:
         if mode == "fast":
@@ -80,6 +80,12 @@ def normalize(plan: PreprocessPlan, values: np.ndarray, channel_of: tuple[int, .
 
 
 # ------------------------------------------------------------------------------------- colour
+def channels(plan: PreprocessPlan) -> tuple[int, ...]:
+    """The resized channel each output channel reads (a selection's columns; a mix's outputs in order)."""
+    sel = _selection(plan.color)
+    return sel if sel is not None else tuple(range(plan.out_channels))
+
+
 def _selection(color: np.ndarray) -> tuple[int, ...] | None:
     """For a 0/1 matrix with one 1 per output column: the input channel of each output channel."""
     if np.all((color == 0) | (color == 1)) and np.all(color.sum(axis=0) == 1):

@@ -19,6 +19,7 @@ from edge_committee.backend import runner_for
 from edge_committee.bundle import read_manifest
 from edge_committee.cascade.reference import GateState, gate_step
 from edge_committee.errors import BundleError, EdgeCommitteeError
+from edge_committee.preprocess.shared import SharedPreprocessing
 from edge_committee.spec.preprocess import Preprocessing
 
 
@@ -66,7 +67,9 @@ class HostLoop(Executor):
     """The cascade loop, written once, over any member runners and any gate step.
 
     Stage ``k`` preprocesses and runs member ``k`` on the active samples only, then the gate
-    step updates the state and compacts the survivors. A gate step object with a ``start(N, C)``
+    step updates the state and compacts the survivors. Preprocessing is shared across stages
+    (:class:`~edge_committee.preprocess.shared.SharedPreprocessing`): members of equal resize
+    geometry resize once, and a later stage resizes only survivors not resized before. A gate step object with a ``start(N, C)``
     method makes its own state (the learned combiner's keeps member log-probabilities,
     :class:`~edge_committee.cascade.learned.LearnedGate`); otherwise the state is a ``GateState``.
     """
@@ -75,8 +78,9 @@ class HostLoop(Executor):
     supports_learned_combiner = True
 
     def __init__(self, runners, preprocessing: list[Preprocessing], thresholds: list[float],
-                 confidence: str, labels: list[str], gate_step_fn) -> None:
+                 confidence: str, labels: list[str], gate_step_fn, preprocess: str | None = None) -> None:
         self.runners = runners
+        self.preprocess = preprocess  #: exact/fast for every member; None: each member's execution key
         self.preprocessing = preprocessing
         self.thresholds = thresholds
         self.confidence = confidence
@@ -94,11 +98,11 @@ class HostLoop(Executor):
     def run(self, images) -> Prediction:
         n, k_total = len(images), len(self.runners)
         state = getattr(self.gate_step, "start", GateState.start)(n, len(self.labels))
+        inputs = SharedPreprocessing(images, self.preprocess)  # decode once, resize once per geometry
         for k, (runner, pp) in enumerate(zip(self.runners, self.preprocessing)):
             if state.active.size == 0:
                 break
-            subset = images[state.active] if isinstance(images, np.ndarray) else [images[i] for i in state.active]
-            logits = runner.infer(pp(subset))
+            logits = runner.infer(inputs(pp, state.active))
             t = self.thresholds[k] if k < k_total - 1 else float("inf")
             self.gate_step(state, logits, k, k_total, t, self.confidence)
         return Prediction(state.label, state.mean_probs(), state.conf, state.exit_stage, state.flag, self.labels)
@@ -115,11 +119,14 @@ class CascadeModel:
         verify: check every checksum on load (default True).
         gate: ``auto`` (the C++ gate when the extension is built, else NumPy) or ``numpy``;
             used by the host loop.
+        preprocess: ``exact`` or ``fast`` CPU preprocessing for every member (see
+            :mod:`edge_committee.preprocess.cpu`); None (default): each member's ``execution`` key.
+            Used by the host loop.
         **options: passed to the backend's factory.
     """
 
     def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
-                 verify: bool = True, gate: str = "auto", **options) -> None:
+                 verify: bool = True, gate: str = "auto", preprocess: str | None = None, **options) -> None:
         from edge_committee.backend import CASCADE_BACKENDS, MEMBER_BACKENDS, cascade_executor_for, unknown_backend
 
         self.root = Path(root)
@@ -134,6 +141,8 @@ class CascadeModel:
         self.confidence: str = c["confidence"]
         self.labels: list[str] = list(self.manifest["labels"])
         self.preprocessing = [Preprocessing.from_dict(self.by_name[n]["preprocessing"]) for n in self.members]
+        if preprocess not in (None, "exact", "fast"):
+            raise EdgeCommitteeError(f"preprocess {preprocess!r} is not known; use 'exact' or 'fast'")
         self.backend = backend
         if gate not in ("auto", "numpy"):
             raise EdgeCommitteeError(f"gate {gate!r} is not known; use 'auto' or 'numpy'")
@@ -148,8 +157,13 @@ class CascadeModel:
             runners = [runner_for(backend, self.member_path(n), name=n, threads=threads, **options)
                        for n in self.members]
             self.executor: Executor = HostLoop(runners, self.preprocessing, self.thresholds, self.confidence,
-                                               self.labels, self._gate)
+                                               self.labels, self._gate, preprocess)
         elif backend in CASCADE_BACKENDS:
+            if preprocess is not None:
+                raise EdgeCommitteeError(
+                    f"preprocess={preprocess!r} chooses how the CPU host loop preprocesses; backend {backend!r} "
+                    "runs its own preprocessing (see docs/preprocessing_benchmark.md): drop the option, or use "
+                    f"one of {', '.join(MEMBER_BACKENDS)}")
             self.executor = cascade_executor_for(backend, self, threads=threads, **options)
         else:
             raise unknown_backend(backend)
