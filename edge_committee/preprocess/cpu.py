@@ -21,6 +21,7 @@ table for uint8 values (bit-identical to ``float32(v) * mul + add``).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def _band(step: ResizeStep | None, n: int, fixed: bool) -> tuple[np.ndarray, np.
 def _fixed_u8(plan: PreprocessPlan, x: np.ndarray, h: ResizeStep | None, w: ResizeStep | None) -> np.ndarray:
     ext = _ext()
     if ext is None or not all(s.fixed_is_exact for s in plan.steps):  # the reference: float64, exact
-        return _reference(plan, x).astype(np.uint8)
+        return plan.resized(x, color=False).astype(np.uint8)
     (rs, rc), (cs, cc) = _band(h, x.shape[1], True), _band(w, x.shape[2], True)
     return ext.resample_u8(x, rs, rc, cs, cc, plan.vertical_first, PIL_PRECISION_BITS)
 
@@ -143,24 +144,9 @@ def _fixed_u8(plan: PreprocessPlan, x: np.ndarray, h: ResizeStep | None, w: Resi
 def _float(plan: PreprocessPlan, x: np.ndarray, h: ResizeStep | None, w: ResizeStep | None) -> np.ndarray:
     ext = _ext()
     if ext is None:
-        return _reference(plan, x).astype(np.float32)
+        return plan.resized(x, color=False).astype(np.float32)
     (rs, rc), (cs, cc) = _band(h, x.shape[1], False), _band(w, x.shape[2], False)
     return ext.resample_f32(x, rs, rc, cs, cc, _vertical_first_is_cheaper(x.shape[1:3], h, w))
-
-
-def _reference(plan: PreprocessPlan, x: np.ndarray) -> np.ndarray:
-    """The plan's resize steps alone (colour already applied), in NumPy."""
-    from edge_committee.preprocess.plan import banded_axis, round_clip
-
-    dt = np.float64 if plan.exact else np.float32
-    y = x.astype(dt)
-    for s in plan.steps:
-        if s.is_identity:
-            continue
-        y = banded_axis(y, s, 1 if s.axis == "h" else 2, dt)
-        if s.round_clip:
-            y = round_clip(y)
-    return y
 
 
 def _vertical_first_is_cheaper(in_hw, h: ResizeStep | None, w: ResizeStep | None) -> bool:
@@ -185,7 +171,9 @@ def _torch_uint8(plan: PreprocessPlan, x: np.ndarray) -> np.ndarray | None:
         import torch.nn.functional as F
     except ImportError:
         return None
-    t = torch.from_numpy(x).permute(0, 3, 1, 2)  # channels-last NCHW view: PyTorch's fast uint8 path
+    with warnings.catch_warnings():  # a read-only frame (np.load(mmap_mode=...)) is only read here
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.from_numpy(x).permute(0, 3, 1, 2)  # channels-last NCHW view: PyTorch's fast uint8 path
     with torch.inference_mode():
         y = F.interpolate(t, size=g.mid_hw, mode=g.interpolation, antialias=True, align_corners=False)
     y = y.permute(0, 2, 3, 1).numpy()

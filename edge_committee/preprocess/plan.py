@@ -180,11 +180,14 @@ class PreprocessPlan:
             return self.normalize(self.resized(x))
         return np.concatenate([self.normalize(self.resized(x[i: i + chunk])) for i in range(0, x.shape[0], chunk)])
 
-    def resized(self, x: np.ndarray) -> np.ndarray:
-        """Colour and resize steps of the reference: float64 (N, H', W', C_out) for exact plans, else float32."""
+    def resized(self, x: np.ndarray, color: bool = True) -> np.ndarray:
+        """Colour (unless ``color`` is False: ``x`` is already mixed) and resize steps of the reference.
+
+        float64 (N, H', W', C) for exact plans, else float32.
+        """
         dt = np.float64 if self.exact else np.float32
         y = x.astype(dt)
-        if not self.color_is_identity:
+        if color and not self.color_is_identity:
             y = y @ self.color.astype(dt, copy=False)
             if self.color_round:
                 y = round_clip(y)
