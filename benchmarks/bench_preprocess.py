@@ -298,7 +298,7 @@ def part3(fm_bundle: Path | None, imagenet_bundle: Path | None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             for precision in ("exact", "float32"):
                 path = Path(tmp) / f"{precision}.onnx"
-                assert cli(["--quiet", "export-onnx", str(fm_bundle), "--out", str(path), "--source-size", "28x28",
+                assert cli(["export-onnx", "--quiet", str(fm_bundle), "--out", str(path), "--source-size", "28x28",
                             "--preprocess", precision]) == 0
                 sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
                 labels, _, stage, _, _ = sess.run(None, {"images": images})
