@@ -4,10 +4,11 @@ Part A, overhead per stage at batch 1, host loop vs graph mode: chains of the bu
 MACs order (the first 2, and all of them) with thresholds above 1 so every stage runs. Per call:
 end-to-end wall time of ``predict`` on one image (upload, all stages, copy back; median of
 ``--repeats``), minus each member's own CUDA-graph time at batch 1 (back-to-back replays timed with
-CUDA events). Reported per stage: ``(e2e - members) / K`` (all costs but the members'),
-``(e2e - members - preprocessing) / K``, and the slope between the two chains (the cost of one more
-stage, without the per-call upload/download). Anchor: 45.5 us per stage for a host loop on an H100;
-target: <= 5 us in graph mode.
+CUDA events). The headline per-stage figure is ``overhead_slope_us``, the slope between the two
+chains: the cost of one more stage without the fixed per-call cost (upload, copy-back, the host's
+own work), which ``(e2e - members) / K`` and ``(e2e - members - preprocessing) / K`` (also reported)
+still include. Anchor: 45.5 us per stage for a host loop on an H100; target (issue 22): a slope <=
+10 us in graph mode on an H100/H200. ``bench_control.py`` measures the same slope with empty members.
 
 Part B, the bundle's cascade vs its largest member (run as a one-stage cascade by the same runtime),
 FP32 and FP16, graph and host modes: batch-1 latency (median/p90/p99 of ``predict`` on single
@@ -37,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-ANCHOR_US, TARGET_US = 45.5, 5.0
+ANCHOR_US, TARGET_US = 45.5, 10.0
 #: ``--cpu-smoke`` runs every part on the CPU (eager, tiny counts) to check the script itself
 DEVICE: object = 0
 MODES = ("graph", "host")
@@ -237,9 +238,10 @@ def markdown(result: dict) -> str:
     if result.get("overhead"):
         lines += ["## Overhead per stage at batch 1 (every stage runs)", "",
                   f"Anchor: {ANCHOR_US} us per stage for a host loop on an H100; "
-                  f"target: <= {TARGET_US} us in graph mode. "
-                  "`per stage` = (end-to-end - members' own graph time) / stages; `control` also leaves out the "
-                  "preprocessing; `slope` = the cost of one more stage (per-call upload and copy-back excluded).", "",
+                  f"target: a slope <= {TARGET_US} us in graph mode. "
+                  "**`slope` = the cost of one more stage (per-call upload and copy-back excluded): the per-stage "
+                  "figure.** `per stage` = (end-to-end - members' own graph time) / stages and `control` (also "
+                  "without the preprocessing) still include the fixed per-call cost.", "",
                   "| precision | mode | stages | e2e median (us) | members (us) | preprocessing (us) | per stage (us) "
                   "| control per stage (us) | slope (us) |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
