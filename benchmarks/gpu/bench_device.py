@@ -151,7 +151,7 @@ def part_a(torch, model, images, repeats: int) -> list[dict]:
                 with runtime_for(model, chain, [2.0] * (k - 1), precision, mode, "max_prob") as rt:
                     rt.warmup(shape, [1])
                     times = e2e_us(rt, images, repeats)
-                    ran = rt.mode
+                    ran = rt.last_path or rt.mode  # switch / if / host (graph mode picks per batch)
                     if mode == "graph":
                         costs[k] = member_costs(torch, rt, shape)
                 members, pre = costs[k]
@@ -197,6 +197,7 @@ def part_b(torch, model, images, labels, repeats: int, batches=(64, 256)) -> lis
                            "latency_p99_us": percentile(lat, 99)}
                     for b in batches:
                         row[f"throughput_{b}"], preds = throughput(rt, images, b)
+                        row[f"path_{b}"] = rt.last_path  # switch, if or host: graph mode picks per batch
                     exits = np.concatenate([p.exit_stage for p in preds])
                     got = np.concatenate([p.labels for p in preds])
                     row["exit_rates"] = [float(x) for x in np.bincount(exits, minlength=len(names)) / len(exits)]

@@ -100,6 +100,9 @@ class ShapeContext:
         self.act = [self.pos + cap, self.pos + cap]
         self.gidx = torch.zeros(cap, **i32)
         self.gate_count, self.real = torch.zeros(1, **i32), torch.zeros(1, **i32)
+        #: row k: {handle, kind} of stage k's conditional node in the graph being launched (0: host loop)
+        self.slots = torch.zeros((len(runtime.members), 2), dtype=torch.int64, device=dev)
+        self.buckets_dev = torch.tensor(runtime.buckets, **i32)
         self.real_host = torch.zeros(1, dtype=torch.int32, **host)
         self.logits = torch.zeros((cap, c), dtype=torch.float32, device=dev)
         self.probs_out = torch.zeros((cap, c), dtype=torch.float32, device=dev)
@@ -114,7 +117,7 @@ class ShapeContext:
         self.gate_buffers = runtime.gate_buffers(2 * cap)
         self._stages: dict[tuple[int, int], Segment] = {}
         self._finals: dict[int, Segment] = {}
-        self._graphs: dict[int, object] = {}
+        self._graphs: dict[tuple[str, int], object] = {}
         if runtime.is_cuda:
             torch.cuda.synchronize(dev)  # the buffers were filled on the current stream; the runtime uses its own
             self._prime_gate()
@@ -134,10 +137,13 @@ class ShapeContext:
         rt.stream.synchronize()
 
     # ------------------------------------------------------------------ stage functions
-    def _fix(self, src, count, b: int, out) -> None:
+    def _fix(self, src, count, b: int, out, next_stage: int | None = None) -> None:
+        """The survivor fix-up; after stage ``next_stage - 1`` it also sets ``next_stage``'s condition."""
         kernels = self.rt.kernels
         if kernels is not None:
-            kernels.fix_survivors(src, count, b, self.cap, out, self.gidx, self.real, stream=self.rt.stream)
+            slot = self.slots[next_stage] if next_stage is not None else None
+            kernels.fix_survivors(src, count, b, self.cap, out, self.gidx, self.real, stream=self.rt.stream,
+                                  slot=slot, buckets=self.buckets_dev)
         else:
             fix_survivors_torch(src, count, b, self.cap, out, self.gidx, self.real, self.pos)
 
@@ -161,7 +167,7 @@ class ShapeContext:
                          a_out, self.gate_count, k, last + 1, rt.thresholds[k], rt.confidence, stream=rt.stream,
                          **self.gate_buffers)
             if k < last:
-                self._fix(a_out, self.gate_count, b, a_out)
+                self._fix(a_out, self.gate_count, b, a_out, next_stage=k + 1)
 
         return stage
 
@@ -199,16 +205,28 @@ class ShapeContext:
             self._finals[b] = Segment(self._finalize_fn(b), self.rt, self.pool, self.preserve, f"finalize at batch {b}")
         return self._finals[b]
 
-    def graph(self, b: int):
-        """The conditional cascade graph for bucket ``b`` (built on first use)."""
-        if b not in self._graphs:
+    def graph(self, b: int, kind: str = "if"):
+        """The conditional cascade graph of ``kind`` (``switch`` or ``if``) for first bucket ``b`` (built on first use).
+
+        ``switch``: later stages at every bucket ``<= b`` (one SWITCH case each); ``if``: at ``b``.
+        """
+        if (kind, b) not in self._graphs:
             from edge_committee.backend.device.graph import ConditionalCascadeGraph
 
-            stages = [self.stage(k, b).raw() for k in range(len(self.rt.members))]
-            g = ConditionalCascadeGraph(stages, self.finalize(b).raw(), self.real, self.rt.kernels, self.rt.stream)
+            later = [x for x in self.rt.buckets if x <= b] if kind == "switch" else [b]
+            stages = [{b: self.stage(0, b).raw()}] + [{x: self.stage(k, x).raw() for x in later}
+                                                      for k in range(1, len(self.rt.members))]
+            g = ConditionalCascadeGraph(stages, self.finalize(b).raw(), self.real, self.rt.kernels, self.rt.stream,
+                                        kind=kind, slots=self.slots, buckets_dev=self.buckets_dev)
             g.upload(self.rt.stream)
-            self._graphs[b] = g
-        return self._graphs[b]
+            self._graphs[kind, b] = g
+        return self._graphs[kind, b]
+
+    def clear_slots(self) -> None:
+        """No conditional handles for the stages' fix-up (host loop, separate setter nodes); on the stream."""
+        if self.rt.kernels is not None:
+            with self.stream_context():
+                self.slots.zero_()
 
     # ------------------------------------------------------------------ host side
     def stream_context(self):
