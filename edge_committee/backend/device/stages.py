@@ -196,6 +196,7 @@ class ShapeContext:
 
     def stage(self, k: int, b: int) -> Segment:
         if (k, b) not in self._stages:
+            self.clear_slots()  # the warm-up runs the fix-up eagerly: no graph's handle may be set outside it
             self._stages[k, b] = Segment(self._stage_fn(k, b), self.rt, self.pool, self.preserve,
                                          f"stage {k} ({self.rt.members[k].name}) at batch {b}")
         return self._stages[k, b]
