@@ -221,3 +221,38 @@ def test_device_kernels_compile(arch, tmp_path):
     for entry in ("ec_fix_and_set", "ec_copy_slots", "ec_set_condition"):
         assert f".entry {entry}(" in ptx
     assert ".extern .func cudaGraphSetConditional" in ptx  # resolved by the driver at module load
+
+
+def test_a_gate_that_fuses_the_fix_up_replaces_the_separate_step(monkeypatch):
+    """Where the CUDA gate kernel does the fix-up in its last block (GateFix), the stage passes it the fix-up's
+    buffers and runs no separate fix-up; emulated here by the torch gate + the torch fix-up, on the CPU."""
+    torch = pytest.importorskip("torch")
+    from device_cases import ID_PREPROCESSING, TableMember, assert_matches_reference, id_images, make_case
+
+    from edge_committee.backend.device import DeviceCascade
+    from edge_committee.backend.device.gate import fix_survivors_torch, gate_step_torch
+    from edge_committee.backend.device.stages import ShapeContext
+
+    separate, fused_calls = [], []
+    original = ShapeContext._fix
+    monkeypatch.setattr(ShapeContext, "_fix", lambda self, src, *a, **kw: (separate.append(src is not None),
+                                                                            original(self, src, *a, **kw)))
+    tables, thresholds, ref = make_case(seed=9, n=21, c=5, k=3, kind="margin")
+    members = [TableMember(f"m{i}", t) for i, t in enumerate(tables)]
+    with DeviceCascade(members, [ID_PREPROCESSING] * 3, thresholds, "margin", [str(i) for i in range(5)],
+                       device="cpu", max_batch=32) as rt:
+        assert rt.gate_fuses_fix is False  # the torch gate never fuses
+        pos = torch.arange(rt.capacity, dtype=torch.int32)
+
+        def fused_gate(*args, stream=None, fix=None, **kw):
+            gate_step_torch(*args, stream=stream, **kw)
+            if fix is not None:
+                fused_calls.append((fix["rows"], fix["capacity"], int(fix["slot"].data_ptr()) != 0))
+                fix_survivors_torch(args[7], args[8], fix["rows"], fix["capacity"], args[7], fix["gather_index"],
+                                    fix["real_count"], pos)
+
+        rt.gate_step, rt.gate_fuses_fix = fused_gate, True
+        pred = rt.run(id_images(21))
+    assert_matches_reference(pred, ref, "fused fix-up")
+    assert not any(separate)  # only stage 0's initial fill, never the step after a gate
+    assert fused_calls and all(c[1] == 32 and c[2] for c in fused_calls)

@@ -153,6 +153,9 @@ class DeviceCascade(Executor):
         self.num_classes = self._check_members()
         self.stream = torch.cuda.Stream(device=self.device) if self.is_cuda else None
         self.gate_step, self.gate_name = self._choose_gate()
+        #: the CUDA gate kernel also does the survivor fix-up and sets the next conditional (one launch per
+        #: stage instead of two); EC_FUSED_GATE=0 turns it off
+        self.gate_fuses_fix = self.gate_name.startswith("CUDA kernel") and _fused_gate_available()
         self.kernels = self._load_kernels() if self.is_cuda else None
         self.mode, self.mode_reason = self._choose_mode()
         if self.is_cuda:
@@ -356,6 +359,14 @@ class DeviceCascade(Executor):
         """Make this runtime's GPU the current device (kernels load into its context)."""
         torch = self.torch
         return torch.cuda.device(self.device) if self.is_cuda else contextlib.nullcontext()
+
+
+def _fused_gate_available() -> bool:
+    import os
+
+    from edge_committee.gate.cuda import fuses_fix
+
+    return os.environ.get("EC_FUSED_GATE", "1") != "0" and fuses_fix()
 
 
 def _as_device(torch, device):

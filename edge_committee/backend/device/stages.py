@@ -8,7 +8,8 @@ Device state (``capacity`` = the largest bucket; rows ``capacity + j`` are the s
 Stage ``k`` for bucket ``b`` (:meth:`ShapeContext._stage_fn`), all enqueued on the runtime's stream:
 [stage 0: reset rows 0..b-1, indices 0..n-1 plus sinks] -> gather ``frames[gidx[:b]]`` ->
 preprocessing -> member -> gate (``act[k % 2][:b]`` -> survivors in ``act[(k+1) % 2]``) -> [not the
-last stage: fix the survivors, count the real ones into ``real``]. :meth:`ShapeContext._finalize_fn`
+last stage: fix the survivors, count the real ones into ``real``, set the next stage's conditional
+(:mod:`.graph`); the CUDA gate kernel does this in its own last block, else one more kernel]. :meth:`ShapeContext._finalize_fn`
 writes the mean probabilities at the exit stage and the other outputs; :meth:`ShapeContext.download`
 copies them back once.
 """
@@ -147,6 +148,11 @@ class ShapeContext:
         else:
             fix_survivors_torch(src, count, b, self.cap, out, self.gidx, self.real, self.pos)
 
+    def _fix_args(self, b: int, next_stage: int) -> dict:
+        """The CUDA gate's fused fix-up (``GateFix``): the same writes as :meth:`_fix`, in the gate's launch."""
+        return {"rows": b, "capacity": self.cap, "gather_index": self.gidx, "real_count": self.real,
+                "slot": self.slots[next_stage], "buckets": self.buckets_dev}
+
     def _reset(self, b: int) -> None:
         self.prob_sum[:b].zero_()
         self.conf[:b].fill_(float("nan"))
@@ -163,10 +169,12 @@ class ShapeContext:
                 self._fix(None, self.n_dev, b, a_in)
             x = self.frames.index_select(0, self.gidx[:b])
             rt.members[k].enqueue(self.plans[k](x), self.logits[:b], rt.stream)
+            fused = rt.gate_fuses_fix and k < last  # the gate kernel's last block does the fix-up and the setter
+            extra = {**self.gate_buffers, "fix": self._fix_args(b, k + 1)} if fused else self.gate_buffers
             rt.gate_step(self.prob_sum, self.label, self.conf, self.exit_stage, self.flag, a_in[:b], self.logits[:b],
                          a_out, self.gate_count, k, last + 1, rt.thresholds[k], rt.confidence, stream=rt.stream,
-                         **self.gate_buffers)
-            if k < last:
+                         **extra)
+            if k < last and not fused:
                 self._fix(a_out, self.gate_count, b, a_out, next_stage=k + 1)
 
         return stage
