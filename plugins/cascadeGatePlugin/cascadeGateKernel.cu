@@ -604,6 +604,12 @@ __global__ void __launch_bounds__(kTHREADS)
         {
             p.survivors[exclusive + localOffset] = p.active[tile * kGATE_WARPS_PER_BLOCK + lane];
         }
+        if (p.fix.rows > 0)
+        {
+            // the last block reads every block's survivors (GateFix): each writing lane publishes its own
+            __threadfence();
+            __syncwarp();
+        }
         if (lane == 0)
         {
             __threadfence();
