@@ -2,7 +2,7 @@
 # The device runtime's GPU checks in ONE device call that always finishes (issues 11 and 22), from the repository root.
 # One global deadline (EC_DEADLINE_S, default 540 s, under the tool's 600 s cap); every step's time limit is derived
 # from it: min(the step's planned seconds, what is left before the deadline). Steps, in this order:
-#   machine       GPU, driver, torch, cuda-bindings (nvidia-smi where it exists; a Jetson answers through torch)
+#   machine       machine_info.sh: GPU, driver, torch, cuda-bindings (nvidia-smi where it exists; else torch: Jetson)
 #   wheels        the carried onnx2torch wheel into /tmp/site; the carried bundle and images are there
 #   build         edge_committee._C with CUDA for THIS GPU's architecture (90 on H100/H200, 87 on Jetson Orin)
 #   pytest        -x: the GPU modules first (test_torch_cuda_gpu.py, test_cuda_gate.py), then tests/backend
@@ -60,21 +60,13 @@ run() {
     return $rc
 }
 
-if [ $DRY -eq 0 ]; then
-    echo "=== machine"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
-        || echo "nvidia-smi: not available (a Jetson?); torch says:"
-    nvcc --version 2>/dev/null | tail -1
-    python3 -c "import sys, torch; p = torch.cuda.get_device_properties(0); print(sys.version.split()[0], 'torch', \
-torch.__version__, 'CUDA', torch.version.cuda, '|', p.name, 'sm_%d%d' % (p.major, p.minor))"
-    python3 -c "import cuda.bindings, importlib.metadata as m; print('cuda-bindings', m.version('cuda-bindings'))" \
-        || echo "cuda-bindings: not importable (graph mode will fall back to the host loop)"
-fi
+run machine 10 report bash benchmarks/gpu/machine_info.sh
 
-run wheels 20 fatal python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+run wheels 15 fatal python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site "$CARRY"/whl/*.whl
 export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-export EC_EXAMPLE_BUNDLE=$PWD/$CARRY/fashion_mnist EC_FMNIST_DIR=$PWD/$CARRY/fmnist
+case $CARRY in /*) ;; *) CARRY=$PWD/$CARRY ;; esac
+export EC_EXAMPLE_BUNDLE=$CARRY/fashion_mnist EC_FMNIST_DIR=$CARRY/fmnist
 run carried 5 fatal ls "$EC_EXAMPLE_BUNDLE/manifest.json" "$EC_FMNIST_DIR/t10k-images-idx3-ubyte.gz"
 
 export EC_TEST_BUILD_CACHE=/tmp/ec-test-build
@@ -86,7 +78,7 @@ run build 140 fatal python3 benchmarks/gpu/build_extension.py "$ARCH" /tmp/ec-ar
 run pytest 110 fatal python3 -m pytest -x -q -rs -p no:cacheprovider --durations=15 \
     --junitxml="$OUT/pytest_device.xml" tests/backend/test_torch_cuda_gpu.py tests/gate/test_cuda_gate.py tests/backend
 
-run bench 110 fatal python3 benchmarks/gpu/bench_device.py --name fashion_mnist --bundle "$EC_EXAMPLE_BUNDLE" \
+run bench 105 fatal python3 benchmarks/gpu/bench_device.py --name fashion_mnist --bundle "$EC_EXAMPLE_BUNDLE" \
     --images "$EC_FMNIST_DIR/t10k-images-idx3-ubyte.gz" --labels "$EC_FMNIST_DIR/t10k-labels-idx1-ubyte.gz" \
     --repeats 200 --json "$OUT/device_benchmark_fashion_mnist.json" --markdown "$OUT/device_benchmark_fashion_mnist.md"
 
@@ -116,7 +108,7 @@ else
 fi
 
 if [ $DRY -eq 1 ]; then
-    echo "planned: ${planned}s of limits against the ${DEADLINE_S}s deadline (machine info and summary: a few s)"
+    echo "planned: ${planned}s of limits against the ${DEADLINE_S}s deadline (plus the summary, about a second)"
     if [ $planned -le $DEADLINE_S ]; then echo "PLAN FITS"; exit 0; fi
     echo "PLAN DOES NOT FIT: later steps would be cut or skipped"; exit 1
 fi

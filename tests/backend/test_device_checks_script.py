@@ -40,17 +40,31 @@ def test_dry_run_lists_every_step_and_fits_540_s(tmp_path):
     proc = dry_run(tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = steps(proc.stdout)
-    assert list(plan) == ["wheels", "carried", "build", "pytest", "bench", "control", "memcheck", "imagenet"]
+    assert list(plan) == ["machine", "wheels", "carried", "build", "pytest", "bench", "control", "memcheck",
+                          "imagenet"]
     total = sum(limit for limit, _, _ in plan.values())
     assert total <= 540 and f"planned: {total}s" in proc.stdout and "PLAN FITS" in proc.stdout
     assert plan["memcheck"][1] == "report" and "compute-sanitizer" in plan["memcheck"][2]
-    assert all(kind == "fatal" for name, (_, kind, _) in plan.items() if name != "memcheck")
+    assert all(kind == "fatal" for name, (_, kind, _) in plan.items() if name not in ("memcheck", "machine"))
     assert " -x " in plan["pytest"][2]
     assert plan["pytest"][2].split()[-3:] == ["tests/backend/test_torch_cuda_gpu.py", "tests/gate/test_cuda_gate.py",
                                              "tests/backend"]  # the GPU modules first
     assert "bench_device.py" in plan["bench"][2] and "bench_control.py" in plan["control"][2]
     assert "build_extension.py auto" in plan["build"][2]  # the GPU's own architecture: H100/H200 90, Orin 87
     assert not (tmp_path / "device_checks.log").exists()  # a dry run runs nothing, writes no log
+
+
+def test_a_run_past_its_deadline_skips_steps_and_still_summarizes(tmp_path):
+    """The real (not dry) run with a deadline of 12 s and nothing carried: every step that would get under 10 s
+    is skipped with a line, memcheck and imagenet say why they are skipped, the summary comes, exit 1."""
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OUT": str(tmp_path), "EC_DEADLINE_S": "12", "PATH": os.environ["PATH"],
+                               "EC_CARRY": str(tmp_path / "nothing")})
+    out = proc.stdout
+    assert proc.returncode == 1 and "=== summary" in out and "FAILED:" in out
+    assert "--- pytest: skipped" in out and "--- bench: skipped" in out
+    assert "memcheck: skipped" in out and "imagenet: skipped" in out
+    assert (tmp_path / "device_checks.log").read_text().count("=== summary") == 1
 
 
 def test_dry_run_refuses_a_plan_over_the_deadline(tmp_path):
