@@ -76,8 +76,9 @@ def test_table_cascades(mode, gate_impl, kind, caplog):
         assert_matches_reference(again, ref, f"{mode} {gate_impl} n={n} {kind} (replay)")
 
 
+@pytest.mark.parametrize("switch", ["1", "0"])
 @pytest.mark.parametrize("setter", ["fused", "node"])
-def test_graph_paths_per_stage_buckets(setter, monkeypatch):
+def test_graph_paths_per_stage_buckets(setter, switch, monkeypatch):
     """Graph mode's paths (issue 22): SWITCH graphs where the driver has them (every batch), else IF graphs up
     to IF_GRAPH_MAX_BUCKET and the host loop above; the setter fused into the fix-up kernel or as its own node.
     Each equals the reference at batch 1, 5, 8, 9, 33, 64, with replays."""
@@ -85,12 +86,13 @@ def test_graph_paths_per_stage_buckets(setter, monkeypatch):
     from edge_committee.backend.device.graph import switch_available
 
     monkeypatch.setenv("EC_GRAPH_SETTER", setter)
+    monkeypatch.setenv("EC_GRAPH_SWITCH", switch)  # "0": IF nodes only, as on a 12.4..12.7 driver
     for n in (1, 5, 8, 9, 33, 64):
         tables, thresholds, ref = make_case(seed=n + 100, n=n, c=6, k=4, kind="max_prob")
         with table_runtime(tables, thresholds, "max_prob", mode="graph", max_batch=64) as runtime:
             for _ in range(2):
                 assert_matches_reference(runtime.run(id_images(n)), ref, f"graph {setter} n={n}")
-            want = "switch" if switch_available() else ("if" if n <= IF_GRAPH_MAX_BUCKET else "host")
+            want = "switch" if switch_available() and switch == "1" else ("if" if n <= IF_GRAPH_MAX_BUCKET else "host")
             assert runtime.mode == "graph" and runtime.last_path == want, (runtime.last_path, runtime.mode_reason)
 
 

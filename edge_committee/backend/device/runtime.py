@@ -227,9 +227,12 @@ class DeviceCascade(Executor):
         if reason is None and self.kernels is None:
             reason = "the setter kernel could not be compiled (see the warning above)"
         if reason is None:
+            import os
+
             from edge_committee.backend.device.graph import switch_available
 
-            self.switch_ok = switch_available()
+            # EC_GRAPH_SWITCH=0: IF nodes only, as on a 12.4..12.7 driver (tests, debugging)
+            self.switch_ok = switch_available() and os.environ.get("EC_GRAPH_SWITCH", "1") != "0"
         return ("host", reason) if reason else ("graph", None)
 
     # ------------------------------------------------------------------ running
