@@ -96,8 +96,11 @@ def test_graph_paths_per_stage_buckets(setter, switch, monkeypatch):
             assert runtime.mode == "graph" and runtime.last_path == want, (runtime.last_path, runtime.mode_reason)
 
 
-def test_switch_and_host_batches_interleave():
-    """Graph batches (fused setter) and host-loop batches on the same buffers: the slots never leak a handle."""
+@pytest.mark.parametrize("fused_gate", ["1", "0"])
+def test_switch_and_host_batches_interleave(fused_gate, monkeypatch):
+    """Graph batches (fused setter) and host-loop batches on the same buffers: the slots never leak a handle;
+    with the fix-up in the gate kernel (GateFix) and as its own kernel (EC_FUSED_GATE=0)."""
+    monkeypatch.setenv("EC_FUSED_GATE", fused_gate)
     tables, thresholds, ref = make_case(seed=7, n=64, c=6, k=3, kind="margin")
     with table_runtime(tables, thresholds, "margin", mode="graph", max_batch=64) as runtime:
         for n in (64, 3, 64, 12, 1, 64):
