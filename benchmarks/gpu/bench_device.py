@@ -192,7 +192,9 @@ def part_b(torch, model, images, labels, repeats: int, batches=(64, 256)) -> lis
                 with runtime_for(model, names, thresholds, precision, mode) as rt:
                     rt.warmup(images.shape[1:])
                     lat = e2e_us(rt, images, repeats)
+                    macs = {m["name"]: m["macs"] for m in model.manifest["members"]}
                     row = {"precision": precision, "what": what, "members": names, "mode": mode, "ran": rt.mode,
+                           "macs": [macs[n] for n in names],
                            "latency_median_us": statistics.median(lat), "latency_p90_us": percentile(lat, 90),
                            "latency_p99_us": percentile(lat, 99)}
                     for b in batches:
@@ -265,6 +267,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def macs_ratio(cascade: dict, largest: dict) -> float:
+    """The largest member's MACs over the cascade's average MACs per image (from the measured exit rates):
+    the speed-up the cascade would have if time followed MACs."""
+    reach, average = 1.0, 0.0
+    for rate, macs in zip(cascade["exit_rates"], cascade["macs"]):
+        average += reach * macs
+        reach -= rate
+    return largest["macs"][0] / average if average else float("nan")
+
+
 def verdicts(rows: list[dict]) -> list[str]:
     """Plain sentences: where the cascade wins, and where the GPU is launch-bound and it cannot."""
     out = []
@@ -277,8 +289,11 @@ def verdicts(rows: list[dict]) -> list[str]:
             thr = {b: r[f"throughput_{b}"] / big[f"throughput_{b}"] for b in (64, 256)}
             word = "faster" if lat > 1 else ("slower (launch-bound: the extra stages cost more than the smaller "
                                              "members save)")
+            ideal = macs_ratio(r, big)
             out.append(f"- {precision} {_mode(r)}: batch-1 latency x{lat:.2f} of the largest member ({word}); "
-                       f"throughput x{thr[64]:.2f} at 64, x{thr[256]:.2f} at 256.")
+                       f"throughput x{thr[64]:.2f} at 64 ({r.get('path_64', '?')}), x{thr[256]:.2f} at 256 "
+                       f"({r.get('path_256', '?')}); the MACs ratio is x{ideal:.2f}, so batch 64 reaches "
+                       f"{thr[64] / ideal:.0%} of it (target: >= 80%, and x >= 1).")
     return out
 
 

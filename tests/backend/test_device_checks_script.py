@@ -6,6 +6,7 @@ before memcheck, memcheck never fatal, pytest with ``-x``. bench_control.py runs
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -84,3 +85,25 @@ def test_control_benchmark_runs_on_the_cpu(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [(r["mode"], r["stages"]) for r in rows] == [("graph", 1), ("graph", 2), ("host", 1), ("host", 2)]
     assert all("overhead_slope_us" in r for r in rows)
+
+
+def test_device_benchmark_runs_on_the_cpu(built_bundle, tmp_path):
+    """bench_device.py --cpu-smoke on the tiny bundle: every part, the slope, and the verdict with the MACs ratio."""
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("onnx2torch") is None:
+        pytest.skip("needs onnx2torch")
+    import json
+
+    import numpy as np
+
+    images = tmp_path / "images.npy"
+    np.save(images, np.load(built_bundle.parent / "test.npz")["x"][:256])
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "bench_device.py"), "--cpu-smoke",
+                           "--bundle", str(built_bundle), "--images", str(images), "--repeats", "3",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert all("overhead_slope_us" in r for r in result["overhead"])
+    assert any("MACs ratio" in v for v in result["verdicts"])
