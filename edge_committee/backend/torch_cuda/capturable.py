@@ -50,6 +50,7 @@ class FoldReport:
     constants: int = 0
     batch_reshapes: int = 0
     removed_nodes: int = 0
+    skipped: str | None = None  #: why nothing more was folded (ONNX shape inference failed), else None
 
 
 def _static_shapes(onnx, model) -> tuple[dict[str, list], str | None]:
@@ -136,7 +137,11 @@ def _fold_once(onnx, model, report: FoldReport) -> bool:
 
     graph = model.graph
     before = (report.constants, report.batch_reshapes)
-    shapes, symbol = _static_shapes(onnx, model)
+    try:
+        shapes, symbol = _static_shapes(onnx, model)
+    except Exception as exc:  # noqa: BLE001 - a model ONNX cannot infer: convert it as it is (maybe uncapturable)
+        report.skipped = f"shape inference failed: {type(exc).__name__}: {exc}"
+        return False
     one, two = (_evaluate(onnx, model, shapes, symbol, b) for b in (1, 2))
     initializers = {i.name for i in graph.initializer}
     producers = {o: n for n in graph.node for o in n.output}
