@@ -11,8 +11,9 @@ Two kinds (:mod:`.buckets` chooses):
   runs stage ``k`` at bucket ``buckets[i]``, so every stage runs at its survivors' bucket;
 - ``if`` (CUDA >= 12.4): ``COND`` is an IF node whose body runs stage ``k`` at ``b0``.
 
-The condition of stage ``k + 1`` is set by the survivor fix-up at the end of stage ``k`` itself
-(``ec_fix_and_set``, :mod:`.kernels`): it reads the handle from the context's *slots*, which the
+The condition of stage ``k + 1`` is set by the survivor fix-up at the end of stage ``k`` itself (the
+CUDA gate kernel's last block, ``GateFix``, else ``ec_fix_and_set`` of :mod:`.kernels`): it reads
+the handle from the context's *slots*, which the
 graph's first node fills with its own handles. A stage that does not run leaves the survivor count
 at 0, so no later stage runs either (a SWITCH value >= its size runs no case); handles are created
 with ``CU_GRAPH_COND_ASSIGN_DEFAULT`` and a default that runs nothing. ``EC_GRAPH_SETTER=node`` adds
