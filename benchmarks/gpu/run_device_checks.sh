@@ -5,7 +5,8 @@
 #   machine       machine_info.sh: GPU, driver, torch, cuda-bindings (nvidia-smi where it exists; else torch: Jetson)
 #   wheels        the carried onnx2torch wheel into /tmp/site; the carried bundle and images are there
 #   build         edge_committee._C with CUDA for THIS GPU's architecture (90 on H100/H200, 87 on Jetson Orin)
-#   pytest        -x: the GPU modules first (test_torch_cuda_gpu.py, test_cuda_gate.py), then tests/backend
+#   pytest        -x: the GPU modules first (test_torch_cuda_gpu.py, test_cuda_gate.py), then the runtime's CPU tests
+#                 (the conversion, script and benchmark-smoke tests are CPU-only: CI runs them)
 #   bench         benchmarks/gpu/bench_device.py on the example bundle (the figures the docs promise)
 #   control       benchmarks/gpu/bench_control.py: K empty members, host vs graph, the per-stage slope
 #   memcheck      compute-sanitizer on device_memcheck.py: REPORTED, NEVER FATAL; a line says "skipped" where the
@@ -76,7 +77,8 @@ run build 140 fatal python3 benchmarks/gpu/build_extension.py "$ARCH" /tmp/ec-ar
 [ $DRY -eq 0 ] && python3 -c "import edge_committee.gate as g; print('gate backend', g.backend, 'cuda', g.cuda_available())"
 
 run pytest 110 fatal python3 -m pytest -x -q -rs -p no:cacheprovider --durations=15 \
-    --junitxml="$OUT/pytest_device.xml" tests/backend/test_torch_cuda_gpu.py tests/gate/test_cuda_gate.py tests/backend
+    --junitxml="$OUT/pytest_device.xml" tests/backend/test_torch_cuda_gpu.py tests/gate/test_cuda_gate.py \
+    tests/backend/test_device_runtime.py tests/backend/test_device_buckets.py tests/backend/test_device_learned.py
 
 run bench 105 fatal python3 benchmarks/gpu/bench_device.py --name fashion_mnist --bundle "$EC_EXAMPLE_BUNDLE" \
     --images "$EC_FMNIST_DIR/t10k-images-idx3-ubyte.gz" --labels "$EC_FMNIST_DIR/t10k-labels-idx1-ubyte.gz" \

@@ -48,8 +48,9 @@ def test_dry_run_lists_every_step_and_fits_540_s(tmp_path):
     assert plan["memcheck"][1] == "report" and "compute-sanitizer" in plan["memcheck"][2]
     assert all(kind == "fatal" for name, (_, kind, _) in plan.items() if name not in ("memcheck", "machine"))
     assert " -x " in plan["pytest"][2]
-    assert plan["pytest"][2].split()[-3:] == ["tests/backend/test_torch_cuda_gpu.py", "tests/gate/test_cuda_gate.py",
-                                             "tests/backend"]  # the GPU modules first
+    files = [a for a in plan["pytest"][2].split() if a.startswith("tests/")]
+    assert files[:2] == ["tests/backend/test_torch_cuda_gpu.py", "tests/gate/test_cuda_gate.py"]  # GPU ones first
+    assert all((ROOT / f).is_file() for f in files)
     assert "bench_device.py" in plan["bench"][2] and "bench_control.py" in plan["control"][2]
     assert "build_extension.py auto" in plan["build"][2]  # the GPU's own architecture: H100/H200 90, Orin 87
     assert not (tmp_path / "device_checks.log").exists()  # a dry run runs nothing, writes no log
