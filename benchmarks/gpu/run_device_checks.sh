@@ -72,11 +72,11 @@ run carried 5 fatal ls "$EC_EXAMPLE_BUNDLE/manifest.json" "$EC_FMNIST_DIR/t10k-i
 
 export EC_TEST_BUILD_CACHE=/tmp/ec-test-build
 [ $DRY -eq 0 ] && : > /tmp/ec-artifacts.sh
-run build 140 fatal python3 benchmarks/gpu/build_extension.py "$ARCH" /tmp/ec-artifacts.sh
+run build 130 fatal python3 benchmarks/gpu/build_extension.py "$ARCH" /tmp/ec-artifacts.sh
 [ $DRY -eq 0 ] && source /tmp/ec-artifacts.sh
 [ $DRY -eq 0 ] && python3 -c "import edge_committee.gate as g; print('gate backend', g.backend, 'cuda', g.cuda_available())"
 
-run pytest 110 fatal python3 -m pytest -x -q -rs -p no:cacheprovider --durations=15 \
+run pytest 150 fatal python3 -m pytest -x -q -rs -p no:cacheprovider --durations=15 \
     --junitxml="$OUT/pytest_device.xml" tests/backend/test_torch_cuda_gpu.py tests/gate/test_cuda_gate.py \
     tests/backend/test_device_runtime.py tests/backend/test_device_buckets.py tests/backend/test_device_learned.py
 
@@ -84,14 +84,14 @@ run bench 105 fatal python3 benchmarks/gpu/bench_device.py --name fashion_mnist 
     --images "$EC_FMNIST_DIR/t10k-images-idx3-ubyte.gz" --labels "$EC_FMNIST_DIR/t10k-labels-idx1-ubyte.gz" \
     --repeats 200 --json "$OUT/device_benchmark_fashion_mnist.json" --markdown "$OUT/device_benchmark_fashion_mnist.md"
 
-run control 30 fatal python3 benchmarks/gpu/bench_control.py --json "$OUT/device_control.json" \
+run control 25 fatal python3 benchmarks/gpu/bench_control.py --json "$OUT/device_control.json" \
     --markdown "$OUT/device_control.md"
 
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer /opt/nvidia/*/compute-sanitizer \
     2>/dev/null | head -1)
 [ $DRY -eq 1 ] && SANITIZER=${SANITIZER:-compute-sanitizer}  # the plan shows the step wherever it is made
 if [ -n "$SANITIZER" ]; then
-    run memcheck 60 report "$SANITIZER" --tool memcheck --error-exitcode 1 --log-file "$OUT/memcheck_device.log" \
+    run memcheck 50 report "$SANITIZER" --tool memcheck --error-exitcode 1 --log-file "$OUT/memcheck_device.log" \
         python3 benchmarks/gpu/device_memcheck.py
     if [ $DRY -eq 0 ] && grep -qi "not supported" "$OUT/memcheck_device.log" 2>/dev/null; then
         echo "--- memcheck: skipped: compute-sanitizer refuses this device ($(grep -im1 'not supported' \
@@ -102,7 +102,7 @@ else
 fi
 
 if [ -f "$CARRY/imagenet/bundle/manifest.json" ] || [ $DRY -eq 1 ]; then  # the plan counts it either way
-    run imagenet 60 fatal python3 benchmarks/gpu/bench_device.py --name imagenet --skip-overhead --repeats 100 \
+    run imagenet 50 fatal python3 benchmarks/gpu/bench_device.py --name imagenet --skip-overhead --repeats 100 \
         --bundle "$CARRY/imagenet/bundle" --images "$CARRY/imagenet/images" \
         --json "$OUT/device_benchmark_imagenet.json" --markdown "$OUT/device_benchmark_imagenet.md"
 else
