@@ -4,10 +4,11 @@ Part A, overhead per stage at batch 1, host loop vs graph mode: chains of the bu
 MACs order (the first 2, and all of them) with thresholds above 1 so every stage runs. Per call:
 end-to-end wall time of ``predict`` on one image (upload, all stages, copy back; median of
 ``--repeats``), minus each member's own CUDA-graph time at batch 1 (back-to-back replays timed with
-CUDA events). Reported per stage: ``(e2e - members) / K`` (all costs but the members'),
-``(e2e - members - preprocessing) / K``, and the slope between the two chains (the cost of one more
-stage, without the per-call upload/download). Anchor: 45.5 us per stage for a host loop on an H100;
-target: <= 5 us in graph mode.
+CUDA events). The headline per-stage figure is ``overhead_slope_us``, the slope between the two
+chains: the cost of one more stage without the fixed per-call cost (upload, copy-back, the host's
+own work), which ``(e2e - members) / K`` and ``(e2e - members - preprocessing) / K`` (also reported)
+still include. Anchor: 45.5 us per stage for a host loop on an H100; target (issue 22): a slope <=
+10 us in graph mode on an H100/H200. ``bench_control.py`` measures the same slope with empty members.
 
 Part B, the bundle's cascade vs its largest member (run as a one-stage cascade by the same runtime),
 FP32 and FP16, graph and host modes: batch-1 latency (median/p90/p99 of ``predict`` on single
@@ -37,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-ANCHOR_US, TARGET_US = 45.5, 5.0
+ANCHOR_US, TARGET_US = 45.5, 10.0
 #: ``--cpu-smoke`` runs every part on the CPU (eager, tiny counts) to check the script itself
 DEVICE: object = 0
 MODES = ("graph", "host")
@@ -150,7 +151,7 @@ def part_a(torch, model, images, repeats: int) -> list[dict]:
                 with runtime_for(model, chain, [2.0] * (k - 1), precision, mode, "max_prob") as rt:
                     rt.warmup(shape, [1])
                     times = e2e_us(rt, images, repeats)
-                    ran = rt.mode
+                    ran = rt.last_path or rt.mode  # switch / if / host (graph mode picks per batch)
                     if mode == "graph":
                         costs[k] = member_costs(torch, rt, shape)
                 members, pre = costs[k]
@@ -191,11 +192,14 @@ def part_b(torch, model, images, labels, repeats: int, batches=(64, 256)) -> lis
                 with runtime_for(model, names, thresholds, precision, mode) as rt:
                     rt.warmup(images.shape[1:])
                     lat = e2e_us(rt, images, repeats)
+                    macs = {m["name"]: m["macs"] for m in model.manifest["members"]}
                     row = {"precision": precision, "what": what, "members": names, "mode": mode, "ran": rt.mode,
+                           "macs": [macs[n] for n in names],
                            "latency_median_us": statistics.median(lat), "latency_p90_us": percentile(lat, 90),
                            "latency_p99_us": percentile(lat, 99)}
                     for b in batches:
                         row[f"throughput_{b}"], preds = throughput(rt, images, b)
+                        row[f"path_{b}"] = rt.last_path  # switch, if or host: graph mode picks per batch
                     exits = np.concatenate([p.exit_stage for p in preds])
                     got = np.concatenate([p.labels for p in preds])
                     row["exit_rates"] = [float(x) for x in np.bincount(exits, minlength=len(names)) / len(exits)]
@@ -237,9 +241,10 @@ def markdown(result: dict) -> str:
     if result.get("overhead"):
         lines += ["## Overhead per stage at batch 1 (every stage runs)", "",
                   f"Anchor: {ANCHOR_US} us per stage for a host loop on an H100; "
-                  f"target: <= {TARGET_US} us in graph mode. "
-                  "`per stage` = (end-to-end - members' own graph time) / stages; `control` also leaves out the "
-                  "preprocessing; `slope` = the cost of one more stage (per-call upload and copy-back excluded).", "",
+                  f"target: a slope <= {TARGET_US} us in graph mode. "
+                  "**`slope` = the cost of one more stage (per-call upload and copy-back excluded): the per-stage "
+                  "figure.** `per stage` = (end-to-end - members' own graph time) / stages and `control` (also "
+                  "without the preprocessing) still include the fixed per-call cost.", "",
                   "| precision | mode | stages | e2e median (us) | members (us) | preprocessing (us) | per stage (us) "
                   "| control per stage (us) | slope (us) |",
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -262,6 +267,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def macs_ratio(cascade: dict, largest: dict) -> float:
+    """The largest member's MACs over the cascade's average MACs per image (from the measured exit rates):
+    the speed-up the cascade would have if time followed MACs."""
+    reach, average = 1.0, 0.0
+    for rate, macs in zip(cascade["exit_rates"], cascade["macs"]):
+        average += reach * macs
+        reach -= rate
+    return largest["macs"][0] / average if average else float("nan")
+
+
 def verdicts(rows: list[dict]) -> list[str]:
     """Plain sentences: where the cascade wins, and where the GPU is launch-bound and it cannot."""
     out = []
@@ -274,8 +289,11 @@ def verdicts(rows: list[dict]) -> list[str]:
             thr = {b: r[f"throughput_{b}"] / big[f"throughput_{b}"] for b in (64, 256)}
             word = "faster" if lat > 1 else ("slower (launch-bound: the extra stages cost more than the smaller "
                                              "members save)")
+            ideal = macs_ratio(r, big)
             out.append(f"- {precision} {_mode(r)}: batch-1 latency x{lat:.2f} of the largest member ({word}); "
-                       f"throughput x{thr[64]:.2f} at 64, x{thr[256]:.2f} at 256.")
+                       f"throughput x{thr[64]:.2f} at 64 ({r.get('path_64', '?')}), x{thr[256]:.2f} at 256 "
+                       f"({r.get('path_256', '?')}); the MACs ratio is x{ideal:.2f}, so batch 64 reaches "
+                       f"{thr[64] / ideal:.0%} of it (target: >= 80%, and x >= 1).")
     return out
 
 

@@ -77,6 +77,7 @@ def gate_step_cuda(
     threshold: float,
     kind: str = "max_prob",
     stream: Any = None,
+    fix: dict | None = None,
 ) -> None:
     """Enqueue one cascade stage on ``stream`` (default: the legacy default stream); returns at once.
 
@@ -85,6 +86,10 @@ def gate_step_cuda(
     ``logits`` (M, C) float32 or float16 in active order. Out: ``survivors`` (>= M,) int32 gets the
     survivors' original indices in stable order, ``survivor_count`` (1,) int32 their number (read it
     back, 4 bytes, or keep it on the device). Same semantics as ``reference.gate_step``.
+
+    ``fix`` (the device runtime; needs :func:`fuses_fix`): ``{"rows", "capacity", "gather_index",
+    "real_count", "slot", "buckets"}``: the survivor fix-up and the next stage's conditional in the same
+    launch (``GateFix`` in ``plugins/cascadeGatePlugin/cascadeGateCommon.h``).
     """
     check_confidence_name(kind)
     ext = _cuda_extension()
@@ -112,8 +117,33 @@ def gate_step_cuda(
     ext.gate_step_cuda(
         log_ptr, log_dtype, act_ptr, m, c, n, ps_ptr, ptrs["label"], ptrs["conf"], ptrs["exit_stage"],
         ptrs["flag"], sur_ptr, cnt_ptr, int(stage), int(num_stages), float(threshold), CONFIDENCE_CODES[kind],
-        stream=_stream_handle(stream),
+        stream=_stream_handle(stream), **(_fix_args(ext, fix, capacity) if fix else {}),
     )
+
+
+def fuses_fix() -> bool:
+    """True when the built extension's gate can run the device runtime's fix-up in the same launch."""
+    ext = _ext.load()
+    return bool(ext is not None and getattr(ext, "has_cuda", False)
+                and "fix_rows" in (getattr(ext.gate_step_cuda, "__doc__", "") or ""))
+
+
+def _fix_args(ext, fix: dict, survivors_len: int) -> dict:
+    if not fuses_fix():
+        raise DependencyError(f"this edge_committee._C has no fused fix-up in its gate; {_ext.BUILD_HINT}")
+    rows = int(fix["rows"])
+    if not 0 < rows <= survivors_len:
+        raise ValueError(f"gate_step_cuda: fix rows {rows} must be in [1, {survivors_len}] (the survivors buffer)")
+    gather, (g,), _ = _device_buffer(fix["gather_index"], "gather_index", ("int32",), 1)
+    real, _, _ = _device_buffer(fix["real_count"], "real_count", ("int32",), 1)
+    if g < rows:
+        raise ValueError(f"gate_step_cuda: 'gather_index' holds {g} entries, needs {rows}")
+    slot = fix.get("slot")
+    buckets = fix.get("buckets")
+    return {"fix_rows": rows, "fix_capacity": int(fix["capacity"]), "fix_gather_index": gather,
+            "fix_real_count": real, "fix_slot": 0 if slot is None else int(slot.data_ptr()),
+            "fix_buckets": 0 if buckets is None else int(buckets.data_ptr()),
+            "fix_num_buckets": 0 if buckets is None else int(buckets.numel())}
 
 
 def cuda_available() -> bool:

@@ -40,6 +40,28 @@ enum class LogitsType : int32_t
 };
 
 //!
+//! \brief The device runtime's step after a gate, fused into the gate's last block (CUDA gate only).
+//!
+//! With rows > 0, after the compaction the kernel rewrites survivors[0, rows) in place: entry j stays
+//! survivors[j] when j < survivorCount and 0 <= survivors[j] < capacity, else becomes the sink row
+//! capacity + j; gatherIndex[j] gets the sample (0 for a sink); realCount[0] the number of kept
+//! entries. Then, when slot is set and slot[0] (a cudaGraphConditionalHandle) is not 0, it sets that
+//! conditional: realCount > 0 (slot[1] == 1, IF) or the index of the smallest buckets[i] >= realCount,
+//! numBuckets when it is 0 (slot[1] == 2, SWITCH). The same as the NVRTC kernel ec_fix_and_set of
+//! edge_committee/backend/device/kernels.py, which runs when the gate is not this kernel.
+//!
+struct GateFix
+{
+    int32_t rows{0};                          //!< b > 0 enables the step (b = the stage's bucket)
+    int32_t capacity{0};                      //!< first sink row
+    int32_t* gatherIndex{nullptr};            //!< [rows] out: image row to gather per entry
+    int32_t* realCount{nullptr};              //!< [1] out: entries that are real samples
+    unsigned long long const* slot{nullptr};  //!< {handle, kind} of the next stage's conditional, or null
+    int32_t const* buckets{nullptr};          //!< [numBuckets] ascending (SWITCH values index it)
+    int32_t numBuckets{0};
+};
+
+//!
 //! \brief Everything one stage of the gate reads and writes.
 //!
 //! M = numActive rows of logits, C = numClasses, N = rows of the state (original samples).
@@ -65,6 +87,7 @@ struct GateParams
     int32_t numStages{1};                    //!< K >= 1; stage K-1 lets every sample exit
     float threshold{0.F};                    //!< exit if confidence >= threshold (ignored at the last stage)
     ConfidenceKind confidence{ConfidenceKind::kMAX_PROB}; //!< confidence function
+    GateFix fix{};                           //!< the fused survivor fix-up (CUDA only; off by default)
 };
 
 //!
@@ -110,6 +133,12 @@ inline char const* validateGateParams(GateParams const& p) noexcept
     if (p.survivorCount == nullptr)
     {
         return "survivorCount must not be null";
+    }
+    if (p.fix.rows > 0
+        && (p.fix.capacity < 1 || p.fix.gatherIndex == nullptr || p.fix.realCount == nullptr || p.survivors == nullptr
+            || (p.fix.slot != nullptr && p.fix.numBuckets > 0 && p.fix.buckets == nullptr)))
+    {
+        return "fix: capacity must be >= 1 and gatherIndex, realCount, survivors (and buckets) must not be null";
     }
     if (p.numActive > 0
         && (p.logits == nullptr || p.active == nullptr || p.probSum == nullptr || p.label == nullptr

@@ -41,6 +41,19 @@ inline int32_t numTilesFor(int32_t numActive)
     return tiles > 0 ? tiles : 1;
 }
 
+} // namespace kernel_detail
+} // namespace gate
+} // namespace edge_committee
+
+#include "cascadeGateFix.cuh" // NOLINT: defines kernel_detail::fixSurvivors (GateFix), needs kTHREADS
+
+namespace edge_committee
+{
+namespace gate
+{
+namespace kernel_detail
+{
+
 //! Load kVEC consecutive logits starting at element j (j is a multiple of kVEC) as float32.
 template <typename T, int32_t kVEC>
 struct LogitsLoader;
@@ -532,6 +545,7 @@ __global__ void __launch_bounds__(kTHREADS)
     __shared__ int32_t sTile;
     __shared__ int32_t sSurvive[kGATE_WARPS_PER_BLOCK];
     __shared__ int32_t sLastBlock;
+    __shared__ int32_t sReal;
 
     int32_t const warp = static_cast<int32_t>(threadIdx.x) / kWARP;
     int32_t const lane = static_cast<int32_t>(threadIdx.x) % kWARP;
@@ -590,6 +604,12 @@ __global__ void __launch_bounds__(kTHREADS)
         {
             p.survivors[exclusive + localOffset] = p.active[tile * kGATE_WARPS_PER_BLOCK + lane];
         }
+        if (p.fix.rows > 0)
+        {
+            // the last block reads every block's survivors (GateFix): each writing lane publishes its own
+            __threadfence();
+            __syncwarp();
+        }
         if (lane == 0)
         {
             __threadfence();
@@ -610,6 +630,12 @@ __global__ void __launch_bounds__(kTHREADS)
         {
             counters[0] = 0U;
             counters[1] = 0U;
+            sReal = 0;
+        }
+        if (p.fix.rows > 0)
+        {
+            __syncthreads();
+            fixSurvivors(p, &sReal);
         }
     }
 }

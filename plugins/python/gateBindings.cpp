@@ -186,9 +186,18 @@ WorkspaceCache& workspaceCache()
 void gateStepCuda(uintptr_t logits, std::string const& logitsDtype, uintptr_t active, int32_t numActive,
     int32_t numClasses, int32_t numSamples, uintptr_t probSum, uintptr_t label, uintptr_t conf, uintptr_t exitStage,
     uintptr_t flag, uintptr_t survivors, uintptr_t survivorCount, int32_t stage, int32_t numStages, float threshold,
-    int32_t confidence, uintptr_t stream, uintptr_t workspace, size_t workspaceBytes)
+    int32_t confidence, uintptr_t stream, uintptr_t workspace, size_t workspaceBytes, int32_t fixRows,
+    int32_t fixCapacity, uintptr_t fixGatherIndex, uintptr_t fixRealCount, uintptr_t fixSlot, uintptr_t fixBuckets,
+    int32_t fixNumBuckets)
 {
     gate::GateParams p;
+    p.fix.rows = fixRows;
+    p.fix.capacity = fixCapacity;
+    p.fix.gatherIndex = reinterpret_cast<int32_t*>(fixGatherIndex);
+    p.fix.realCount = reinterpret_cast<int32_t*>(fixRealCount);
+    p.fix.slot = reinterpret_cast<unsigned long long const*>(fixSlot);
+    p.fix.buckets = reinterpret_cast<int32_t const*>(fixBuckets);
+    p.fix.numBuckets = fixNumBuckets;
     if (logitsDtype == "float32")
     {
         p.logitsType = gate::LogitsType::kFLOAT;
@@ -266,9 +275,13 @@ void bindGate(py::module_& m)
         py::arg("num_active"), py::arg("num_classes"), py::arg("num_samples"), py::arg("prob_sum"), py::arg("label"),
         py::arg("conf"), py::arg("exit_stage"), py::arg("flag"), py::arg("survivors"), py::arg("survivor_count"),
         py::arg("stage"), py::arg("num_stages"), py::arg("threshold"), py::arg("confidence"), py::arg("stream") = 0,
-        py::arg("workspace") = 0, py::arg("workspace_bytes") = 0,
+        py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("fix_rows") = 0, py::arg("fix_capacity") = 0,
+        py::arg("fix_gather_index") = 0, py::arg("fix_real_count") = 0, py::arg("fix_slot") = 0,
+        py::arg("fix_buckets") = 0, py::arg("fix_num_buckets") = 0,
         "One gate stage on device pointers (ints), enqueued on `stream` (a cudaStream_t as int; 0 = legacy "
-        "default): exactly one kernel launch. workspace=0 uses a module-owned workspace per (device, stream).");
+        "default): exactly one kernel launch. workspace=0 uses a module-owned workspace per (device, stream). "
+        "fix_rows > 0: the device runtime's survivor fix-up and next-stage conditional in the same launch "
+        "(GateFix in cascadeGateCommon.h).");
     m.def("workspace_size", [](int32_t maxActive) { return gate::cascadeGateWorkspaceSize(maxActive); },
         py::arg("max_active"), "Bytes of gate workspace for up to max_active rows (must start zeroed).");
     m.def("cuda_device_count", &cudaDeviceCount, "Number of CUDA devices the runtime sees (0 without a driver).");

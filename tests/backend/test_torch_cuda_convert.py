@@ -81,6 +81,20 @@ def test_every_example_member_converts(example_members):
         assert np.array_equal(got.argmax(1), want.argmax(1)) or err < 1e-5
 
 
+def test_every_example_member_is_capturable(example_members):
+    """No host read (``.item()``/``Size(tensor)``/``nonzero``) when run, and none in ``torch.export``'s graph at a
+    fixed shape (the ImageNet members: ``test_torch_cuda_capturable.py``)."""
+    from edge_committee.backend.torch_cuda.capturable import HOST_READ_OPS, host_reads
+
+    for name, path, shape in example_members:
+        module = ModuleFromOnnx(path)()
+        x = torch.from_numpy(inputs_for(name, shape, 2))
+        assert host_reads(module, x) == [], name
+        ep = torch.export.export(module, (x,), strict=False)
+        ops = {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+        assert not [op for op in ops if any(f"aten.{bad}." in op for bad in HOST_READ_OPS)], (name, ops)
+
+
 def test_torch_member_enqueue_fp32_and_fp16(example_members):
     name, path, shape = example_members[0]
     x = inputs_for(name, shape, 8)

@@ -76,6 +76,38 @@ def test_table_cascades(mode, gate_impl, kind, caplog):
         assert_matches_reference(again, ref, f"{mode} {gate_impl} n={n} {kind} (replay)")
 
 
+@pytest.mark.parametrize("switch", ["1", "0"])
+@pytest.mark.parametrize("setter", ["fused", "node"])
+def test_graph_paths_per_stage_buckets(setter, switch, monkeypatch):
+    """Graph mode's paths (issue 22): SWITCH graphs where the driver has them (every batch), else IF graphs up
+    to IF_GRAPH_MAX_BUCKET and the host loop above; the setter fused into the fix-up kernel or as its own node.
+    Each equals the reference at batch 1, 5, 8, 9, 33, 64, with replays."""
+    from edge_committee.backend.device.buckets import IF_GRAPH_MAX_BUCKET
+    from edge_committee.backend.device.graph import switch_available
+
+    monkeypatch.setenv("EC_GRAPH_SETTER", setter)
+    monkeypatch.setenv("EC_GRAPH_SWITCH", switch)  # "0": IF nodes only, as on a 12.4..12.7 driver
+    for n in (1, 5, 8, 9, 33, 64):
+        tables, thresholds, ref = make_case(seed=n + 100, n=n, c=6, k=4, kind="max_prob")
+        with table_runtime(tables, thresholds, "max_prob", mode="graph", max_batch=64) as runtime:
+            for _ in range(2):
+                assert_matches_reference(runtime.run(id_images(n)), ref, f"graph {setter} n={n}")
+            want = "switch" if switch_available() and switch == "1" else ("if" if n <= IF_GRAPH_MAX_BUCKET else "host")
+            assert runtime.mode == "graph" and runtime.last_path == want, (runtime.last_path, runtime.mode_reason)
+
+
+@pytest.mark.parametrize("fused_gate", ["1", "0"])
+def test_switch_and_host_batches_interleave(fused_gate, monkeypatch):
+    """Graph batches (fused setter) and host-loop batches on the same buffers: the slots never leak a handle;
+    with the fix-up in the gate kernel (GateFix) and as its own kernel (EC_FUSED_GATE=0)."""
+    monkeypatch.setenv("EC_FUSED_GATE", fused_gate)
+    tables, thresholds, ref = make_case(seed=7, n=64, c=6, k=3, kind="margin")
+    with table_runtime(tables, thresholds, "margin", mode="graph", max_batch=64) as runtime:
+        for n in (64, 3, 64, 12, 1, 64):
+            pred = runtime.run(id_images(64)[:n])
+            assert np.array_equal(pred.exit_stage, ref.exit_stage[:n]) and np.array_equal(pred.flags, ref.flag[:n]), n
+
+
 @pytest.mark.parametrize("mode", ["graph", "host"])
 def test_nobody_and_everybody_exits(mode):
     """IF nodes closed after stage 0 (all exit) and all open (nobody exits early)."""

@@ -34,6 +34,16 @@ def gpu(monkeypatch):
         current = ORIN
 
     monkeypatch.setattr(gpu_module, "gpu_info", lambda device=0: Machine.current)
+    from edge_committee.backend.tensorrt import runner
+
+    class DeviceMemory:  # the execution contexts' shared device memory, which torch would allocate on a GPU
+        def __init__(self, nbytes: int, device: int) -> None:
+            self.nbytes = nbytes
+
+        def data_ptr(self) -> int:
+            return 0xD000
+
+    monkeypatch.setattr(runner.TensorRTMember, "_allocate", staticmethod(DeviceMemory))
     return Machine
 
 

@@ -81,6 +81,8 @@ def make_fake(knobs: Knobs | None = None) -> types.ModuleType:
     BuilderFlag = enum.IntEnum("BuilderFlag", {n: i for i, n in enumerate(flags)})
     NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 1})
     MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
+    PreviewFeature = enum.IntEnum("PreviewFeature", {"ALIASED_PLUGIN_IO_10_03": 0})
+    ExecutionContextAllocationStrategy = enum.IntEnum("ExecutionContextAllocationStrategy", {"USER_MANAGED": 2})
     DeviceType = enum.IntEnum("DeviceType", {"GPU": 0, "DLA": 1})
     TensorIOMode = enum.IntEnum("TensorIOMode", {"NONE": 0, "INPUT": 1, "OUTPUT": 2})
     DataType = enum.IntEnum("DataType", {n: i for i, n in enumerate(
@@ -174,6 +176,9 @@ def make_fake(knobs: Knobs | None = None) -> types.ModuleType:
             rec("IBuilderConfig.set_flag", flag.name)
             self._flags.add(flag.name)
 
+        def set_preview_feature(self, feature, enable: bool) -> None:
+            rec("IBuilderConfig.set_preview_feature", feature.name, bool(enable))
+
         def create_timing_cache(self, serialized) -> ITimingCache:
             rec("IBuilderConfig.create_timing_cache", bytes(serialized))
             return ITimingCache(serialized)
@@ -241,6 +246,9 @@ def make_fake(knobs: Knobs | None = None) -> types.ModuleType:
             self._addr[name] = ptr
             return True
 
+        def set_device_memory(self, ptr: int, size: int) -> None:
+            rec("IExecutionContext.set_device_memory", ptr, size)
+
         def execute_async_v3(self, stream_handle: int) -> bool:
             rec("IExecutionContext.execute_async_v3", stream_handle)
             return k.execute_ok
@@ -269,8 +277,12 @@ def make_fake(knobs: Knobs | None = None) -> types.ModuleType:
         def get_tensor_profile_shape(self, name: str, profile_index: int) -> list:
             return [tuple(x) for x in self._desc["profiles"][profile_index][name]]
 
-        def create_execution_context(self) -> IExecutionContext | None:
-            rec("ICudaEngine.create_execution_context")
+        @property
+        def device_memory_size_v2(self) -> int:
+            return 4096
+
+        def create_execution_context(self, strategy=None) -> IExecutionContext | None:
+            rec("ICudaEngine.create_execution_context", *([strategy.name] if strategy is not None else []))
             return IExecutionContext(self) if k.context_ok else None
 
     class Runtime(_Base):
@@ -309,7 +321,8 @@ def make_fake(knobs: Knobs | None = None) -> types.ModuleType:
     def get_plugin_registry() -> IPluginRegistry:
         return registry
 
-    for obj in (ILogger, BuilderFlag, NetworkDefinitionCreationFlag, MemoryPoolType, DeviceType, TensorIOMode,
+    for obj in (ILogger, BuilderFlag, NetworkDefinitionCreationFlag, MemoryPoolType, PreviewFeature,
+                ExecutionContextAllocationStrategy, DeviceType, TensorIOMode,
                 DataType, ITensor, INetworkDefinition, ParserError, OnnxParser, IOptimizationProfile, IHostMemory,
                 ITimingCache, IBuilderConfig, Builder, IExecutionContext, ICudaEngine, Runtime, IPluginRegistry,
                 IPluginCreator, get_plugin_registry):
@@ -320,7 +333,8 @@ def make_fake(knobs: Knobs | None = None) -> types.ModuleType:
 #: fake classes whose own names are only the fake's plumbing (IHostMemory is a bytes subclass:
 #: the real one is read through the buffer protocol, no name)
 _SKIP_CLASSES = {"IHostMemory"}
-_ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType", "DeviceType", "TensorIOMode", "DataType")
+_ENUMS = ("BuilderFlag", "NetworkDefinitionCreationFlag", "MemoryPoolType", "PreviewFeature", "DeviceType",
+          "TensorIOMode", "DataType", "ExecutionContextAllocationStrategy")
 
 
 def surface(fake: types.ModuleType) -> dict[str, set[str]]:

@@ -124,6 +124,7 @@ def test_build_options_reach_the_config(bundle, fake_trt_module, gpu):
     ({"opt_level": 6}, "levels are 0..5"),
     ({"workspace_mb": 0}, "--workspace-mb 0"),
     ({"dla_core": -1}, "--dla -1"),
+    ({"dla_core": 0, "version_compatible": True}, "--dla 0 with --version-compatible: .*drop one"),
 ])
 def test_bad_options_are_refused(kwargs, message):
     with pytest.raises(EdgeCommitteeError, match=message):
@@ -241,6 +242,8 @@ def test_whole_loads_the_plugin_library_before_parsing(bundle, fake_trt_module, 
     assert call(fake_trt_module, "IPluginRegistry.load_library") == (str(plugin_library.resolve()),)
     assert call(fake_trt_module, "IPluginRegistry.get_creator") == ("CascadeGate", "1", "edge_committee")
     assert call(fake_trt_module, "OnnxParser.parse_from_file") == (str(fused),)
+    # the plugin aliases its state outputs to its inputs (in place, no copies): needs the preview feature
+    assert call(fake_trt_module, "IBuilderConfig.set_preview_feature") == ("ALIASED_PLUGIN_IO_10_03", True)
     assert call(fake_trt_module, "IOptimizationProfile.set_shape") == ("images", (1, 28, 28, 1), (8, 28, 28, 1),
                                                                         (64, 28, 28, 1))
     (e,) = entries
@@ -319,3 +322,12 @@ def test_cli_refuses_a_bad_option_in_one_line(bundle, fake_trt_module, gpu, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--opt-batch 100 is larger than --max-batch 64" in err
     assert not os.path.exists(bundle / "timing.sm87.trt10.3.cache")
+
+
+def test_cli_refuses_dla_with_version_compatible_up_front(bundle, monkeypatch, capsys):
+    """TensorRT rejects a version-compatible DLA engine only after parsing; the CLI refuses the pair before it
+    even looks for TensorRT (here: none installed), in one line."""
+    _hide_tensorrt(monkeypatch)
+    assert main(["compile", str(bundle), "--dla", "0", "--version-compatible"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--dla 0 with --version-compatible" in err and "not installed" not in err

@@ -83,7 +83,10 @@ def test_member_binds_the_engine_io_and_enqueues_on_the_stream(compiled, fake_tr
     m.enqueue(Tensor((3, 1, 6, 6), ptr=0x10), Tensor((3, 4), ptr=0x20), Stream())
     m.enqueue(Tensor((3, 1, 6, 6), ptr=0x30), Tensor((3, 4), ptr=0x40), 0x77)  # same batch: shape not set again
     m.enqueue(Tensor((5, 1, 6, 6), ptr=0x50), Tensor((5, 4), ptr=0x60), Stream())
+    new_context = [("ICudaEngine.create_execution_context", ("USER_MANAGED",)),
+                   ("IExecutionContext.set_device_memory", (0xD000, 4096))]  # one shared block
     assert fake.calls == [
+        *new_context,
         ("IExecutionContext.set_input_shape", ("input", (3, 1, 6, 6))),
         ("IExecutionContext.set_tensor_address", ("input", 0x10)),
         ("IExecutionContext.set_tensor_address", ("logits", 0x20)),
@@ -91,16 +94,41 @@ def test_member_binds_the_engine_io_and_enqueues_on_the_stream(compiled, fake_tr
         ("IExecutionContext.set_tensor_address", ("input", 0x30)),
         ("IExecutionContext.set_tensor_address", ("logits", 0x40)),
         ("IExecutionContext.execute_async_v3", (0x77,)),
+        *new_context,  # another batch size: a context of its own, the first one's shape never changes
         ("IExecutionContext.set_input_shape", ("input", (5, 1, 6, 6))),
         ("IExecutionContext.set_tensor_address", ("input", 0x50)),
         ("IExecutionContext.set_tensor_address", ("logits", 0x60)),
         ("IExecutionContext.execute_async_v3", (0xBEEF,)),
     ]
+    fake.calls.clear()
+    m.enqueue(Tensor((3, 1, 6, 6), ptr=0x10), Tensor((3, 4), ptr=0x20), Stream())  # back to 3: its context, as is
+    assert [c[0] for c in fake.calls] == ["IExecutionContext.set_tensor_address"] * 2 + [
+        "IExecutionContext.execute_async_v3"]
     m.enqueue(Tensor((0, 1, 6, 6)), Tensor((0, 4)), Stream())  # an empty batch runs nothing
-    assert len(fake.calls) == 11
+    assert len(fake.calls) == 3
     m.deactivate()
     with pytest.raises(RuntimeError, match="not active"):
         m.enqueue(Tensor((1, 1, 6, 6)), Tensor((1, 4)), Stream())
+
+
+def test_captured_shapes_never_change_a_context(compiled, fake_trt_module):
+    """Review #7: a graph captured for one batch size is replayed later; its context must still have that shape.
+    Each batch size gets its own context (shape set once); past MAX_CONTEXTS they share one reshaped context."""
+    from edge_committee.backend.tensorrt import runner
+
+    (m, _) = device_members(CascadeModel(compiled, backend="tensorrt"))
+    m.activate()
+    seen = {}
+    for b in [1, 2, 4, 8, 1, 16, 2] + list(range(20, 20 + runner.MAX_CONTEXTS)):
+        m.enqueue(Tensor((b, 1, 6, 6)), Tensor((b, 4)), Stream())
+        ctx = m._context_for(b)
+        assert seen.setdefault(b, ctx) is ctx or len(m._contexts) == runner.MAX_CONTEXTS
+    contexts = list(m._contexts.values())
+    assert len(contexts) == runner.MAX_CONTEXTS and len({id(c) for c in contexts}) == len(contexts)
+    assert all(len(c._shapes) == 1 and next(iter(c._shapes.values()))[0] == b for b, c in m._contexts.items())
+    shapes = [a for n, a in fake_trt_module.calls if n == "IExecutionContext.set_input_shape"]
+    distinct = 5 + runner.MAX_CONTEXTS  # 1, 2, 4, 8, 16 and 20..35
+    assert len(shapes) == runner.MAX_CONTEXTS + (distinct - runner.MAX_CONTEXTS)  # once each; past the limit, per call
 
 
 @pytest.mark.parametrize("inp, message", [

@@ -1,9 +1,15 @@
 """The device runtime's two small CUDA kernels, compiled at run time with NVRTC through ``cuda.bindings``.
 
-- ``ec_fix_survivors``: the CUDA twin of :func:`.gate.fix_survivors_torch` (one launch, one block).
-- ``ec_set_condition``: sets a graph's conditional handle to ``real_count[0] > 0`` with the device
-  function ``cudaGraphSetConditional``; it is a kernel node of the conditional cascade graph
-  (:mod:`.graph`), never launched on its own.
+- ``ec_fix_and_set``: the CUDA twin of :func:`.gate.fix_survivors_torch` (one launch, one block),
+  fused with the conditional setter of the next stage: when the stage runs inside a conditional
+  cascade graph (:mod:`.graph`), its *slot* holds that graph's handle for the next stage and its kind,
+  and the kernel's last step calls ``cudaGraphSetConditional`` with ``real > 0`` (IF) or the survivors'
+  bucket index (SWITCH, :func:`.buckets.switch_value`); a zero handle (the host loop) sets nothing.
+  The handle is read from device memory because the stage graph is captured once and shared by the
+  conditional graphs of every first bucket; each graph writes its handles into the slots first
+  (``ec_copy_slots``, one node per launch).
+- ``ec_set_condition``: the same setter as a kernel node of its own (``EC_GRAPH_SETTER=node``: one
+  more node per stage; kept to tell a setter problem from a fused-kernel problem on a first GPU).
 
 ``cudaGraphSetConditional`` is declared here rather than taken from ``cuda_device_runtime_api.h``, so
 NVRTC needs no include path; the call stays an external symbol that the driver resolves when the
@@ -23,8 +29,21 @@ SOURCE = r"""
 typedef unsigned long long ec_cond_handle;
 extern "C" __device__ void cudaGraphSetConditional(ec_cond_handle handle, unsigned int value);
 
-extern "C" __global__ void ec_fix_survivors(const int* src, const int* count, int b, int capacity,
-                                            int* act_out, int* gidx_out, int* real_out)
+// IF (kind 1): real > 0; SWITCH (kind 2): the index of the smallest bucket >= real, nb (no case) when 0
+__device__ unsigned int ec_condition_value(int real, unsigned long long kind, const int* buckets, int nb)
+{
+    if (kind != 2ull) return real > 0 ? 1u : 0u;
+    if (real <= 0) return (unsigned int)nb;
+    for (int i = 0; i < nb; ++i)
+        if (buckets[i] >= real) return (unsigned int)i;
+    return (unsigned int)nb;
+}
+
+// slot: {handle, kind} of the next stage's conditional node in the graph being launched; null or a
+// zero handle (host loop): nothing is set
+extern "C" __global__ void ec_fix_and_set(const int* src, const int* count, int b, int capacity,
+                                          int* act_out, int* gidx_out, int* real_out,
+                                          const unsigned long long* slot, const int* buckets, int nb)
 {
     __shared__ int total;
     if (threadIdx.x == 0) total = 0;
@@ -41,12 +60,24 @@ extern "C" __global__ void ec_fix_survivors(const int* src, const int* count, in
     }
     atomicAdd(&total, mine);
     __syncthreads();
-    if (threadIdx.x == 0) real_out[0] = total;
+    if (threadIdx.x == 0)
+    {
+        real_out[0] = total;
+        const unsigned long long handle = slot ? slot[0] : 0ull;
+        if (handle != 0ull) cudaGraphSetConditional(handle, ec_condition_value(total, slot[1], buckets, nb));
+    }
 }
 
-extern "C" __global__ void ec_set_condition(ec_cond_handle handle, const int* real_count)
+extern "C" __global__ void ec_copy_slots(const unsigned long long* src, unsigned long long* dst, int n)
 {
-    if (threadIdx.x == 0 && blockIdx.x == 0) cudaGraphSetConditional(handle, real_count[0] > 0 ? 1u : 0u);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) dst[i] = src[i];
+}
+
+extern "C" __global__ void ec_set_condition(ec_cond_handle handle, const int* real_count, unsigned long long kind,
+                                            const int* buckets, int nb)
+{
+    if (threadIdx.x == 0 && blockIdx.x == 0)
+        cudaGraphSetConditional(handle, ec_condition_value(real_count[0], kind, buckets, nb));
 }
 """
 
@@ -129,20 +160,28 @@ class DeviceKernels:
         self.cu = cu
         image = compile_source(SOURCE, capability)
         self.module = check(cu.cuModuleLoadData(image), "cuModuleLoadData (device runtime kernels)")
-        self.fix = check(cu.cuModuleGetFunction(self.module, b"ec_fix_survivors"), "cuModuleGetFunction")
-        self.set_condition = check(cu.cuModuleGetFunction(self.module, b"ec_set_condition"), "cuModuleGetFunction")
+        get = lambda name: check(cu.cuModuleGetFunction(self.module, name.encode()), f"cuModuleGetFunction({name})")
+        self.fix, self.copy_slots, self.set_condition = get("ec_fix_and_set"), get("ec_copy_slots"), get(
+            "ec_set_condition")
 
     def fix_survivors(self, src, count, b: int, capacity: int, act_out, gidx_out, real_out, pos=None,
-                      stream=None) -> None:
-        """Launch ``ec_fix_survivors`` on ``stream`` (same arguments as :func:`.gate.fix_survivors_torch`)."""
+                      stream=None, slot=None, buckets=None) -> None:
+        """Launch ``ec_fix_and_set`` on ``stream`` (arguments as :func:`.gate.fix_survivors_torch`).
+
+        ``slot``: a (2,) int64 device tensor ``{handle, kind}`` read when the kernel runs (see the module
+        docstring); ``buckets``: the runtime's buckets as an int32 device tensor (SWITCH values).
+        """
+        ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
         params, keep = pack_args(
-            (0 if src is None else src.data_ptr(), ctypes.c_void_p), (count.data_ptr(), ctypes.c_void_p),
+            (ptr(src), ctypes.c_void_p), (count.data_ptr(), ctypes.c_void_p),
             (int(b), ctypes.c_int), (int(capacity), ctypes.c_int), (act_out.data_ptr(), ctypes.c_void_p),
             (gidx_out.data_ptr(), ctypes.c_void_p), (real_out.data_ptr(), ctypes.c_void_p),
+            (ptr(slot), ctypes.c_void_p), (ptr(buckets), ctypes.c_void_p),
+            (0 if buckets is None else int(buckets.numel()), ctypes.c_int),
         )
         handle = 0 if stream is None else stream.cuda_stream
         check(self.cu.cuLaunchKernel(self.fix, 1, 1, 1, FIX_THREADS, 1, 1, 0, self.cu.CUstream(handle),
-                                     ctypes.addressof(params), 0), "cuLaunchKernel(ec_fix_survivors)")
+                                     ctypes.addressof(params), 0), "cuLaunchKernel(ec_fix_and_set)")
         del keep
 
 

@@ -8,8 +8,11 @@ survivors; the outputs are copied back once at the end. Two modes:
 
 - ``host``: one replay per stage of the stage's CUDA graph for the survivors' batch-size bucket,
   then one 4-byte read of the survivor count (the only host wait between stages);
-- ``graph``: for the batch's bucket, the whole cascade as one CUDA graph whose later stages sit in
-  conditional IF nodes (:mod:`.graph`); the host launches it and waits once. Falls back to ``host``
+- ``graph``: the whole cascade as one CUDA graph whose later stages sit in conditional nodes
+  (:mod:`.graph`); the host launches it and waits once. With SWITCH nodes (CUDA >= 12.8) every stage
+  runs at its survivors' bucket; with IF nodes only (12.4) every stage runs at the first bucket, so
+  batches whose first bucket exceeds :data:`.buckets.IF_GRAPH_MAX_BUCKET` take the host loop
+  instead (:func:`.buckets.choose_path`; :attr:`last_path` says which ran). Falls back to ``host``
   where the driver, PyTorch or ``cuda.bindings`` cannot build it, and says why (:attr:`mode`,
   :attr:`mode_reason`, and a log line).
 
@@ -39,6 +42,7 @@ from typing import Any, Sequence
 
 from edge_committee._lazy import require
 from edge_committee.backend.base.device import DeviceMember
+from edge_committee.backend.device.buckets import bucket_for, choose_path, default_buckets
 from edge_committee.backend.device.gate import cuda_gate_step, gate_step_torch
 from edge_committee.cascade.reference import check_confidence_name
 from edge_committee.errors import EdgeCommitteeError
@@ -49,15 +53,6 @@ LOG = logging.getLogger("edge_committee")
 
 MODES = ("graph", "host")
 GATE_IMPLS = ("auto", "cuda", "torch")
-
-
-def default_buckets(max_batch: int) -> tuple[int, ...]:
-    """Powers of two up to ``max_batch`` (and ``max_batch`` itself)."""
-    out, b = [], 1
-    while b < max_batch:
-        out.append(b)
-        b *= 2
-    return tuple(out + [max_batch])
 
 
 class DeviceCascade(Executor):
@@ -128,6 +123,10 @@ class DeviceCascade(Executor):
         #: why ``graph`` was not used, if it was requested and is unavailable
         self.mode_reason: str | None = None
         self.gate_name: str | None = None
+        #: graph mode: SWITCH nodes available (per-stage buckets inside the graph)
+        self.switch_ok = False
+        #: the path the last batch took: ``switch``, ``if``, ``host`` or ``eager``
+        self.last_path: str | None = None
         self._contexts: dict[tuple[int, int, int], Any] = {}
         self.active = False
 
@@ -154,6 +153,9 @@ class DeviceCascade(Executor):
         self.num_classes = self._check_members()
         self.stream = torch.cuda.Stream(device=self.device) if self.is_cuda else None
         self.gate_step, self.gate_name = self._choose_gate()
+        #: the CUDA gate kernel also does the survivor fix-up and sets the next conditional (one launch per
+        #: stage instead of two); EC_FUSED_GATE=0 turns it off
+        self.gate_fuses_fix = self.gate_name.startswith("CUDA kernel") and _fused_gate_available()
         self.kernels = self._load_kernels() if self.is_cuda else None
         self.mode, self.mode_reason = self._choose_mode()
         if self.is_cuda:
@@ -224,6 +226,13 @@ class DeviceCascade(Executor):
         reason = graph_mode_unavailable(self.torch)
         if reason is None and self.kernels is None:
             reason = "the setter kernel could not be compiled (see the warning above)"
+        if reason is None:
+            import os
+
+            from edge_committee.backend.device.graph import switch_available
+
+            # EC_GRAPH_SWITCH=0: IF nodes only, as on a 12.4..12.7 driver (tests, debugging)
+            self.switch_ok = switch_available() and os.environ.get("EC_GRAPH_SWITCH", "1") != "0"
         return ("host", reason) if reason else ("graph", None)
 
     # ------------------------------------------------------------------ running
@@ -272,6 +281,9 @@ class DeviceCascade(Executor):
         ctx.upload(frames, n)
         b0 = self.bucket(n)
         graph = self._graph(ctx, b0) if self.mode == "graph" else None
+        self.last_path = graph.kind if graph is not None else ("host" if self.is_cuda else "eager")
+        if graph is None or graph.separate_setters:
+            ctx.clear_slots()  # the stages' fix-up must set no condition outside a fused-setter graph
         with ctx.stream_context():
             if graph is not None:
                 graph.launch(self.stream)
@@ -280,11 +292,20 @@ class DeviceCascade(Executor):
         return ctx.download(n, on_device)
 
     def _graph(self, ctx, b: int):
-        """The conditional cascade graph for bucket ``b``, or None after falling back to the host loop."""
+        """The conditional cascade graph for first bucket ``b``, or None for the host loop (this batch, or
+        for good after a failure)."""
+        path = choose_path(b, self.switch_ok, True)
+        if path == "host":
+            return None
         try:
-            return ctx.graph(b)
-        except Exception as exc:  # noqa: BLE001 - say why once, then run the host loop for good
-            self.mode, self.mode_reason = "host", f"the conditional graph failed: {type(exc).__name__}: {exc}"
+            return ctx.graph(b, path)
+        except Exception as exc:  # noqa: BLE001 - say why once, then take the next path for good
+            why = f"the conditional {path} graph failed: {type(exc).__name__}: {exc}"
+            if path == "switch":
+                self.switch_ok, self.mode_reason = False, why
+                LOG.warning("device runtime: %s; using IF nodes and the host loop", why)
+                return self._graph(ctx, b)
+            self.mode, self.mode_reason = "host", why
             LOG.warning("device runtime: graph mode is unavailable (%s); running the host loop", self.mode_reason)
             return None
 
@@ -301,10 +322,7 @@ class DeviceCascade(Executor):
 
     def bucket(self, n: int) -> int:
         """The smallest bucket holding ``n`` samples."""
-        for b in self.buckets:
-            if b >= n:
-                return b
-        raise ValueError(f"{n} samples exceed the largest bucket {self.capacity}")
+        return bucket_for(n, self.buckets)
 
     def _context(self, shape: tuple[int, int, int]):
         if shape not in self._contexts:
@@ -344,6 +362,14 @@ class DeviceCascade(Executor):
         """Make this runtime's GPU the current device (kernels load into its context)."""
         torch = self.torch
         return torch.cuda.device(self.device) if self.is_cuda else contextlib.nullcontext()
+
+
+def _fused_gate_available() -> bool:
+    import os
+
+    from edge_committee.gate.cuda import fuses_fix
+
+    return os.environ.get("EC_FUSED_GATE", "1") != "0" and fuses_fix()
 
 
 def _as_device(torch, device):

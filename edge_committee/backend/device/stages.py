@@ -8,7 +8,8 @@ Device state (``capacity`` = the largest bucket; rows ``capacity + j`` are the s
 Stage ``k`` for bucket ``b`` (:meth:`ShapeContext._stage_fn`), all enqueued on the runtime's stream:
 [stage 0: reset rows 0..b-1, indices 0..n-1 plus sinks] -> gather ``frames[gidx[:b]]`` ->
 preprocessing -> member -> gate (``act[k % 2][:b]`` -> survivors in ``act[(k+1) % 2]``) -> [not the
-last stage: fix the survivors, count the real ones into ``real``]. :meth:`ShapeContext._finalize_fn`
+last stage: fix the survivors, count the real ones into ``real``, set the next stage's conditional
+(:mod:`.graph`); the CUDA gate kernel does this in its own last block, else one more kernel]. :meth:`ShapeContext._finalize_fn`
 writes the mean probabilities at the exit stage and the other outputs; :meth:`ShapeContext.download`
 copies them back once.
 """
@@ -100,6 +101,9 @@ class ShapeContext:
         self.act = [self.pos + cap, self.pos + cap]
         self.gidx = torch.zeros(cap, **i32)
         self.gate_count, self.real = torch.zeros(1, **i32), torch.zeros(1, **i32)
+        #: row k: {handle, kind} of stage k's conditional node in the graph being launched (0: host loop)
+        self.slots = torch.zeros((len(runtime.members), 2), dtype=torch.int64, device=dev)
+        self.buckets_dev = torch.tensor(runtime.buckets, **i32)
         self.real_host = torch.zeros(1, dtype=torch.int32, **host)
         self.logits = torch.zeros((cap, c), dtype=torch.float32, device=dev)
         self.probs_out = torch.zeros((cap, c), dtype=torch.float32, device=dev)
@@ -114,7 +118,7 @@ class ShapeContext:
         self.gate_buffers = runtime.gate_buffers(2 * cap)
         self._stages: dict[tuple[int, int], Segment] = {}
         self._finals: dict[int, Segment] = {}
-        self._graphs: dict[int, object] = {}
+        self._graphs: dict[tuple[str, int], object] = {}
         if runtime.is_cuda:
             torch.cuda.synchronize(dev)  # the buffers were filled on the current stream; the runtime uses its own
             self._prime_gate()
@@ -134,12 +138,20 @@ class ShapeContext:
         rt.stream.synchronize()
 
     # ------------------------------------------------------------------ stage functions
-    def _fix(self, src, count, b: int, out) -> None:
+    def _fix(self, src, count, b: int, out, next_stage: int | None = None) -> None:
+        """The survivor fix-up; after stage ``next_stage - 1`` it also sets ``next_stage``'s condition."""
         kernels = self.rt.kernels
         if kernels is not None:
-            kernels.fix_survivors(src, count, b, self.cap, out, self.gidx, self.real, stream=self.rt.stream)
+            slot = self.slots[next_stage] if next_stage is not None else None
+            kernels.fix_survivors(src, count, b, self.cap, out, self.gidx, self.real, stream=self.rt.stream,
+                                  slot=slot, buckets=self.buckets_dev)
         else:
             fix_survivors_torch(src, count, b, self.cap, out, self.gidx, self.real, self.pos)
+
+    def _fix_args(self, b: int, next_stage: int) -> dict:
+        """The CUDA gate's fused fix-up (``GateFix``): the same writes as :meth:`_fix`, in the gate's launch."""
+        return {"rows": b, "capacity": self.cap, "gather_index": self.gidx, "real_count": self.real,
+                "slot": self.slots[next_stage], "buckets": self.buckets_dev}
 
     def _reset(self, b: int) -> None:
         self.prob_sum[:b].zero_()
@@ -157,11 +169,13 @@ class ShapeContext:
                 self._fix(None, self.n_dev, b, a_in)
             x = self.frames.index_select(0, self.gidx[:b])
             rt.members[k].enqueue(self.plans[k](x), self.logits[:b], rt.stream)
+            fused = rt.gate_fuses_fix and k < last  # the gate kernel's last block does the fix-up and the setter
+            extra = {**self.gate_buffers, "fix": self._fix_args(b, k + 1)} if fused else self.gate_buffers
             rt.gate_step(self.prob_sum, self.label, self.conf, self.exit_stage, self.flag, a_in[:b], self.logits[:b],
                          a_out, self.gate_count, k, last + 1, rt.thresholds[k], rt.confidence, stream=rt.stream,
-                         **self.gate_buffers)
-            if k < last:
-                self._fix(a_out, self.gate_count, b, a_out)
+                         **extra)
+            if k < last and not fused:
+                self._fix(a_out, self.gate_count, b, a_out, next_stage=k + 1)
 
         return stage
 
@@ -190,6 +204,7 @@ class ShapeContext:
 
     def stage(self, k: int, b: int) -> Segment:
         if (k, b) not in self._stages:
+            self.clear_slots()  # the warm-up runs the fix-up eagerly: no graph's handle may be set outside it
             self._stages[k, b] = Segment(self._stage_fn(k, b), self.rt, self.pool, self.preserve,
                                          f"stage {k} ({self.rt.members[k].name}) at batch {b}")
         return self._stages[k, b]
@@ -199,16 +214,28 @@ class ShapeContext:
             self._finals[b] = Segment(self._finalize_fn(b), self.rt, self.pool, self.preserve, f"finalize at batch {b}")
         return self._finals[b]
 
-    def graph(self, b: int):
-        """The conditional cascade graph for bucket ``b`` (built on first use)."""
-        if b not in self._graphs:
+    def graph(self, b: int, kind: str = "if"):
+        """The conditional cascade graph of ``kind`` (``switch`` or ``if``) for first bucket ``b`` (built on first use).
+
+        ``switch``: later stages at every bucket ``<= b`` (one SWITCH case each); ``if``: at ``b``.
+        """
+        if (kind, b) not in self._graphs:
             from edge_committee.backend.device.graph import ConditionalCascadeGraph
 
-            stages = [self.stage(k, b).raw() for k in range(len(self.rt.members))]
-            g = ConditionalCascadeGraph(stages, self.finalize(b).raw(), self.real, self.rt.kernels, self.rt.stream)
+            later = [x for x in self.rt.buckets if x <= b] if kind == "switch" else [b]
+            stages = [{b: self.stage(0, b).raw()}] + [{x: self.stage(k, x).raw() for x in later}
+                                                      for k in range(1, len(self.rt.members))]
+            g = ConditionalCascadeGraph(stages, self.finalize(b).raw(), self.real, self.rt.kernels, self.rt.stream,
+                                        kind=kind, slots=self.slots, buckets_dev=self.buckets_dev)
             g.upload(self.rt.stream)
-            self._graphs[b] = g
-        return self._graphs[b]
+            self._graphs[kind, b] = g
+        return self._graphs[kind, b]
+
+    def clear_slots(self) -> None:
+        """No conditional handles for the stages' fix-up (host loop, separate setter nodes); on the stream."""
+        if self.rt.kernels is not None:
+            with self.stream_context():
+                self.slots.zero_()
 
     # ------------------------------------------------------------------ host side
     def stream_context(self):

@@ -112,6 +112,8 @@ def create_config(trt: ModuleType, builder: Any, network: Any, options: BuildOpt
         config.add_optimization_profile(profile)
     if options.dla_core is not None:
         _configure_dla(trt, builder, config, options, precision)
+    if plugin_library:  # the gate plugin updates the cascade state in place (getAliasedInput) instead of copying it
+        config.set_preview_feature(trt.PreviewFeature.ALIASED_PLUGIN_IO_10_03, True)
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         if plugin_library:  # the engine carries the plugin library; the runtime then allows its host code

@@ -56,6 +56,9 @@ class BuildOptions:
             raise EdgeCommitteeError(f"--opt-level {self.opt_level}: TensorRT's builder levels are 0..5")
         if self.dla_core is not None and self.dla_core < 0:
             raise EdgeCommitteeError(f"--dla {self.dla_core}: a DLA core number is 0 or more")
+        if self.dla_core is not None and self.version_compatible:  # TensorRT rejects the pair after parsing
+            raise EdgeCommitteeError(f"--dla {self.dla_core} with --version-compatible: TensorRT builds no "
+                                     "version-compatible engine for DLA; drop one of the two")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

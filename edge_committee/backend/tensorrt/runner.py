@@ -1,11 +1,20 @@
 """A TensorRT engine as a :class:`~edge_committee.backend.base.device.DeviceMember`.
 
 Works with the full ``tensorrt`` module or the lean runtime (``tensorrt_lean``): it only
-deserializes and runs. One execution context per member; ``enqueue`` sets the input shape and
-the tensor addresses of the runtime's torch buffers and calls ``execute_async_v3`` on the given
-stream, with no host synchronization and no allocation once warmed up for a batch size (FP16
-outputs use one scratch buffer, allocated on first use), so the device runtime can capture it
-into a CUDA graph. As TensorRT requires, run ``enqueue`` once for a batch size before capturing it.
+deserializes and runs. ``enqueue`` sets the tensor addresses of the runtime's torch buffers and
+calls ``execute_async_v3`` on the given stream, with no host synchronization and no allocation once
+warmed up for a batch size (FP16 outputs use one scratch buffer, allocated on first use), so the
+device runtime can capture it into a CUDA graph. As TensorRT requires, run ``enqueue`` once for a
+batch size before capturing it.
+
+**One execution context per batch size** (up to :data:`MAX_CONTEXTS`; the device runtime's buckets
+are 9 up to 256): TensorRT documents a captured ``enqueueV3`` as valid for the shapes at capture
+time, so a context whose input shape changed must not have its old graphs replayed (review #7).
+Here a context's shape is set once and never changes, so every (stage, bucket) graph the runtime
+captured stays valid whatever other buckets ran in between. The contexts share one device-memory
+block (``USER_MANAGED``, sized ``device_memory_size_v2``: the largest any shape needs), allocated
+once at activation: they run one at a time on one stream. Batch sizes beyond :data:`MAX_CONTEXTS`
+share one more context that is reshaped per call (eager use only, e.g. the host-loop runner).
 
 Before TensorRT sees a file, :meth:`activate` checks its checksum, that this machine has a CUDA
 GPU, the fingerprint against it (when given), and that TensorRT's runtime started. The GPU check
@@ -29,6 +38,10 @@ from edge_committee.errors import BundleError, EdgeCommitteeError
 
 _DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "UINT8": "uint8", "INT64": "int64",
            "BOOL": "bool", "INT8": "int8"}
+
+
+#: distinct batch sizes that get an execution context of their own (see the module docstring)
+MAX_CONTEXTS = 16
 
 
 class EngineLoadError(EdgeCommitteeError):
@@ -109,7 +122,8 @@ class TensorRTMember(DeviceMember):
         self.expected_sha256 = expected_sha256
         self.fix = fix
         self._trt = trt
-        self._engine = self._context = self._runtime = self._scratch = None
+        self._engine = self._context = self._runtime = self._scratch = self._memory = None
+        self._contexts: dict[int, Any] = {}
         self._bound: int | None = None
 
     # -- loading --------------------------------------------------------------------------
@@ -131,11 +145,9 @@ class TensorRTMember(DeviceMember):
                                       "the file is corrupt or from another TensorRT version or GPU; "
                                       f"rebuild it with: {self.fix}")
             self._bind_io(trt)
-            self._context = self._engine.create_execution_context()
-            if self._context is None:
-                raise EngineLoadError(f"TensorRT could not create an execution context for {self.path}: "
-                                      f"{self._logger.last_error()} (out of GPU memory?)")
-        self._trt, self.device, self._bound = trt, device, None
+            self._trt, self.device, self._bound, self._contexts = trt, device, None, {}
+            self._memory = self._allocate(int(self._engine.device_memory_size_v2), device)
+            self._context = self._new_context()  # the shared one (beyond MAX_CONTEXTS); proves one can be made
 
     def _bind_io(self, trt: ModuleType) -> None:
         engine = self._engine
@@ -156,11 +168,47 @@ class TensorRTMember(DeviceMember):
         else:
             self.max_batch = int(shape[0])
 
+    def _new_context(self) -> Any:
+        trt = self._trt
+        ctx = self._engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        if ctx is None:
+            raise EngineLoadError(f"TensorRT could not create an execution context for {self.path}: "
+                                  f"{self._logger.last_error()} (out of GPU memory?)")
+        ctx.set_device_memory(int(self._memory.data_ptr()), int(self._engine.device_memory_size_v2))
+        return ctx
+
+    @staticmethod
+    def _allocate(nbytes: int, device: int):
+        """The contexts' shared device memory (a torch tensor, kept while active)."""
+        import torch
+
+        return torch.empty(max(nbytes, 1), dtype=torch.uint8, device=f"cuda:{device}")
+
+    def _context_for(self, b: int) -> Any:
+        """The execution context of batch ``b``: its own, with its shape set once (see the module docstring)."""
+        ctx = self._contexts.get(b)
+        if ctx is None and len(self._contexts) < MAX_CONTEXTS:
+            ctx = self._new_context()
+            self._set_shape(ctx, b)
+            self._contexts[b] = ctx
+        if ctx is None:  # beyond MAX_CONTEXTS: the shared context, reshaped when the batch changes
+            ctx = self._context
+            if b != self._bound:
+                self._set_shape(ctx, b)
+                self._bound = b
+        return ctx
+
+    def _set_shape(self, ctx, b: int) -> None:
+        if not ctx.set_input_shape(self._in, (b, *self.input_shape)):
+            raise EngineLoadError(f"{self.path}: TensorRT refused batch {b}: {self._logger.last_error()}")
+
     def deactivate(self) -> None:
-        # the context before the engine before the runtime: TensorRT's required destruction order
+        # the contexts before the engine before the runtime: TensorRT's required destruction order
         self._context = self._scratch = None
+        self._contexts = {}
         self._engine = None
         self._runtime = None
+        self._memory = None
 
     # -- running --------------------------------------------------------------------------
     def enqueue(self, inp, out, stream) -> None:
@@ -174,11 +222,7 @@ class TensorRTMember(DeviceMember):
         if b == 0:
             return
         self._check_batch(inp, out, b)
-        ctx = self._context
-        if b != self._bound:
-            if not ctx.set_input_shape(self._in, (b, *self.input_shape)):
-                raise EngineLoadError(f"{self.path}: TensorRT refused batch {b}: {self._logger.last_error()}")
-            self._bound = b
+        ctx = self._context_for(b)
         target = out if self.output_dtype == "float32" else self._scratch_for(out, b)
         ctx.set_tensor_address(self._in, int(inp.data_ptr()))
         ctx.set_tensor_address(self._out, int(target.data_ptr()))

@@ -1,7 +1,8 @@
 """Loaders for PyTorch members: a ``torch.nn.Module`` from a member's ONNX file, through onnx2torch.
 
 ``ModuleFromOnnx(path)()`` converts the bundle's ONNX file (the artifact every backend shares) to a
-PyTorch ``fx.GraphModule``. onnx2torch converts the example's members and real MobileNetV2 /
+PyTorch ``fx.GraphModule``, with its shape computations folded to constants and Reshape/Pad holding
+Python ints, so that the module never reads a device value on the host (:mod:`.capturable`). onnx2torch converts the example's members and real MobileNetV2 /
 EfficientNet-Lite exports with a max |diff| of about 1e-6 to 7e-6 against ONNX Runtime (tested in
 ``tests/backend/test_torch_cuda_convert.py``).
 
@@ -22,6 +23,7 @@ import types
 from pathlib import Path
 
 from edge_committee._lazy import require
+from edge_committee.backend.torch_cuda.capturable import fold_shapes, static_modules
 from edge_committee.errors import DependencyError, EdgeCommitteeError
 
 LOG = logging.getLogger("edge_committee")
@@ -106,6 +108,7 @@ class ModuleFromOnnx:
                 f"{self.path}: an INT8 member ({', '.join(qdq)} nodes) cannot run on torch-cuda; run it with TensorRT, "
                 "or build the bundle with precision fp32 or fp16 for this backend"
             )
+        model, report = fold_shapes(model)  # capturable: no shape read from a tensor (capturable.py)
         try:
             module = onnx2torch.convert(model)
         except Exception as exc:  # noqa: BLE001 - an unsupported op is the user's model, not our bug
@@ -113,4 +116,6 @@ class ModuleFromOnnx:
                 f"{self.path}: onnx2torch cannot convert this model ({type(exc).__name__}: {exc}); "
                 "run it with --backend onnxrt, or export an FP32 ONNX file with standard ops"
             ) from None
+        static = static_modules(module)
+        LOG.debug("%s: %s; %d Reshape/Pad modules with Python-int shapes", self.path.name, report, static)
         return module.eval()
