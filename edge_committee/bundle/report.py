@@ -43,7 +43,8 @@ def build_report_markdown(manifest: dict) -> str:
         "",
         "## Members",
         "",
-        "| member | precision | MACs (M) | preprocessing (ms/image) | FLOPs (M) | validation acc (%) | test acc (%) | file |",
+        "| member | precision | MACs (M) | preprocessing (ms/image) | FLOPs (M) | validation acc (%) | test acc (%) "
+        "| file |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for m in members:

@@ -127,3 +127,18 @@ def test_bad_inputs_fail_in_one_line_before_any_output(folder_case, tmp_path: Pa
     empty.mkdir()
     assert main(["predict", str(bundle), str(empty)]) == 1
     assert "no image files" in capsys.readouterr().err
+
+
+def test_the_progress_bar_goes_to_a_terminals_stderr_only(folder_case, monkeypatch, capsys):
+    import sys
+
+    bundle, folder, paths = folder_case
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    capsys.readouterr()
+    assert main(["predict", str(bundle), *paths[:40], "--batch-size", "8"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split("\t")[0] for line in out.splitlines()] == paths[:40]  # rows whole, in order
+    assert "predict" in err and "img" in err
+    assert main(["predict", str(bundle), *paths[:40], "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 40 and err == ""
