@@ -29,8 +29,8 @@ The cost model therefore uses the stage timings; the parts say where a stage's o
 :meth:`CascadeModel.predict <edge_committee.runtime.CascadeModel.predict>` runs every call large
 enough for OpenBLAS to use threads. Timed with its threads, a preprocessing product is split
 between two cores and the calling thread waits for the second half: when another process holds
-the other core, that wait lasts until the scheduler's next tick (4 ms here), so the same batch-64
-preprocessing measured 0.46 ms or 8-16 ms (multiples of 4 ms) from one run to the next, and the
+the other core, that half waits for a turn on it (about a multiple of 4 ms here), so the same batch-64
+preprocessing measured 0.46 ms or 8-16 ms from one run to the next, and the
 stage timings came out slower than the runtime that the cost model predicts (+28 %/+30 % error at
 batch 64; docs/latency.md).
 
