@@ -28,11 +28,11 @@ The cost model therefore uses the stage timings; the parts say where a stage's o
 **BLAS threads.** Every timing runs with NumPy's BLAS on one thread (``threadpoolctl``), as
 :meth:`CascadeModel.predict <edge_committee.runtime.CascadeModel.predict>` runs every call large
 enough for OpenBLAS to use threads. Timed with its threads, a preprocessing product is split
-between two cores and the calling thread waits for the second half: when another process holds
-the other core, that half waits for a turn on it (about a multiple of 4 ms here), so the same batch-64
-preprocessing measured 0.46 ms or 8-16 ms from one run to the next, and the
-stage timings came out slower than the runtime that the cost model predicts (+28 %/+30 % error at
-batch 64; docs/latency.md).
+between two cores and the calling thread waits for the second half; when another process holds
+the other core, that half waits for a turn (about a multiple of 4 ms here), so the same batch-64
+preprocessing measured 0.46 ms or 8-16 ms from one run to the next, and the stage timings came
+out slower than the runtime the cost model predicts (+28 %/+30 % error at batch 64; see
+docs/latency.md).
 
 Each figure follows the trtexec method of :mod:`.timing`. Nothing is written here: see
 :func:`edge_committee.profile.store.write_profile`.
