@@ -23,14 +23,22 @@ def _blas_threads() -> list[int]:
 
 
 def test_every_preprocessing_the_profiler_times_runs_on_one_blas_thread(built_bundle: Path, monkeypatch):
+    """Spied at the preprocessing and at the member's inference (every stage runs both)."""
+    from edge_committee.backend.base.runner import BaseRunner
+
     seen: list[list[int]] = []
-    original = Preprocessing.__call__
 
-    def spy(self, images):
-        seen.append(_blas_threads())
-        return original(self, images)
+    def spy(cls, name):
+        original = getattr(cls, name)
 
-    monkeypatch.setattr(Preprocessing, "__call__", spy)
+        def wrapper(self, *args, **kwargs):
+            seen.append(_blas_threads())
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    spy(Preprocessing, "__call__")
+    spy(BaseRunner, "infer")
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         if not _blas_threads() or max(_blas_threads()) < 2:
             pytest.skip("NumPy's BLAS cannot run 2 threads here")
