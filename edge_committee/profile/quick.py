@@ -6,7 +6,8 @@ cost more than the member itself, so a cascade chosen by MACs may not be faster 
 the largest member. Two checks, each about a second on a CPU:
 
 - :func:`preprocess_costs`: each member's preprocessing, in ms per image, measured on a few
-  validation images (their own size) with NumPy's BLAS on one thread, as the runtime runs it;
+  validation images (their own size; as many as five calls fit in the time share, at most 64 and
+  64 MB of pixels) with NumPy's BLAS on one thread, as the runtime runs it;
   the build report shows it next to the MACs;
 - :func:`end_to_end_check`: the chosen cascade and the largest member (most MACs) run by the host
   loop (preprocessing + ONNX Runtime, 1 thread, the averaging gate) on the same validation images
@@ -37,6 +38,8 @@ LOG = logging.getLogger("edge_committee")
 CHECK_S = 1.0
 #: most validation images a check runs on (one batch)
 MAX_IMAGES = 64
+#: most bytes of raw images a check holds
+MAX_BYTES = 64 << 20
 #: the end-to-end batch is sized so that one call of the largest member lasts about this long (s)
 TARGET_CALL_S = 0.1
 #: fewest images the end-to-end check runs on (fewer only when the split has fewer)
@@ -59,7 +62,9 @@ def validation_images(images=None, manifest: dict | None = None, n: int = MAX_IM
         images = _recorded_validation(manifest)
     if images is None or len(images) == 0:
         return None
-    first = images[: min(n, len(images))]
+    one = np.asarray(images[0])
+    n = min(n, len(images), max(1, MAX_BYTES // max(1, one.nbytes)))  # 1080p frames: 10 of them
+    first = images[:n]
     if isinstance(first, np.ndarray):
         return first if first.ndim == 4 else first[..., None]
     batch = [im if im.ndim == 3 else im[..., None] for im in map(np.asarray, first)]
@@ -85,13 +90,13 @@ def _ms_per_call(fn: Callable[[], object], budget_s: float) -> float:
     sixth of ``budget_s``, at most ``budget_s``)."""
     from edge_committee.profile.timing import TimingConfig, measure
 
-    cfg = TimingConfig(warmup_s=0.0, min_warmup=1, min_iters=5, min_time_s=budget_s / 6, max_time_s=budget_s,
+    cfg = TimingConfig(warmup_s=0.0, min_warmup=1, min_iters=3, min_time_s=budget_s / 6, max_time_s=budget_s,
                        check_s=budget_s / 20)
     return float(np.median(measure(fn, cfg)[0]))
 
 
 def preprocess_costs(members: Sequence[dict], images: np.ndarray | None, budget_s: float | None = None) -> dict:
-    """{member name: {"ms_per_image", "source_shape", "images"}}: each member's preprocessing of
+    """{member name: {"ms_per_image", "source_shape"}}: each member's preprocessing of
     ``images`` (raw uint8, their own size), median over about ``budget_s`` seconds shared by the
     distinct preprocessings (precision variants of one model share theirs)."""
     from edge_committee.spec.preprocess import Preprocessing
@@ -102,11 +107,22 @@ def preprocess_costs(members: Sequence[dict], images: np.ndarray | None, budget_
     pps = {m["name"]: Preprocessing.from_dict(m["preprocessing"]) for m in members}
     distinct = list(dict.fromkeys(pps.values()))
     per = budget_s / max(1, len(distinct))
+    ms = {}
     with blas_single_thread():
-        ms = {pp: _ms_per_call(lambda pp=pp: pp(images), per) / len(images) for pp in distinct}
+        for pp in distinct:
+            x = images[: _fitting(lambda pp=pp: pp(images[:1]), per / 5, len(images))]
+            ms[pp] = _ms_per_call(lambda pp=pp, x=x: pp(x), per) / len(x)
     shape = [int(d) for d in images.shape[1:]]
-    return {n: {"ms_per_image": round(ms[pp], 5), "source_shape": shape, "images": int(len(images))}
-            for n, pp in pps.items()}
+    return {n: {"ms_per_image": round(ms[pp], 5), "source_shape": shape} for n, pp in pps.items()}
+
+
+def _fitting(one_image: Callable[[], object], call_s: float, most: int) -> int:
+    """How many images one call can take and last about ``call_s`` seconds (1 to ``most``), from a
+    warm call on one image: a large frame's slow preprocessing then keeps the check short."""
+    one_image()
+    t0 = time.perf_counter()
+    one_image()
+    return int(np.clip(call_s / max(time.perf_counter() - t0, 1e-7), 1, most))
 
 
 def _loop(root: Path, manifest: dict, names: Sequence[str], thresholds: Sequence[float]):
@@ -144,8 +160,8 @@ def end_to_end_check(root: str | Path, manifest: dict, images: np.ndarray | None
     cascade, single = _loop(root, manifest, names, thresholds), _loop(root, manifest, [largest], [])
     try:
         with blas_single_thread():
-            one = _ms_per_call(lambda: single.run(images[:1]), 0.05 * budget_s) / 1e3
-            n = min(len(images), max(MIN_IMAGES, int(TARGET_CALL_S / max(one, 1e-6))))
+            n = max(MIN_IMAGES, _fitting(lambda: single.run(images[:1]), TARGET_CALL_S, len(images)))
+            n = min(n, len(images))
             x = np.ascontiguousarray(images[:n])
             ms = _take_turns([lambda: cascade.run(x), lambda: single.run(x)], budget_s)
             exits = np.bincount(cascade.run(x).exit_stage, minlength=len(names))

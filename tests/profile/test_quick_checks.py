@@ -37,7 +37,7 @@ def test_the_report_shows_each_members_measured_preprocessing(cascade_spec: Path
     bundle, manifest = _build(cascade_spec)
     for m in manifest["members"]:
         cost = m["preprocess_cost"]
-        assert cost["ms_per_image"] > 0 and cost["source_shape"] == [12, 12, 3] and cost["images"] >= 1
+        assert cost["ms_per_image"] > 0 and cost["source_shape"] == [12, 12, 3]
     report = (bundle / "report.md").read_text()
     assert "| member | precision | MACs (M) | preprocessing (ms/image) |" in report
     large = next(m for m in manifest["members"] if m["name"] == "large")
