@@ -5,15 +5,15 @@ nor the per-stage work of a cascade (gather, gate). On real photos or camera fra
 cost more than the member itself, so a cascade chosen by MACs may not be faster end to end than
 the largest member. Two checks, each about a second on a CPU:
 
-- :func:`preprocess_costs`: each member's preprocessing, in ms per image, measured on a few
-  validation images (their own size; as many as five calls fit in the time share, at most 64 and
-  64 MB of pixels) with NumPy's BLAS on one thread, as the runtime runs it;
-  the build report shows it next to the MACs;
+- :func:`preprocess_costs`: each member's preprocessing, in ms per image, on a few validation
+  images at their own size (at most 64 and 64 MB of pixels, fewer when a call would outlast a
+  fifth of the time share), NumPy's BLAS on one thread as the runtime runs it; the build report
+  shows it next to the MACs;
 - :func:`end_to_end_check`: the chosen cascade and the largest member (most MACs) run by the host
   loop (preprocessing + ONNX Runtime, 1 thread, the averaging gate) on the same validation images
-  (at least 8, as many as one call of the largest runs in about 0.1 s, at most 64), taking turns, until both
-  medians are stable or about a second has passed; :func:`slower_warning` is the one-line warning
-  when the cascade is not faster.
+  (at least 8, as many as one call of the largest runs in about 0.1 s, at most 64), taking turns,
+  until both medians are stable or about a second has passed; :func:`slower_warning` is the
+  one-line warning when the cascade is not faster.
 
 A learned combiner's own step is left out (the averaging gate stands in for it); both checks are
 skipped, returning None, when no validation images can be read.
