@@ -14,6 +14,11 @@ from edge_committee.cli.main import main
 from edge_committee.profile import quick
 
 
+@pytest.fixture(autouse=True)
+def _checks_on(monkeypatch):
+    monkeypatch.delenv("EDGE_COMMITTEE_CHECK_S", raising=False)
+
+
 @pytest.fixture
 def cascade_spec(tiny_committee: Path) -> Path:
     spec = yaml.safe_load(tiny_committee.read_text())
