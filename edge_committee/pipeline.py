@@ -391,6 +391,7 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=N
         **({"combiner": spec.combiner} if spec.combiner not in (None, "average") else {}),
     }
     members = [_member_entry(b, labels, root) for b in builds]
+    sample = _validation_sample(splits)
     data, profiles = selection_data(builds, labels), {}
     if spec.budget.latency_ms is not None:
         data, profiles = _profile_for_budget(spec, root, members, splits, data, threads, say)
@@ -417,8 +418,16 @@ def _select_and_write(spec, builds, splits, root, mode, rejected, say, threads=N
     }
     if profiles:
         manifest["profiles"] = profiles
-    write_cascade(root, manifest, result)
+    write_cascade(root, manifest, result, images=sample)
     return manifest
+
+
+def _validation_sample(splits: dict) -> np.ndarray | None:
+    """A few validation images for the quick measured checks (:mod:`edge_committee.profile.quick`)."""
+    from edge_committee.profile.quick import check_seconds, validation_images
+
+    split = splits.get("validation")
+    return validation_images(split.images) if split is not None and check_seconds() > 0 else None
 
 
 def _image_shape(split: RawSplit) -> list[int] | None:
@@ -449,8 +458,11 @@ def _member_entry(b: MemberBuild, labels, root: Path) -> dict:
     return entry
 
 
-def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> dict:
-    """Put the selection result into the manifest, write the reports and (``finalize``) checksums."""
+def write_cascade(root: Path, manifest: dict, result, finalize: bool = True, images: np.ndarray | None = None) -> dict:
+    """Put the selection result into the manifest, write the reports and (``finalize``) checksums.
+
+    ``images``: a few raw validation images for the quick measured checks (default: read from the
+    split the manifest records)."""
     from edge_committee.select import write_report
 
     chosen = result.to_dict()
@@ -459,6 +471,7 @@ def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> 
     chosen["worst_macs"] = sum(by_name[n]["macs"] for n in chosen["members"])
     _write_combiner(root, manifest, result, chosen)
     manifest["cascade"] = chosen
+    _measured_checks(root, manifest, images)
     labels = manifest.get("labels") or []
     for m in manifest["members"]:
         m["labels"] = labels
@@ -467,6 +480,27 @@ def write_cascade(root: Path, manifest: dict, result, finalize: bool = True) -> 
     if finalize:
         finalize_manifest(root, manifest)
     return manifest
+
+
+def _measured_checks(root: Path, manifest: dict, images: np.ndarray | None) -> None:
+    """Each member's preprocessing time (measured once per bundle) and, for a cascade chosen by MACs,
+    whether it is faster end to end than the largest member here; a warning line when it is not."""
+    from edge_committee.profile import quick
+
+    c, members = manifest["cascade"], manifest["members"]
+    needs_pp = any("preprocess_cost" not in m for m in members)
+    if quick.check_seconds() <= 0 or not (needs_pp or c.get("cost_unit") == "MACs"):
+        return
+    images = images if images is not None else quick.validation_images(manifest=manifest)
+    if needs_pp:
+        costs = quick.preprocess_costs(members, images)
+        for m in members:
+            if m["name"] in costs:
+                m["preprocess_cost"] = costs[m["name"]]
+    if c.get("cost_unit") == "MACs" and (check := quick.end_to_end_check(root, manifest, images)):
+        c["end_to_end"] = check
+        if line := quick.slower_warning(check, manifest):
+            LOG.warning("warning: %s", line)
 
 
 def _write_combiner(root: Path, manifest: dict, result, chosen: dict) -> None:

@@ -11,6 +11,24 @@ def _m(x) -> str:
     return "–" if x is None else f"{x / 1e6:.2f}"
 
 
+def _pp_ms(member: dict) -> str:
+    """The member's measured preprocessing time per image (at the validation image size)."""
+    cost = member.get("preprocess_cost")
+    return "–" if not cost else f"{cost['ms_per_image']:.3g}"
+
+
+def _end_to_end(c: dict) -> list[str]:
+    """The quick end-to-end check of a MACs-chosen cascade against the largest member."""
+    e = c.get("end_to_end")
+    if not e:
+        return []
+    verdict = "faster" if e["faster"] else "**not faster** (MACs leave out preprocessing and per-stage work)"
+    exits = f", exits per stage {e['exits']}" if e.get("exits") else ""
+    return [f"\nEnd to end on the build machine ({e['images']} validation images{exits}; preprocessing + ONNX "
+            f"Runtime on 1 thread): the chosen cascade {e['cascade_ms_per_image']:.3g} ms/image, the largest member "
+            f"{e['largest']} {e['largest_ms_per_image']:.3g} ms/image: {verdict}."]
+
+
 def build_report_markdown(manifest: dict) -> str:
     members = manifest["members"]
     c = manifest["cascade"]
@@ -25,13 +43,14 @@ def build_report_markdown(manifest: dict) -> str:
         "",
         "## Members",
         "",
-        "| member | precision | MACs (M) | FLOPs (M) | validation acc (%) | test acc (%) | file |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| member | precision | MACs (M) | preprocessing (ms/image) | FLOPs (M) | validation acc (%) | test acc (%) "
+        "| file |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for m in members:
         acc = m.get("accuracy", {})
         lines.append(
-            f"| {m['name']} | {m['precision']} | {_m(m['macs'])} | {_m(m['flops'])} | "
+            f"| {m['name']} | {m['precision']} | {_m(m['macs'])} | {_pp_ms(m)} | {_m(m['flops'])} | "
             f"{_pct(acc.get('validation'))} | {_pct(acc.get('test'))} | `{m['file']}` |"
         )
     la = largest.get("accuracy", {})
@@ -60,6 +79,7 @@ def build_report_markdown(manifest: dict) -> str:
             f"Mean MACs of the chosen committee: {mean_macs / largest['macs']:.3f} × the largest member's "
             f"on validation" + (f", {test_mean / largest['macs']:.3f} × on test." if test_mean else ".")
         )
+    lines += _end_to_end(c)
     if c.get("cost_unit") == "ms" and c.get("cost_model"):
         cm = c["cost_model"]
         lines.append(
@@ -83,6 +103,10 @@ def build_report_markdown(manifest: dict) -> str:
     if rejected:
         lines += ["", "## Rejected precision variants", ""]
         lines += [f"- {r['member']} {r['precision']}: {r['reason']}" for r in rejected]
+    if any(m.get("preprocess_cost") for m in members):
+        shape = next(m["preprocess_cost"]["source_shape"] for m in members if m.get("preprocess_cost"))
+        lines.append(f"\nPreprocessing: measured on {'x'.join(map(str, shape))} validation images on the build "
+                     "machine (NumPy, 1 BLAS thread); not part of MACs.")
     lines += ["", "The full trade-off (frontier of single members, ensembles and cascades): "
               "[selection.md](selection.md), ![frontier](selection.png)", ""]
     return "\n".join(lines)

@@ -1,65 +1,109 @@
-"""``edge-committee predict DIR inputs...``: classify image files or .npy batches."""
+"""``edge-committee predict DIR inputs...``: classify image files, folders, globs or .npy batches.
+
+The inputs are decoded and classified ``--batch-size`` images at a time and each batch's rows are
+printed as soon as it is done, so memory stays flat over a folder of any size
+(:mod:`edge_committee.data.inputs`). A progress bar goes to stderr when stderr is a terminal and
+``-q`` is not given; stdout holds only the results, so ``--json`` output piped to a file or a
+program is never mixed with it.
+"""
 
 from __future__ import annotations
 
 import math
+import sys
 
 from edge_committee.cli._common import backend_args, dumps_strict, safe_text
 from edge_committee.errors import EdgeCommitteeError
 
-HELP = "classify image files or an .npy batch with a bundle"
+HELP = "classify image files, folders, globs or .npy batches with a bundle"
+DEFAULT_BATCH_SIZE = 32  #: images decoded and classified per call (flat memory, few Python calls)
 
 
 def add_arguments(p) -> None:
     p.add_argument("bundle")
-    p.add_argument("inputs", nargs="+", help="image files, or .npy arrays of uint8 images (N, H, W[, C])")
+    p.add_argument("inputs", nargs="+",
+                   help="image files, folders (searched recursively), quoted glob patterns ('frames/**/*.jpg'), "
+                        "or .npy arrays of uint8 images (N, H, W[, C])")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per input (strict JSON: a confidence that is not a number is null)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"images decoded and classified at a time (default {DEFAULT_BATCH_SIZE}); "
+                        "memory grows with it, not with the number of inputs")
     backend_args(p)
 
 
 def read_inputs(paths: list[str]):
-    """[(name, uint8 image)] from image files and .npy batches."""
-    import numpy as np
+    """The inputs as lazy segments (nothing decoded; every named file checked to exist)."""
+    from edge_committee.data.inputs import expand_inputs
 
-    from edge_committee.data.readers import read_image
+    return expand_inputs(paths)
 
-    items: list[tuple[str, np.ndarray]] = []
-    for p in paths:
-        if p.endswith(".npy"):
-            try:
-                arr = np.load(p, allow_pickle=False)
-            except (OSError, ValueError) as exc:
-                raise EdgeCommitteeError(f"cannot read {p}: {exc}") from None
-            if arr.dtype != np.uint8 or arr.ndim not in (3, 4):
-                raise EdgeCommitteeError(
-                    f"{p}: expected uint8 images of shape (N, H, W) or (N, H, W, C); got {arr.dtype} {arr.shape}"
-                )
-            items += [(f"{p}[{i}]", arr[i]) for i in range(len(arr))]
-        else:
-            items.append((p, read_image(p)))
-    return items
+
+def format_rows(names: list[str], pred, members: list[str], as_json: bool) -> list[str]:
+    """One output line per image of a batch (tab-separated text, or strict JSON)."""
+    labels = pred.names()
+    lines = []
+    for j, src in enumerate(names):
+        conf = float(pred.confidence[j])
+        row = {"input": src, "label": labels[j], "class": int(pred.labels[j]),
+               "confidence": round(conf, 6) if math.isfinite(conf) else None,
+               "exit_stage": int(pred.exit_stage[j]), "exit_member": members[pred.exit_stage[j]],
+               "flag": bool(pred.flags[j])}
+        if as_json:
+            lines.append(dumps_strict(row))
+            continue
+        fields = [src, row["label"], f"confidence {conf:.4f}" if math.isfinite(conf) else "confidence nan",
+                  f"exit stage {row['exit_stage']} ({row['exit_member']})"]
+        if row["flag"]:
+            fields.append("flag: a member gave non-finite logits (mean over the others)")
+        lines.append("\t".join(safe_text(f) for f in fields))
+    return lines
 
 
 def run(args) -> int:
     from edge_committee.api import load
+    from edge_committee.data.inputs import count, iter_batches
 
-    items = read_inputs(args.inputs)
-    with load(args.bundle, backend=args.backend, threads=args.threads, preprocess=args.preprocess) as model:
-        pred = model.predict([im for _, im in items])
-    names = pred.names()
-    for j, (src, _) in enumerate(items):
-        conf = float(pred.confidence[j])
-        row = {"input": src, "label": names[j], "class": int(pred.labels[j]),
-               "confidence": round(conf, 6) if math.isfinite(conf) else None,
-               "exit_stage": int(pred.exit_stage[j]), "exit_member": model.members[pred.exit_stage[j]],
-               "flag": bool(pred.flags[j])}
-        if args.json:
-            print(dumps_strict(row))
-        else:
-            fields = [src, row["label"], f"confidence {conf:.4f}" if math.isfinite(conf) else "confidence nan",
-                      f"exit stage {row['exit_stage']} ({row['exit_member']})"]
-            if row["flag"]:
-                fields.append("flag: a member gave non-finite logits (mean over the others)")
-            print("\t".join(safe_text(f) for f in fields))
+    if args.batch_size < 1:
+        raise EdgeCommitteeError(f"--batch-size must be at least 1; got {args.batch_size}")
+    sources = read_inputs(args.inputs)
+    with load(args.bundle, backend=args.backend, threads=args.threads, preprocess=args.preprocess) as model, \
+            _Bar(count(sources), enabled=not getattr(args, "quiet", False)) as bar:
+        for names, images in iter_batches(sources, args.batch_size):
+            pred = model.predict(images)
+            bar.write("\n".join(format_rows(names, pred, model.members, args.json)))
+            bar.update(len(names))
     return 0
+
+
+class _Bar:
+    """A tqdm bar on stderr (only when stderr is a terminal); result lines go to stdout through it,
+    so a terminal showing both never gets a line torn by a redraw."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc="predict", unit="img", leave=False, file=sys.stderr)
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stdout)
+        else:
+            sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from edge_committee.cli._common import backend_args
+from edge_committee.errors import EdgeCommitteeError
+
+LOG = logging.getLogger("edge_committee")
 
 HELP = "measure member and runtime latencies on this device and store the profile in the bundle"
 
@@ -13,6 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("--members", help="comma-separated member names (default: every member variant)")
     p.add_argument("--source", help="raw images to time preprocessing on: .npy/.npz/image folder "
                                     "(default: random images of the size the bundle records)")
+    p.add_argument("--source-size", metavar="HxW",
+                   help="profile at this image size, e.g. 1080x1920 for a camera: random images of that size, "
+                        "or with --source its images resized to it")
     p.add_argument("--dry-run", action="store_true", help="print the profile instead of writing it")
     backend_args(p)
     g = p.add_argument_group("timing (trtexec's method: warm up, then until the two halves' medians agree)")
@@ -47,6 +55,62 @@ def summary(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1080x1920"`` -> (1080, 1920); a bad value is a user's mistake in one line."""
+    try:
+        h, w = (int(v) for v in text.lower().replace("*", "x").split("x"))
+    except ValueError:
+        h = w = 0
+    if not (0 < h <= 16384 and 0 < w <= 16384):
+        raise EdgeCommitteeError(f"--source-size: {text!r} is not a size HxW; pass e.g. 1080x1920 (height x width, "
+                                 "1 to 16384 pixels each)")
+    return h, w
+
+
+def source_images(split, n: int, size: tuple[int, int] | None = None):
+    """Up to ``n`` raw images of ``split`` (decoded from a folder only as many as needed) as one uint8
+    (N, H, W, C) array: resized to ``size`` when given (PIL, bicubic), else those of the most
+    common size among them (the profile times one source size)."""
+    import numpy as np
+
+    from edge_committee.data.readers import as_nhwc_uint8
+
+    first = split.images[: min(n, len(split.images))]
+    if isinstance(first, np.ndarray) and size is None:
+        return as_nhwc_uint8(first, "--source")
+    images = [np.asarray(im) for im in first]
+    images = [im[..., None] if im.ndim == 2 else im for im in images]
+    if size is not None:
+        return np.stack([_resize(im, size) for im in images])
+    shapes = [im.shape for im in images]
+    common = max(set(shapes), key=shapes.count)
+    if len(set(shapes)) > 1:
+        LOG.info("--source: images of %d sizes; profiling with the %d of size %s (the most common)",
+                 len(set(shapes)), shapes.count(common), "x".join(map(str, common)))
+    return np.stack([im for im in images if im.shape == common])
+
+
+def _resize(image, size: tuple[int, int]):
+    import numpy as np
+    from PIL import Image
+
+    gray = image.shape[-1] == 1
+    im = Image.fromarray(image[..., 0] if gray else image).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+    out = np.asarray(im, np.uint8)
+    return out[..., None] if gray else out
+
+
+def random_images(bundle: str, size: tuple[int, int], n: int):
+    """``n`` random uint8 images of ``size`` with the channels of the bundle's recorded images."""
+    import numpy as np
+
+    from edge_committee.bundle import read_manifest
+    from edge_committee.profile.profiler import source_shape
+
+    channels = source_shape(read_manifest(bundle))[2]
+    return np.random.default_rng(0).integers(0, 256, (n, *size, channels), dtype=np.uint8)
+
+
 def run(args) -> int:
     import json
 
@@ -60,9 +124,13 @@ def run(args) -> int:
 
     timing = TimingConfig(warmup_s=args.warmup, min_iters=args.min_iters, min_time_s=args.min_time,
                           max_time_s=args.max_time, tolerance=args.tolerance)
-    images = read_source(args.source, None).images if args.source else None
+    batches = parse_batches(args.batch)
+    size = parse_size(args.source_size) if args.source_size else None
+    images = source_images(read_source(args.source, None), max(batches), size) if args.source else None
+    if size is not None and images is None:
+        images = random_images(args.bundle, size, max(batches))
     members = [m.strip() for m in args.members.split(",")] if args.members else None
-    doc = profile_bundle(args.bundle, args.backend, parse_batches(args.batch), args.threads, members=members,
+    doc = profile_bundle(args.bundle, args.backend, batches, args.threads, members=members,
                          images=images, timing=timing, show_progress=not args.quiet)
     if args.dry_run:
         print(json.dumps(doc, indent=1))

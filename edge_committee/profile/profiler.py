@@ -25,6 +25,15 @@ member's inference has evicted them, and small Python/NumPy steps then take 3-8x
 (preprocessing for the example's phi0: 0.019 ms alone, 0.16 ms right after a phi4 inference).
 The cost model therefore uses the stage timings; the parts say where a stage's overhead goes.
 
+**BLAS threads.** Every timing runs with NumPy's BLAS on one thread (``threadpoolctl``), as
+:meth:`CascadeModel.predict <edge_committee.runtime.CascadeModel.predict>` runs every call large
+enough for OpenBLAS to use threads. Timed with its threads, a preprocessing product is split
+between two cores and the calling thread waits for the second half; when another process holds
+the other core, that half waits for a turn (about a multiple of 4 ms here), so the same batch-64
+preprocessing measured 0.46 ms or 8-16 ms from one run to the next, and the stage timings came
+out slower than the runtime the cost model predicts (+28 %/+30 % error at batch 64; see
+docs/latency.md).
+
 Each figure follows the trtexec method of :mod:`.timing`. Nothing is written here: see
 :func:`edge_committee.profile.store.write_profile`.
 """
@@ -40,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_committee._util import blas_single_thread
 from edge_committee.backend import runner_for
 from edge_committee.bundle import read_manifest
 from edge_committee.cascade.reference import GateState
@@ -248,18 +258,14 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
     n_pp = len({Preprocessing.from_dict(m["preprocessing"]) for m in entries})
     tick, close = _progress(len(batches) * (len(entries) + 1 + n_pp), show_progress)
     start = time.perf_counter()
-    try:
-        context = (_gate_step_fn(gate)[0], (manifest.get("cascade") or {}).get("confidence", "max_prob"),
-                   list(manifest["labels"]))
-        if cascade_backend:
-            timed = {m["name"]: _facade_timings(backend, root, manifest, m, batches, raw, threads, timing, tick,
-                                                options) for m in entries}
-        else:
-            timed = {m["name"]: _member_timings(backend, root, m, batches, raw, threads, timing, tick, options,
-                                                context) for m in entries}
-        overhead = _overhead_timings(manifest, entries, batches, raw, gate, timing, tick)
-    finally:
-        close()
+    # NumPy's BLAS on one thread for every timing, as CascadeModel.predict runs a call of this size
+    # (see "BLAS threads" in the module docstring)
+    with blas_single_thread():
+        try:
+            timed, overhead = _time_all(backend, root, manifest, entries, batches, raw, threads, timing, gate,
+                                        tick, options, cascade_backend)
+        finally:
+            close()
     fp = fingerprint(backend, threads, _gate_step_fn(gate)[1])
     doc = {
         "schema": SCHEMA,
@@ -275,6 +281,23 @@ def profile_members(root: Path, manifest: dict, backend: str = "onnxrt",
         "overhead": overhead,
     }
     return check_profile(doc, "the new profile")
+
+
+def _time_all(backend: str, root: Path, manifest: dict, entries: Sequence[dict], batches: Sequence[int],
+              raw: np.ndarray, threads: int | None, timing: TimingConfig, gate: str, tick: Callable[[], None],
+              options: dict, cascade_backend: bool) -> tuple[dict, dict]:
+    """(member timings by name, overhead timings): every timing of a profile."""
+    from edge_committee.runtime.cascade import _gate_step_fn
+
+    if cascade_backend:
+        timed = {m["name"]: _facade_timings(backend, root, manifest, m, batches, raw, threads, timing, tick,
+                                            options) for m in entries}
+    else:
+        context = (_gate_step_fn(gate)[0], (manifest.get("cascade") or {}).get("confidence", "max_prob"),
+                   list(manifest["labels"]))
+        timed = {m["name"]: _member_timings(backend, root, m, batches, raw, threads, timing, tick, options,
+                                            context) for m in entries}
+    return timed, _overhead_timings(manifest, entries, batches, raw, gate, timing, tick)
 
 
 def _is_cascade_backend(backend: str) -> bool:

@@ -160,3 +160,35 @@ def test_a_profile_nested_too_deeply_is_one_line(profiled_bundle: Path, tmp_path
     assert main(["select", str(profiled_bundle), "--budget-ms", "100", "--profile", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "deep.json" in err and "is not JSON" in err
+
+
+def test_profile_source_may_be_a_folder_of_images(built_bundle: Path, tmp_path: Path, capsys):
+    """Once a traceback ('ImageFiles' object has no attribute 'shape'): a folder is decoded, only as
+    many images as the largest batch, and the profile records their size."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        size = (30, 40) if i else (31, 41)  # one odd size: the most common one is profiled
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    assert main(["profile", str(built_bundle), "--batch", "1,3", "--threads", "1", "--members", "small",
+                 "--source", str(folder), "--dry-run", "-q", *FAST_ARGS]) == 0
+    assert json.loads(capsys.readouterr().out)["source_shape"] == [30, 40, 3]
+
+
+def test_profile_at_a_camera_size(built_bundle: Path, tmp_path: Path, capsys):
+    import numpy as np
+
+    argv = ["profile", str(built_bundle), "--batch", "2", "--threads", "1", "--members", "small", "--dry-run", "-q",
+            *FAST_ARGS]
+    assert main([*argv, "--source-size", "48x64"]) == 0  # random images, the bundle's channels
+    assert json.loads(capsys.readouterr().out)["source_shape"] == [48, 64, 3]
+    np.save(tmp_path / "x.npy", np.zeros((3, 12, 12, 1), np.uint8))
+    assert main([*argv, "--source-size", "20x10", "--source", str(tmp_path / "x.npy")]) == 0  # resized
+    assert json.loads(capsys.readouterr().out)["source_shape"] == [20, 10, 1]
+    assert main([*argv, "--source-size", "1080 by 1920"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'1080 by 1920' is not a size HxW" in err and "1080x1920" in err
