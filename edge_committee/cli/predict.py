@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 from edge_committee.cli._common import backend_args, dumps_strict, safe_text
@@ -15,6 +16,7 @@ def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", help="image files, or .npy arrays of uint8 images (N, H, W[, C])")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per input (strict JSON: a confidence that is not a number is null)")
+    p.add_argument("--member", metavar="NAME", help="run this member alone instead of the bundle's cascade")
     backend_args(p)
 
 
@@ -45,7 +47,8 @@ def run(args) -> int:
     from edge_committee.api import load
 
     items = read_inputs(args.inputs)
-    with load(args.bundle, backend=args.backend, threads=args.threads) as model:
+    with member_alone(args.bundle, args.member) as (bundle, verify), \
+            load(bundle, backend=args.backend, threads=args.threads, verify=verify) as model:
         pred = model.predict([im for _, im in items])
     names = pred.names()
     for j, (src, _) in enumerate(items):
@@ -63,3 +66,21 @@ def run(args) -> int:
                 fields.append("flag: a member gave non-finite logits (mean over the others)")
             print("\t".join(safe_text(f) for f in fields))
     return 0
+
+
+@contextlib.contextmanager
+def member_alone(bundle: str, member: str | None):
+    """(bundle to load, verify it?): the bundle itself, or with ``member``, a temporary view of it
+    (its files hard-linked, checked here) whose committee is that member alone."""
+    if member is None:
+        yield bundle, True
+        return
+    from edge_committee.bundle import read_manifest
+    from edge_committee.profile.views import member_view
+
+    manifest = read_manifest(bundle)
+    names = [m["name"] for m in manifest["members"]]
+    if member not in names:
+        raise EdgeCommitteeError(f"--member {member!r}: {bundle} has no such member; its members: {', '.join(names)}")
+    with member_view(bundle, manifest, [member]) as view:
+        yield view, False
