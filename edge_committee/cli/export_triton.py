@@ -24,8 +24,8 @@ def add_arguments(p) -> None:
     g.add_argument("--form", choices=("bls", "fused"), default="bls",
                    help="bls: the cascade as a Python BLS model calling one model per member (default); "
                         "fused: the export-onnx file as one ONNX Runtime model (no Python backend)")
-    g.add_argument("--source-size", metavar="HxW[xC]",
-                   help="with --form fused: the raw images' height x width (default: the validation images')")
+    g.add_argument("--source-size", metavar="WxH[xC]",
+                   help="with --form fused: the raw images' width x height (WxH, as camera URIs, e.g. 640x480) (default: the validation images')")
     g.add_argument("--version", type=int, metavar="N",
                    help="write the models as version N beside the versions already in --out (default: replace "
                         "--out with version 1)")

@@ -134,7 +134,7 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
         form: ``bls`` (default: the cascade as a Python BLS model calling one model per member)
             or ``fused`` (the ``export-onnx`` file as one ONNX Runtime model; ``member_backend``
             ``onnxruntime`` or ``python-ort``; needs ``source_size`` unless the bundle records one).
-        source_size: with ``fused``, the raw images' ``HxW[xC]`` (see ``export-onnx``).
+        source_size: with ``fused``, the raw images' ``WxH[xC]`` (width x height) (see ``export-onnx``).
         version: write the models as this version and keep the versions already in ``out``
             (refused if ``out`` has it); None (default): replace ``out`` with version 1.
         version_policy: every model's ``version_policy``: ``latest[:N]`` (default ``latest:1``),
