@@ -110,15 +110,15 @@ def test_memory_error_is_one_line(bundle: Path, cli, monkeypatch):
 _SLOW_BUILD = """
 import sys, time
 from pathlib import Path
-import edge_committee.pipeline as p
+import edge_committee.member_stages as p
 ready = Path(sys.argv[1])
-real = p._build_member
+real = p.build_member
 def slow(*a, **k):
     out = real(*a, **k)
     ready.touch()
     time.sleep(60)
     return out
-p._build_member = slow
+p.build_member = slow
 from edge_committee.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
