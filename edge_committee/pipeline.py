@@ -300,7 +300,7 @@ def _write_build_report(root: Path, manifest: dict) -> None:
 
     write_json_atomic(root / "report.json",
                       {k: v for k, v in manifest.items() if k not in ("files", "manifest_sha256")})
-    write_bytes_atomic(root / "report.md", build_report_markdown(manifest).encode("utf-8"))
+    write_bytes_atomic(root / "report.md", build_report_markdown(manifest, root).encode("utf-8"))
 
 
 # ------------------------------------------------------------------------------ re-selection
