@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 
 import fake_trt
 import pytest
@@ -232,14 +233,39 @@ def test_fp16_outputs_are_reported(tmp_path, fake_trt_module, gpu):
 
 
 def test_an_uncompiled_bundle_says_to_compile_even_without_tensorrt(bundle, monkeypatch, capsys):
+    from edge_committee.backend.tensorrt import compat
+
     for name in ("tensorrt", "tensorrt_bindings", "tensorrt_lean_bindings", "tensorrt_lean"):
         monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(compat, "compile_blocker", lambda: None)  # a machine that could compile
     with pytest.raises(BundleError) as exc:
         CascadeModel(bundle, backend="tensorrt")
     assert one_line(exc).endswith(f"has no TensorRT engine for member 'a'; build it on this machine with: "
                                   f"edge-committee compile {bundle}")
+    monkeypatch.undo()
     with pytest.raises(BundleError, match=f"no TensorRT engine for member 'a' for DLA core 1.*compile {bundle} --dla 1"):
         CascadeModel(bundle, backend="tensorrt", dla=1)
+
+
+@pytest.mark.parametrize("gpu, lean, why", [
+    (False, True, "no NVIDIA GPU found on this machine"),
+    (True, True, "only the TensorRT lean runtime is installed here, and it cannot build engines"),
+    (True, False, "TensorRT is not installed here"),
+])
+def test_an_uncompiled_bundle_never_suggests_compile_where_it_cannot_run(bundle, monkeypatch, gpu, lean, why):
+    from edge_committee.backend.tensorrt import compat
+
+    for name in ("tensorrt", "tensorrt_bindings", "tensorrt_lean_bindings", "tensorrt_lean"):
+        monkeypatch.setitem(sys.modules, name, None)
+    if lean:
+        monkeypatch.setitem(sys.modules, "tensorrt_lean", types.ModuleType("tensorrt_lean"))
+    monkeypatch.setattr(compat, "nvidia_gpu_found", lambda: gpu)
+    with pytest.raises(BundleError) as exc:
+        CascadeModel(bundle, backend="tensorrt")
+    text = one_line(exc)
+    assert f"and this machine cannot build one ({why}): build it on the target device with: " in text
+    assert text.endswith("here use --backend onnxrt, onnxrt-fused" if not gpu else
+                         "here use --backend onnxrt, torch-cuda, onnxrt-fused")
 
 
 def test_backend_tensorrt_without_tensorrt_says_what_to_install(compiled, monkeypatch, capsys):

@@ -72,6 +72,13 @@ def candidates(manifest: dict, root: Path, member: str | None, dla_core: int | N
         where = f" for DLA core {dla_core}" if dla_core is not None else ""
         fix = (compile_command(root) + (f" --dla {dla_core}" if dla_core is not None else "")
                + ("" if member else " --whole"))
+        from edge_committee.backend.tensorrt.compat import compile_blocker, other_backends
+
+        blocker = compile_blocker()
+        if blocker:  # never send the user to a command that cannot run here
+            raise BundleError(f"{root}: the bundle has no TensorRT engine for {what}{where}, and this machine cannot "
+                              f"build one ({blocker}): build it on the target device with: {fix}; here use "
+                              f"--backend {other_backends()}")
         raise BundleError(f"{root}: the bundle has no TensorRT engine for {what}{where}; build it on this "
                           f"machine with: {fix}")
     return found
