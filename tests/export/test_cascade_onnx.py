@@ -337,7 +337,7 @@ def test_export_writes_a_checked_file_with_metadata_and_lists_it_in_the_bundle(t
     from edge_committee.export.cascade_onnx.export import export_cascade_onnx
 
     bundle, x = tiny_bundle(tmp_path)
-    digest = sha256_file(bundle / "manifest.json")
+    digest = read_manifest(bundle)["manifest_sha256"]  # the identity inspect prints
     out, inside = export_cascade_onnx(bundle, tmp_path / "c.onnx", into_bundle=True, source_size="12x12x3")
     assert inside == bundle / "fused/cascade.12x12x3.compact.standard.onnx"
     for path in (out, inside):

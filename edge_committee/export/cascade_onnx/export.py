@@ -16,8 +16,8 @@ from typing import Any
 
 from edge_committee import __version__
 from edge_committee._lazy import require
-from edge_committee._util import atomic_path, sha256_file
-from edge_committee.bundle import read_manifest
+from edge_committee._util import atomic_path
+from edge_committee.bundle import DIGEST_KEY, read_manifest
 from edge_committee.bundle.bundle import MANIFEST, edit_bundle
 from edge_committee.export.cascade_onnx.build import CascadeDef, Source, build_cascade_model
 from edge_committee.export.cascade_onnx.errors import FusedExportError
@@ -118,7 +118,7 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
     source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
     by_name = {m["name"]: m for m in manifest["members"]}
     meta = {
-        "manifest_sha256": sha256_file(root / MANIFEST),
+        "manifest_sha256": manifest[DIGEST_KEY],  # the identity inspect, serve and Triton show
         "bundle": manifest.get("name", root.name),
         "members": [{"name": n, "file": by_name[n]["file"], "sha256": by_name[n].get("sha256"),
                      "precision": by_name[n].get("precision")} for n in cascade.members],

@@ -10,8 +10,9 @@ Layout (``NAME`` is the bundle's name unless given)::
       NAME.MEMBER/config.pbtxt         one model per cascade member (see members.py)
       NAME.MEMBER/1/model.onnx | *.engine (+ model.py, _sdk/ for python-ort)
 
-Every ``config.pbtxt`` carries the bundle's manifest sha256 as the parameter
-``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. The
+Every ``config.pbtxt`` carries the bundle's identity, the manifest's own ``manifest_sha256`` (what
+``edge-committee inspect`` prints; the fused file's metadata and ``serve``'s ready line carry the
+same), as the parameter ``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. The
 repository is written into a temporary sibling folder and renamed into place.
 """
 
@@ -30,8 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_committee import __version__
-from edge_committee._util import sha256_file
-from edge_committee.bundle import MANIFEST, StagingDir, read_manifest
+from edge_committee.bundle import DIGEST_KEY, StagingDir, read_manifest
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.serve.triton import bls
 from edge_committee.serve.triton.config import (
@@ -148,7 +148,7 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     version_policy_text(version_policy)  # one line now, not a broken config later
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    digest = sha256_file(bundle / MANIFEST)
+    digest = manifest[DIGEST_KEY]  # the bundle's identity, as inspect prints it
     cascade = _model_name(name or manifest["name"])
     by_name = {m["name"]: m for m in manifest["members"]}
     members = list(manifest["cascade"]["members"])
