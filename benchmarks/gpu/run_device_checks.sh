@@ -11,7 +11,7 @@
 #      largest member, batch 1 latency and batch 64/256 throughput, FP32 and FP16), and on the ImageNet-family bundle
 #      when examples/imagenet/ exists and its bundle was carried.
 # Results go to $OUT (default ./.gpu-out): device_checks.log, pytest_device.xml, memcheck_device.log,
-# device_benchmark_<name>.{json,md}. Each step has a time limit; the whole run stays under 8 minutes.
+# device_benchmark_<name>.{json,md}. Each step has a time limit (200+180+120+150[+120] s: up to 650-770 s, more than a 600 s device call).
 #
 # What is carried (git-ignored, under $EC_CARRY, default .carry/issue11); make it on the CPU machine with
 #   bash benchmarks/gpu/prepare_device_carry.sh
