@@ -162,7 +162,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     staging = _RepoStaging(out, keep_versions=version is not None)
     with staging as stage:
         if form == "fused":
-            result = _export_fused(stage, bundle, manifest, cascade, member_backend, common, digest, source_size)
+            result = _export_fused(stage, bundle, manifest, cascade, member_backend, common, digest, source_size,
+                                   threads)
         else:
             result = _export_bls(stage, bundle, manifest, cascade, members, singles, by_name, member_backend, common,
                                  digest, threads, tensorrt_version)
@@ -202,7 +203,7 @@ def _export_bls(stage: Path, bundle: Path, manifest: dict, cascade: str, members
 
 
 def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend: str, common: _Common,
-                  digest: str, source_size) -> TritonExport:
+                  digest: str, source_size, threads: int | None = None) -> TritonExport:
     """The ``export-onnx`` file (compact form, exact preprocessing) as one model ``model``."""
     from edge_committee.export.cascade_onnx.export import build_from_bundle, write_model
 
@@ -210,6 +211,8 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     folder = stage / model / str(common.version)
     folder.mkdir(parents=True)
     write_model(onnx_model, folder / "model.onnx")
+    if backend == "python-ort":  # ONNX Runtime intra-op threads of its session (0: its default)
+        common = dataclasses.replace(common, params=common.params + (("threads", str(int(threads or 0))),))
     cfg = fused_config(model, source, len(manifest["labels"]), backend, common)
     _write_model_config(stage / model, cfg, manifest)
     if backend == "python-ort":
