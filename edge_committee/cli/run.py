@@ -41,8 +41,8 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--sink", action="append", metavar="KIND:TARGET",
                    help="jsonl:FILE or jsonl:- (default), video:FILE.mp4 (overlay, H.264), display:, or the overlay "
-                        "streamed: udp://HOST:PORT, rtp://HOST:PORT (MPEG-TS), rtsp://HOST:PORT/PATH (published to "
-                        "an RTSP server); repeat for several")
+                        "streamed: udp://HOST:PORT, rtp://HOST:PORT (MPEG-TS), rtsp://HOST:PORT/PATH (served here; "
+                        "@ for every interface; #publish=1 pushes to an RTSP server); repeat for several")
     g.add_argument("--stats-every", type=float, default=5.0, metavar="S", help="print stats every this many s (default 5; 0 = only at the end)")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after this many frames in total")
     g.add_argument("--duration", metavar="S", help="stop after this many seconds")

@@ -113,15 +113,16 @@ def test_file_loop_and_overlay_keep_the_source_timing(model, tmp_path):
 
 @pytest.mark.parametrize("scheme, fmt", [("udp", "-"), ("rtp", "-"), ("rtsp", "rtsp")])
 def test_live_outputs_reach_a_local_peer(tiny_bundle, tmp_path, scheme, fmt):
-    """--sink udp:// / rtp:// (MPEG-TS) / rtsp:// (published to a listening FFmpeg) on 127.0.0.1."""
+    """--sink udp:// / rtp:// (MPEG-TS) / rtsp://...#publish=1 (to a listening FFmpeg) on 127.0.0.1."""
     port = free_port(socket.SOCK_DGRAM if scheme != "rtsp" else socket.SOCK_STREAM)
     url = f"{scheme}://127.0.0.1:{port}" + ("/out" if scheme == "rtsp" else "")
+    sink = url + ("#publish=1" if scheme == "rtsp" else "")
     peer = subprocess.Popen([sys.executable, "-c", RECEIVER, url, fmt], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(1.0)  # the peer binds its port
         run = subprocess.run([sys.executable, "-m", "edge_committee", "run", str(tiny_bundle), "--source",
-                              "test://counter?fps=50&count=100&live=0", "--sink", url, "--stats-every", "0", "-q"],
+                              "test://counter?fps=50&count=100&live=0", "--sink", sink, "--stats-every", "0", "-q"],
                              capture_output=True, text=True, timeout=60)
         got = stop(peer)
     finally:
@@ -135,6 +136,79 @@ def test_live_outputs_reach_a_local_peer(tiny_bundle, tmp_path, scheme, fmt):
         assert run.returncode in (0, 1) and "Traceback" not in run.stderr
     else:
         assert run.returncode == 0, run.stderr
+
+
+#: an RTSP player (FFmpeg's client): retries until the server listens, decodes 10 frames, prints "frames w h"
+PLAYER = """
+import sys, time, av
+deadline = time.monotonic() + 20
+while True:
+    try:
+        c = av.open(sys.argv[1], options={} if sys.argv[2] == "auto" else {"rtsp_transport": "tcp"}, timeout=(10, 10))
+        break
+    except av.FFmpegError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.3)
+n = 0
+for f in c.decode(video=0):
+    n += 1
+    if n >= 10:
+        break
+print(n, f.width, f.height, flush=True)
+"""
+
+
+@pytest.mark.parametrize("transport", ["auto"])  # FFmpeg asks for UDP first, gets 461, takes TCP
+def test_rtsp_output_is_served_to_a_player(tiny_bundle, transport):
+    """--sink rtsp://127.0.0.1:PORT/out serves the overlay itself, as jetson-utils' rtsp://@:PORT/out."""
+    port = free_port()
+    url = f"rtsp://127.0.0.1:{port}/out"
+    player = subprocess.Popen([sys.executable, "-c", PLAYER, url, transport], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        run = subprocess.run([sys.executable, "-m", "edge_committee", "run", str(tiny_bundle), "--source",
+                              "test://counter?fps=50&count=300&live=0", "--sink", url, "--stats-every", "0", "-q"],
+                             capture_output=True, text=True, timeout=60)
+        got = stop(player)
+    finally:
+        if player.poll() is None:
+            player.kill()
+            player.wait(timeout=10)
+    assert run.returncode == 0, run.stderr
+    assert got.split()[:1] == ["10"] and int(got.split()[1]) >= 64, got
+
+
+def test_rtsp_server_answers_the_protocol():
+    """OPTIONS, a wrong path (404), UDP refused (461), TCP interleaved accepted; stop() is bounded."""
+    from edge_committee.stream.sinks.rtsp_server import RtspServer
+
+    server = RtspServer("127.0.0.1", 0, "/out").start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
+            def ask(req: str) -> str:
+                c.sendall(req.encode())
+                return c.recv(4096).decode()
+
+            assert "Public: OPTIONS, DESCRIBE" in ask("OPTIONS rtsp://127.0.0.1/out RTSP/1.0\r\nCSeq: 1\r\n\r\n")
+            assert ask("DESCRIBE rtsp://127.0.0.1/nope RTSP/1.0\r\nCSeq: 2\r\n\r\n").startswith("RTSP/1.0 404")
+            sdp = ask("DESCRIBE rtsp://127.0.0.1/out RTSP/1.0\r\nCSeq: 3\r\n\r\n")
+            assert "a=rtpmap:33 MP2T/90000" in sdp and "CSeq: 3" in sdp
+            udp = "SETUP rtsp://127.0.0.1/out/track0 RTSP/1.0\r\nCSeq: 4\r\nTransport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n"
+            assert ask(udp).startswith("RTSP/1.0 461")
+            tcp = "SETUP rtsp://127.0.0.1/out/track0 RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n"
+            assert "interleaved=0-1" in ask(tcp)
+            assert ask("PLAY rtsp://127.0.0.1/out RTSP/1.0\r\nCSeq: 6\r\n\r\n").startswith("RTSP/1.0 200")
+            deadline = time.monotonic() + 5
+            while server.players == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.send(b"\x47" + bytes(187))
+            packet = c.recv(4096)
+            assert packet[:2] == b"$\x00" and packet[5] == 33  # interleaved channel 0, RTP payload type 33
+    finally:
+        t0 = time.monotonic()
+        server.stop()
+        assert time.monotonic() - t0 < 5
 
 
 def test_udp_source_receives_a_stream(tiny_bundle, tmp_path):

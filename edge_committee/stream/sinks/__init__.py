@@ -4,7 +4,8 @@
 - ``video:overlay.mp4``: the frames with label, confidence, exit stage and fps drawn, H.264 (PyAV);
 - ``display:`` a window per source (OpenCV with a GUI and a display only);
 - ``udp://HOST:PORT``, ``rtp://HOST:PORT``, ``rtsp://HOST:PORT/PATH``: the overlay streamed live
-  (MPEG-TS over UDP or RTP, or published to an RTSP server), as jetson-utils' ``videoOutput``.
+  (MPEG-TS over UDP or RTP, or served over RTSP by this process; ``#publish=1`` pushes to an RTSP
+  server instead), as jetson-utils' ``videoOutput``.
 """
 
 from __future__ import annotations
