@@ -139,6 +139,14 @@ def test_another_gpu_is_refused_naming_both_fingerprints_and_the_fix(compiled, f
     assert f"engine {compiled / 'members/a.fp32.sm87.trt10.3.engine'} was built for TensorRT 10.3.0.26 on Orin (sm87)" in text
     assert "this machine has TensorRT 10.3.0.26 on Xavier (sm72)" in text
     assert text.endswith(f"rebuild it with: edge-committee compile {compiled}")
+    from edge_committee.backend.tensorrt import compat
+
+    with pytest.MonkeyPatch.context() as mp:  # only the runtime here: the rebuild must happen elsewhere
+        mp.setattr(compat, "builder_installed", lambda: False)
+        with pytest.raises(EngineMismatchError) as exc:
+            CascadeModel(compiled, backend="tensorrt")
+    assert one_line(exc).endswith(f"rebuild it on a machine with this GPU and the full TensorRT (this one has only "
+                                  f"the runtime, which cannot build engines) with: edge-committee compile {compiled}")
 
 
 def test_another_tensorrt_version_is_refused(compiled, monkeypatch, gpu):

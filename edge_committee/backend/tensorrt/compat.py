@@ -131,11 +131,16 @@ def _importable(name: str) -> bool:
         return False
 
 
+def builder_installed() -> bool:
+    """Whether the full TensorRT (with its builder) can be imported here (imports nothing)."""
+    return any(_importable(n) for n in BUILDER_MODULES)
+
+
 def compile_blocker() -> str | None:
     """Why ``edge-committee compile`` cannot run on this machine (no GPU, no builder), or None."""
     if not nvidia_gpu_found():
         return "no NVIDIA GPU found on this machine"
-    if not any(_importable(n) for n in BUILDER_MODULES):
+    if not builder_installed():
         lean = any(_importable(n) for n in RUNTIME_MODULES[len(BUILDER_MODULES):])
         return ("only the TensorRT lean runtime is installed here, and it cannot build engines" if lean
                 else "TensorRT is not installed here")

@@ -102,10 +102,14 @@ def select_engine(manifest: dict, root: Path, member: str | None, tensorrt: str,
             return entry
         problems.append((entry, fp, reason))
     entry, fp, reason = problems[0]
+    from edge_committee.backend.tensorrt.compat import builder_installed
+
+    where = "" if builder_installed() else (" on a machine with this GPU and the full TensorRT (this one has only "
+                                            "the runtime, which cannot build engines)")
     raise EngineMismatchError(
         f"engine {root / entry['file']} was built for {fp.machine()} (onnx {fp.onnx_sha256[:12]}"
         f"{', plugin ' + fp.plugin_sha256[:12] if fp.plugin_sha256 else ''}) and cannot run here: {reason}; "
-        f"this machine has {here}; rebuild it with: {compile_command(root, fp, whole=member is None)}"
+        f"this machine has {here}; rebuild it{where} with: {compile_command(root, fp, whole=member is None)}"
     )
 
 
