@@ -176,9 +176,13 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
 
 
 def profiled_batch_sizes(manifest: dict) -> tuple[int, ...]:
-    """The batch sizes the bundle's latency profiles measured (``edge-committee profile``), sorted."""
+    """The batch sizes above 1 the bundle's latency profiles measured (``edge-committee profile``), sorted.
+
+    1 is left out: any single queued request would form a "preferred" batch at once, so the batcher
+    would never wait ``max_queue_delay_microseconds`` for more.
+    """
     sizes = {int(b) for p in (manifest.get("profiles") or {}).values() for b in (p.get("batch_sizes") or ())}
-    return tuple(sorted(b for b in sizes if b > 0))
+    return tuple(sorted(b for b in sizes if b > 1))
 
 
 def _export_bls(stage: Path, bundle: Path, manifest: dict, cascade: str, members: list, singles: Sequence[str],
