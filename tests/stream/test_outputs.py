@@ -73,6 +73,7 @@ def test_credentials_never_reach_results_events_or_errors(model, tmp_path):
 @pytest.mark.parametrize("uri, message", [
     ("v4l2:///dev/video97", "no such device /dev/video97"),
     ("missing.mp4", "no such file"),
+    ("csi://0", "has no GStreamer"),  # pip's OpenCV: CSI cameras cannot open, whatever the wait
 ])
 def test_what_cannot_heal_fails_at_once(model, tmp_path, uri, message):
     """Default max_reconnects is 0 (forever): a missing device or file must still fail, at once."""
