@@ -303,7 +303,7 @@ def main(argv=None) -> int:
     images = read_images(args.images)
     load_before = os.getloadavg()[0]
     model = ec.load(args.bundle, threads=1)
-    size = f"{images.shape[1]}x{images.shape[2]}x{images.shape[3]}"
+    size = tuple(images.shape[1:4])  # (H, W, C)
     with tempfile.TemporaryDirectory(prefix="ec-bench-fused-") as tmp:
         files = {form: export_cascade_onnx(args.bundle, Path(tmp) / f"{form}.onnx", source_size=size, form=form)[0]
                  for form in ("compact", "mask")}

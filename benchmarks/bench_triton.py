@@ -207,8 +207,10 @@ def markdown(result: dict, args, command: str) -> str:
         f"{c} clients: {summary['cascade'][c]['rps_median'] / summary['largest'][c]['rps_median']:.2f}x req/s, "
         f"p50 {summary['cascade'][c]['p50_ms'] / summary['largest'][c]['p50_ms']:.2f}x"
         for c in summary["cascade"])]
+    loads = [x for name in summary for c in summary[name] for x in summary[name][c]["load"]]
     lines += ["", (
-        "Notes. (1) The machine was shared: a load average of about 10 on 2 cores means the server and "
+        f"Notes. (1) The machine was shared: a load average of {min(loads):.0f}-{max(loads):.0f} on "
+        f"{os.cpu_count()} cores means the server and "
         "the clients got a fraction of the CPU, so absolute figures are low and vary between rounds; the "
         "two models ran interleaved under the same load, so compare them side by side. (2) top-1 is over "
         "the answers of the timed requests (a few hundred images per row); on the whole test split (the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -55,6 +56,15 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", unit:
     except ImportError:  # tqdm is a dependency, but a bar is never worth failing for
         return iterable
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=None)
+
+
+def bars_and_logs():
+    """A context where log lines are written above the progress bars instead of through them."""
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    except ImportError:
+        return contextlib.nullcontext()
+    return logging_redirect_tqdm([logging.getLogger("edge_committee")])
 
 
 def current_umask() -> int:

@@ -29,7 +29,9 @@ def _end_to_end(c: dict) -> list[str]:
             f"{e['largest']} {e['largest_ms_per_image']:.3g} ms/image: {verdict}."]
 
 
-def build_report_markdown(manifest: dict) -> str:
+def build_report_markdown(manifest: dict, root=None) -> str:
+    """``report.md`` of a bundle. With ``root`` (the bundle folder) and latency profiles in it, the
+    measured member latencies and the chosen committee's modeled latency are shown too."""
     members = manifest["members"]
     c = manifest["cascade"]
     fp32 = [m for m in members if m["precision"] == "fp32"] or members
@@ -78,6 +80,10 @@ def build_report_markdown(manifest: dict) -> str:
         lines.append(
             f"Mean MACs of the chosen committee: {mean_macs / largest['macs']:.3f} × the largest member's "
             f"on validation" + (f", {test_mean / largest['macs']:.3f} × on test." if test_mean else ".")
+            + " This is a ratio of multiply-accumulates, not of time: "
+            + ("the measured latencies are below." if manifest.get("profiles") and root is not None else
+               "`edge-committee profile` measures latencies on a device, `edge-committee bench` times the "
+               "committee end to end.")
         )
     lines += _end_to_end(c)
     if c.get("cost_unit") == "ms" and c.get("cost_model"):
@@ -86,6 +92,8 @@ def build_report_markdown(manifest: dict) -> str:
             f"Latency of the chosen committee per call of {cm['batch']} image(s): mean {c['mean_cost']:.4g} ms, "
             f"worst case {c['worst_cost']:.4g} ms ({cm['description']})."
         )
+    if root is not None and manifest.get("profiles"):
+        lines += _measured_lines(manifest, root, largest["name"])
     if c.get("combiner"):
         comb = c["combiner"]
         lines.append(f"\nLearned combiner: each stage decides on a learned combination of the members so far "
@@ -110,3 +118,32 @@ def build_report_markdown(manifest: dict) -> str:
     lines += ["", "The full trade-off (frontier of single members, ensembles and cascades): "
               "[selection.md](selection.md), ![frontier](selection.png)", ""]
     return "\n".join(lines)
+
+
+def _measured_lines(manifest: dict, root, largest: str) -> list[str]:
+    """Per profile: the members' measured latency at batch 1 and the committee's modeled mean."""
+    from pathlib import Path
+
+    from edge_committee.errors import EdgeCommitteeError
+    from edge_committee.profile import LatencyModel, read_profile
+
+    c = manifest["cascade"]
+    lines = ["", "## Measured latency (latency profiles in the bundle)", ""]
+    for name, entry in manifest["profiles"].items():
+        try:
+            model = LatencyModel.from_profile(read_profile(Path(root) / entry["file"]), "mean_ms")
+            per = ", ".join(f"{m} {float(model.members[m](1)):.3g} ms" for m in (*c["members"], largest)
+                            if m in model.members)
+            hist = c.get("exit_histogram")
+            mean = model.mean(c["members"], 1, hist) if hist else None
+            alone = model.mean([largest], 1, [1])
+        except (EdgeCommitteeError, KeyError, OSError) as exc:
+            lines.append(f"- {name}: not readable ({exc})")
+            continue
+        lines.append(f"- {entry.get('device', name)} (profile `{name}`), batch 1, mean of measured timings: "
+                     f"members {per}.")
+        if mean is not None:
+            lines.append(f"  The chosen committee's modeled mean latency: {mean:.3g} ms vs {alone:.3g} ms for "
+                         f"{largest} alone ({alone / mean:.2f}× faster, from these measurements and the "
+                         "validation exits; `edge-committee bench` measures it end to end).")
+    return lines

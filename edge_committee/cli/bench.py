@@ -19,6 +19,8 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed batches per contender (default 3)")
     p.add_argument("--profile", help="profile for the cost model's predictions (default: this device's)")
     p.add_argument("--out", help="folder for bench.json, bench.md and bench.png (default bench-<bundle name>)")
+    p.add_argument("--member", action="append", default=[], metavar="NAME",
+                   help="also bench this member alone (repeatable)")
     p.add_argument("--no-plot", action="store_true", help="skip the plot (and its frontier computation)")
     backend_args(p)
 
@@ -67,7 +69,7 @@ def run(args) -> int:
     profile = device_profile(args.bundle, manifest, args.profile, args.backend, args.threads)
     doc = bench_bundle(args.bundle, split.images, split.labels, batches, args.backend, args.threads,
                        warmup=args.warmup, limit=args.limit, profile=profile, show_progress=not args.quiet,
-                       manifest=manifest)
+                       manifest=manifest, members=args.member)
     doc["source"] = args.source or "the bundle's test split"
     curves = None
     if profile is not None and not args.no_plot:

@@ -13,8 +13,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="the ONNX file to write")
     p.add_argument("--into-bundle", action="store_true",
                    help="also add it to the bundle (fused/cascade.<H>x<W>x<C>.<form>.<gate>.onnx, in the manifest)")
-    p.add_argument("--source-size", metavar="HxW[xC]",
-                   help="raw image size the file takes (default: the validation images' size, if recorded)")
+    p.add_argument("--source-size", metavar="WxH[xC]",
+                   help="raw image width x height (WxH, as camera URIs; e.g. 640x480 or 640x480x3) the file takes (default: the validation images' size, if recorded)")
     p.add_argument("--gate", choices=("standard", "plugin"), default="standard",
                    help="standard ONNX ops (ONNX Runtime, default) or the CascadeGate plugin node (TensorRT)")
     p.add_argument("--form", choices=("compact", "mask"), default="compact",

@@ -9,6 +9,7 @@ program is never mixed with it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 
@@ -29,6 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"images decoded and classified at a time (default {DEFAULT_BATCH_SIZE}); "
                         "memory grows with it, not with the number of inputs")
+    p.add_argument("--member", metavar="NAME", help="run this member alone instead of the bundle's cascade")
     backend_args(p)
 
 
@@ -67,7 +69,8 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise EdgeCommitteeError(f"--batch-size must be at least 1; got {args.batch_size}")
     sources = read_inputs(args.inputs)
-    with load(args.bundle, backend=args.backend, threads=args.threads, preprocess=args.preprocess) as model, \
+    with member_alone(args.bundle, args.member) as (bundle, verify), \
+            load(bundle, backend=args.backend, threads=args.threads, verify=verify, preprocess=args.preprocess) as model, \
             _Bar(count(sources), enabled=not getattr(args, "quiet", False)) as bar:
         for names, images in iter_batches(sources, args.batch_size):
             pred = model.predict(images)
@@ -107,3 +110,21 @@ class _Bar:
     def update(self, n: int) -> None:
         if self.bar is not None:
             self.bar.update(n)
+
+
+@contextlib.contextmanager
+def member_alone(bundle: str, member: str | None):
+    """(bundle to load, verify it?): the bundle itself, or with ``member``, a temporary view of it
+    (its files hard-linked, checked here) whose committee is that member alone."""
+    if member is None:
+        yield bundle, True
+        return
+    from edge_committee.bundle import read_manifest
+    from edge_committee.profile.views import member_view
+
+    manifest = read_manifest(bundle)
+    names = [m["name"] for m in manifest["members"]]
+    if member not in names:
+        raise EdgeCommitteeError(f"--member {member!r}: {bundle} has no such member; its members: {', '.join(names)}")
+    with member_view(bundle, manifest, [member]) as view:
+        yield view, False

@@ -18,9 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("--members", help="comma-separated member names (default: every member variant)")
     p.add_argument("--source", help="raw images to time preprocessing on: .npy/.npz/image folder "
                                     "(default: random images of the size the bundle records)")
-    p.add_argument("--source-size", metavar="HxW",
-                   help="profile at this image size, e.g. 1080x1920 for a camera: random images of that size, "
-                        "or with --source its images resized to it")
+    p.add_argument("--source-size", metavar="WxH",
+                   help="profile at this image size, width x height as camera URIs write it (e.g. 1920x1080 for a "
+                        "1080p camera): random images of that size, or with --source its images resized to it")
     p.add_argument("--dry-run", action="store_true", help="print the profile instead of writing it")
     backend_args(p)
     g = p.add_argument_group("timing (trtexec's method: warm up, then until the two halves' medians agree)")
@@ -56,14 +56,14 @@ def summary(doc: dict) -> str:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``"1080x1920"`` -> (1080, 1920); a bad value is a user's mistake in one line."""
+    """``"1920x1080"`` (width x height, as ``export-onnx --source-size``) -> (1080, 1920), NumPy's (H, W)."""
     try:
-        h, w = (int(v) for v in text.lower().replace("*", "x").split("x"))
+        w, h = (int(v) for v in text.lower().replace("*", "x").split("x"))
     except ValueError:
         h = w = 0
     if not (0 < h <= 16384 and 0 < w <= 16384):
-        raise EdgeCommitteeError(f"--source-size: {text!r} is not a size HxW; pass e.g. 1080x1920 (height x width, "
-                                 "1 to 16384 pixels each)")
+        raise EdgeCommitteeError(f"--source-size: {text!r} is not a size WxH; pass e.g. 1920x1080 (width x height, "
+                                 "as camera URIs write it; 1 to 16384 pixels each)")
     return h, w
 
 

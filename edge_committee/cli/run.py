@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
     p.add_argument("bundle")
     g = p.add_argument_group("sources")
     g.add_argument("--source", action="append", required=True, metavar="URI",
-                   help="a video file, image folder or glob, rtsp://..., http(s)://..., v4l2:///dev/videoN"
+                   help="a video file, image folder or glob, rtsp://..., http(s)://..., udp://@:PORT, rtp://@:PORT, v4l2:///dev/videoN"
                         "[?size=WxH&fps=F&format=mjpeg], csi://N, test://counter; repeat for several")
     g.add_argument("--frames", choices=("auto", "latest", "every"), default="auto",
                    help="latest: newest frame only, drops counted (default for live sources); "
@@ -29,7 +29,10 @@ def add_arguments(p) -> None:
     g.add_argument("--stall-timeout", type=float, default=5.0, metavar="S",
                    help="s without a frame before a live source is reopened (default 5)")
     g.add_argument("--max-reconnects", type=int, default=0, metavar="N",
-                   help="give a live source up after this many failed reopens in a row (default 0: never)")
+                   help="give a live source up after this many failed reopens in a row (default 0: never); only "
+                        "network sources retry a first open, and a missing file or device fails at once")
+    g.add_argument("--loop", type=int, metavar="N",
+                   help="play video files N more times (-1: forever; default 0), like the source option loop=N")
     g = p.add_argument_group("batching")
     g.add_argument("--window-ms", type=float, default=30.0, metavar="MS",
                    help="after a tick's first frame, wait at most this long for the other sources (default 30)")
@@ -37,7 +40,9 @@ def add_arguments(p) -> None:
                    help="drop live frames older than this (default 500; 0 = never)")
     g = p.add_argument_group("output")
     g.add_argument("--sink", action="append", metavar="KIND:TARGET",
-                   help="jsonl:FILE or jsonl:- (default), video:FILE.mp4 (overlay, H.264), display:; repeat for several")
+                   help="jsonl:FILE or jsonl:- (default), video:FILE.mp4 (overlay, H.264), display:, or the overlay "
+                        "streamed: udp://HOST:PORT, rtp://HOST:PORT (MPEG-TS), rtsp://HOST:PORT/PATH (served here; "
+                        "@ for every interface; #publish=1 pushes to an RTSP server); repeat for several")
     g.add_argument("--stats-every", type=float, default=5.0, metavar="S", help="print stats every this many s (default 5; 0 = only at the end)")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after this many frames in total")
     g.add_argument("--duration", metavar="S", help="stop after this many seconds")
@@ -75,7 +80,7 @@ def run(args) -> int:
             model, args.source, sinks, window_ms=args.window_ms, staleness_ms=args.staleness_ms,
             stats_every=args.stats_every or None, max_frames=args.max_frames, duration=duration,
             on_event=on_event, frames=args.frames, open_timeout=args.open_timeout,
-            stall_timeout=args.stall_timeout, max_reconnects=args.max_reconnects)
+            stall_timeout=args.stall_timeout, max_reconnects=args.max_reconnects, loop=args.loop)
         old = _install_signals(pipeline)
         try:
             pipeline.run()

@@ -16,7 +16,9 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("server")
     g.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0: a free one)")
     g.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001; 0: a free one)")
-    g.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)")
+    g.add_argument("--metrics-port", type=int, default=8002,
+                   help="serve Prometheus metrics on this port (default 8002, as NVIDIA's container; 0: a free one)")
+    g.add_argument("--no-metrics", dest="metrics", action="store_false", help="no metrics endpoint")
     g.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     g.add_argument("--tritonserver", help="the tritonserver binary (default: nvidia-pytriton's, else PATH's)")
@@ -40,13 +42,14 @@ def _on_sigterm(signum, frame) -> None:
 
 def run(args) -> int:
     from edge_committee.serve.triton.export import export_triton, is_export, read_export
-    from edge_committee.serve.triton.server import ServerError, TritonServer, find_server
+    from edge_committee.serve.triton.server import ServerError, TritonServer, check_can_serve, find_server
 
     install = find_server(args.tritonserver)
     scratch = None
     try:
         if is_export(args.bundle):
             repository, info = args.bundle, read_export(args.bundle)
+            check_can_serve(install, info, repository)
         else:
             backend = args.member_backend
             if backend == "auto":
@@ -58,7 +61,7 @@ def run(args) -> int:
                           instances=args.instances, threads=args.threads)
             info = read_export(repository)
         server = TritonServer(repository, args.http_port, args.grpc_port, host=args.host,
-                              metrics_port=args.metrics_port, install=install, log_path=args.log)
+                              metrics_port=args.metrics_port if args.metrics else None, install=install, log_path=args.log)
         return _serve(server, info, ServerError)
     finally:
         install.cleanup()
@@ -72,7 +75,7 @@ def _serve(server, info: dict, server_error) -> int:
         server.start()
         print(f"ready: model '{info['cascade_model']}' (bundle {info['bundle']}, manifest "
               f"{info['manifest_sha256'][:12]}) on http://{server.http_url} and grpc {server.grpc_url}; "
-              f"server pid {server.pid}, log {server.log_path}; Ctrl-C stops", flush=True)
+              f"metrics {server.metrics_url or 'off'}; server pid {server.pid}, log {server.log_path}; Ctrl-C stops", flush=True)
         server.process.wait()
         raise server_error(server.failure(f"tritonserver stopped by itself with code {server.process.returncode}"))
     except (KeyboardInterrupt, _Stop):

@@ -47,9 +47,10 @@ class Contender:
         return " > ".join(self.members)
 
 
-def contenders(manifest: dict) -> list[Contender]:
-    """The chosen committee, the largest member (MACs; FP32 first) and the most accurate single
-    member (validation), each once (a member that is both is benched once, under both roles)."""
+def contenders(manifest: dict, extra: Sequence[str] = ()) -> list[Contender]:
+    """The chosen committee, the largest member (MACs; FP32 first), the most accurate single
+    member (validation) and the ``extra`` members asked for, each once (a member with several
+    roles is benched once, under all of them)."""
     c = manifest["cascade"]
     k = len(c["members"])
     out = [Contender("cascade", tuple(c["members"]), tuple(float(t) for t in c["thresholds"][: k - 1]))]
@@ -60,6 +61,12 @@ def contenders(manifest: dict) -> list[Contender]:
     if scored:
         best = max(scored, key=lambda m: (m["accuracy"]["validation"], -m["macs"]))
         roles.setdefault(best["name"], []).append("most accurate")
+    names = [m["name"] for m in members]
+    for name in extra:
+        if name not in names:
+            raise EdgeCommitteeError(f"--member {name!r}: the bundle has no such member; its members: "
+                                     f"{', '.join(names)}")
+        roles.setdefault(name, []).append("asked")
     out += [Contender(" & ".join(r), (name,)) for name, r in roles.items()]
     return out
 
@@ -147,6 +154,7 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
                  batch_sizes: Sequence[int] = DEFAULT_BATCHES, backend: str = "onnxrt",
                  threads: int | None = None, *, warmup: int = 3, limit: int | None = None,
                  profile: dict | None = None, show_progress: bool = True, manifest: dict | None = None,
+                 members: Sequence[str] = (),
                  **options) -> dict:
     """Bench the bundle's committee against its largest and most accurate single members.
 
@@ -159,6 +167,7 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
             :func:`device_profile`; None: no predictions.
         manifest: the bundle's manifest as :func:`read_manifest` returned it (checksums verified);
             None: read and verify it here.
+        members: more members to bench alone (``bench --member``).
 
     Returns a JSON-ready dict (see :func:`edge_committee.profile.report.bench_markdown`).
     """
@@ -167,7 +176,7 @@ def bench_bundle(root: str | os.PathLike, images, labels: np.ndarray | None,
 
     root = Path(root)
     manifest = manifest if manifest is not None else read_manifest(root)  # verified once, here or by the caller
-    who = contenders(manifest)
+    who = contenders(manifest, members)
     results = []
     with contextlib.ExitStack() as stack:
         views = [root if c.role == "cascade" else stack.enter_context(member_view(root, manifest, c.members))

@@ -114,6 +114,8 @@ def find_profile(root: str | os.PathLike, manifest: dict, backend: str = "onnxrt
     current = fingerprint(backend, threads)
     known = list_profiles(manifest)
     entry = known.get(current["key"])
+    if entry is None and threads is None:  # `profile --threads N` names its profile ...-tN: find it
+        entry, current = _any_thread_count(known, current, where, backend)
     if entry is None:
         have = "; ".join(f"{n} ({e.get('device', '?')})" for n, e in known.items()) or "none"
         raise EdgeCommitteeError(
@@ -126,6 +128,22 @@ def find_profile(root: str | os.PathLike, manifest: dict, backend: str = "onnxrt
         LOG.warning("warning: the profile %s was measured with other library versions (%s); re-profile if "
                     "latencies changed", current["key"], ", ".join(changes))
     return current["key"], doc
+
+
+def _any_thread_count(known: dict, current: dict, where, backend: str) -> tuple[dict | None, dict]:
+    """This device's one profile at whatever thread count (when no ``--threads`` was given); refuses,
+    naming the flag, when there are several."""
+    stem = current["key"].rsplit("-t", 1)[0] + "-t"
+    mine = sorted(n for n in known if n.startswith(stem))
+    if not mine:
+        return None, current
+    if len(mine) > 1:
+        counts = ", ".join(n[len(stem):] for n in mine)
+        raise EdgeCommitteeError(
+            f"{where} has profiles of this device at several thread counts ({', '.join(mine)}); choose one with "
+            f"--threads N (N one of {counts}) or --profile NAME")
+    LOG.info("using the profile %s (this device, measured with threads %s)", mine[0], mine[0][len(stem):])
+    return known[mine[0]], {**current, "key": mine[0]}
 
 
 def resolve_profile(root: str | os.PathLike, manifest: dict, profile: str | os.PathLike | None,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.stream.sources.base import Source
-from edge_committee.stream.types import Event, Frame, StallError
+from edge_committee.stream.types import Event, Frame, PermanentSourceError, StallError, redact
 
 #: frames an ``every`` source may decode ahead of the consumer
 QUEUE_FRAMES = 4
@@ -137,7 +137,7 @@ class Grabber:
 
     # --------------------------------------------------------------------------- the thread
     def _event(self, event: str, message: str = "", **data) -> None:
-        self.on_event(Event(event, self.name, message, data or None))
+        self.on_event(Event(event, self.name, redact(message), data or None))
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         with self.wake:
@@ -145,7 +145,7 @@ class Grabber:
             self.state_since = time.monotonic()
             self._warned = False
             if error is not None:
-                self.error = error
+                self.error = redact(error)
             self.wake.notify_all()
 
     def _deliver(self, image, pts: float | None) -> None:
@@ -197,25 +197,28 @@ class Grabber:
                     attempt=attempt + 1, delay_s=round(delay, 3))
         return not self._stop.wait(delay)
 
-    def _open(self) -> str | None:
-        """Open the source: None on success, else the error message."""
+    def _open(self) -> EdgeCommitteeError | None:
+        """Open the source: None on success, else the error."""
         self._set_state("opening")
         try:
             self.source.open()
         except EdgeCommitteeError as exc:
             self.source.close()
-            return str(exc)
+            return exc
         return None
 
     def _run(self) -> None:
         src, attempt, down_since = self.source, 0, None
         try:
             while not self._stop.is_set():
-                err = self._open()
-                if err is not None:
-                    self._last_error = err
+                exc = self._open()
+                if exc is not None:
+                    err = self._last_error = redact(str(exc))
                     self._event("error", err)
-                    if not src.live:
+                    # what waiting cannot heal fails at once; so does a first open of a local
+                    # source (a camera that is not there); only network sources retry by default
+                    if (not src.live or isinstance(exc, PermanentSourceError)
+                            or (down_since is None and not src.retry_open)):
                         self._set_state("failed", err)
                         return
                     if not self._backoff(attempt):

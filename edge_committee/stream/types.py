@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Iterator
 
@@ -13,6 +14,21 @@ from edge_committee.errors import EdgeCommitteeError
 
 class SourceError(EdgeCommitteeError):
     """A source cannot be opened or read: the message names the source and the fix."""
+
+
+class PermanentSourceError(SourceError):
+    """A source error that waiting cannot heal (no such file or device, a missing capability):
+    the source fails at once, live or not, instead of being retried."""
+
+
+#: ``scheme://user:password@`` in a URI or in any text that quotes one
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+
+
+def redact(text: str) -> str:
+    """``text`` with every URI password replaced: ``rtsp://admin:***@cam/live`` (never written to results,
+    events, logs or errors)."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", str(text))
 
 
 class StallError(SourceError):

@@ -6,6 +6,7 @@ URI                       kind                                                  
 ``clip.mp4``              video file (bare path or ``file://``), PyAV              every frame
 ``frames/``, ``'a/*.png'`` image folder, glob or one image, Pillow                 every frame
 ``rtsp://host/path``      RTSP (also ``rtsps``, ``http``, ``https``), PyAV         latest
+``udp://@:5000``          MPEG-TS over UDP or RTP (``rtp://@:5000``), PyAV         latest
 ``v4l2:///dev/video0``    V4L2 camera (also a bare ``/dev/videoN``), PyAV          latest
 ``csi://0``               Jetson CSI camera, GStreamer ``nvarguscamerasrc`` (cv2)  latest
 ``test://counter``        synthetic (``counter``, ``array``, ``fashion-mnist``)    latest
@@ -30,7 +31,7 @@ from urllib.parse import parse_qsl, unquote
 
 from edge_committee.stream.sources.base import COMMON_OPTIONS, Source, SourceOptions, convert_options
 from edge_committee.stream.sources.folder import GLOB_CHARS
-from edge_committee.stream.types import SourceError
+from edge_committee.stream.types import SourceError, redact
 
 #: kind -> "module:class" (imported when a source of that kind is opened)
 KINDS = {
@@ -42,7 +43,7 @@ KINDS = {
     "test": "edge_committee.stream.sources.test:TestSource",
 }
 
-NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https")
+NETWORK_SCHEMES = ("rtsp", "rtsps", "http", "https", "rtp", "udp")
 SCHEMES = ("file", "v4l2", "csi", "test") + NETWORK_SCHEMES
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://(.*)$", re.DOTALL)
 
@@ -89,7 +90,7 @@ def parse_uri(uri: str) -> ParsedURI:
         return ParsedURI(uri, _path_kind(target), target, opts)
     scheme, rest = m.group(1).lower(), m.group(2)
     if scheme not in SCHEMES:
-        raise SourceError(f"source {uri}: unknown scheme {scheme!r}; use one of {', '.join(s + '://' for s in SCHEMES)} "
+        raise SourceError(f"source {redact(uri)}: unknown scheme {scheme!r}; use one of {', '.join(s + '://' for s in SCHEMES)} "
                           "or a plain path")
     if scheme in NETWORK_SCHEMES:
         url, opts = _split_options(uri, allow_query=False)

@@ -110,15 +110,15 @@ def test_memory_error_is_one_line(bundle: Path, cli, monkeypatch):
 _SLOW_BUILD = """
 import sys, time
 from pathlib import Path
-import edge_committee.pipeline as p
+import edge_committee.member_stages as p
 ready = Path(sys.argv[1])
-real = p._build_member
+real = p.build_member
 def slow(*a, **k):
     out = real(*a, **k)
     ready.touch()
     time.sleep(60)
     return out
-p._build_member = slow
+p.build_member = slow
 from edge_committee.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
@@ -150,3 +150,26 @@ def test_inspect_json_is_strict(bundle: Path, cli, argv):
     assert code == 0, err
     doc = json.loads(out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert doc["cascade"]["search_eps_accuracy"] is None
+
+
+def test_predict_member_runs_one_member_alone(bundle: Path, cli):
+    """`predict --member NAME`: that member's own answer, with no copy of the bundle to make."""
+    from edge_committee.backend.onnxrt.runner import OnnxrtRunner
+    from edge_committee.spec.preprocess import Preprocessing
+
+    names = [x["name"] for x in read_manifest(bundle)["members"]]
+    name = names[-1]
+    before = sorted(p.name for p in bundle.parent.iterdir())
+    code, out, err = cli("predict", bundle, bundle.parent / "batch.npy", "--json", "--member", name)
+    assert code == 0, err
+    rows = _strict_rows(out)
+    assert {r["exit_member"] for r in rows} == {name} and {r["exit_stage"] for r in rows} == {0}
+    entry = next(x for x in read_manifest(bundle)["members"] if x["name"] == name)
+    pp = Preprocessing.from_dict(entry["preprocessing"])
+    with OnnxrtRunner(bundle / entry["file"], threads=1) as runner:  # the member's own logits decide
+        want = np.argmax(runner.infer(pp(np.load(bundle.parent / "batch.npy"))), 1).tolist()
+    assert [r["class"] for r in rows] == want
+    assert sorted(p.name for p in bundle.parent.iterdir()) == before  # its view was removed
+    code, out, err = cli("predict", bundle, bundle.parent / "batch.npy", "--member", "nope")
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "--member 'nope'" in err and names[0] in err

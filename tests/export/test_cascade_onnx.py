@@ -203,7 +203,7 @@ def test_every_preprocessing_combination_matches_runtime(tmp_path, group):
         d = {**pp.to_dict(), "size": list(SIZES[i])}
         members.append((f"m{i}", d, lambda p, d=d, i=i: linear_member(p, d, 0.6, seed=group * 10 + i)))
     bundle = write_bundle(tmp_path / f"g{group}", members, images)
-    stages = check_equal(bundle, images, f"{h}x{w}x{c}")
+    stages = check_equal(bundle, images, (h, w, c))
     assert len(np.unique(stages)) >= 3  # the cascade really exits at several stages
 
 
@@ -337,7 +337,7 @@ def test_export_writes_a_checked_file_with_metadata_and_lists_it_in_the_bundle(t
     from edge_committee.export.cascade_onnx.export import export_cascade_onnx
 
     bundle, x = tiny_bundle(tmp_path)
-    digest = sha256_file(bundle / "manifest.json")
+    digest = read_manifest(bundle)["manifest_sha256"]  # the identity inspect prints
     out, inside = export_cascade_onnx(bundle, tmp_path / "c.onnx", into_bundle=True, source_size="12x12x3")
     assert inside == bundle / "fused/cascade.12x12x3.compact.standard.onnx"
     for path in (out, inside):
@@ -417,7 +417,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "out" / "c.onnx"
     base = ["export-onnx", str(bundle), "--out", str(out)]
     _one_line_error(capsys, base, "--source-size is required")
-    _one_line_error(capsys, base + ["--source-size", "12by12"], "is not HxW")
+    _one_line_error(capsys, base + ["--source-size", "12by12"], "is not WxH or WxHxC: width x height")
     _one_line_error(capsys, base + ["--source-size", "12x12", "--form", "mask", "--gate", "plugin"],
                     "cannot build the mask form")
     _one_line_error(capsys, base + ["--source-size", "12x12", "--members", "m0,zz", "--thresholds", "0.5"],
@@ -502,3 +502,15 @@ def test_reselect_drops_fused_files_of_the_old_cascade(built_bundle, tmp_path):
     assert after["fused_onnx"] == [] and rel not in after["files"]
     assert not (built_bundle / rel).exists()
     read_manifest(built_bundle)  # still verifies: nothing unlisted, checksums match
+
+
+def test_source_size_is_width_by_height_like_camera_uris(caplog):
+    """One convention: WxH text (as v4l2://...?size=640x480), NumPy (H, W, C) tuples; axes named."""
+    from edge_committee.export.cascade_onnx.build import Source
+    from edge_committee.export.cascade_onnx.export import bundle_file_name, describe_size, parse_source_size
+
+    assert parse_source_size("640x480") == (480, 640)
+    assert parse_source_size("640x480x3") == (480, 640, 3)
+    source = Source(480, 640, 3)
+    assert describe_size(source) == "640x480x3 (width 640, height 480, 3 channels)"
+    assert bundle_file_name(source, "compact", "standard") == "fused/cascade.640x480x3.compact.standard.onnx"

@@ -195,3 +195,22 @@ def test_out_that_is_not_a_bundle_fails_before_building(tiny_committee: Path, ca
     assert not cache_dir.exists()  # failed before any member ran
     assert (out.read_text() if kind == "file" else (out / "precious.txt").read_text()) == "precious"
     assert not [p for p in tiny_committee.parent.iterdir() if p.name.startswith(".taken")]
+
+
+def test_build_shows_progress_for_its_long_steps(tiny_committee: Path, cache_dir: Path, monkeypatch):
+    """A bar over the members, and one per member and split for its evaluation (batches)."""
+    from edge_committee import pipeline
+    from edge_committee.evaluate import evaluate
+
+    bars = []
+
+    def recording(iterable, total=None, desc="", unit="it"):
+        bars.append((desc, unit, total))
+        return iterable
+
+    monkeypatch.setattr(pipeline, "progress", recording)
+    monkeypatch.setattr(evaluate, "progress", recording)
+    pipeline.build(tiny_committee, tiny_committee.parent / "b", cache_dir=cache_dir, use_cache=False,
+                   log=lambda s: None)
+    assert bars[0] == ("members", "member", 3)
+    assert {(d, u) for d, u, _ in bars[1:]} >= {("small validation", "batch"), ("large test", "batch")}

@@ -11,6 +11,7 @@ import pytest
 from edge_committee.bundle.manifest import DIGEST_KEY, manifest_digest
 from edge_committee.cli.main import main
 from edge_committee.profile import fingerprint
+from edge_committee.errors import EdgeCommitteeError
 from edge_committee.profile.bench import contenders, run_round_robin
 
 BENCH = ["--batch", "1,4", "--limit", "40", "--warmup", "1", "--threads", "1", "-q"]
@@ -120,6 +121,10 @@ def test_contenders_are_the_cascade_the_largest_and_the_most_accurate():
                             member("l.int8", 9, 0.91, "int8")]}
     got = {c.role: c.members for c in contenders(manifest)}
     assert got == {"cascade": ("s", "m"), "largest": ("l",), "most accurate": ("m",)}
+    assert {c.role: c.members for c in contenders(manifest, ["s", "m"])}["most accurate & asked"] == ("m",)
+    assert ("s",) in [c.members for c in contenders(manifest, ["s"]) if c.role == "asked"]
+    with pytest.raises(EdgeCommitteeError, match="--member 'x': the bundle has no such member; its members: s, m"):
+        contenders(manifest, ["x"])
     manifest["members"][2]["accuracy"]["validation"] = 0.95
     assert {c.role for c in contenders(manifest)} == {"cascade", "largest & most accurate"}
 

@@ -72,6 +72,28 @@ def test_select_uses_this_devices_profile(profiled_bundle: Path, capsys):
     assert THIS_DEVICE_T1 in json.loads((profiled_bundle / "manifest.json").read_text())["profiles"]  # kept
 
 
+def test_select_finds_the_profile_without_repeating_threads(profiled_bundle: Path, capsys):
+    """`profile --threads 1` then `select --budget-ms` (no --threads): this device's one profile is used."""
+    assert main(["select", str(profiled_bundle), "--budget-ms", "100"]) == 0
+    c = json.loads((profiled_bundle / "manifest.json").read_text())["cascade"]
+    assert c["cost_unit"] == "ms" and THIS_DEVICE_T1 in c["cost_model"]["description"]
+
+
+def test_several_thread_counts_name_the_flag(profiled_bundle: Path, capsys):
+    from edge_committee.bundle import edit_bundle
+
+    with edit_bundle(profiled_bundle) as ed:  # a second profile of this device, at 2 threads
+        t2 = THIS_DEVICE_T1[:-1] + "2"
+        entry = dict(ed.manifest["profiles"][THIS_DEVICE_T1], file=f"profiles/{t2}.json")
+        doc = json.loads((profiled_bundle / f"profiles/{THIS_DEVICE_T1}.json").read_text())
+        doc["name"] = doc["fingerprint"]["key"] = t2
+        ed.add(entry["file"]).write_text(json.dumps(doc))
+        ed.manifest["profiles"][t2] = entry
+    assert main(["select", str(profiled_bundle), "--budget-ms", "100"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "at several thread counts" in err and "--threads N (N one of 1, 2)" in err
+
+
 def test_no_profile_for_this_device_lists_the_profiles_and_the_command(profiled_bundle: Path, capsys):
     assert main(["select", str(profiled_bundle), "--budget-ms", "5", "--threads", "3"]) == 1
     err = capsys.readouterr().err.strip()
@@ -184,11 +206,11 @@ def test_profile_at_a_camera_size(built_bundle: Path, tmp_path: Path, capsys):
 
     argv = ["profile", str(built_bundle), "--batch", "2", "--threads", "1", "--members", "small", "--dry-run", "-q",
             *FAST_ARGS]
-    assert main([*argv, "--source-size", "48x64"]) == 0  # random images, the bundle's channels
+    assert main([*argv, "--source-size", "64x48"]) == 0  # random images (width 64, height 48), the bundle's channels
     assert json.loads(capsys.readouterr().out)["source_shape"] == [48, 64, 3]
     np.save(tmp_path / "x.npy", np.zeros((3, 12, 12, 1), np.uint8))
-    assert main([*argv, "--source-size", "20x10", "--source", str(tmp_path / "x.npy")]) == 0  # resized
+    assert main([*argv, "--source-size", "10x20", "--source", str(tmp_path / "x.npy")]) == 0  # resized
     assert json.loads(capsys.readouterr().out)["source_shape"] == [20, 10, 1]
     assert main([*argv, "--source-size", "1080 by 1920"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "'1080 by 1920' is not a size HxW" in err and "1080x1920" in err
+    assert err.count("\n") == 1 and "'1080 by 1920' is not a size WxH" in err and "1920x1080" in err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import os
 import json
 import shutil
 import subprocess
@@ -31,7 +31,7 @@ def parse_config(path: Path):
 def test_onnxruntime_repository(tiny_cascade: Path, tmp_path: Path):
     out = tmp_path / "repo"
     r = export_triton(tiny_cascade, out, max_batch=32, instances=2)
-    digest = hashlib.sha256((tiny_cascade / "manifest.json").read_bytes()).hexdigest()
+    digest = json.loads((tiny_cascade / "manifest.json").read_text())["manifest_sha256"]  # inspect's identity
     info = json.loads((out / MARKER).read_text())
     assert info["manifest_sha256"] == digest == r.manifest_sha256
     assert r.cascade_model == "tiny" and list(r.member_models) == ["small", "medium", "large"]
@@ -142,3 +142,95 @@ def test_export_is_atomic_and_never_overwrites_other_folders(tiny_cascade: Path,
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # the earlier export is intact
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
     assert json.loads((out / MARKER).read_text())["member_backend"] == first.member_backend
+
+
+def test_labels_versions_warmup_and_preferred_batches(tiny_cascade: Path, tmp_path: Path):
+    out = tmp_path / "repo"
+    labels = manifest(tiny_cascade)["labels"]
+    export_triton(tiny_cascade, out, preferred_batch_sizes=(1, 8, 64, 128))
+    for model in ("tiny", "tiny.small"):
+        assert (out / model / "labels.txt").read_text().splitlines() == labels
+    cascade, _ = parse_config(out / "tiny" / "config.pbtxt")
+    assert cascade.output[-1].label_filename == "labels.txt"  # probs: the classification extension names classes
+    assert cascade.version_policy.latest.num_versions == 1
+    assert list(cascade.dynamic_batching.preferred_batch_size) == [1, 8, 64]  # <= max_batch
+    assert not cascade.model_warmup  # the BLS model does not call members while they load
+    member, mc = parse_config(out / "tiny.medium" / "config.pbtxt")
+    assert member.output[0].label_filename == "labels.txt"
+    assert [(w.batch_size, w.inputs["input"].zero_data, list(w.inputs["input"].dims)) for w in member.model_warmup] \
+        == [(1, True, [8, 8, 3]), (64, True, [8, 8, 3])]
+    assert mc.DataType.Name(member.model_warmup[0].inputs["input"].data_type) == "TYPE_FP32"
+
+    saved = tmp_path / "v1_config.pbtxt"
+    os.link(out / "tiny" / "config.pbtxt", saved)  # the file as it was: never written through
+    before = saved.read_text()
+    r = export_triton(tiny_cascade, out, version=2, version_policy="all", warmup=False)
+    assert r.versions == (1, 2) and (out / "tiny/1/cascade.json").is_file() and (out / "tiny/2/cascade.json").is_file()
+    assert saved.read_text() == before
+    cascade, _ = parse_config(out / "tiny" / "config.pbtxt")
+    assert cascade.version_policy.HasField("all")
+    assert {m["version"] for m in json.loads((out / "tiny/2/cascade.json").read_text())["members"]} == {2}
+    assert json.loads((out / MARKER).read_text())["versions"] == [1, 2]
+    with pytest.raises(EdgeCommitteeError, match=r"already has version 2 \(versions: 1, 2\); choose a new --version"):
+        export_triton(tiny_cascade, out, version=2)
+    assert (out / "tiny/2/model.py").is_file()  # the refused export changed nothing
+    r = export_triton(tiny_cascade, out)  # no --version: the repository is replaced by version 1
+    assert r.versions == (1,) and not (out / "tiny/2").exists()
+
+
+def test_preferred_batch_sizes_come_from_the_profiles():
+    from edge_committee.serve.triton.export import profiled_batch_sizes
+
+    assert profiled_batch_sizes({}) == ()
+    assert profiled_batch_sizes({"profiles": {"a": {"batch_sizes": [64, 1, 8]}, "b": {"batch_sizes": [8, 32]}}}) \
+        == (8, 32, 64)  # not 1: a lone request would never wait for the queue delay
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--version-policy", "newest"], "--version-policy 'newest': expected latest, latest:N, all or specific"),
+    (["--version", "0"], "--version 0 must be a positive integer"),
+    (["--form", "fused", "--member-backend", "tensorrt"], "for TensorRT use --form bls --member-backend tensorrt"),
+])
+def test_bad_triton_options_are_one_line(tiny_cascade: Path, tmp_path: Path, capsys, argv, message):
+    code = main(["export-triton", str(tiny_cascade), "--out", str(tmp_path / "repo"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "repo").exists()
+
+
+def test_fused_form_for_the_onnxruntime_backend(tiny_cascade: Path, tmp_path: Path):
+    """The export-onnx file as one model; rank-1 outputs reshaped so clients see [N, 1] as from BLS."""
+    onnx = pytest.importorskip("onnx")
+    r = export_triton(tiny_cascade, tmp_path / "repo", form="fused", source_size="12x12x3")
+    assert r.form == "fused" and r.member_models == {} and sorted(p.name for p in r.path.iterdir()) == [MARKER, "tiny"]
+    cfg, mc = parse_config(r.path / "tiny" / "config.pbtxt")
+    assert cfg.backend == "onnxruntime" and cfg.default_model_filename == "model.onnx"
+    assert [(t.name, mc.DataType.Name(t.data_type), list(t.dims)) for t in cfg.input] \
+        == [("images", "TYPE_UINT8", [12, 12, 3])]
+    shapes = {t.name: (list(t.dims), t.HasField("reshape") and list(t.reshape.shape)) for t in cfg.output}
+    assert shapes == {"labels": ([1], []), "confidence": ([1], []), "exit_stage": ([1], []), "flags": ([1], []),
+                      "probs": ([4], False)}
+    assert cfg.model_warmup[0].inputs["images"].zero_data
+    model = onnx.load(str(r.path / "tiny/1/model.onnx"))
+    assert [o.name for o in model.graph.output] == [t.name for t in cfg.output]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["edge_committee.manifest_sha256"] == r.manifest_sha256
+
+
+def test_export_suggests_serve_only_where_it_can_run(tiny_cascade: Path, tmp_path: Path, capsys, monkeypatch):
+    from edge_committee.serve.triton import server
+
+    class NoOnnxruntime:
+        def has_backend(self, name):
+            return name == "python"
+
+        def cleanup(self):
+            pass
+
+    monkeypatch.setattr(server, "find_server", lambda binary=None: NoOnnxruntime())
+    assert main(["export-triton", str(tiny_cascade), "--out", str(tmp_path / "a")]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert "edge-committee serve" not in hint and "--member-backend python-ort" in hint and "container" in hint
+    assert main(["export-triton", str(tiny_cascade), "--out", str(tmp_path / "b"), "--member-backend",
+                 "python-ort"]) == 0
+    assert f"edge-committee serve {tmp_path / 'b'}" in capsys.readouterr().out

@@ -6,6 +6,7 @@ One server for the module (started once, stopped by its pid); every client loop 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import re
 import signal
@@ -46,20 +47,21 @@ def expected(tiny_cascade: Path, tiny_images: np.ndarray):
     return pred
 
 
-def infer(client, module, images: np.ndarray, model: str = "tiny", dtype: str = "UINT8") -> dict:
+def infer(client, module, images: np.ndarray, model: str = "tiny", dtype: str = "UINT8", version: str = "") -> dict:
     x = module.InferInput("images", list(images.shape), dtype)
     x.set_data_from_numpy(images)
-    result = client.infer(model, [x], outputs=[module.InferRequestedOutput(n) for n in OUTPUTS])
+    result = client.infer(model, [x], outputs=[module.InferRequestedOutput(n) for n in OUTPUTS],
+                          model_version=version)
     return {n: result.as_numpy(n) for n in OUTPUTS}
 
 
-def send_split(client, module, images: np.ndarray, seed: int, model: str = "tiny") -> dict:
+def send_split(client, module, images: np.ndarray, seed: int, model: str = "tiny", version: str = "") -> dict:
     """The split in requests of 1..40 images; the answers concatenated."""
     rng = np.random.default_rng(seed)
     parts, i = [], 0
     while i < len(images):
         n = int(rng.integers(1, 41))
-        parts.append(infer(client, module, images[i : i + n], model))
+        parts.append(infer(client, module, images[i : i + n], model, version=version))
         i += n
     return {k: np.concatenate([p[k] for p in parts]) for k in OUTPUTS}
 
@@ -129,7 +131,6 @@ def test_malformed_requests_get_errors_and_the_server_keeps_serving(server, expe
 
 
 def test_the_repository_names_its_bundle(server, tiny_cascade):
-    import hashlib
 
     import tritonclient.grpc as tg
 
@@ -138,8 +139,68 @@ def test_the_repository_names_its_bundle(server, tiny_cascade):
         config = client.get_model_config("tiny", as_json=True)["config"]
     finally:
         client.close()
-    digest = hashlib.sha256((tiny_cascade / "manifest.json").read_bytes()).hexdigest()
+    digest = json.loads((tiny_cascade / "manifest.json").read_text())["manifest_sha256"]  # inspect's identity
     assert config["parameters"]["edge_committee.manifest_sha256"]["string_value"] == digest
+
+
+def test_classification_extension_answers_class_names(server, expected, tiny_images, tiny_cascade):
+    import tritonclient.http as th
+
+    from .conftest import manifest
+
+    labels = manifest(tiny_cascade)["labels"]
+    client = th.InferenceServerClient(server.http_url)
+    try:
+        x = th.InferInput("images", [5, *tiny_images.shape[1:]], "UINT8")
+        x.set_data_from_numpy(tiny_images[:5])
+        top = client.infer("tiny", [x], outputs=[th.InferRequestedOutput("probs", class_count=2)]).as_numpy("probs")
+    finally:
+        client.close()
+    # "probability:index:name", best first: the names come from labels.txt (label_filename)
+    best = [row[0].decode().split(":") for row in top]
+    assert [int(b[1]) for b in best] == expected.labels[:5].tolist()
+    assert [b[2] for b in best] == [labels[i] for i in expected.labels[:5]]
+
+
+def test_fused_form_two_versions_and_metrics(tiny_cascade: Path, tiny_images, expected, tmp_path: Path):
+    """export-triton --form fused (python-ort: the bundled server has no onnxruntime backend) as versions
+    1 and 2 side by side; both answer as predict does, in the [N, 1] shapes of the BLS model."""
+    needs_server()
+    import urllib.request
+
+    import tritonclient.http as th
+
+    size = "x".join(map(str, tiny_images.shape[1:]))
+    repo = tmp_path / "repo"
+    export_triton(tiny_cascade, repo, form="fused", member_backend="python-ort", source_size=size, name="fused")
+    r = export_triton(tiny_cascade, repo, form="fused", member_backend="python-ort", source_size=size, name="fused",
+                      version=2, version_policy="all")
+    assert r.versions == (1, 2)
+    with TritonServer(repo, http_port=0, grpc_port=0, metrics_port=0) as srv:
+        client = th.InferenceServerClient(srv.http_url)
+        try:
+            for version in ("1", "2"):
+                assert client.is_model_ready("fused", version)
+                got = send_split(client, th, tiny_images, seed=3, model="fused", version=version)
+                assert got["labels"].shape == (len(tiny_images), 1)
+                assert_same(got, expected)
+        finally:
+            client.close()
+        with urllib.request.urlopen(srv.metrics_url, timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'nv_inference_request_success{model="fused",version="2"}' in metrics
+
+
+def test_serve_refuses_a_repository_its_server_cannot_load(tiny_cascade: Path, tmp_path: Path):
+    needs_server()
+    repo = export_triton(tiny_cascade, tmp_path / "repo").path  # onnxruntime members: NVIDIA's container only
+    start = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "edge_committee", "serve", str(repo), "--http-port", "0",
+                          "--grpc-port", "0"], capture_output=True, text=True, timeout=120)
+    err = out.stderr.strip()
+    assert out.returncode == 1 and len(err.splitlines()) == 1, err
+    assert "Triton's onnxruntime backend, which this tritonserver (bundled" in err
+    assert "--member-backend python-ort" in err and time.monotonic() - start < 60  # before any server starts
 
 
 def test_a_member_that_fails_to_load_is_named(tiny_cascade: Path, tmp_path: Path):
@@ -160,12 +221,18 @@ def test_a_member_that_fails_to_load_is_named(tiny_cascade: Path, tmp_path: Path
 def test_serve_cli_starts_and_stops_cleanly(tiny_cascade: Path, tmp_path: Path):
     needs_server()
     proc = subprocess.Popen([sys.executable, "-m", "edge_committee", "serve", str(tiny_cascade), "--http-port", "0",
-                             "--grpc-port", "0", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--grpc-port", "0", "--metrics-port", "0", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
         ready = _read_until(proc, "ready:", timeout_s=120)
-        m = re.search(r"http://([\d.]+):(\d+) and grpc ([\d.:]+); server pid (\d+)", ready)
+        m = re.search(r"http://([\d.]+):(\d+) and grpc ([\d.:]+); metrics \S+; server pid (\d+)", ready)
         assert m and m.group(1) == "127.0.0.1", ready
+        metrics = re.search(r"metrics (http://127\.0\.0\.1:\d+/metrics);", ready)
+        assert metrics, ready
+        import urllib.request
+
+        with urllib.request.urlopen(metrics.group(1), timeout=10) as resp:
+            assert b"nv_inference_request_success" in resp.read()
         import tritonclient.http as th
 
         client = th.InferenceServerClient(f"127.0.0.1:{m.group(2)}")

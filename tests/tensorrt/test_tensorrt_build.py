@@ -295,6 +295,18 @@ def test_compile_without_tensorrt_says_what_to_install(bundle, monkeypatch, caps
     assert "--backend onnxrt" in err
 
 
+def test_compile_without_a_gpu_says_so_first(bundle, monkeypatch, capsys):
+    from edge_committee.backend.tensorrt import compat
+
+    _hide_tensorrt(monkeypatch, lean=True)
+    monkeypatch.setattr(compat, "nvidia_gpu_found", lambda: False)
+    assert main(["compile", str(bundle)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: no NVIDIA GPU found on this machine")
+    assert "run edge-committee compile on the target device" in err
+    assert err.endswith("run bundles with --backend onnxrt, onnxrt-fused")  # torch-cuda cannot run here either
+
+
 def test_compile_with_only_the_lean_runtime(bundle, monkeypatch):
     _hide_tensorrt(monkeypatch, lean=True)
     with pytest.raises(DependencyError, match="only the TensorRT lean runtime \\(tensorrt_lean 11.4.0.106\\).*cannot build"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import types
 
 import fake_trt
 import pytest
@@ -166,6 +167,14 @@ def test_another_gpu_is_refused_naming_both_fingerprints_and_the_fix(compiled, f
     assert f"engine {compiled / 'members/a.fp32.sm87.trt10.3.engine'} was built for TensorRT 10.3.0.26 on Orin (sm87)" in text
     assert "this machine has TensorRT 10.3.0.26 on Xavier (sm72)" in text
     assert text.endswith(f"rebuild it with: edge-committee compile {compiled}")
+    from edge_committee.backend.tensorrt import compat
+
+    with pytest.MonkeyPatch.context() as mp:  # only the runtime here: the rebuild must happen elsewhere
+        mp.setattr(compat, "builder_installed", lambda: False)
+        with pytest.raises(EngineMismatchError) as exc:
+            CascadeModel(compiled, backend="tensorrt")
+    assert one_line(exc).endswith(f"rebuild it on a machine with this GPU and the full TensorRT (this one has only "
+                                  f"the runtime, which cannot build engines) with: edge-committee compile {compiled}")
 
 
 def test_another_tensorrt_version_is_refused(compiled, monkeypatch, gpu):
@@ -260,14 +269,39 @@ def test_fp16_outputs_are_reported(tmp_path, fake_trt_module, gpu):
 
 
 def test_an_uncompiled_bundle_says_to_compile_even_without_tensorrt(bundle, monkeypatch, capsys):
+    from edge_committee.backend.tensorrt import compat
+
     for name in ("tensorrt", "tensorrt_bindings", "tensorrt_lean_bindings", "tensorrt_lean"):
         monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(compat, "compile_blocker", lambda: None)  # a machine that could compile
     with pytest.raises(BundleError) as exc:
         CascadeModel(bundle, backend="tensorrt")
     assert one_line(exc).endswith(f"has no TensorRT engine for member 'a'; build it on this machine with: "
                                   f"edge-committee compile {bundle}")
+    monkeypatch.undo()
     with pytest.raises(BundleError, match=f"no TensorRT engine for member 'a' for DLA core 1.*compile {bundle} --dla 1"):
         CascadeModel(bundle, backend="tensorrt", dla=1)
+
+
+@pytest.mark.parametrize("gpu, lean, why", [
+    (False, True, "no NVIDIA GPU found on this machine"),
+    (True, True, "only the TensorRT lean runtime is installed here, and it cannot build engines"),
+    (True, False, "TensorRT is not installed here"),
+])
+def test_an_uncompiled_bundle_never_suggests_compile_where_it_cannot_run(bundle, monkeypatch, gpu, lean, why):
+    from edge_committee.backend.tensorrt import compat
+
+    for name in ("tensorrt", "tensorrt_bindings", "tensorrt_lean_bindings", "tensorrt_lean"):
+        monkeypatch.setitem(sys.modules, name, None)
+    if lean:
+        monkeypatch.setitem(sys.modules, "tensorrt_lean", types.ModuleType("tensorrt_lean"))
+    monkeypatch.setattr(compat, "nvidia_gpu_found", lambda: gpu)
+    with pytest.raises(BundleError) as exc:
+        CascadeModel(bundle, backend="tensorrt")
+    text = one_line(exc)
+    assert f"and this machine cannot build one ({why}): build it on the target device with: " in text
+    assert text.endswith("here use --backend onnxrt, onnxrt-fused" if not gpu else
+                         "here use --backend onnxrt, torch-cuda, onnxrt-fused")
 
 
 def test_backend_tensorrt_without_tensorrt_says_what_to_install(compiled, monkeypatch, capsys):

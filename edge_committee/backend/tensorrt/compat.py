@@ -12,8 +12,12 @@ guarded and checks that each is really absent outside its range.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
+import os
 import re
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -94,22 +98,73 @@ def _check_supported(trt: ModuleType) -> ModuleType:
     return trt
 
 
+#: device files an NVIDIA driver makes: a discrete GPU, a Jetson's integrated GPU, WSL's GPU
+GPU_DEVICE_FILES = ("/dev/nvidia0", "/dev/nvhost-ctrl-gpu", "/dev/dxg")
+#: backends that run only on an NVIDIA GPU (never suggested on a machine without one)
+GPU_ONLY_BACKENDS = ("torch-cuda",)
+
+
+def nvidia_gpu_found() -> bool:
+    """Whether this machine has an NVIDIA GPU, from the driver's device files (imports nothing)."""
+    if any(os.path.exists(p) for p in GPU_DEVICE_FILES):
+        return True
+    with contextlib.suppress(OSError):
+        return any(os.scandir("/proc/driver/nvidia/gpus"))
+    return False
+
+
 def other_backends() -> str:
-    """The registered backends that need no TensorRT, for error messages."""
+    """The registered backends that need no TensorRT and can run on this machine, for error messages."""
     from edge_committee.backend import backend_names
 
-    names = [n for n in backend_names() if not n.startswith("tensorrt")]
+    gpu = nvidia_gpu_found()
+    names = [n for n in backend_names() if not n.startswith("tensorrt") and (gpu or n not in GPU_ONLY_BACKENDS)]
     return ", ".join(names) or "onnxrt"
 
 
+def _importable(name: str) -> bool:
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def builder_installed() -> bool:
+    """Whether the full TensorRT (with its builder) can be imported here (imports nothing)."""
+    return any(_importable(n) for n in BUILDER_MODULES)
+
+
+def compile_blocker() -> str | None:
+    """Why ``edge-committee compile`` cannot run on this machine (no GPU, no builder), or None."""
+    if not nvidia_gpu_found():
+        return "no NVIDIA GPU found on this machine"
+    if not builder_installed():
+        lean = any(_importable(n) for n in RUNTIME_MODULES[len(BUILDER_MODULES):])
+        return ("only the TensorRT lean runtime is installed here, and it cannot build engines" if lean
+                else "TensorRT is not installed here")
+    return None
+
+
 def import_builder() -> ModuleType:
-    """The full TensorRT module (builder and ONNX parser), or a :class:`DependencyError` saying what to install."""
+    """The full TensorRT module (builder and ONNX parser), or a :class:`DependencyError` saying what to install.
+
+    On a machine without an NVIDIA GPU the message says so first: installing TensorRT there would
+    only move the failure (engines are built on the GPU that runs them).
+    """
     trt, errors = _import_first(BUILDER_MODULES)
     if trt is not None:
         return _check_supported(trt)
     lean, _ = _import_first(RUNTIME_MODULES[len(BUILDER_MODULES):])
     found = (f"only the TensorRT lean runtime ({lean.__name__} {module_version(lean)}) is installed, and it "
              "cannot build engines" if lean is not None else "TensorRT is not installed")
+    if not nvidia_gpu_found():
+        raise DependencyError(
+            f"no NVIDIA GPU found on this machine, and TensorRT builds engines on the GPU that will run them: "
+            f"run edge-committee compile on the target device (a Jetson, a GPU server; it needs the full TensorRT: "
+            f"{INSTALL_HINT}); {found} here. On this machine run bundles with --backend {other_backends()}"
+        )
     raise DependencyError(
         f"compiling engines needs the full TensorRT with its builder: {found}; {INSTALL_HINT}. "
         f"Without TensorRT, run bundles with --backend {other_backends()}"

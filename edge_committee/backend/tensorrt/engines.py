@@ -72,6 +72,13 @@ def candidates(manifest: dict, root: Path, member: str | None, dla_core: int | N
         where = f" for DLA core {dla_core}" if dla_core is not None else ""
         fix = (compile_command(root) + (f" --dla {dla_core}" if dla_core is not None else "")
                + ("" if member else " --whole"))
+        from edge_committee.backend.tensorrt.compat import compile_blocker, other_backends
+
+        blocker = compile_blocker()
+        if blocker:  # never send the user to a command that cannot run here
+            raise BundleError(f"{root}: the bundle has no TensorRT engine for {what}{where}, and this machine cannot "
+                              f"build one ({blocker}): build it on the target device with: {fix}; here use "
+                              f"--backend {other_backends()}")
         raise BundleError(f"{root}: the bundle has no TensorRT engine for {what}{where}; build it on this "
                           f"machine with: {fix}")
     return found
@@ -95,10 +102,14 @@ def select_engine(manifest: dict, root: Path, member: str | None, tensorrt: str,
             return entry
         problems.append((entry, fp, reason))
     entry, fp, reason = problems[0]
+    from edge_committee.backend.tensorrt.compat import builder_installed
+
+    where = "" if builder_installed() else (" on a machine with this GPU and the full TensorRT (this one has only "
+                                            "the runtime, which cannot build engines)")
     raise EngineMismatchError(
         f"engine {root / entry['file']} was built for {fp.machine()} (onnx {fp.onnx_sha256[:12]}"
         f"{', plugin ' + fp.plugin_sha256[:12] if fp.plugin_sha256 else ''}) and cannot run here: {reason}; "
-        f"this machine has {here}; rebuild it with: {compile_command(root, fp, whole=member is None)}"
+        f"this machine has {here}; rebuild it{where} with: {compile_command(root, fp, whole=member is None)}"
     )
 
 

@@ -8,6 +8,7 @@ manifest under ``fused_onnx`` (with its checksum in ``files``) through :func:`ed
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 
 from edge_committee import __version__
 from edge_committee._lazy import require
-from edge_committee._util import atomic_path, sha256_file
-from edge_committee.bundle import read_manifest
+from edge_committee._util import atomic_path
+from edge_committee.bundle import DIGEST_KEY, read_manifest
 from edge_committee.bundle.bundle import MANIFEST, edit_bundle
 from edge_committee.export.cascade_onnx.build import CascadeDef, Source, build_cascade_model
 from edge_committee.export.cascade_onnx.errors import FusedExportError
@@ -25,6 +26,9 @@ from edge_committee.spec.preprocess import Preprocessing
 
 #: manifest key listing the fused files a bundle holds
 MANIFEST_KEY = "fused_onnx"
+
+
+LOG = logging.getLogger("edge_committee")
 
 
 def cascade_from_manifest(manifest: dict, root: Path) -> CascadeDef:
@@ -53,16 +57,28 @@ def combiner_files(manifest: dict) -> list[dict]:
 
 
 def parse_source_size(text: str) -> tuple[int, ...]:
-    """``"480x640"`` -> (480, 640); ``"480x640x3"`` -> (480, 640, 3)."""
+    """``"640x480"`` -> (480, 640); ``"640x480x3"`` -> (480, 640, 3).
+
+    Text is **width x height** (the order camera URIs, OpenCV, FFmpeg and jetson-utils use); the
+    result is in NumPy's shape order, (height, width[, channels]), as tuples are everywhere else.
+    """
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text or "")
     if not match:
-        raise FusedExportError(f"--source-size {text!r} is not HxW or HxWxC (e.g. 480x640 or 480x640x3)")
-    return tuple(int(g) for g in match.groups() if g is not None)
+        raise FusedExportError(f"--source-size {text!r} is not WxH or WxHxC: width x height in pixels, as camera "
+                               "URIs write it (e.g. 640x480, or 640x480x3 for color)")
+    w, h, c = match.groups()
+    return (int(h), int(w)) if c is None else (int(h), int(w), int(c))
+
+
+def describe_size(source) -> str:
+    """``"640x480x3 (width 640, height 480, 3 channels)"``: the size with its axes named."""
+    return (f"{source.width}x{source.height}x{source.channels} (width {source.width}, height {source.height}, "
+            f"{source.channels} channel{'s' if source.channels > 1 else ''})")
 
 
 def resolve_source(manifest: dict, preprocessing: list[Preprocessing], size: Any = None,
                    channels: int | None = None) -> Source:
-    """The source size: ``size`` (HxW[xC] text or tuple), else the validation images' recorded size.
+    """The source size: ``size`` (``WxH[xC]`` text, width first, or an (H, W[, C]) tuple), else the validation images' recorded size.
 
     Channels, when neither ``size`` nor the manifest gives them: 1 when every member is gray
     (a grayscale dataset), else 3.
@@ -72,9 +88,10 @@ def resolve_source(manifest: dict, preprocessing: list[Preprocessing], size: Any
         dims = tuple((manifest.get("data", {}).get("validation") or {}).get("image_shape") or ())
     if not dims:
         raise FusedExportError("the bundle records no image size for its validation data, so --source-size is "
-                               "required: the camera's HxW (e.g. 480x640), see docs/fused_onnx.md")
+                               "required: the camera's width x height (WxH, e.g. 640x480), see docs/fused_onnx.md")
     if len(dims) not in (2, 3):
-        raise FusedExportError(f"source size {dims} must be (height, width) or (height, width, channels)")
+        raise FusedExportError(f"source size {dims} must be (height, width) or (height, width, channels) as a "
+                               "tuple, or 'WxH' / 'WxHxC' as text")
     if channels is None:
         channels = dims[2] if len(dims) == 3 else (1 if all(p.color == "gray" for p in preprocessing) else 3)
     return Source(int(dims[0]), int(dims[1]), int(channels))
@@ -101,7 +118,7 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
     source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
     by_name = {m["name"]: m for m in manifest["members"]}
     meta = {
-        "manifest_sha256": sha256_file(root / MANIFEST),
+        "manifest_sha256": manifest[DIGEST_KEY],  # the identity inspect, serve and Triton show
         "bundle": manifest.get("name", root.name),
         "members": [{"name": n, "file": by_name[n]["file"], "sha256": by_name[n].get("sha256"),
                      "precision": by_name[n].get("precision")} for n in cascade.members],
@@ -116,8 +133,8 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
 
 
 def bundle_file_name(source: Source, form: str, gate: str) -> str:
-    """Where a fused file lives in a bundle, named by what varies."""
-    return f"fused/cascade.{source}.{form}.{gate}.onnx"
+    """Where a fused file lives in a bundle, named by what varies (the size as ``WxHxC``)."""
+    return f"fused/cascade.{source.width}x{source.height}x{source.channels}.{form}.{gate}.onnx"
 
 
 def write_model(model: Any, path: str | os.PathLike) -> Path:
@@ -160,7 +177,7 @@ def export_cascade_onnx(
         out: a file to write (atomically); ``None`` to write only into the bundle.
         into_bundle: also add the file to the bundle as ``fused/cascade.<H>x<W>x<C>.<form>.<gate>.onnx``,
             listed in its manifest (the bundle is swapped in one step).
-        source_size: ``"HxW"``/``"HxWxC"`` or a tuple; default: the validation images' size if the
+        source_size: ``"WxH"``/``"WxHxC"`` (width x height, as camera URIs) or an (H, W[, C]) tuple; default: the validation images' size if the
             manifest records it.
         form, gate, preprocess: see :func:`build_cascade_model`.
     """
@@ -169,6 +186,7 @@ def export_cascade_onnx(
     root = Path(bundle)
     model, cascade, source = build_from_bundle(root, cascade=cascade, source_size=source_size, channels=channels,
                                                form=form, gate=gate, preprocess=preprocess)
+    LOG.info("source size %s", describe_size(source))
     written = []
     if out is not None:
         written.append(write_model(model, out))

@@ -54,11 +54,15 @@ class TritonMemberRunner(BaseRunner):
         input_dims: its input shape without the batch dimension.
         num_classes: the number of logits per sample.
         max_batch: the member model's ``max_batch_size``.
+        version: the member model's version to call (-1: the server's choice, by its version
+            policy); an export names the version written with the cascade, so two versions of a
+            cascade served side by side each call their own members.
     """
 
     def __init__(self, pb_utils, model: str, input_name: str, output_name: str, input_dtype: str,
-                 input_dims: list[int], num_classes: int, max_batch: int) -> None:
+                 input_dims: list[int], num_classes: int, max_batch: int, version: int = -1) -> None:
         super().__init__(model)
+        self.version = int(version)
         self.pb_utils = pb_utils
         self.input_name, self.output_name = input_name, output_name
         self.input_dtype = np.dtype(input_dtype)
@@ -84,7 +88,7 @@ class TritonMemberRunner(BaseRunner):
         pb = self.pb_utils
         x = to_tensor(pb, self.input_name, chunk.astype(self.input_dtype, copy=False))
         response = pb.InferenceRequest(model_name=self.name, requested_output_names=[self.output_name],
-                                       inputs=[x], **self._cpu_output).exec()
+                                       inputs=[x], model_version=self.version, **self._cpu_output).exec()
         if response.has_error():
             raise MemberCallError(f"member model {self.name!r}: {response.error().message()}")
         logits = as_array(pb.get_output_tensor_by_name(response, self.output_name))
@@ -100,7 +104,7 @@ class TritonMemberRunner(BaseRunner):
 def host_loop(spec: dict, pb_utils) -> HostLoop:
     """The SDK's host loop for a ``cascade.json`` description, with BLS member runners."""
     runners = [TritonMemberRunner(pb_utils, m["model"], m["input"], m["output"], m["input_dtype"],
-                                  m["input_dims"], m["num_classes"], m["max_batch"])
+                                  m["input_dims"], m["num_classes"], m["max_batch"], m.get("version", -1))
                for m in spec["members"]]
     preprocessing = [Preprocessing.from_dict(m["preprocessing"], where=f"member {m['name']}")
                      for m in spec["members"]]

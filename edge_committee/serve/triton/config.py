@@ -30,10 +30,59 @@ class TensorConfig:
     name: str
     data_type: str  #: a Triton type, e.g. ``TYPE_FP32``
     dims: tuple[int, ...]
+    #: the model's own shape when it differs (``()``: the model's tensor is batch-only, ``(N,)``)
+    reshape: tuple[int, ...] | None = None
+    #: a file of class names beside ``config.pbtxt`` (the classification extension answers names)
+    label_filename: str | None = None
 
     def to_text(self) -> str:
         dims = ", ".join(str(int(d)) for d in self.dims)
-        return f"  {{\n    name: {_q(self.name)}\n    data_type: {self.data_type}\n    dims: [ {dims} ]\n  }}"
+        extra = ""
+        if self.reshape is not None:
+            extra += f"\n    reshape: {{ shape: [ {', '.join(str(int(d)) for d in self.reshape)} ] }}"
+        if self.label_filename:
+            extra += f"\n    label_filename: {_q(self.label_filename)}"
+        return f"  {{\n    name: {_q(self.name)}\n    data_type: {self.data_type}\n    dims: [ {dims} ]{extra}\n  }}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Warmup:
+    """One ``model_warmup`` sample: zeros of every input at ``batch_size``, run when the model loads,
+    so the first real requests do not pay the session's start-up."""
+
+    name: str
+    batch_size: int
+    inputs: tuple[TensorConfig, ...]
+
+    def to_text(self) -> str:
+        parts = [f"    name: {_q(self.name)}", f"    batch_size: {int(self.batch_size)}"]
+        for t in self.inputs:
+            dims = ", ".join(str(int(d)) for d in t.dims)
+            parts.append(f"    inputs {{\n      key: {_q(t.name)}\n      value: {{ data_type: {t.data_type} "
+                         f"dims: [ {dims} ] zero_data: true }}\n    }}")
+        return "  {\n" + "\n".join(parts) + "\n  }"
+
+
+def version_policy_text(policy: str) -> str:
+    """``latest[:N]``, ``all`` or ``specific:1,2`` as Triton's ``version_policy`` message; fails in one line."""
+    kind, _, arg = str(policy).partition(":")
+    try:
+        if kind == "latest":
+            n = int(arg or 1)
+            if n >= 1:
+                return f"latest {{ num_versions: {n} }}"
+        elif kind == "all" and not arg:
+            return "all { }"
+        elif kind == "specific":
+            versions = [int(v) for v in arg.split(",")]
+            if versions and min(versions) >= 1:
+                return f"specific {{ versions: [ {', '.join(map(str, versions))} ] }}"
+    except ValueError:
+        pass
+    from edge_committee.errors import EdgeCommitteeError
+
+    raise EdgeCommitteeError(f"--version-policy {policy!r}: expected latest, latest:N, all or specific:V1,V2 "
+                             "(N and the versions positive integers), e.g. latest:2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +108,10 @@ class ModelConfig:
     dynamic_batching: bool = True
     queue_delay_us: int = 0
     parameters: tuple[tuple[str, str], ...] = ()
+    #: ``dynamic_batching.preferred_batch_size`` (e.g. the batch sizes the bundle was profiled at)
+    preferred_batch_sizes: tuple[int, ...] = ()
+    version_policy: str | None = None  #: ``latest[:N]``, ``all`` or ``specific:1,2`` (None: Triton's default)
+    warmup: tuple[Warmup, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.backend is None) == (self.platform is None):
@@ -78,12 +131,18 @@ class ModelConfig:
             lines.append(f"cc_model_filenames {{ key: {_q(cc)} value: {_q(filename)} }}")
         lines.append("input [\n" + ",\n".join(t.to_text() for t in self.inputs) + "\n]")
         lines.append("output [\n" + ",\n".join(t.to_text() for t in self.outputs) + "\n]")
+        if self.version_policy:
+            lines.append(f"version_policy: {{ {version_policy_text(self.version_policy)} }}")
         if self.dynamic_batching and self.max_batch_size > 0:
-            lines.append(f"dynamic_batching {{\n  max_queue_delay_microseconds: {int(self.queue_delay_us)}\n}}")
+            preferred = [int(b) for b in self.preferred_batch_sizes if 1 <= int(b) <= self.max_batch_size]
+            pref = f"\n  preferred_batch_size: [ {', '.join(map(str, preferred))} ]" if preferred else ""
+            lines.append(f"dynamic_batching {{{pref}\n  max_queue_delay_microseconds: {int(self.queue_delay_us)}\n}}")
         kind = f"\n    kind: {self.instance_kind}" if self.instance_kind else ""
         lines.append(f"instance_group [\n  {{\n    count: {int(self.instance_count)}{kind}\n  }}\n]")
         for key, value in self.parameters:
             lines.append(f"parameters {{\n  key: {_q(key)}\n  value: {{ string_value: {_q(value)} }}\n}}")
+        if self.warmup:
+            lines.append("model_warmup [\n" + ",\n".join(w.to_text() for w in self.warmup) + "\n]")
         return "\n".join(lines) + "\n"
 
 

@@ -10,8 +10,9 @@ Layout (``NAME`` is the bundle's name unless given)::
       NAME.MEMBER/config.pbtxt         one model per cascade member (see members.py)
       NAME.MEMBER/1/model.onnx | *.engine (+ model.py, _sdk/ for python-ort)
 
-Every ``config.pbtxt`` carries the bundle's manifest sha256 as the parameter
-``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. The
+Every ``config.pbtxt`` carries the bundle's identity, the manifest's own ``manifest_sha256`` (what
+``edge-committee inspect`` prints; the fused file's metadata and ``serve``'s ready line carry the
+same), as the parameter ``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. The
 repository is written into a temporary sibling folder and renamed into place.
 """
 
@@ -30,12 +31,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_committee import __version__
-from edge_committee._util import sha256_file
-from edge_committee.bundle import MANIFEST, StagingDir, read_manifest
+from edge_committee.bundle import DIGEST_KEY, StagingDir, read_manifest
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.serve.triton import bls
-from edge_committee.serve.triton.config import MEMBER_BACKENDS, ModelConfig, TensorConfig
+from edge_committee.serve.triton.config import (
+    MEMBER_BACKENDS,
+    ModelConfig,
+    TensorConfig,
+    Warmup,
+    version_policy_text,
+)
 from edge_committee.serve.triton.members import (
+    _link_or_copy,
     member_config,
     member_engines,
     member_io,
@@ -52,6 +59,11 @@ SDK_ENTRIES = ("edge_committee.serve.triton.bls", "edge_committee.serve.triton.m
 SHA_PARAM = "edge_committee.manifest_sha256"
 
 
+#: the class names file beside each classifier's ``config.pbtxt`` (``label_filename``)
+LABELS_FILE = "labels.txt"
+FORMS = ("bls", "fused")
+
+
 @dataclasses.dataclass(frozen=True)
 class TritonExport:
     """What :func:`export_triton` wrote."""
@@ -63,18 +75,50 @@ class TritonExport:
     member_backend: str
     manifest_sha256: str
     max_batch: int
+    form: str = "bls"
+    version: int = 1
+    versions: tuple[int, ...] = (1,)  #: every version of the cascade model now in the repository
+
+
+@dataclasses.dataclass(frozen=True)
+class _Common:
+    """What every model of one export shares."""
+
+    max_batch: int
+    instances: int
+    queue_delay_us: int
+    params: tuple
+    version: int
+    version_policy: str
+    preferred: tuple[int, ...]
+    warmup: bool
+
+    def extra(self, max_batch: int | None = None) -> dict:
+        mb = self.max_batch if max_batch is None else max_batch
+        return {"version_policy": self.version_policy,
+                "preferred_batch_sizes": tuple(b for b in self.preferred if b <= mb)}
+
+    def warmups(self, inputs: tuple, max_batch: int) -> tuple:
+        """Zeros at batch 1 and at the largest preferred batch: the sizes the first requests come in."""
+        if not self.warmup:
+            return ()
+        sizes = sorted({1, *[b for b in self.preferred if b <= max_batch]})
+        sizes = sizes[:1] + sizes[-1:] if len(sizes) > 1 else sizes
+        return tuple(Warmup(f"zeros_batch{b}", b, inputs) for b in sizes)
 
 
 def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: int = 64,
                   member_backend: str = "onnxruntime", instances: int = 1, threads: int | None = None,
                   name: str | None = None, singles: Sequence[str] = (), queue_delay_us: int = 0,
-                  tensorrt_version: str | None = None) -> TritonExport:
+                  tensorrt_version: str | None = None, *, form: str = "bls", source_size=None,
+                  version: int | None = None, version_policy: str = "latest:1", warmup: bool = True,
+                  preferred_batch_sizes: Sequence[int] | None = None) -> TritonExport:
     """Write a Triton model repository for ``bundle``'s cascade into ``out`` (atomically).
 
     Args:
         bundle: the bundle folder (every checksum is verified).
-        out: the repository folder; replaced if it is an earlier export, refused if it holds
-            anything else.
+        out: the repository folder; replaced if it is an earlier export (unless ``version`` is
+            given), refused if it holds anything else.
         max_batch: ``max_batch_size`` of every model (default 64).
         member_backend: ``onnxruntime`` (NVIDIA's containers; default), ``tensorrt`` (compiled
             engines listed in the manifest) or ``python-ort`` (servers with only the Python
@@ -87,41 +131,121 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
         queue_delay_us: the dynamic batcher's wait for more requests, in microseconds (default 0).
         tensorrt_version: with ``tensorrt``, the server's TensorRT (e.g. "10.3"), to pick among
             engines built with several versions for one GPU (default: any, if unambiguous).
+        form: ``bls`` (default: the cascade as a Python BLS model calling one model per member)
+            or ``fused`` (the ``export-onnx`` file as one ONNX Runtime model; ``member_backend``
+            ``onnxruntime`` or ``python-ort``; needs ``source_size`` unless the bundle records one).
+        source_size: with ``fused``, the raw images' ``WxH[xC]`` (width x height) (see ``export-onnx``).
+        version: write the models as this version and keep the versions already in ``out``
+            (refused if ``out`` has it); None (default): replace ``out`` with version 1.
+        version_policy: every model's ``version_policy``: ``latest[:N]`` (default ``latest:1``),
+            ``all`` or ``specific:V1,V2``.
+        warmup: ``model_warmup`` with zero inputs for every model whose input shape is fixed
+            (members, fused), so the first requests do not pay session start-up (default on).
+        preferred_batch_sizes: ``dynamic_batching.preferred_batch_size`` (default: the batch
+            sizes the bundle's latency profiles measured, if any).
     """
-    _check_args(member_backend, max_batch, instances)
+    _check_args(member_backend, max_batch, instances, form, version)
+    version_policy_text(version_policy)  # one line now, not a broken config later
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    digest = sha256_file(bundle / MANIFEST)
+    digest = manifest[DIGEST_KEY]  # the bundle's identity, as inspect prints it
     cascade = _model_name(name or manifest["name"])
     by_name = {m["name"]: m for m in manifest["members"]}
     members = list(manifest["cascade"]["members"])
     unknown = [s for s in singles if s not in by_name]
     if unknown:
         raise EdgeCommitteeError(f"singles: {unknown[0]!r} is not a member of {bundle}; members: {', '.join(by_name)}")
+    preferred = tuple(preferred_batch_sizes) if preferred_batch_sizes is not None else profiled_batch_sizes(manifest)
+    params = ((SHA_PARAM, digest), ("edge_committee.bundle", str(manifest["name"])))
+    common = _Common(int(max_batch), int(instances), int(queue_delay_us), params, int(version or 1),
+                     version_policy, preferred, warmup)
+    staging = _RepoStaging(out, keep_versions=version is not None)
+    with staging as stage:
+        if form == "fused":
+            result = _export_fused(stage, bundle, manifest, cascade, member_backend, common, digest, source_size,
+                                   threads)
+        else:
+            result = _export_bls(stage, bundle, manifest, cascade, members, singles, by_name, member_backend, common,
+                                 digest, threads, tensorrt_version)
+        result = dataclasses.replace(result, path=Path(out).resolve(), versions=_versions(stage / cascade))
+        _write_marker(stage / MARKER, result, bundle, manifest)
+    staging.commit()
+    LOG.info("wrote %s: cascade model %r version %d, %d member models (%s)", result.path, cascade, common.version,
+             len(result.member_models), member_backend)
+    return result
+
+
+def profiled_batch_sizes(manifest: dict) -> tuple[int, ...]:
+    """The batch sizes above 1 the bundle's latency profiles measured (``edge-committee profile``), sorted.
+
+    1 is left out: any single queued request would form a "preferred" batch at once, so the batcher
+    would never wait ``max_queue_delay_microseconds`` for more.
+    """
+    sizes = {int(b) for p in (manifest.get("profiles") or {}).values() for b in (p.get("batch_sizes") or ())}
+    return tuple(sorted(b for b in sizes if b > 1))
+
+
+def _export_bls(stage: Path, bundle: Path, manifest: dict, cascade: str, members: list, singles: Sequence[str],
+                by_name: dict, member_backend: str, common: _Common, digest: str, threads: int | None,
+                tensorrt_version: str | None) -> TritonExport:
     used = list(dict.fromkeys(members + list(singles)))
     engines = {m: member_engines(manifest, bundle, m, tensorrt_version) if member_backend == "tensorrt" else []
                for m in used}
-    params = ((SHA_PARAM, digest), ("edge_committee.bundle", str(manifest["name"])))
-    staging = _RepoStaging(out)
-    with staging as stage:
-        entries = {}
-        for m in used:
-            entries[m] = _write_member(stage, bundle, manifest, by_name[m], f"{cascade}.{_model_name(m)}",
-                                       member_backend, engines[m], max_batch, instances, threads,
-                                       queue_delay_us, params)
-        spec = _cascade_spec(manifest, digest, members, entries, bundle)
-        _write_cascade(stage, cascade, spec, max_batch, instances, queue_delay_us, params)
-        single_models = {}
-        for m in singles:
-            single = dict(spec, members=[entries[m]], thresholds=[])
-            single_models[m] = f"{cascade}.{_model_name(m)}.alone"
-            _write_cascade(stage, single_models[m], single, max_batch, instances, queue_delay_us, params)
-        result = TritonExport(Path(out).resolve(), cascade, {m: entries[m]["model"] for m in members},
-                              single_models, member_backend, digest, max_batch)
-        _write_marker(stage / MARKER, result, bundle, manifest)
-    staging.commit()
-    LOG.info("wrote %s: cascade model %r, %d member models (%s)", result.path, cascade, len(used), member_backend)
-    return result
+    entries = {}
+    for m in used:
+        entries[m] = _write_member(stage, bundle, manifest, by_name[m], f"{cascade}.{_model_name(m)}",
+                                   member_backend, engines[m], threads, common)
+    spec = _cascade_spec(manifest, digest, members, entries, bundle)
+    _write_cascade(stage, cascade, spec, common)
+    single_models = {}
+    for m in singles:
+        single = dict(spec, members=[entries[m]], thresholds=[])
+        single_models[m] = f"{cascade}.{_model_name(m)}.alone"
+        _write_cascade(stage, single_models[m], single, common)
+    return TritonExport(stage, cascade, {m: entries[m]["model"] for m in members}, single_models, member_backend,
+                        digest, common.max_batch, "bls", common.version)
+
+
+def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend: str, common: _Common,
+                  digest: str, source_size, threads: int | None = None) -> TritonExport:
+    """The ``export-onnx`` file (compact form, exact preprocessing) as one model ``model``."""
+    from edge_committee.export.cascade_onnx.export import build_from_bundle, write_model
+
+    onnx_model, _, source = build_from_bundle(bundle, manifest, source_size=source_size)
+    folder = stage / model / str(common.version)
+    folder.mkdir(parents=True)
+    write_model(onnx_model, folder / "model.onnx")
+    if backend == "python-ort":  # ONNX Runtime intra-op threads of its session (0: its default)
+        common = dataclasses.replace(common, params=common.params + (("threads", str(int(threads or 0))),))
+    cfg = fused_config(model, source, len(manifest["labels"]), backend, common)
+    _write_model_config(stage / model, cfg, manifest)
+    if backend == "python-ort":
+        shutil.copyfile(TEMPLATES / "fused_ort_model.py", folder / "model.py")
+        copy_sdk(folder / "_sdk")
+    return TritonExport(stage, model, {}, {}, backend, digest, common.max_batch, "fused", common.version)
+
+
+def fused_config(model: str, source, num_classes: int, backend: str, common: _Common) -> ModelConfig:
+    """A fused file's config: uint8 images [N, H, W, C] in; the BLS model's outputs and shapes out.
+
+    The file's per-sample outputs are rank 1, ``(N,)``; ``reshape { shape: [] }`` has Triton
+    present them as ``[N, 1]``, as the BLS model answers, so a client reads both the same way.
+    (A Python-backend model makes the ``[N, 1]`` itself: Triton's reshape is for the model's own
+    tensors, which that model writes.)
+    """
+    scalar = None if backend == "python-ort" else ()
+    outputs = (TensorConfig("labels", "TYPE_INT32", (1,), scalar),
+               TensorConfig("confidence", "TYPE_FP32", (1,), scalar),
+               TensorConfig("exit_stage", "TYPE_INT32", (1,), scalar),
+               TensorConfig("flags", "TYPE_INT32", (1,), scalar),
+               TensorConfig("probs", "TYPE_FP32", (num_classes,), label_filename=LABELS_FILE))
+    images = TensorConfig(bls.INPUT, "TYPE_UINT8", (source.height, source.width, source.channels))
+    kind = {"backend": "python", "instance_kind": "KIND_CPU"} if backend == "python-ort" else {
+        "backend": "onnxruntime", "default_model_filename": "model.onnx"}
+    return ModelConfig(name=model, max_batch_size=common.max_batch, instance_count=common.instances,
+                       queue_delay_us=common.queue_delay_us, parameters=common.params, inputs=(images,),
+                       outputs=outputs, warmup=common.warmups((images,), common.max_batch), **kind,
+                       **common.extra())
 
 
 def read_export(repository: str | os.PathLike) -> dict:
@@ -140,7 +264,26 @@ def is_export(path: str | os.PathLike) -> bool:
 
 
 class _RepoStaging(StagingDir):
-    """A staging folder that replaces an earlier export (never any other folder)."""
+    """A staging folder that replaces an earlier export (never any other folder).
+
+    With ``keep_versions``, the earlier export's files are linked into the staging folder first,
+    so the new version is added beside the versions already there.
+    """
+
+    def __init__(self, dest, keep_versions: bool = False) -> None:
+        super().__init__(dest)
+        self.keep_versions = keep_versions
+
+    def __enter__(self) -> Path:
+        path = super().__enter__()
+        if self.keep_versions and is_export(self.dest):
+            try:
+                shutil.copytree(self.dest, path, dirs_exist_ok=True, copy_function=_link_or_copy)
+                (path / MARKER).unlink()  # rewritten, with the versions, by the export
+            except BaseException:
+                self._discard()
+                raise
+        return path
 
     def _check_dest(self) -> None:
         if self.dest.exists() and not self.dest.is_dir():
@@ -150,7 +293,16 @@ class _RepoStaging(StagingDir):
                                      "choose another --out or remove it")
 
 
-def _check_args(member_backend: str, max_batch: int, instances: int) -> None:
+def _check_args(member_backend: str, max_batch: int, instances: int, form: str = "bls",
+                version: int | None = None) -> None:
+    if form not in FORMS:
+        raise EdgeCommitteeError(f"form {form!r} is not known; use one of {', '.join(FORMS)}")
+    if form == "fused" and member_backend == "tensorrt":
+        raise EdgeCommitteeError("--form fused writes the export-onnx file for Triton's onnxruntime backend (or "
+                                 "python-ort); for TensorRT use --form bls --member-backend tensorrt")
+    if version is not None and not 1 <= int(version) <= 1 << 30:
+        raise EdgeCommitteeError(f"--version {version} must be a positive integer (Triton's version folders), "
+                                 "e.g. --version 2")
     if member_backend not in MEMBER_BACKENDS:
         raise EdgeCommitteeError(f"member backend {member_backend!r} is not known; "
                                  f"use one of {', '.join(MEMBER_BACKENDS)}")
@@ -167,27 +319,49 @@ def _model_name(text: str) -> str:
 
 
 def _write_member(stage: Path, bundle: Path, manifest: dict, member: dict, model: str, backend: str,
-                  engines: list, max_batch: int, instances: int, threads: int | None,
-                  queue_delay_us: int, params: tuple) -> dict:
+                  engines: list, threads: int | None, common: _Common) -> dict:
     """Write one member model; returns its ``cascade.json`` entry."""
     pp = Preprocessing.from_dict(member["preprocessing"], where=f"member {member['name']}")
     onnx_file = bundle / member["file"]
     io = member_io(onnx_file, pp, len(manifest["labels"]))
     if backend == "python-ort":
         io = python_ort_io(io)
-    mb = max_batch
+    io = dataclasses.replace(io, output=dataclasses.replace(io.output, label_filename=LABELS_FILE))
+    mb = common.max_batch
     if backend == "tensorrt":
-        mb = min([max_batch] + [e.max_batch for e in engines])
-        if mb < max_batch:
+        mb = min([mb] + [e.max_batch for e in engines])
+        if mb < common.max_batch:
             LOG.info("member %s: max batch %d (its engines' profile)", member["name"], mb)
-    cfg = member_config(model, backend, io, mb, instances, queue_delay_us, params, engines, threads)
+    cfg = member_config(model, backend, io, mb, common.instances, common.queue_delay_us, common.params, engines,
+                        threads, extra={**common.extra(mb), "warmup": common.warmups((io.input,), mb)})
     folder = stage / model
-    write_member_files(folder / "1", backend, bundle, onnx_file, engines, TEMPLATES)
-    (folder / "config.pbtxt").write_text(cfg.to_text(), encoding="utf-8")
+    _check_new_version(folder / str(common.version))
+    write_member_files(folder / str(common.version), backend, bundle, onnx_file, engines, TEMPLATES)
+    _write_model_config(folder, cfg, manifest)
     if backend == "python-ort":
-        copy_sdk(folder / "1" / "_sdk")
-    return {"name": member["name"], "model": model, "max_batch": mb, "preprocessing": member["preprocessing"],
-            **io.describe()}
+        copy_sdk(folder / str(common.version) / "_sdk")
+    return {"name": member["name"], "model": model, "version": common.version, "max_batch": mb,
+            "preprocessing": member["preprocessing"], **io.describe()}
+
+
+def _check_new_version(folder: Path) -> None:
+    if folder.exists():
+        have = ", ".join(str(v) for v in _versions(folder.parent))
+        raise EdgeCommitteeError(f"model {folder.parent.name!r} already has version {folder.name} (versions: {have}); "
+                                 "choose a new --version, or leave --version out to replace the repository")
+
+
+def _versions(model_folder: Path) -> tuple[int, ...]:
+    return tuple(sorted(int(p.name) for p in model_folder.iterdir() if p.is_dir() and p.name.isdigit()))
+
+
+def _write_model_config(folder: Path, cfg: ModelConfig, manifest: dict) -> None:
+    """``config.pbtxt`` and the ``labels.txt`` its outputs name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in ("config.pbtxt", LABELS_FILE):  # may be links to an earlier export's files: never write through
+        (folder / f).unlink(missing_ok=True)
+    (folder / "config.pbtxt").write_text(cfg.to_text(), encoding="utf-8")
+    (folder / LABELS_FILE).write_text("".join(f"{label}\n" for label in manifest["labels"]), encoding="utf-8")
 
 
 def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict, bundle: Path | None = None) -> dict:
@@ -203,23 +377,29 @@ def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict
 
 
 def cascade_config(model: str, num_classes: int, max_batch: int, instances: int, queue_delay_us: int,
-                   params: tuple) -> ModelConfig:
-    """The BLS model's config: uint8 images [N, H, W, C] in; Prediction's fields out."""
+                   params: tuple, **extra) -> ModelConfig:
+    """The BLS model's config: uint8 images [N, H, W, C] in; Prediction's fields out.
+
+    No ``model_warmup``: its warm-up would call the member models through BLS while Triton may
+    still be loading them (Triton orders the loading of ensembles, not of BLS models); the
+    members warm up themselves.
+    """
     outputs = (TensorConfig("labels", "TYPE_INT32", (1,)), TensorConfig("confidence", "TYPE_FP32", (1,)),
                TensorConfig("exit_stage", "TYPE_INT32", (1,)), TensorConfig("flags", "TYPE_INT32", (1,)),
-               TensorConfig("probs", "TYPE_FP32", (num_classes,)))
+               TensorConfig("probs", "TYPE_FP32", (num_classes,), label_filename=LABELS_FILE))
     assert [o.name for o in outputs] == list(bls.OUTPUTS)
     return ModelConfig(name=model, backend="python", max_batch_size=max_batch, instance_count=instances,
                        instance_kind="KIND_CPU", queue_delay_us=queue_delay_us, parameters=params,
-                       inputs=(TensorConfig(bls.INPUT, "TYPE_UINT8", (-1, -1, -1)),), outputs=outputs)
+                       inputs=(TensorConfig(bls.INPUT, "TYPE_UINT8", (-1, -1, -1)),), outputs=outputs, **extra)
 
 
-def _write_cascade(stage: Path, model: str, spec: dict, max_batch: int, instances: int,
-                   queue_delay_us: int, params: tuple) -> None:
-    folder = stage / model / "1"
+def _write_cascade(stage: Path, model: str, spec: dict, common: _Common) -> None:
+    folder = stage / model / str(common.version)
+    _check_new_version(folder)
     folder.mkdir(parents=True)
-    cfg = cascade_config(model, len(spec["labels"]), max_batch, instances, queue_delay_us, params)
-    (stage / model / "config.pbtxt").write_text(cfg.to_text(), encoding="utf-8")
+    cfg = cascade_config(model, len(spec["labels"]), common.max_batch, common.instances, common.queue_delay_us,
+                         common.params, **common.extra())
+    _write_model_config(stage / model, cfg, {"labels": spec["labels"]})
     (folder / bls.CASCADE_JSON).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     shutil.copyfile(TEMPLATES / "cascade_model.py", folder / "model.py")
     copy_sdk(folder / "_sdk")
@@ -230,7 +410,8 @@ def _write_marker(path: Path, result: TritonExport, bundle: Path, manifest: dict
             "bundle_path": str(bundle.resolve()), "manifest_sha256": result.manifest_sha256,
             "member_backend": result.member_backend, "max_batch": result.max_batch,
             "cascade_model": result.cascade_model, "member_models": result.member_models,
-            "single_models": result.single_models, "labels": list(manifest["labels"])}
+            "single_models": result.single_models, "labels": list(manifest["labels"]),
+            "form": result.form, "version": result.version, "versions": list(result.versions)}
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 

@@ -50,3 +50,39 @@ class OrtMemberModel:
 
     def finalize(self) -> None:
         self.runner.deactivate()
+
+
+class FusedOrtModel:
+    """``TritonPythonModel`` of a fused cascade file (``export-triton --form fused --member-backend
+    python-ort``): one ONNX Runtime session on ``model.onnx``, uint8 images in, the file's outputs
+    out, the rank-1 ones as ``[N, 1]`` (the shapes the ``onnxruntime`` form's config gives them)."""
+
+    def initialize(self, args: dict) -> None:
+        import onnxruntime as ort
+        import triton_python_backend_utils as pb_utils
+
+        self.pb_utils = pb_utils
+        config = json.loads(args["model_config"])
+        self.input_name = config["input"][0]["name"]
+        self.output_names = [o["name"] for o in config["output"]]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int((config.get("parameters", {}).get("threads") or {}).get("string_value")
+                                           or 0)
+        path = Path(args["model_repository"]) / args["model_version"] / MODEL_FILE
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def execute(self, requests: list) -> list:
+        pb = self.pb_utils
+        xs = [as_array(pb.get_input_tensor_by_name(r, self.input_name)) for r in requests]
+        images = xs[0] if len(xs) == 1 else np.concatenate(xs)
+        outputs = dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: images})))
+        responses, start = [], 0
+        for x in xs:
+            rows = slice(start, start + len(x))
+            tensors = [to_tensor(pb, n, v[rows] if v.ndim == 2 else v[rows, None]) for n, v in outputs.items()]
+            responses.append(pb.InferenceResponse(output_tensors=tensors))
+            start += len(x)
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None

@@ -78,10 +78,13 @@ def member_io(onnx_path: Path, pp: Preprocessing, num_labels: int) -> MemberIO:
 
 def member_config(name: str, backend: str, io: MemberIO, max_batch: int, instances: int,
                   queue_delay_us: int, parameters: tuple[tuple[str, str], ...],
-                  engines: list[Engine] = (), threads: int | None = None) -> ModelConfig:
-    """The ``config.pbtxt`` of one member model (for ``python-ort``, pass :func:`python_ort_io`'s ``io``)."""
+                  engines: list[Engine] = (), threads: int | None = None, extra: dict | None = None) -> ModelConfig:
+    """The ``config.pbtxt`` of one member model (for ``python-ort``, pass :func:`python_ort_io`'s ``io``).
+
+    ``extra``: more :class:`ModelConfig` fields (version policy, preferred batch sizes, warm-up).
+    """
     common = {"name": name, "inputs": (io.input,), "outputs": (io.output,), "max_batch_size": max_batch,
-              "instance_count": instances, "queue_delay_us": queue_delay_us}
+              "instance_count": instances, "queue_delay_us": queue_delay_us, **(extra or {})}
     if backend == "onnxruntime":
         # no instance kind: Triton puts the instances on the GPU when there is one, else the CPU
         return ModelConfig(backend="onnxruntime", default_model_filename="model.onnx",

@@ -55,6 +55,9 @@ class ServerInstall:
     def has_backend(self, name: str) -> bool:
         return (self.backends / name).is_dir()
 
+    def backend_names(self) -> list[str]:
+        return sorted(p.name for p in self.backends.iterdir() if p.is_dir()) if self.backends.is_dir() else []
+
     def cleanup(self) -> None:
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
@@ -78,6 +81,24 @@ def find_server(binary: str | os.PathLike | None = None) -> ServerInstall:
         "no tritonserver found: install the bundled one with 'pip install --no-deps nvidia-pytriton==0.7.0' "
         "(Linux, glibc >= 2.35; see docs/triton.md), run inside NVIDIA's tritonserver container, "
         "or pass --tritonserver PATH")
+
+
+def needed_backend(member_backend: str) -> str:
+    """The Triton backend folder an export's member models (or fused model) need."""
+    return {"python-ort": "python", "tensorrt": "tensorrt"}.get(member_backend, member_backend)
+
+
+def check_can_serve(install: ServerInstall, info: dict, repository: str | os.PathLike) -> None:
+    """Refuse, in one line with the fix, a repository whose models this server has no backend for."""
+    backend = needed_backend(info.get("member_backend", "python-ort"))
+    if install.has_backend(backend):
+        return
+    fix = ("export it again with --member-backend python-ort, or give serve the bundle itself (it picks a backend "
+           "this server has)")
+    raise ServerError(f"{repository}: its models need Triton's {backend} backend, which this tritonserver "
+                      f"({install.kind}, {install.binary}) does not have (backends: "
+                      f"{', '.join(install.backend_names()) or 'none'}); {fix}, or run it in NVIDIA's "
+                      "tritonserver container")
 
 
 def _backends_next_to(binary: Path) -> Path:
@@ -142,7 +163,8 @@ class TritonServer:
         repository: the model repository.
         http_port, grpc_port: ports (default 8000 and 8001; 0 picks free ones).
         host: the address both bind to (default 127.0.0.1; 0.0.0.0 for every interface).
-        metrics_port: serve Prometheus metrics there (default: no metrics endpoint).
+        metrics_port: serve Prometheus metrics there (0: a free port; default None: no metrics
+            endpoint).
         install: a :class:`ServerInstall` (default: :func:`find_server`).
         log_path: where the server's output goes (default: a temporary file, removed after a
             clean stop).
@@ -157,7 +179,7 @@ class TritonServer:
         self.host = host
         self.http_port = int(http_port) or free_port()
         self.grpc_port = int(grpc_port) or free_port()
-        self.metrics_port = metrics_port
+        self.metrics_port = None if metrics_port is None else (int(metrics_port) or free_port())
         self._own_install = install is None
         self.install = install or find_server()
         self._temp_log = log_path is None  # removed after a clean stop, kept when something failed
@@ -177,6 +199,11 @@ class TritonServer:
     @property
     def grpc_url(self) -> str:
         return f"{self.client_host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The Prometheus endpoint (``http://host:port/metrics``), or None without metrics."""
+        return f"http://{self.client_host}:{self.metrics_port}/metrics" if self.metrics_port else None
 
     @property
     def pid(self) -> int | None:

@@ -1,8 +1,10 @@
 """``video:overlay.mp4``: each processed frame with its result drawn, encoded as H.264 by PyAV.
 
 One file per source: ``overlay.mp4`` for one source, ``overlay-0.mp4``, ``overlay-1.mp4``, ... (in
-``--source`` order) for several. Frames are timed by their capture time (1 ms time base), so the
-video plays at the rate the pipeline processed them. Each file is written under a temporary name
+``--source`` order) for several. Frames are timed by the source's own presentation times when it
+has them (a file, an RTSP or UDP stream: a 40 s clip gives a 40 s video, whatever the processing
+speed; a clock that jumps back, as on a reconnect or a ``loop``, continues from the last frame),
+else by their capture time (1 ms time base). Each file is written under a temporary name
 and renamed when the stream ends, so a crash never leaves a half-written video under the final
 name. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used.
 """
@@ -52,17 +54,22 @@ class _Writer:
         self.last_pts = -1
         self.frames = 0
 
-    def add(self, av, rgb: np.ndarray, t_capture: float) -> None:
+    def add(self, av, rgb: np.ndarray, t_capture: float, pts: float | None = None) -> None:
         if rgb.shape[0] < self.h or rgb.shape[1] < self.w:  # a source that changed size: pad
             pad = np.zeros((max(self.h, rgb.shape[0]), max(self.w, rgb.shape[1]), 3), np.uint8)
             pad[: rgb.shape[0], : rgb.shape[1]] = rgb
             rgb = pad
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[: self.h, : self.w]), format="rgb24")
+        t = t_capture if pts is None else pts
         if self.t0 is None:
-            self.t0 = t_capture
-        pts = max(self.last_pts + 1, round((t_capture - self.t0) * 1000))
-        frame.pts, frame.time_base = pts, MS
-        self.last_pts = pts
+            self.t0 = t
+        ms = round((t - self.t0) * 1000)
+        if ms <= self.last_pts and pts is not None:  # the source's clock went back: continue from here
+            self.t0 = t - (self.last_pts + 1) / 1000
+            ms = self.last_pts + 1
+        ms = max(self.last_pts + 1, ms)
+        frame.pts, frame.time_base = ms, MS
+        self.last_pts = ms
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
         self.frames += 1
@@ -101,7 +108,7 @@ class VideoSink(Sink):
             w = self._writers.get(frame.source)
             if w is None:
                 w = self._writers[frame.source] = _Writer(self._av, self.paths[frame.source], rgb.shape[:2])
-            w.add(self._av, rgb, frame.t_mono)
+            w.add(self._av, rgb, frame.t_mono, frame.pts)
 
     def close(self, ok: bool = True) -> None:
         writers, self._writers = self._writers, {}

@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.stream.sources.base import Read, Source
-from edge_committee.stream.types import SourceError, StallError
+from edge_committee.stream.types import SourceError, StallError, redact
 
 #: corrupt packets in a row before a read fails (single ones are skipped: a live H.264 stream
 #: joined mid-GOP starts with packets that reference frames it never got)
@@ -33,7 +33,7 @@ class AvSource(Source):
 
     def open_error(self, exc: Exception) -> SourceError:
         """The one-line error when ``av.open`` fails (subclasses add the kind's fix)."""
-        return SourceError(f"source {self.uri}: cannot open: {exc}")
+        return SourceError(f"source {self.uri}: cannot open: {redact(str(exc))}")
 
     def open(self) -> None:
         self._av = av = require("av")
@@ -81,7 +81,7 @@ class AvSource(Source):
         except av.ExitError:  # the interrupt callback fired: no data within the read timeout
             raise StallError(f"source {self.uri}: no data for {self.common.stall_timeout:g} s (stalled)") from None
         except (av.FFmpegError, OSError) as exc:
-            raise SourceError(f"source {self.uri}: read failed: {exc}") from None
+            raise SourceError(f"source {self.uri}: read failed: {redact(str(exc))}") from None
         pts = float(frame.time) if frame.time is not None else None
         return np.ascontiguousarray(frame.to_ndarray(format="rgb24")), pts
 

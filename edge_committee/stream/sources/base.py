@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edge_committee.stream.types import SourceError
+from edge_committee.stream.types import SourceError, redact
 
 #: one read: (H, W, C) uint8 image and its presentation time in s (or None)
 Read = tuple[np.ndarray, "float | None"]
@@ -101,11 +101,12 @@ def convert_options(uri: str, raw: Mapping[str, Any], allowed: Mapping[str, Call
     out = {}
     for key, value in raw.items():
         if key not in allowed:
-            raise SourceError(f"source {uri}: unknown option {key!r}; this kind takes: {', '.join(sorted(allowed))}")
+            raise SourceError(f"source {redact(uri)}: unknown option {key!r}; this kind takes: "
+                              f"{', '.join(sorted(allowed))}")
         try:
             out[key] = allowed[key](value)
         except (TypeError, ValueError) as exc:
-            raise SourceError(f"source {uri}: option {key}={value!r}: {exc}") from None
+            raise SourceError(f"source {redact(uri)}: option {key}={value!r}: {exc}") from None
     return out
 
 
@@ -114,7 +115,8 @@ class Source:
     implement :meth:`open`, :meth:`read`, :meth:`close`.
 
     Args:
-        uri: the URI as the user gave it (used in every message).
+        uri: the URI as the user gave it; :attr:`uri` keeps it with any password redacted (it is what
+            every message, result and event shows), :attr:`target` the real address.
         target: the part of the URI the kind reads (a path, a URL without our options, a device).
         options: kind options already converted by :func:`convert_options`.
         common: the :class:`SourceOptions`.
@@ -126,13 +128,16 @@ class Source:
     #: whether the source runs in real time (a camera, a network stream): latest-frame by default,
     #: reconnected when it ends or stalls
     live = False
+    #: whether a first open that fails is retried (network sources: a server may come up later);
+    #: a local camera that cannot open, a missing file or device fails at once
+    retry_open = False
 
     def __init__(self, uri: str, target: str, options: dict[str, Any], common: SourceOptions) -> None:
-        self.uri = uri
+        self.uri = redact(uri)
         self.target = target
         self.options = options
         self.common = common
-        self.name = common.name or uri
+        self.name = redact(common.name or uri)
 
     @property
     def policy(self) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_committee._lazy import require
 from edge_committee.stream.sources.base import Read, Source, _size
-from edge_committee.stream.types import SourceError
+from edge_committee.stream.types import PermanentSourceError, SourceError
 
 
 def _flip(v: Any) -> int:
@@ -64,7 +64,7 @@ class CsiSource(Source):
         pipeline = self.pipeline()
         cv2 = require("cv2")
         if not has_gstreamer(cv2):
-            raise SourceError(
+            raise PermanentSourceError(
                 f"source {self.uri}: this OpenCV ({cv2.__version__}) has no GStreamer, so CSI cameras cannot be "
                 "opened; on a Jetson use JetPack's OpenCV (apt install python3-opencv) and remove pip's "
                 "(pip uninstall opencv-python opencv-python-headless)")

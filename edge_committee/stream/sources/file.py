@@ -2,7 +2,9 @@
 
 Options: ``realtime=1`` paces decoding at the file's own frame rate and takes the latest frame,
 as if the file were a camera (for demos and latency tests); the default decodes as fast as the
-consumer takes frames and never drops one.
+consumer takes frames and never drops one. ``loop=N`` plays the file N more times (-1: forever;
+jetson-utils' ``--input-loop``); frame indices keep counting, the presentation times continue
+across the passes. A file that does not exist fails at once.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from typing import Any, ClassVar
 
 from edge_committee.stream.sources._av import AvSource
 from edge_committee.stream.sources.base import Read, _bool
-from edge_committee.stream.types import SourceError
+from edge_committee.stream.types import PermanentSourceError, SourceError
+
+
+def _loops(v: Any) -> int:
+    n = int(v)
+    if n < -1:
+        raise ValueError("loop must be -1 (forever), 0 or a positive number of extra passes")
+    return n
 
 
 class FileSource(AvSource):
     kind = "file"
-    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"realtime": _bool}
+    OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"realtime": _bool, "loop": _loops}
     live = False
 
     @property
@@ -33,9 +42,10 @@ class FileSource(AvSource):
 
     def open(self) -> None:
         if not os.path.isfile(self.target):
-            raise SourceError(f"source {self.uri}: no such file {self.target}; check the path")
+            raise PermanentSourceError(f"source {self.uri}: no such file {self.target}; check the path")
         super().open()
         self._t0: float | None = None
+        self._passes, self._offset, self._last_pts = 0, 0.0, 0.0
 
     def open_error(self, exc: Exception) -> SourceError:
         return SourceError(f"source {self.uri}: not a video FFmpeg can decode ({exc}); "
@@ -43,6 +53,12 @@ class FileSource(AvSource):
 
     def read(self) -> Read | None:
         got = super().read()
+        loops = self.options.get("loop", 0)
+        if got is None and (loops < 0 or self._passes < loops):
+            got = self._rewind()
+        if got is not None and got[1] is not None:
+            got = (got[0], got[1] + self._offset)
+            self._last_pts = got[1]
         if got is not None and self.options.get("realtime") and got[1] is not None:
             now = time.monotonic()
             if self._t0 is None:
@@ -51,3 +67,13 @@ class FileSource(AvSource):
             if wait > 0:
                 time.sleep(wait)
         return got
+
+    def _rewind(self) -> Read | None:
+        """Start the next pass: reopen the file; its times continue after the last frame's."""
+        self._passes += 1
+        step = 1.0 / self.fps if self.fps else 0.0
+        offset = self._last_pts + step
+        super().close()
+        super().open()
+        self._offset = offset
+        return super().read()

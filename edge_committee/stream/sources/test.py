@@ -62,6 +62,9 @@ def _pattern(v: Any) -> str:
 
 
 class TestSource(Source):
+    #: rehearses a network camera: a failed first open is retried, as for rtsp://
+    retry_open = True
+
     __test__ = False  # not a pytest test class
     kind = "test"
     OPTIONS: ClassVar[dict[str, Callable[[Any], Any]]] = {"fps": _nonneg(float), "size": _size, "live": _bool, "count": _nonneg(int), "path": str,

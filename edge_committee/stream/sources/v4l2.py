@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from edge_committee._lazy import require
 from edge_committee.stream.sources._av import AvSource
 from edge_committee.stream.sources.base import _size
-from edge_committee.stream.types import SourceError
+from edge_committee.stream.types import PermanentSourceError, SourceError
 
 #: pixel formats a V4L2 camera offers that FFmpeg's v4l2 input can read; aliases -> FFmpeg names
 PIXEL_FORMATS = {
@@ -63,11 +63,11 @@ class V4l2Source(AvSource):
 
     def open(self) -> None:
         if not os.path.exists(self.target):
-            raise SourceError(f"source {self.uri}: no such device {self.target}; is the camera connected? "
+            raise PermanentSourceError(f"source {self.uri}: no such device {self.target}; is the camera connected? "
                               "list cameras with: ls /dev/video* (or v4l2-ctl --list-devices)")
         av = require("av")
         if "video4linux2,v4l2" not in av.formats_available and "video4linux2" not in av.formats_available:
-            raise SourceError(f"source {self.uri}: this PyAV build has no V4L2 input (Linux only)")
+            raise PermanentSourceError(f"source {self.uri}: this PyAV build has no V4L2 input (Linux only)")
         super().open()
 
     def open_error(self, exc: Exception) -> SourceError:
