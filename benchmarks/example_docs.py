@@ -145,8 +145,8 @@ def main() -> int:
     if not args.no_findings:
         results = ROOT / "docs" / "results.md"
         tail = results.read_text(encoding="utf-8").split("## 4.", 1)[1]  # the generated section 4 stays
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "paper_findings.py"), str(args.bundle),
-                        "--out", str(ROOT / "docs")], check=True)
+        subprocess.run([sys.executable, "benchmarks/paper_findings.py", str(args.bundle), "--out", "docs"],
+                       check=True, cwd=ROOT)  # relative paths: the command the doc quotes works from a clone
         results.write_text(results.read_text(encoding="utf-8").rstrip() + "\n\n## 4." + tail, encoding="utf-8")
     for doc in DOCS:
         text = doc.read_text(encoding="utf-8")

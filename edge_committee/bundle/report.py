@@ -114,7 +114,7 @@ def build_report_markdown(manifest: dict, root=None) -> str:
     if any(m.get("preprocess_cost") for m in members):
         shape = next(m["preprocess_cost"]["source_shape"] for m in members if m.get("preprocess_cost"))
         lines.append(f"\nPreprocessing: measured on {'x'.join(map(str, shape))} validation images on the build "
-                     "machine (NumPy, 1 BLAS thread); not part of MACs.")
+                     "machine (the CPU executor, exact mode, 1 thread); not part of MACs.")
     lines += ["", "The full trade-off (frontier of single members, ensembles and cascades): "
               "[selection.md](selection.md), ![frontier](selection.png)", ""]
     return "\n".join(lines)
