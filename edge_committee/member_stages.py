@@ -189,12 +189,12 @@ def member_logits(path, m, splits, cache, batch_size, threads) -> dict[str, np.n
 
 
 def precision_variants(spec, m, fp32: MemberBuild, splits, members_dir, mode, calib, threads):
-    from edge_committee.precision import Int8Config, choose_variant, makeprecision_variants
+    from edge_committee.precision import Int8Config, choose_variant, make_precision_variants
 
     opts = spec.precision_options
     int8 = Int8Config(method=opts.get("int8_method", "minmax"), percentile=float(opts.get("percentile", 99.999)),
                       exclude=opts.get("exclude"))
-    variants = makeprecision_variants(
+    variants = make_precision_variants(
         fp32.path,
         m.preprocessing,
         splits["validation"],
