@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -81,7 +82,7 @@ def current_umask() -> int:
     return mask
 
 
-_BLAS_CONTROLLER = None
+_BLAS_CONTROLLER: tuple | None = None  #: (len(sys.modules) when scanned, ThreadpoolController)
 
 
 def blas_single_thread():
@@ -97,6 +98,7 @@ def blas_single_thread():
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return contextlib.nullcontext()
-    if _BLAS_CONTROLLER is None:
-        _BLAS_CONTROLLER = ThreadpoolController()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+    # a module imported since the last scan may have loaded another BLAS (scipy's, torch's): scan again then
+    if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER[0] != len(sys.modules):
+        _BLAS_CONTROLLER = (len(sys.modules), ThreadpoolController())
+    return _BLAS_CONTROLLER[1].limit(limits=1, user_api="blas")

@@ -46,3 +46,26 @@ def test_every_preprocessing_the_profiler_times_runs_on_one_blas_thread(built_bu
         after = _blas_threads()
     assert seen and all(t == [1] * len(t) for t in seen), seen[:3]
     assert max(after) == 2  # the caller's setting is given back
+
+
+def test_a_blas_loaded_after_the_first_call_is_limited_too():
+    """The runtime's limiter scans again when modules were imported since its last scan (scipy, torch
+    bring their own BLAS); run in a fresh process so the libraries load in this order."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("scipy")
+    code = ("import threadpoolctl\n"
+            "from edge_committee._util import blas_single_thread\n"
+            "with blas_single_thread(): pass\n"
+            "import scipy.linalg\n"
+            "with threadpoolctl.threadpool_limits(limits=2, user_api='blas'):\n"
+            "    before = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
+            "    with blas_single_thread():\n"
+            "        inside = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
+            "print(max(before), max(inside))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, inside = map(int, out.stdout.split())
+    if before < 2:
+        pytest.skip("the BLAS libraries here cannot run 2 threads")
+    assert inside == 1
