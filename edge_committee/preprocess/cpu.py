@@ -7,10 +7,11 @@ Two modes (a member's ``execution`` key, or ``predict``/``run --preprocess``):
   torch/tf plans the same taps in float32. Only the crop window is computed, so this is faster
   than Pillow, which resizes the whole image before the crop. Without the extension the NumPy
   reference (:meth:`PreprocessPlan.resized`, banded) runs instead: same result, about Pillow's speed.
-- ``fast``: PIL plans with bilinear or bicubic resize through ``torch.nn.functional.interpolate`` on
-  uint8 tensors (``antialias=True``, PyTorch's SIMD kernels): within one grey level of Pillow on a
-  fraction of the values (docs/preprocessing_benchmark.md), several times faster at camera sizes.
-  Other plans, or no torch installed: the exact path.
+- ``fast``: PIL plans with bilinear or bicubic resize of RGB images through
+  ``torch.nn.functional.interpolate`` on uint8 tensors (``antialias=True``, PyTorch's SIMD kernels):
+  within one grey level of Pillow on a fraction of the values (docs/preprocessing_benchmark.md),
+  several times faster at camera sizes. Other plans (gray, whose uint8 kernel PyTorch does not
+  vectorize), or no torch installed: the exact path.
 
 Colour: a channel *selection* (gray to RGB, RGB to BGR) is applied after resizing, folded into the
 normalization (each output channel reads one resized channel), so it costs nothing; PIL's luma
@@ -164,8 +165,8 @@ def _vertical_first_is_cheaper(in_hw, h: ResizeStep | None, w: ResizeStep | None
 def _torch_uint8(plan: PreprocessPlan, x: np.ndarray) -> np.ndarray | None:
     """Fast mode: PyTorch's uint8 antialiased resize to the geometry's size, then the crop (None: not possible)."""
     g = plan.geometry
-    if g is None or g.interpolation not in ("bilinear", "bicubic"):
-        return None
+    if g is None or g.interpolation not in ("bilinear", "bicubic") or x.shape[3] != 3:
+        return None  # PyTorch's fast uint8 kernel is for 3 (and 4) channels; gray is faster exact
     try:
         import torch
         import torch.nn.functional as F

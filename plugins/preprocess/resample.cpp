@@ -96,6 +96,16 @@ void horizontalPass(A const& a, In const* in, int32_t w, int32_t c, int32_t r0, 
         {
             typename A::Weight const* k = coef + static_cast<int64_t>(o) * taps;
             In const* s = src + static_cast<int64_t>(cols.start[o] - shift) * c;
+            if (c == 1)
+            {
+                typename A::Acc acc = a.init();
+                for (int32_t t = 0; t < taps; ++t)
+                {
+                    acc += k[t] * static_cast<typename A::Acc>(s[t]);
+                }
+                dst[o] = a.finish(acc);
+                continue;
+            }
             if (c == 3)
             {
                 typename A::Acc a0 = a.init(), a1 = a.init(), a2 = a.init();
