@@ -21,7 +21,7 @@ def add_arguments(p) -> None:
                    help="compact: later members run on the survivors only (default); mask: static shapes")
     p.add_argument("--preprocess", choices=("exact", "float32"), default="exact",
                    help="exact: PIL-style resizing (rounded between passes) in float64, bit-exact (default); "
-                        "float32: all in float32, as TensorRT needs (a grey level may differ at rounding ties)")
+                        "float32: no float64, as TensorRT needs (Pillow's weights split in halves: also bit-exact)")
     g = p.add_argument_group("committee (default: the bundle's chosen cascade)")
     g.add_argument("--members", help="comma-separated member names, in stage order")
     g.add_argument("--thresholds", help="comma-separated thresholds, one per stage but the last")

@@ -15,9 +15,12 @@ Arithmetic (``precision``): a plan that rounds to uint8 between steps (PIL's pas
 ``color_round`` or a ``round_clip`` step) is exact in float64 (22-bit weights times 8-bit values:
 every product and sum is exact, in any order); ``exact`` computes it there (Cast to double, round,
 Cast back to float32 before the per-channel Mul/Add), bit for bit. TensorRT has no float64, so a
-TensorRT file needs ``float32``: everything in float32, where a value at a rounding tie may move by
-one grey level (docs/preprocessing_benchmark.md counts how often). Plans without rounding always
-run in float32, as the apply method does.
+TensorRT file needs ``float32``: there Pillow's 22-bit weights are split in two 11-bit halves so
+that every product and sum is an integer below 2**24, which float32 holds exactly
+(:func:`_split_resize_step`): bit for bit as well, on any float32 engine. A rounding plan whose
+weights are not 22-bit fixed point (none the spec makes) runs plainly in float32, where a value at a
+rounding tie may move by one grey level. Plans without rounding always run in float32, as the
+apply method does.
 """
 
 from __future__ import annotations
@@ -65,9 +68,9 @@ def check_plan(plan: PreprocessPlan, member: str, form: str, gate: str = "standa
 
     check_precision(precision)
     if gate == "plugin" and precision == "exact" and rounds_between_steps(plan):
-        fail("it rounds to uint8 between resize passes (resize_impl pil), which is exact only in float64, and "
-             "TensorRT computes in float32; pass --preprocess float32 to accept a possible difference of one grey "
-             "level at rounding ties, or give the member resize_impl: torch")
+        fail("it rounds to uint8 between resize passes (resize_impl pil), which --preprocess exact computes in "
+             "float64, and TensorRT has no float64; pass --preprocess float32 (Pillow's arithmetic with split weights "
+             "in float32, bit-exact)")
 
     if plan.layout not in LAYOUTS:
         fail(f"layout {plan.layout!r} is not one of {', '.join(LAYOUTS)}")
@@ -123,6 +126,69 @@ def _resize_step(g: GraphBuilder, x: str, step: ResizeStep, dtype: type) -> str:
     return total
 
 
+#: the split of Pillow's 22-bit weights for exact float32 arithmetic: k = kh * 2**SPLIT_BITS + kl
+SPLIT_BITS = 11
+#: taps summed before the low part's carry moves into the high part (keeps every sum below 2**24)
+_TAPS_PER_CARRY = 32
+
+
+def exact_in_float32(plan: PreprocessPlan) -> bool:
+    """Whether a rounding plan can be computed bit for bit in float32 (see :func:`_split_resize_step`)."""
+    color = np.asarray(plan.color, np.float64) * 65536
+    return (plan.exact and all(s.fixed_is_exact for s in plan.steps)
+            and np.array_equal(color, np.rint(color)) and color.sum(axis=0).max() <= 65536)
+
+
+def _split_resize_step(g: GraphBuilder, x: str, step: ResizeStep) -> str:
+    """Pillow's rounded pass in float32, exactly: integers below 2**24 only, as float32 holds them.
+
+    With ``k = kh * 2**11 + kl`` (``0 <= kl < 2**11``), ``sum(k v) = 2**11 A + B`` where ``A = sum(kh v)``
+    and ``B = sum(kl v)``; each product and partial sum is an integer below 2**24 (the low sum is
+    carried into ``A`` every 32 taps). Pillow's ``(sum + 2**21) >> 22`` is then
+    ``floor((A + floor((B + 2**21) / 2**11)) / 2**11)``, and the summation order does not matter, so
+    the result is the plan's bit for bit on any float32 engine (TensorRT included; no MatMul, no TF32).
+    """
+    axis = 2 if step.axis == "h" else 3
+    k = step.fixed.astype(np.int64)
+    kh = np.floor_divide(k, 1 << SPLIT_BITS)
+    kl = k - kh * (1 << SPLIT_BITS)
+    unit = float(1 << SPLIT_BITS)
+    a = b = None
+    for t0 in range(0, k.shape[1], TAPS_PER_GATHER):
+        t1 = min(t0 + TAPS_PER_GATHER, k.shape[1])
+        index = step.start.astype(np.int64)[:, None] + np.arange(t0, t1)
+        picked = g.op("Gather", [x, g.const(index, f"taps_{step.axis}")], f"picked_{step.axis}", axis=axis)
+        shape = (k.shape[0], t1 - t0, *([1] if axis == 2 else []))
+        for part, name in ((kh, "hi"), (kl, "lo")):
+            w = g.const(part[:, t0:t1].reshape(shape).astype(np.float32), f"weights_{name}_{step.axis}")
+            term = g.op("ReduceSum", [g.op("Mul", [picked, w], f"weighted_{name}"),
+                                      g.const(np.array([axis + 1], np.int64), "tap_axis")], f"sum_{name}", keepdims=0)
+            if name == "hi":
+                a = term if a is None else g.op("Add", [a, term], "sum_hi")
+            else:
+                b = term if b is None else g.op("Add", [b, term], "sum_lo")
+        if t1 % _TAPS_PER_CARRY == 0 and t1 < k.shape[1]:  # carry: B = 2**11 q + r
+            q = g.op("Floor", [g.op("Div", [b, g.const(np.float32(unit), "unit")], "lo_div")], "carry")
+            a = g.op("Add", [a, q], "sum_hi")
+            b = g.op("Sub", [b, g.op("Mul", [q, g.const(np.float32(unit), "unit")], "carried")], "sum_lo")
+    half = g.op("Add", [b, g.const(np.float32(1 << (2 * SPLIT_BITS - 1)), "half")], "lo_half")
+    q = g.op("Floor", [g.op("Div", [half, g.const(np.float32(unit), "unit")], "lo_div")], "carry")
+    y = g.op("Floor", [g.op("Div", [g.op("Add", [a, q], "total"), g.const(np.float32(unit), "unit")], "shifted")],
+             "rounded")
+    return g.op("Clip", [y, g.const(np.float32(0.0), "lo"), g.const(np.float32(255.0), "hi")], "clipped")
+
+
+def _exact_luma(g: GraphBuilder, x: str, color: np.ndarray) -> str:
+    """The colour mix with 16-bit weights in float32, exactly (Mul + ReduceSum, no MatMul), rounded as Pillow."""
+    w = (np.asarray(color, np.float64) * 65536).astype(np.float32)  # (C_in, C_out) integers
+    picked = g.op("Unsqueeze", [x, g.const(np.array([-1], np.int64), "last")], "pixels")  # (M, H, W, C_in, 1)
+    y = g.op("ReduceSum", [g.op("Mul", [picked, g.const(w, "luma")], "weighted_c"),
+                           g.const(np.array([3], np.int64), "channel_axis")], "luma_sum", keepdims=0)
+    y = g.op("Floor", [g.op("Div", [g.op("Add", [y, g.const(np.float32(32768), "half16")], "luma_half"),
+                                    g.const(np.float32(65536), "unit16")], "luma_div")], "luma")
+    return g.op("Clip", [y, g.const(np.float32(0.0), "lo"), g.const(np.float32(255.0), "hi")], "clipped")
+
+
 def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: str, out_dtype: int,
                       precision: str = "exact") -> None:
     """Append ops taking float32 ``images`` (M, H, W, C_in) to the member input ``out``.
@@ -131,17 +197,24 @@ def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: s
     the latter, as the runtime casts its float32 batch). ``precision``: see the module docstring.
     """
     tp = g.onnx.TensorProto
+    split = precision == "float32" and exact_in_float32(plan)  # Pillow's arithmetic in float32, exactly
     wide = precision == "exact" and rounds_between_steps(plan)
     dtype = np.float64 if wide else np.float32
     y = g.op("Cast", [images], "images_f64", to=tp.DOUBLE) if wide else images  # 0..255: exact
     color = np.ascontiguousarray(plan.color, dtype)
     if not _is_identity(color):  # (M, H, W, C_in) @ (C_in, C_out)
-        y = g.op("MatMul", [y, g.const(color, "color")], "colored")
-        if plan.color_round:
-            y = _round_clip(g, y, dtype)
+        if split and plan.color_round:
+            y = _exact_luma(g, y, plan.color)
+        else:
+            y = g.op("MatMul", [y, g.const(color, "color")], "colored")
+            if plan.color_round:
+                y = _round_clip(g, y, dtype)
     y = g.op("Transpose", [y], "nchw", perm=_TO_NCHW)
     for step in plan.steps:
         if step.is_identity:
+            continue
+        if split and step.round_clip:
+            y = _split_resize_step(g, y, step)
             continue
         y = _resize_step(g, y, step, dtype)
         if step.round_clip:
