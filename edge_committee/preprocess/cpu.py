@@ -50,9 +50,12 @@ def resize(plan: PreprocessPlan, x: np.ndarray, mode: str = "exact") -> tuple[np
         raise ValueError(f"plan for {(*plan.source_hw, plan.source_channels)} images got {x.shape[1:]}")
     x = np.ascontiguousarray(x, np.uint8)
     channel_of = channels(plan)
+    h, w = plan.step("h"), plan.step("w")
+    if _native_luma(plan, x):  # Pillow's L and both passes in one native call (gray is exact in fast mode too)
+        (rs, rc), (cs, cc) = _band(h, x.shape[1], True), _band(w, x.shape[2], True)
+        return _ext().resample_u8(x, rs, rc, cs, cc, plan.vertical_first, PIL_PRECISION_BITS, True), channel_of
     if _selection(plan.color) is None:  # a mix (luma): before the resize, as Pillow and torchvision do
         x = _mix(plan, x)
-    h, w = plan.step("h"), plan.step("w")
     if plan.exact:
         if mode == "fast":
             fast = _torch_uint8(plan, x)
@@ -104,6 +107,11 @@ def _mix(plan: PreprocessPlan, x: np.ndarray) -> np.ndarray:
         y = x.astype(np.float64) @ plan.color
         return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
     return x.astype(np.float32) @ plan.color.astype(np.float32)
+
+
+def _native_luma(plan: PreprocessPlan, x: np.ndarray) -> bool:
+    return (plan.color_round and x.shape[3] == 3 and _is_pil_luma(plan.color) and _ext() is not None
+            and all(s.fixed_is_exact for s in plan.steps))
 
 
 def _is_pil_luma(color: np.ndarray) -> bool:

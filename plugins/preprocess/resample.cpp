@@ -178,8 +178,9 @@ bool resample(A const& a, In const* in, int64_t n, int32_t inH, int32_t inW, int
     }
     int64_t const inSize = static_cast<int64_t>(inH) * inW * c;
     int64_t const outSize = static_cast<int64_t>(rows.nOut) * cols.nOut * c;
-    std::vector<typename A::Out> tmp;
-    std::vector<typename A::Acc> acc;
+    // reused across calls: a fresh buffer per frame costs a page fault per 4 KiB (more than the pass itself)
+    thread_local std::vector<typename A::Out> tmp;
+    thread_local std::vector<typename A::Acc> acc;
     for (int64_t i = 0; i < n; ++i)
     {
         In const* src = in + i * inSize;
@@ -205,13 +206,29 @@ bool resample(A const& a, In const* in, int64_t n, int32_t inH, int32_t inW, int
 } // namespace
 
 bool resampleFixedU8(uint8_t const* in, int64_t n, int32_t inH, int32_t inW, int32_t c, Band rows, Band cols,
-    bool verticalFirst, int32_t bits, uint8_t* out)
+    bool verticalFirst, int32_t bits, uint8_t* out, bool luma)
 {
-    if (bits < 1 || bits > 22)
+    if (bits < 1 || bits > 22 || (luma && c != 3))
     {
         return false;
     }
-    return resample(FixedPoint{bits}, in, n, inH, inW, c, rows, cols, verticalFirst, out);
+    if (!luma)
+    {
+        return resample(FixedPoint{bits}, in, n, inH, inW, c, rows, cols, verticalFirst, out);
+    }
+    thread_local std::vector<uint8_t> gray; // one frame's luma at a time, reused across calls
+    int64_t const pixels = static_cast<int64_t>(inH) * inW;
+    gray.resize(static_cast<size_t>(pixels));
+    for (int64_t i = 0; i < n; ++i)
+    {
+        rgbToLumaU8(in + i * pixels * 3, pixels, gray.data());
+        if (!resample(FixedPoint{bits}, gray.data(), 1, inH, inW, 1, rows, cols, verticalFirst,
+                out + i * static_cast<int64_t>(rows.nOut) * cols.nOut))
+        {
+            return false;
+        }
+    }
+    return true;
 }
 
 bool resampleFloat(void const* in, bool inIsFloat, int64_t n, int32_t inH, int32_t inW, int32_t c, Band rows,

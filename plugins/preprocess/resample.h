@@ -28,9 +28,10 @@ struct Band
 
 //! Pillow's 8-bit resampling: int32 weights k / 2^bits, each pass rounds half up and clips to 0..255.
 //! in: (n, inH, inW, c) uint8; out: (n, rows.nOut, cols.nOut, c) uint8. verticalFirst picks the order of the
-//! two passes (Pillow 13 runs the vertical pass first for some size pairs). Returns false on bad tables.
+//! two passes (Pillow 13 runs the vertical pass first for some size pairs). luma: the RGB input (c = 3) is first
+//! converted to Pillow's L (rgbToLumaU8), and out has one channel. Returns false on bad tables.
 bool resampleFixedU8(uint8_t const* in, int64_t n, int32_t inH, int32_t inW, int32_t c, Band rows, Band cols,
-    bool verticalFirst, int32_t bits, uint8_t* out);
+    bool verticalFirst, int32_t bits, uint8_t* out, bool luma = false);
 
 //! Float resampling without rounding (PyTorch's float tensors): float weights, float32 accumulation.
 //! in: (n, inH, inW, c) uint8 or float32 (inIsFloat); out: (n, rows.nOut, cols.nOut, c) float32.

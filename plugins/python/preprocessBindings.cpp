@@ -43,22 +43,24 @@ void checkImages(py::array const& x, char const* fn)
 }
 
 py::array_t<uint8_t> resampleU8(CArray<uint8_t> x, CArray<int32_t> rowStart, CArray<int32_t> rowCoef,
-    CArray<int32_t> colStart, CArray<int32_t> colCoef, bool verticalFirst, int32_t bits)
+    CArray<int32_t> colStart, CArray<int32_t> colCoef, bool verticalFirst, int32_t bits, bool luma)
 {
     checkImages(x, "resample_u8");
     Band const rows = band(rowStart, rowCoef, "row");
     Band const cols = band(colStart, colCoef, "column");
-    py::array_t<uint8_t> out({x.shape(0), static_cast<ssize_t>(rows.nOut), static_cast<ssize_t>(cols.nOut), x.shape(3)});
+    ssize_t const channels = luma ? 1 : x.shape(3);
+    py::array_t<uint8_t> out({x.shape(0), static_cast<ssize_t>(rows.nOut), static_cast<ssize_t>(cols.nOut), channels});
     bool ok = false;
     {
         py::gil_scoped_release release;
         ok = preprocess::resampleFixedU8(x.data(), x.shape(0), static_cast<int32_t>(x.shape(1)),
             static_cast<int32_t>(x.shape(2)), static_cast<int32_t>(x.shape(3)), rows, cols, verticalFirst, bits,
-            out.mutable_data());
+            out.mutable_data(), luma);
     }
     if (!ok)
     {
-        throw py::value_error("resample_u8: a band reads outside the image, or bits is not in 1..22");
+        throw py::value_error("resample_u8: a band reads outside the image, bits is not in 1..22, or luma was "
+                              "asked of an image without 3 channels");
     }
     return out;
 }
@@ -111,8 +113,9 @@ py::array_t<uint8_t> rgbToLuma(CArray<uint8_t> x)
 void bindPreprocess(py::module_& m)
 {
     m.def("resample_u8", &resampleU8, py::arg("images"), py::arg("row_start"), py::arg("row_coef"),
-        py::arg("col_start"), py::arg("col_coef"), py::arg("vertical_first"), py::arg("bits"),
-        "Pillow's 8-bit two-pass resampling with banded int32 weights k / 2**bits -> uint8 (N, H', W', C).");
+        py::arg("col_start"), py::arg("col_coef"), py::arg("vertical_first"), py::arg("bits"), py::arg("luma") = false,
+        "Pillow's 8-bit two-pass resampling with banded int32 weights k / 2**bits -> uint8 (N, H', W', C); "
+        "luma: convert RGB to Pillow's L first (-> one channel).");
     m.def("resample_f32", &resampleF32, py::arg("images"), py::arg("row_start"), py::arg("row_coef"),
         py::arg("col_start"), py::arg("col_coef"), py::arg("vertical_first"),
         "Float two-pass resampling with banded float32 weights -> float32 (N, H', W', C).");
