@@ -20,3 +20,7 @@ class BundleError(EdgeCommitteeError):
 
 class DependencyError(EdgeCommitteeError):
     """An optional dependency is needed but not installed."""
+
+
+class OutputError(EdgeCommitteeError):
+    """An output path that must not be written: a device node, a link, a folder, someone else's file."""

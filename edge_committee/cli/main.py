@@ -18,6 +18,7 @@ import threading
 
 from edge_committee import __version__
 from edge_committee.cli._common import safe_text
+from edge_committee.cli._numbers import check_numbers
 from edge_committee.errors import EdgeCommitteeError
 
 #: An error line longer than this is cut (a value shown in it may be huge).
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     with _sigterm_like_ctrl_c():
         try:
+            check_numbers(args.command, args)
             return _module(args.command).run(args)
         except EdgeCommitteeError as exc:
             print(f"error: {safe_text(exc, MAX_ERROR_CHARS)}", file=sys.stderr)

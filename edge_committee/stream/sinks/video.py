@@ -4,11 +4,15 @@ One file per source: ``overlay.mp4`` for one source, ``overlay-0.mp4``, ``overla
 ``--source`` order) for several. Frames are timed by their capture time (1 ms time base), so the
 video plays at the rate the pipeline processed them. Each file is written under a temporary name
 and renamed when the stream ends, so a crash never leaves a half-written video under the final
-name. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used.
+name. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used. A target that exists is
+replaced only if ``force`` (``run --force``); a device node, FIFO, folder or symbolic link never
+(:func:`~edge_committee._util.check_output_file`). An I/O error (read-only or full file system)
+is one :class:`SinkError` line; the temporary file is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from fractions import Fraction
@@ -17,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from edge_committee._lazy import require
-from edge_committee.stream.sinks.base import Sink
+from edge_committee._util import check_output_file, refuse_unsafe_target
+from edge_committee.errors import OutputError
+from edge_committee.stream.sinks.base import Sink, SinkError
 from edge_committee.stream.sinks.overlay import draw_overlay
 from edge_committee.stream.types import SourceError, StreamBatch
 
@@ -74,17 +80,24 @@ class _Writer:
                     self.container.mux(packet)
             self.container.close()
             if ok and self.frames:
+                refuse_unsafe_target(self.path)  # something put there while recording is not replaced
                 os.replace(self.tmp, self.path)
         finally:
             if self.tmp.exists():
                 self.tmp.unlink()
 
 
+def _io_error(target: str, exc: Exception) -> SinkError:
+    why = getattr(exc, "strerror", None) or str(exc)
+    return SinkError(f"sink video:{target}: cannot write ({why}); free space or choose another path")
+
+
 class VideoSink(Sink):
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, force: bool = False) -> None:
         if not target:
             raise SourceError("sink video: needs a file name (video:overlay.mp4)")
         self.target = target
+        self.force = force
         self._writers: dict[str, _Writer] = {}
 
     def start(self, sources: list[str], members: list[str]) -> None:
@@ -94,19 +107,34 @@ class VideoSink(Sink):
         for p in self.paths.values():
             if not p.parent.is_dir():
                 raise SourceError(f"sink video:{self.target}: folder {p.parent} does not exist")
+            try:
+                check_output_file(p, self.force, flag=f"sink video:{self.target}:")
+            except OutputError as exc:
+                raise SinkError(str(exc)) from None
 
     def write(self, batch: StreamBatch, fps: dict[str, float]) -> None:
         for frame, result in zip(batch.frames, batch.results):
             rgb = draw_overlay(frame.image, result, fps.get(frame.source))
-            w = self._writers.get(frame.source)
-            if w is None:
-                w = self._writers[frame.source] = _Writer(self._av, self.paths[frame.source], rgb.shape[:2])
-            w.add(self._av, rgb, frame.t_mono)
+            try:
+                w = self._writers.get(frame.source)
+                if w is None:
+                    w = self._writers[frame.source] = _Writer(self._av, self.paths[frame.source], rgb.shape[:2])
+                w.add(self._av, rgb, frame.t_mono)
+            except (OSError, self._av.FFmpegError) as exc:
+                with contextlib.suppress(SinkError, OutputError):
+                    self.close(ok=False)  # the temporary files go; nothing half-written stays
+                raise _io_error(self.target, exc) from None
 
     def close(self, ok: bool = True) -> None:
         writers, self._writers = self._writers, {}
+        first = None
         for w in writers.values():
-            w.close(ok)
+            try:
+                w.close(ok)
+            except (OSError, OutputError, getattr(getattr(self, "_av", None), "FFmpegError", OSError)) as exc:
+                first = first or exc
+        if first is not None:
+            raise first if isinstance(first, OutputError) else _io_error(self.target, first)
 
     @property
     def written(self) -> dict[str, Path]:
