@@ -24,6 +24,7 @@ import numpy as np
 from edge_committee.backend.base.runner import BaseRunner
 from edge_committee.cascade.reference import gate_step
 from edge_committee.runtime.cascade import HostLoop, Prediction
+from edge_committee.serve.triton.integrity import require_intact
 from edge_committee.serve.triton.tensors import as_array, to_tensor
 from edge_committee.spec.preprocess import Preprocessing
 
@@ -160,8 +161,11 @@ class CascadeBLS:
         import triton_python_backend_utils as pb_utils
 
         self.pb_utils = pb_utils
-        folder = Path(args["model_repository"]) / args["model_version"]
+        model_dir = Path(args["model_repository"])
+        require_intact(model_dir)  # cascade.json, model.py, the SDK copy: as export-triton wrote them
+        folder = model_dir / args["model_version"]
         self.spec = json.loads((folder / CASCADE_JSON).read_text(encoding="utf-8"))
+        require_intact(*(model_dir.parent / m["model"] for m in self.spec["members"]))
         self.loop = host_loop(self.spec, pb_utils)
         self.loop.activate()
 

@@ -11,8 +11,12 @@ Layout (``NAME`` is the bundle's name unless given)::
       NAME.MEMBER/1/model.onnx | *.engine (+ model.py, _sdk/ for python-ort)
 
 Every ``config.pbtxt`` carries the bundle's manifest sha256 as the parameter
-``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. The
-repository is written into a temporary sibling folder and renamed into place.
+``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. Every
+model folder holds ``edge_committee.model.json``, the sha256 of each of its files: the models
+verify them when Triton loads them and refuse to start if any changed
+(:mod:`~edge_committee.serve.triton.integrity`). The models are written into a temporary sibling
+folder and renamed into place; in an existing repository only our models are replaced
+(:mod:`~edge_committee.serve.triton.repository`).
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from pathlib import Path
 
 from edge_committee import __version__
 from edge_committee._util import sha256_file
-from edge_committee.bundle import MANIFEST, StagingDir, read_manifest
+from edge_committee.bundle import MANIFEST, read_manifest
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.serve.triton import bls
 from edge_committee.serve.triton.config import MEMBER_BACKENDS, ModelConfig, TensorConfig
+from edge_committee.serve.triton.integrity import write_model_marker
 from edge_committee.serve.triton.members import (
     member_config,
     member_engines,
@@ -42,10 +47,10 @@ from edge_committee.serve.triton.members import (
     python_ort_io,
     write_member_files,
 )
+from edge_committee.serve.triton.repository import MARKER, RepoStaging
 from edge_committee.spec.preprocess import Preprocessing
 
 LOG = logging.getLogger("edge_committee")
-MARKER = "edge_committee.json"
 TEMPLATES = Path(__file__).resolve().parent / "model_templates"
 #: the modules a Python-backend model imports; export copies them and everything they import
 SDK_ENTRIES = ("edge_committee.serve.triton.bls", "edge_committee.serve.triton.member_ort")
@@ -68,13 +73,14 @@ class TritonExport:
 def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: int = 64,
                   member_backend: str = "onnxruntime", instances: int = 1, threads: int | None = None,
                   name: str | None = None, singles: Sequence[str] = (), queue_delay_us: int = 0,
-                  tensorrt_version: str | None = None) -> TritonExport:
+                  tensorrt_version: str | None = None, force: bool = False) -> TritonExport:
     """Write a Triton model repository for ``bundle``'s cascade into ``out`` (atomically).
 
     Args:
         bundle: the bundle folder (every checksum is verified).
-        out: the repository folder; replaced if it is an earlier export, refused if it holds
-            anything else.
+        out: the repository folder. In an earlier export only the models we wrote are replaced
+            (the user's other models stay); any other non-empty folder is refused unless ``force``
+            (see :mod:`edge_committee.serve.triton.repository`).
         max_batch: ``max_batch_size`` of every model (default 64).
         member_backend: ``onnxruntime`` (NVIDIA's containers; default), ``tensorrt`` (compiled
             engines listed in the manifest) or ``python-ort`` (servers with only the Python
@@ -87,6 +93,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
         queue_delay_us: the dynamic batcher's wait for more requests, in microseconds (default 0).
         tensorrt_version: with ``tensorrt``, the server's TensorRT (e.g. "10.3"), to pick among
             engines built with several versions for one GPU (default: any, if unambiguous).
+        force: add the models to a folder that is not an earlier export, replacing model folders
+            of the same names.
     """
     _check_args(member_backend, max_batch, instances)
     bundle = Path(bundle)
@@ -102,7 +110,7 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     engines = {m: member_engines(manifest, bundle, m, tensorrt_version) if member_backend == "tensorrt" else []
                for m in used}
     params = ((SHA_PARAM, digest), ("edge_committee.bundle", str(manifest["name"])))
-    staging = _RepoStaging(out)
+    staging = RepoStaging(out, force=force)
     with staging as stage:
         entries = {}
         for m in used:
@@ -118,6 +126,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
             _write_cascade(stage, single_models[m], single, max_batch, instances, queue_delay_us, params)
         result = TritonExport(Path(out).resolve(), cascade, {m: entries[m]["model"] for m in members},
                               single_models, member_backend, digest, max_batch)
+        for model in [cascade, *dict.fromkeys(e["model"] for e in entries.values()), *single_models.values()]:
+            write_model_marker(stage / model, digest)  # what is ours, and what the models verify at load
         _write_marker(stage / MARKER, result, bundle, manifest)
     staging.commit()
     LOG.info("wrote %s: cascade model %r, %d member models (%s)", result.path, cascade, len(used), member_backend)
@@ -137,17 +147,6 @@ def read_export(repository: str | os.PathLike) -> dict:
 
 def is_export(path: str | os.PathLike) -> bool:
     return (Path(path) / MARKER).is_file()
-
-
-class _RepoStaging(StagingDir):
-    """A staging folder that replaces an earlier export (never any other folder)."""
-
-    def _check_dest(self) -> None:
-        if self.dest.exists() and not self.dest.is_dir():
-            raise EdgeCommitteeError(f"{self.dest} is a file; choose another --out for the model repository")
-        if self.dest.is_dir() and not is_export(self.dest) and any(self.dest.iterdir()):
-            raise EdgeCommitteeError(f"{self.dest} exists and is not an exported repository (no {MARKER}); "
-                                     "choose another --out or remove it")
 
 
 def _check_args(member_backend: str, max_batch: int, instances: int) -> None:
