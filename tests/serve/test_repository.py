@@ -134,3 +134,15 @@ def test_python_ort_member_checks_its_own_files(tiny_cascade: Path, tmp_path: Pa
     edited.write_text("# edited\n")
     with pytest.raises(IntegrityError, match=r"bls\.py: checksum mismatch"):
         _load_as_triton(repo / "tiny.small", OrtMemberModel)
+
+
+def test_label_names_are_written_in_the_bundles_order(tiny_cascade: Path, tmp_path: Path):
+    """t3 audit F6: sorting the labels in cascade.json or edge_committee.json passed every test."""
+    from .conftest import manifest
+
+    labels = manifest(tiny_cascade)["labels"]
+    assert labels != sorted(labels)  # the check below can tell an order change
+    r = export_triton(tiny_cascade, tmp_path / "repo", singles=["large"])
+    assert json.loads((r.path / MARKER).read_text())["labels"] == labels
+    for model in (r.cascade_model, *r.single_models.values()):
+        assert json.loads((r.path / model / "1" / "cascade.json").read_text())["labels"] == labels

@@ -1,0 +1,67 @@
+"""The batcher drops live frames older than ``staleness_s`` and counts them (t3 audit F15: the
+mutation that disables the check passed every stream test). Fake grabbers, an injected clock."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from edge_committee.stream import batcher as batcher_mod
+from edge_committee.stream.batcher import Batcher
+from edge_committee.stream.types import Frame
+
+NOW = 1000.0
+
+
+class FakeGrabber:
+    def __init__(self, name: str, policy: str, ages: list[float]) -> None:
+        self.name, self.policy = name, policy
+        self.frames = [Frame(name, i, np.zeros((2, 2, 3), np.uint8), 0.0, NOW - age) for i, age in enumerate(ages)]
+        self.streaming, self.period, self.state = policy == "latest", None, "running"
+        self.stale = 0
+
+    def has_frame(self) -> bool:
+        return bool(self.frames)
+
+    def take(self):
+        return self.frames.pop(0) if self.frames else None
+
+    def count_stale(self) -> None:
+        self.stale += 1
+
+    def check(self, now: float) -> None:
+        pass
+
+    @property
+    def done(self) -> bool:
+        return not self.frames
+
+
+def _batch(grabbers, staleness_s, monkeypatch):
+    monkeypatch.setattr(batcher_mod.time, "monotonic", lambda: NOW)
+    b = Batcher(grabbers, threading.Condition(), window_s=0.0, staleness_s=staleness_s)
+    return b.next_batch(threading.Event())
+
+
+def test_stale_live_frames_are_dropped_and_counted(monkeypatch):
+    old_cam, fresh_cam = FakeGrabber("cam0", "latest", [0.8]), FakeGrabber("cam1", "latest", [0.1])
+    file_src = FakeGrabber("file", "every", [5.0])  # files and folders: never dropped for age
+    frames = _batch([old_cam, fresh_cam, file_src], 0.5, monkeypatch)
+    assert [f.source for f in frames] == ["cam1", "file"]
+    assert (old_cam.stale, fresh_cam.stale, file_src.stale) == (1, 0, 0)
+
+
+def test_the_boundary_and_zero_staleness(monkeypatch):
+    at, past = FakeGrabber("at", "latest", [0.5]), FakeGrabber("past", "latest", [0.5 + 1e-6])
+    frames = _batch([at, past], 0.5, monkeypatch)  # exactly staleness_s old is kept, older dropped
+    assert [f.source for f in frames] == ["at"] and past.stale == 1
+    ancient = FakeGrabber("cam", "latest", [3600.0])
+    assert [f.source for f in _batch([ancient], 0.0, monkeypatch)] == ["cam"]  # 0 = never drop
+    assert ancient.stale == 0
+
+
+def test_a_tick_of_only_stale_frames_waits_for_a_fresh_one(monkeypatch):
+    cam = FakeGrabber("cam", "latest", [2.0, 0.0])  # the stale one is dropped, the next one delivered
+    frames = _batch([cam], 0.5, monkeypatch)
+    assert [f.index for f in frames] == [1] and cam.stale == 1
