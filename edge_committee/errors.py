@@ -24,3 +24,7 @@ class DependencyError(EdgeCommitteeError):
 
 class OutputError(EdgeCommitteeError):
     """An output path that must not be written: a device node, a link, a folder, someone else's file."""
+
+
+class InputShapeError(EdgeCommitteeError, ValueError):
+    """A batch does not have the shape a member takes (its preprocessing and its file disagree)."""

@@ -85,7 +85,36 @@ def parse_manifest(path: Path) -> dict:
         raise BundleError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     if _depth(manifest) > MAX_DEPTH:
         raise BundleError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels (not a manifest edge_committee wrote)")
+    bad = _non_text(manifest)
+    if bad is not None:
+        raise BundleError(f"{path}: the string {bad!r} holds a lone UTF-16 surrogate escape (not text "
+                          "edge_committee writes; the file was edited or corrupted): rebuild the bundle")
     return manifest
+
+
+def _non_text(value: Any) -> str | None:
+    """The first string (key or value) that is not encodable as UTF-8 (a lone surrogate), else None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if isinstance(k, str) and not _utf8(k):
+                    return k[:60]
+                stack.append(x)
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str) and not _utf8(v):
+            return v[:60]
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
@@ -197,6 +226,10 @@ def check_schema(path: Path, manifest: dict) -> None:
         if name in names:
             raise BundleError(f"{path}: members[{i}]: the name {name!r} is used twice; rebuild the bundle")
         names.add(name)
+        if isinstance(m["file"], str) and files.get(m["file"], m["sha256"]) != m["sha256"]:
+            raise BundleError(f"{path}: members[{i}] ({name}): its sha256 {m['sha256'][:12]} is not that of its "
+                              f"file {m['file']!r} ({files[m['file']][:12]} in files): the member points at another "
+                              "member's file; rebuild the bundle")
     _check_cascade(ck, manifest["cascade"], names)
     for i, r in enumerate(ck.array("rejected_variants", manifest.get("rejected_variants", []))):
         for key in ("member", "precision", "reason"):

@@ -23,6 +23,7 @@ import numpy as np
 
 from edge_committee.backend.base.runner import BaseRunner
 from edge_committee.cascade.reference import gate_step
+from edge_committee.errors import EdgeCommitteeError
 from edge_committee.runtime.cascade import HostLoop, Prediction
 from edge_committee.serve.triton.integrity import require_intact
 from edge_committee.serve.triton.tensors import as_array, to_tensor
@@ -121,6 +122,8 @@ def gate_for(spec: dict):
 
 def check_images(x: np.ndarray) -> str | None:
     """Why a request's ``images`` (N, H, W, C) cannot be classified, or None when they can."""
+    if x.dtype != np.uint8:
+        return f"'{INPUT}' must be uint8 images (raw pixels 0..255); got {x.dtype}"
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         return (f"'{INPUT}' must be uint8 images of shape [N, H, W, 1|3]; got shape {list(x.shape)} "
                 "(send grayscale as [N, H, W, 1])")
@@ -191,7 +194,7 @@ class CascadeBLS:
         images = np.concatenate(arrays) if same else [im for a in arrays for im in a]
         try:
             pred = self.loop.run(images)
-        except MemberCallError as exc:
+        except (MemberCallError, EdgeCommitteeError) as exc:  # the whole batch fails, each request is told
             for i, _ in batches:
                 responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
             return
