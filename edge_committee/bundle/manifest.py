@@ -231,6 +231,8 @@ def check_schema(path: Path, manifest: dict) -> None:
                               f"file {m['file']!r} ({files[m['file']][:12]} in files): the member points at another "
                               "member's file; rebuild the bundle")
     _check_cascade(ck, manifest["cascade"], names)
+    if manifest.get("tensorrt") is not None:
+        _check_tensorrt(ck, manifest["tensorrt"], names)
     for i, r in enumerate(ck.array("rejected_variants", manifest.get("rejected_variants", []))):
         for key in ("member", "precision", "reason"):
             ck.text(f"rejected_variants[{i}].{key}", ck.mapping(f"rejected_variants[{i}]", r).get(key), 10_000)
@@ -311,6 +313,40 @@ def _check_cascade(ck: _Checker, c: Any, names: set[str]) -> None:
         hist = c.get(key)
         if hist is not None and not (isinstance(hist, list) and all(_is_int(h) and h >= 0 for h in hist)):
             ck.fail(f"cascade.{key}", "a list of counts", hist)
+
+
+_FINGERPRINT_TEXT = ("tensorrt", "gpu", "compute_capability", "onnx_sha256")
+_OPTION_INTS = ("max_batch", "opt_batch", "workspace_mb", "opt_level", "dla_core")
+
+
+def _check_tensorrt(ck: _Checker, t: Any, names: set[str]) -> None:
+    """The ``tensorrt`` section (compiled engines): every field the engine loader reads."""
+    t = ck.mapping("tensorrt", t)
+    for i, e in enumerate(ck.array("tensorrt.engines", t.get("engines", []))):
+        where = f"tensorrt.engines[{i}]"
+        e = ck.mapping(where, e)
+        ck.text(f"{where}.file", e.get("file"), 4096)
+        ck.choice(f"{where}.kind", e.get("kind", "member"), ("member", "cascade"))
+        if e.get("kind", "member") == "member" and e.get("member") not in names:
+            ck.fail(f"{where}.member", "the name of a member", e.get("member"))
+        for key in ("max_batch",):
+            if key in e and not (_is_int(e[key]) and e[key] >= 1):
+                ck.fail(f"{where}.{key}", "an integer >= 1", e[key])
+        fp = ck.mapping(f"{where}.fingerprint", e.get("fingerprint"))
+        for key in _FINGERPRINT_TEXT:
+            ck.text(f"{where}.fingerprint.{key}", fp.get(key), 200)
+        if fp.get("plugin_sha256") is not None:
+            ck.text(f"{where}.fingerprint.plugin_sha256", fp["plugin_sha256"], 200)
+        ck.choice(f"{where}.fingerprint.typing", fp.get("typing", "strong"), ("strong", "weak"))
+        options = ck.mapping(f"{where}.fingerprint.options", fp.get("options"))
+        for key in _OPTION_INTS:
+            value = options.get(key)
+            if value is not None and not (_is_int(value) and value >= 0):
+                ck.fail(f"{where}.fingerprint.options.{key}", "an integer >= 0 or null", value)
+        if not isinstance(options.get("version_compatible", False), bool):
+            ck.fail(f"{where}.fingerprint.options.version_compatible", "true or false", options["version_compatible"])
+    for key, rel in ck.mapping("tensorrt.timing_caches", t.get("timing_caches", {})).items():
+        ck.text(f"tensorrt.timing_caches[{key!r}]", rel, 4096)
 
 
 # ------------------------------------------------------------------------------ paths
