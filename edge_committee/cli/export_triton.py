@@ -30,7 +30,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import re
+
+    from edge_committee.errors import EdgeCommitteeError
     from edge_committee.serve.triton.export import export_triton
+
+    if args.tensorrt_version is not None and not re.fullmatch(r"\d+\.\d+(\.\d+)*", args.tensorrt_version):
+        raise EdgeCommitteeError(f"--tensorrt-version {args.tensorrt_version!r}: expected a version such as 10.3")
 
     r = export_triton(args.bundle, args.out, max_batch=args.max_batch, member_backend=args.member_backend,
                       instances=args.instances, threads=args.threads, name=args.name, singles=args.single,

@@ -26,6 +26,7 @@ BAD = [
     ("profile", ["--warmup", "nan"], "--warmup nan: must be a finite number >= 0"),
     ("bench", ["--limit", "0"], "--limit 0: must be an integer >= 1"),
     ("run", ["--window-ms", "inf"], "--window-ms inf: must be a finite number >= 0"),
+    ("export-triton", ["--tensorrt-version", "abc"], "--tensorrt-version 'abc': expected a version such as 10.3"),
     ("serve", ["--http-port", "70000"], "--http-port 70000: must be an integer >= 0 and <= 65535"),
 ]
 REQUIRED = {"adapt": ["--unlabeled", "u.npy", "--member", "m"], "export-triton": ["--out", "r"],
@@ -57,3 +58,16 @@ def test_the_bounds_themselves_pass():
             continue
         ns = argparse.Namespace(**{dest: rule.lo if rule.lo is not None and not rule.lo_open else 1})
         check_numbers(command, ns)
+
+
+def test_a_port_in_use_is_one_line_naming_the_flag(tmp_path, capsys):
+    """t3 LOW #18 (S14): a clash printed a raw gRPC core blob after 5 s."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(tmp_path / "no-bundle"), "--http-port", "0", "--grpc-port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--grpc-port {port}: port {port} on 127.0.0.1 is already in use" in err[0], err
