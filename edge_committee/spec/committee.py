@@ -178,9 +178,13 @@ def _number(value: Any, where: str, positive: bool = True, integer: bool = False
 def _file(value: Any, base: Path, where: str) -> Path:
     if not isinstance(value, str) or not value:
         raise SpecError(f"{where}: {_short(value)} must be a file path")
-    p = Path(os.path.expanduser(value))
-    p = p if p.is_absolute() else base / p
-    if not p.is_file():
+    try:
+        p = Path(os.path.expanduser(value))
+        p = p if p.is_absolute() else base / p
+        found = p.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        raise SpecError(f"{where}: {_short(value)} is not a usable file path ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+    if not found:
         raise SpecError(f"{where}: file not found: {p}")
     return p
 
@@ -190,7 +194,10 @@ def _labels(raw: Mapping[str, Any], base: Path) -> tuple[str, ...]:
         raise SpecError("labels: give either 'labels' or 'labels_file', not both")
     if "labels_file" in raw:
         path = _file(raw["labels_file"], base, "labels_file")
-        labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"labels_file: cannot read {path} as UTF-8 text ({exc})") from None
     elif "labels" in raw:
         labels = raw["labels"]
     else:

@@ -179,3 +179,18 @@ def test_a_users_module_named_like_a_stdlib_module_is_accepted(tiny_committee: P
         torch={"factory": "select.py:build", "weights": "w.safetensors"}) or d["members"][0].pop("onnx"))
     spec = load_spec(tiny_committee)
     assert spec.members[0].factory.endswith("select.py:build")
+
+
+@pytest.mark.parametrize("path", ["a" * 5000, "b" * 300 + ".onnx"])
+def test_a_path_too_long_for_the_file_system_is_one_spec_error(tiny_committee: Path, path):
+    """Found by the spec fuzz suite: OSError 'File name too long' escaped load_spec."""
+    _edit(tiny_committee, lambda d: d["members"][0].update(onnx=path))
+    with pytest.raises(SpecError, match="members.*not a usable file path"):
+        load_spec(tiny_committee)
+
+
+def test_a_binary_labels_file_is_one_spec_error(tiny_committee: Path):
+    (tiny_committee.parent / "labels.txt").write_bytes(b"\xff\xfe\x00bad")
+    _edit(tiny_committee, lambda d: d.pop("labels") and d.update(labels_file="labels.txt"))
+    with pytest.raises(SpecError, match="labels_file: cannot read"):
+        load_spec(tiny_committee)

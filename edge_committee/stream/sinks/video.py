@@ -2,9 +2,11 @@
 
 One file per source: ``overlay.mp4`` for one source, ``overlay-0.mp4``, ``overlay-1.mp4``, ... (in
 ``--source`` order) for several. Frames are timed by their capture time (1 ms time base), so the
-video plays at the rate the pipeline processed them. Each file is written under a temporary name
-and renamed when the stream ends, so a crash never leaves a half-written video under the final
-name. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used. A target that exists is
+video plays at the rate the pipeline processed them. Each file is written as ``NAME.partial.mp4``
+beside the target and renamed when the stream ends, so a crash never leaves a half-written video
+under the final name. MP4 and MOV files are fragmented (a fragment per second of video), so the
+``.partial`` file of a run killed by SIGKILL or a power cut plays up to its last fragment; it is
+visible, never hidden, and the next run picks another ``.partial-N`` name rather than touch it. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used. A target that exists is
 replaced only if ``force`` (``run --force``); a device node, FIFO, folder or symbolic link never
 (:func:`~edge_committee._util.check_output_file`). An I/O error (read-only or full file system)
 is one :class:`SinkError` line; the temporary file is removed.
@@ -13,8 +15,8 @@ is one :class:`SinkError` line; the temporary file is removed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,18 +40,34 @@ def output_paths(target: str, n_sources: int) -> list[Path]:
     return [p.with_name(f"{p.stem}-{i}{p.suffix}") for i in range(n_sources)]
 
 
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
+
+
+def _partial_path(path: Path) -> Path:
+    """A new, visible ``NAME.partial[-N].ext`` beside ``path`` (created empty, never an existing one)."""
+    for i in itertools.count():
+        candidate = path.with_name(f"{path.stem}.partial{f'-{i}' if i else ''}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
 class _Writer:
     """One open output file."""
 
     def __init__(self, av, path: Path, shape: tuple[int, int]) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # readable like a file written directly, not private as mkstemp leaves it
-        self.tmp = Path(tmp)
-        self.container = av.open(str(self.tmp), mode="w")
+        self.tmp = _partial_path(path)
+        fragmented = path.suffix.lower() in (".mp4", ".mov", ".m4v")
+        # a fragment per keyframe, each written through at once (else 256 KiB sit in the I/O buffer)
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragmented else {}
+        self.container = av.open(str(self.tmp), mode="w", format=_FORMATS.get(path.suffix.lower()), options=options)
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=25, options={"preset": "veryfast"} if codec == "libx264" else {})
+        self.stream.codec_context.gop_size = 25  # a keyframe, hence a fragment, about every second
         self.h, self.w = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sizes
         self.stream.width, self.stream.height = self.w, self.h
         self.stream.pix_fmt = "yuv420p"
