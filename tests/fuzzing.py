@@ -61,7 +61,7 @@ def mutated(draw, doc: Any, max_ops: int = 3) -> tuple[Any, list[str]]:
         op = draw(st.sampled_from(["replace", "replace", "delete", "rename", "duplicate", "swap", "retype"]))
         value = parent[key]
         if op == "replace":
-            parent[key] = draw(st.sampled_from(HOSTILE))
+            parent[key] = copy.deepcopy(draw(st.sampled_from(HOSTILE)))  # never edit HOSTILE itself
         elif op == "delete":
             del parent[key]
         elif op == "rename" and isinstance(parent, dict):
