@@ -65,3 +65,53 @@ def test_a_tick_of_only_stale_frames_waits_for_a_fresh_one(monkeypatch):
     cam = FakeGrabber("cam", "latest", [2.0, 0.0])  # the stale one is dropped, the next one delivered
     frames = _batch([cam], 0.5, monkeypatch)
     assert [f.index for f in frames] == [1] and cam.stale == 1
+
+
+def test_the_window_is_capped_by_the_fastest_live_period_minus_the_tick():
+    live = FakeGrabber("cam", "latest", [])
+    slow = FakeGrabber("cam2", "latest", [])
+    files = FakeGrabber("file", "every", [])
+    live.period, slow.period, files.period = 0.02, 0.1, 0.001  # a file's period never caps the window
+    b = Batcher([live, slow, files], threading.Condition(), window_s=0.03)
+    assert b.window() == 0.02
+    b.record_tick(0.005)
+    assert b.tick_s == 0.005 and abs(b.window() - 0.015) < 1e-12
+    b.record_tick(0.015)  # smoothed: 0.8 * old + 0.2 * new
+    assert abs(b.tick_s - 0.007) < 1e-12
+    b.record_tick(1.0)
+    assert b.window() == 0.0  # never negative
+    live.streaming = slow.streaming = False  # reconnecting: no period counts
+    assert b.window() == 0.03
+
+
+def test_the_window_waits_for_streams_without_a_frame_but_not_past_its_end(monkeypatch):
+    clock = {"t": NOW}
+    monkeypatch.setattr(batcher_mod.time, "monotonic", lambda: clock["t"])
+
+    class Cond:
+        def wait(self, timeout):  # time passes only while the batcher waits
+            clock["t"] += timeout
+
+    ready, late = FakeGrabber("a", "latest", [0.0]), FakeGrabber("b", "latest", [])
+    b = Batcher([ready, late], Cond(), window_s=0.03)
+    b._collect(threading.Event())
+    assert abs(b.wait_s - 0.03) < 1e-9  # waited the whole window for 'b'
+    late.frames.append(Frame("b", 0, np.zeros((2, 2, 3), np.uint8), 0.0, clock["t"]))
+    b._collect(threading.Event())
+    assert abs(b.wait_s - 0.03) < 1e-9  # everyone has a frame: no wait
+    opening = FakeGrabber("f", "every", [])
+    opening.state = "opening"
+    assert Batcher._pending(opening) and not Batcher._pending(ready)
+    opening.state = "running"
+    assert not Batcher._pending(opening)
+
+
+def test_first_returns_false_when_every_source_is_done_or_stopped(monkeypatch):
+    monkeypatch.setattr(batcher_mod.time, "monotonic", lambda: NOW)
+    done = FakeGrabber("a", "every", [])
+    done.state = "ended"
+    b = Batcher([done], threading.Condition(), window_s=0.0)
+    assert b.next_batch(threading.Event()) is None
+    stop = threading.Event()
+    stop.set()
+    assert Batcher([FakeGrabber("b", "latest", [0.0])], threading.Condition()).next_batch(stop) is None
