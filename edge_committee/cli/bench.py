@@ -19,7 +19,8 @@ def add_arguments(p) -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed batches per contender (default 3)")
     p.add_argument("--profile", help="profile for the cost model's predictions (default: this device's)")
     p.add_argument("--out", help="folder for bench.json, bench.md and bench.png (default bench-<bundle name>)")
-    p.add_argument("--force", action="store_true", help="replace bench files in --out that an earlier bench did not write")
+    p.add_argument("--force", action="store_true",
+                   help="replace bench files in --out that an earlier bench did not write")
     p.add_argument("--no-plot", action="store_true", help="skip the plot (and its frontier computation)")
     backend_args(p)
 

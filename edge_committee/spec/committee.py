@@ -183,7 +183,8 @@ def _file(value: Any, base: Path, where: str) -> Path:
         p = p if p.is_absolute() else base / p
         found = p.is_file()
     except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
-        raise SpecError(f"{where}: {_short(value)} is not a usable file path ({exc.strerror if isinstance(exc, OSError) else exc})") from None
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise SpecError(f"{where}: {_short(value)} is not a usable file path ({why})") from None
     if not found:
         raise SpecError(f"{where}: file not found: {p}")
     return p

@@ -49,6 +49,6 @@ def test_fit_reaches_a_stationary_point_of_the_definition():
     theta = np.concatenate([comb.weights.ravel(), comb.bias]).astype(np.float64)
     prior = np.full((2, 3), 0.5)
     h = 1e-5
-    numeric = np.array([(oracle_loss(theta + h * e, lps, y, prior, 0.1) - oracle_loss(theta - h * e, lps, y, prior, 0.1))
-                        / (2 * h) for e in np.eye(theta.size)])
+    numeric = np.array([(oracle_loss(theta + h * e, lps, y, prior, 0.1)
+                         - oracle_loss(theta - h * e, lps, y, prior, 0.1)) / (2 * h) for e in np.eye(theta.size)])
     assert np.abs(numeric).max() < 1e-3  # L-BFGS stopped where the true gradient vanishes

@@ -34,7 +34,8 @@ def test_sessions_are_an_lru_of_max_sizes(tmp_path):
                 got, want = model.predict(imgs), ref.predict(imgs)
                 np.testing.assert_array_equal(got.labels, want.labels)
                 np.testing.assert_array_equal(got.exit_stage, want.exit_stage)
-                assert len(model.executor._sessions) <= 2 and set(model.executor.origins) == set(model.executor._sessions)
+                sessions = model.executor._sessions
+                assert len(sessions) <= 2 and set(model.executor.origins) == set(sessions)
             assert [k[:2] for k in model.executor._sessions] == [(11, 7), (12, 12)]
     finally:
         ex.FusedOnnxExecutor._build = real

@@ -82,7 +82,8 @@ def verify_model(folder: str | os.PathLike) -> str | None:
     folder = Path(folder)
     doc = read_model_marker(folder)
     if doc is None:
-        return f"{folder}: no readable {MODEL_MARKER} (not written by export-triton, or edited); export the bundle again"
+        return (f"{folder}: no readable {MODEL_MARKER} (not written by export-triton, or edited); "
+                "export the bundle again")
     for rel, digest in sorted(doc["files"].items()):
         path = folder / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute():

@@ -6,10 +6,11 @@ video plays at the rate the pipeline processed them. Each file is written as ``N
 beside the target and renamed when the stream ends, so a crash never leaves a half-written video
 under the final name. MP4 and MOV files are fragmented (a fragment per second of video), so the
 ``.partial`` file of a run killed by SIGKILL or a power cut plays up to its last fragment; it is
-visible, never hidden, and the next run picks another ``.partial-N`` name rather than touch it. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used. A target that exists is
-replaced only if ``force`` (``run --force``); a device node, FIFO, folder or symbolic link never
-(:func:`~edge_committee._util.check_output_file`). An I/O error (read-only or full file system)
-is one :class:`SinkError` line; the temporary file is removed.
+visible, never hidden, and the next run picks another ``.partial-N`` name rather than touch it.
+``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used. A target that exists is replaced
+only if ``force`` (``run --force``); a device node, FIFO, folder or symbolic link never
+(:func:`~edge_committee._util.check_output_file`). An I/O error (read-only or full file system) is
+one :class:`SinkError` line; the temporary file is removed.
 """
 
 from __future__ import annotations
