@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import re
 import signal
 import sys
 import threading
@@ -45,8 +46,19 @@ def _module(command: str):
     return importlib.import_module(f"edge_committee.cli.{COMMANDS[command]}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a flag value of the wrong type (``--lr abc``) is a user's mistake like
+    any other: one line, exit 1 (argparse's own usage errors keep its exit code 2)."""
+
+    def error(self, message: str):
+        if re.match(r"argument \S+: invalid (int|float) value", message):
+            print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
+            sys.exit(1)
+        super().error(message)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="edge-committee",
         description="Compile, select and run committees (cascades) of image classifiers.",
     )

@@ -71,3 +71,13 @@ def test_a_port_in_use_is_one_line_naming_the_flag(tmp_path, capsys):
         assert main(["serve", str(tmp_path / "no-bundle"), "--http-port", "0", "--grpc-port", str(port)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--grpc-port {port}: port {port} on 127.0.0.1 is already in use" in err[0], err
+
+
+@pytest.mark.parametrize("argv", [["select", "b", "--budget-ms", "abc"], ["adapt", "b", "--unlabeled", "u",
+                                                                          "--member", "m", "--epochs", "1.5"]])
+def test_a_value_of_the_wrong_type_exits_1_in_one_line(capsys, argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: argument --") and "invalid" in err[0], err
