@@ -31,7 +31,7 @@ class FakeGrabber:
         self.stale += 1
 
     def check(self, now: float) -> None:
-        pass
+        self.checks = getattr(self, "checks", 0) + 1
 
     @property
     def done(self) -> bool:
@@ -115,3 +115,27 @@ def test_first_returns_false_when_every_source_is_done_or_stopped(monkeypatch):
     stop = threading.Event()
     stop.set()
     assert Batcher([FakeGrabber("b", "latest", [0.0])], threading.Condition()).next_batch(stop) is None
+
+
+def test_one_tick_takes_every_sources_frame_whatever_the_order(monkeypatch):
+    """A source without a frame, or with a stale one, does not end the tick for the others."""
+    empty, stale, fresh = (FakeGrabber("empty", "latest", []), FakeGrabber("stale", "latest", [2.0]),
+                           FakeGrabber("fresh", "latest", [0.0]))
+    frames = _batch([empty, stale, fresh], 0.5, monkeypatch)
+    assert [f.source for f in frames] == ["fresh"] and stale.stale == 1
+    assert fresh.checks == 1  # one pass: the batch came from the first tick
+
+
+def test_defaults_and_a_stop_is_noticed_within_a_poll(monkeypatch):
+    import time
+
+    class Silent(FakeGrabber):
+        done = False  # a live source that never delivers
+
+    b = Batcher([Silent("cam", "latest", [])], threading.Condition())
+    assert (b.window_s, b.staleness_s) == (0.03, 0.5)  # the documented defaults
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    t0 = time.monotonic()
+    assert b.next_batch(stop) is None
+    assert time.monotonic() - t0 < 0.5  # POLL_S bounds how long a stop goes unnoticed
