@@ -6,10 +6,70 @@ import contextlib
 import hashlib
 import logging
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
+
+from edge_committee.errors import OutputError
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def refuse_unsafe_target(path: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` if ``path`` exists and is not a regular file (links not followed).
+
+    Replacing a path with a new file (temp name + ``os.replace``) turns a device node such as
+    ``/dev/null`` into a regular file for every process on the machine, and a link into a file
+    where the link was; a folder cannot be replaced at all. None of these is ever written.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot be checked before writing ({exc.strerror}); choose another "
+                          "path") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputError(f"{path} is a symbolic link (to {os.readlink(path)}); it is never replaced or "
+                          "followed: give the real file's path or another name")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{path} is {_kind(st.st_mode)}, not a regular file; it is never replaced: "
+                          "choose a file name")
+
+
+def check_output_file(path: str | os.PathLike, force: bool = False,
+                      ours: Callable[[Path], bool] | None = None, flag: str = "--out") -> Path:
+    """Refuse to write ``path`` unless nothing is there, or a regular file we may replace is.
+
+    A regular file is replaced only with ``force`` or when ``ours(path)`` says we wrote it (an
+    earlier output of the same command). Call it before the work, so a wrong path fails at once;
+    :func:`atomic_path` checks the target again (without ``ours``) just before the rename.
+    """
+    path = Path(path)
+    refuse_unsafe_target(path)
+    if path.exists() and not force and not (ours is not None and _safe_call(ours, path)):
+        raise OutputError(f"{flag} {path} exists and was not written by edge_committee; choose another name, "
+                          "or pass --force to replace it")
+    return path
+
+
+def _safe_call(ours: Callable[[Path], bool], path: Path) -> bool:
+    try:
+        return bool(ours(path))
+    except Exception:  # an unreadable or foreign file is simply not ours
+        return False
 
 
 @contextlib.contextmanager
@@ -18,9 +78,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     The temp file keeps ``path``'s suffix, so tools that look at the extension (ONNX savers,
     ``np.save``/``np.savez``) behave as they would on ``path``. The file is made readable by all
-    (0644), like a file written directly, not private as ``mkstemp`` leaves it.
+    (0644), like a file written directly, not private as ``mkstemp`` leaves it. A ``path`` that
+    exists and is not a regular file (device node, FIFO, socket, folder, symbolic link) is refused
+    with :class:`~edge_committee.errors.OutputError`, before writing and again before the rename;
+    whether a regular file may be replaced is the caller's call (:func:`check_output_file`).
     """
     path = Path(path)
+    refuse_unsafe_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -28,6 +92,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        refuse_unsafe_target(path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

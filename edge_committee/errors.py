@@ -20,3 +20,11 @@ class BundleError(EdgeCommitteeError):
 
 class DependencyError(EdgeCommitteeError):
     """An optional dependency is needed but not installed."""
+
+
+class OutputError(EdgeCommitteeError):
+    """An output path that must not be written: a device node, a link, a folder, someone else's file."""
+
+
+class InputShapeError(EdgeCommitteeError, ValueError):
+    """A batch does not have the shape a member takes (its preprocessing and its file disagree)."""

@@ -176,6 +176,7 @@ def adapt(
     threads: int | None = None,
     keep_student: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
+    force: bool = False,
 ) -> AdaptResult:
     """Self-train ``member`` of ``bundle`` on the footage ``unlabeled``; see the module docstring.
 
@@ -193,6 +194,7 @@ def adapt(
         threads: ONNX Runtime and PyTorch threads (default: their choice).
         keep_student: also write the student's ONNX file here, accepted or not (to inspect it).
         log: called with one line per step.
+        force: ``keep_student`` may replace an existing file (never a device node, link or folder).
     """
     from edge_committee._lazy import require
 
@@ -201,6 +203,10 @@ def adapt(
     if threads:
         torch.set_num_threads(threads)
     root = Path(bundle)
+    if keep_student:  # before the training: a wrong path fails at once (never a device, link or user's file)
+        from edge_committee._util import check_output_file
+
+        check_output_file(keep_student, force=force, flag="--keep-student")
     manifest = read_manifest(root)
     entry = _student_entry(manifest, member, root)
     spec_obj, splits, train = _spec_and_splits(manifest, spec, root)
@@ -208,6 +214,9 @@ def adapt(
     if pp.layout != "NCHW":
         raise EdgeCommitteeError(f"member {member!r} takes {pp.layout} input; adapt's input noise supports NCHW")
     footage = read_unlabeled(unlabeled, max_frames)
+    if len(footage) == 0:
+        raise EdgeCommitteeError(f"--unlabeled {unlabeled}: holds no images (0 frames); give footage with at least "
+                                 "one image")
     log(f"footage: {len(footage)} images from {unlabeled}")
     cascade = manifest["cascade"]
     by_name = {m["name"]: m for m in manifest["members"]}

@@ -85,7 +85,36 @@ def parse_manifest(path: Path) -> dict:
         raise BundleError(f"{path}: expected a JSON object, got {type(manifest).__name__}")
     if _depth(manifest) > MAX_DEPTH:
         raise BundleError(f"{path}: JSON nested deeper than {MAX_DEPTH} levels (not a manifest edge_committee wrote)")
+    bad = _non_text(manifest)
+    if bad is not None:
+        raise BundleError(f"{path}: the string {bad!r} holds a lone UTF-16 surrogate escape (not text "
+                          "edge_committee writes; the file was edited or corrupted): rebuild the bundle")
     return manifest
+
+
+def _non_text(value: Any) -> str | None:
+    """The first string (key or value) that is not encodable as UTF-8 (a lone surrogate), else None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if isinstance(k, str) and not _utf8(k):
+                    return k[:60]
+                stack.append(x)
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str) and not _utf8(v):
+            return v[:60]
+    return None
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _depth(value: Any, limit: int = MAX_DEPTH + 1) -> int:
@@ -197,7 +226,13 @@ def check_schema(path: Path, manifest: dict) -> None:
         if name in names:
             raise BundleError(f"{path}: members[{i}]: the name {name!r} is used twice; rebuild the bundle")
         names.add(name)
+        if isinstance(m["file"], str) and files.get(m["file"], m["sha256"]) != m["sha256"]:
+            raise BundleError(f"{path}: members[{i}] ({name}): its sha256 {m['sha256'][:12]} is not that of its "
+                              f"file {m['file']!r} ({files[m['file']][:12]} in files): the member points at another "
+                              "member's file; rebuild the bundle")
     _check_cascade(ck, manifest["cascade"], names)
+    if manifest.get("tensorrt") is not None:
+        _check_tensorrt(ck, manifest["tensorrt"], names)
     for i, r in enumerate(ck.array("rejected_variants", manifest.get("rejected_variants", []))):
         for key in ("member", "precision", "reason"):
             ck.text(f"rejected_variants[{i}].{key}", ck.mapping(f"rejected_variants[{i}]", r).get(key), 10_000)
@@ -278,6 +313,40 @@ def _check_cascade(ck: _Checker, c: Any, names: set[str]) -> None:
         hist = c.get(key)
         if hist is not None and not (isinstance(hist, list) and all(_is_int(h) and h >= 0 for h in hist)):
             ck.fail(f"cascade.{key}", "a list of counts", hist)
+
+
+_FINGERPRINT_TEXT = ("tensorrt", "gpu", "compute_capability", "onnx_sha256")
+_OPTION_INTS = ("max_batch", "opt_batch", "workspace_mb", "opt_level", "dla_core")
+
+
+def _check_tensorrt(ck: _Checker, t: Any, names: set[str]) -> None:
+    """The ``tensorrt`` section (compiled engines): every field the engine loader reads."""
+    t = ck.mapping("tensorrt", t)
+    for i, e in enumerate(ck.array("tensorrt.engines", t.get("engines", []))):
+        where = f"tensorrt.engines[{i}]"
+        e = ck.mapping(where, e)
+        ck.text(f"{where}.file", e.get("file"), 4096)
+        ck.choice(f"{where}.kind", e.get("kind", "member"), ("member", "cascade"))
+        if e.get("kind", "member") == "member" and e.get("member") not in names:
+            ck.fail(f"{where}.member", "the name of a member", e.get("member"))
+        for key in ("max_batch",):
+            if key in e and not (_is_int(e[key]) and e[key] >= 1):
+                ck.fail(f"{where}.{key}", "an integer >= 1", e[key])
+        fp = ck.mapping(f"{where}.fingerprint", e.get("fingerprint"))
+        for key in _FINGERPRINT_TEXT:
+            ck.text(f"{where}.fingerprint.{key}", fp.get(key), 200)
+        if fp.get("plugin_sha256") is not None:
+            ck.text(f"{where}.fingerprint.plugin_sha256", fp["plugin_sha256"], 200)
+        ck.choice(f"{where}.fingerprint.typing", fp.get("typing", "strong"), ("strong", "weak"))
+        options = ck.mapping(f"{where}.fingerprint.options", fp.get("options"))
+        for key in _OPTION_INTS:
+            value = options.get(key)
+            if value is not None and not (_is_int(value) and value >= 0):
+                ck.fail(f"{where}.fingerprint.options.{key}", "an integer >= 0 or null", value)
+        if not isinstance(options.get("version_compatible", False), bool):
+            ck.fail(f"{where}.fingerprint.options.version_compatible", "true or false", options["version_compatible"])
+    for key, rel in ck.mapping("tensorrt.timing_caches", t.get("timing_caches", {})).items():
+        ck.text(f"tensorrt.timing_caches[{key!r}]", rel, 4096)
 
 
 # ------------------------------------------------------------------------------ paths

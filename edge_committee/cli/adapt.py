@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
                    help="validation accuracy points (0..1) the student may lose and still be kept (0)")
     p.add_argument("--threads", type=int, help="ONNX Runtime and PyTorch threads")
     p.add_argument("--keep-student", metavar="FILE.onnx", help="also write the student's ONNX here, kept or not")
+    p.add_argument("--force", action="store_true", help="--keep-student may replace an existing file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -43,7 +44,7 @@ def run(args) -> int:
     say = logging.getLogger("edge_committee").info
     result = adapt(args.bundle, args.unlabeled, args.member, spec=args.spec, max_frames=args.max_frames, min_confidence=args.min_confidence,
                    per_class=args.per_class, noise=noise, tolerance=args.tolerance, threads=args.threads,
-                   keep_student=args.keep_student,
+                   keep_student=args.keep_student, force=args.force,
                    log=say if not args.json else (lambda s: None))
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))

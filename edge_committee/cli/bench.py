@@ -21,6 +21,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="folder for bench.json, bench.md and bench.png (default bench-<bundle name>)")
     p.add_argument("--member", action="append", default=[], metavar="NAME",
                    help="also bench this member alone (repeatable)")
+    p.add_argument("--force", action="store_true",
+                   help="replace bench files in --out that an earlier bench did not write")
     p.add_argument("--no-plot", action="store_true", help="skip the plot (and its frontier computation)")
     backend_args(p)
 
@@ -59,10 +61,13 @@ def run(args) -> int:
     from edge_committee.profile.profiler import parse_batches
     from edge_committee.profile.report import (
         bench_markdown,
+        check_bench_out,
         frontier_points,
         write_bench,
     )
 
+    out = Path(args.out or f"bench-{Path(args.bundle).resolve().name}")
+    check_bench_out(out, args.force)  # before the timing: a wrong --out fails at once
     manifest = read_manifest(args.bundle)
     split = read_source(args.source, manifest)
     batches = parse_batches(args.batch)
@@ -75,8 +80,7 @@ def run(args) -> int:
     if profile is not None and not args.no_plot:
         model = LatencyModel.from_profile(profile, STAT_FOR_KIND["mean"])
         curves = {b: frontier_points(args.bundle, manifest, model, b) for b in batches}
-    out = Path(args.out or f"bench-{Path(args.bundle).resolve().name}")
-    paths = write_bench(doc, out, curves)
+    paths = write_bench(doc, out, curves, force=args.force)
     print(bench_markdown(doc))
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from edge_committee.cli._common import CONFIDENCES, to_float
 from edge_committee.errors import EdgeCommitteeError
 
@@ -10,7 +12,8 @@ HELP = "write the cascade (preprocessing, members, gates, early exit) as one ONN
 
 def add_arguments(p) -> None:
     p.add_argument("bundle")
-    p.add_argument("--out", help="the ONNX file to write")
+    p.add_argument("--out", help="the ONNX file to write (an existing file only if an earlier export, or --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file that is not an earlier export")
     p.add_argument("--into-bundle", action="store_true",
                    help="also add it to the bundle (fused/cascade.<H>x<W>x<C>.<form>.<gate>.onnx, in the manifest)")
     p.add_argument("--source-size", metavar="WxH[xC]",
@@ -35,17 +38,26 @@ def committee(args):
     from edge_committee.export.cascade_onnx import CascadeDef
     from edge_committee.select.objective import NEVER_EXIT
 
-    if not args.members:
+    if args.members is None:
         if args.thresholds or args.ensemble or args.confidence:
             raise EdgeCommitteeError("--thresholds, --ensemble and --confidence need --members")
         return None
-    names = [n.strip() for n in args.members.split(",") if n.strip()]
+    names = [n.strip() for n in args.members.split(",")]
+    if not all(names):
+        raise EdgeCommitteeError(f"--members {args.members!r}: an empty member name; give names separated by commas")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise EdgeCommitteeError(f"--members {args.members!r}: member {dup!r} appears twice; each member runs once")
     if args.ensemble and args.thresholds:
         raise EdgeCommitteeError("give --thresholds or --ensemble, not both")
     if args.ensemble:
         thresholds, kind = [NEVER_EXIT] * (len(names) - 1), "ensemble"
     else:
         thresholds = [to_float(t, "--thresholds") for t in (args.thresholds or "").split(",") if t.strip()]
+        bad = [t for t in thresholds if not math.isfinite(t)]
+        if bad:
+            raise EdgeCommitteeError(f"--thresholds: {bad[0]} is not a finite number; give confidence thresholds "
+                                     "such as 0.9")
         kind = "cascade" if len(names) > 1 else "single"
     # the export reads and verifies the bundle itself: here only the confidence function is needed
     confidence = args.confidence or (read_manifest(args.bundle, verify=False).get("cascade") or {}).get(
@@ -58,7 +70,7 @@ def run(args) -> int:
 
     written = export_cascade_onnx(args.bundle, args.out, into_bundle=args.into_bundle, cascade=committee(args),
                                   source_size=args.source_size, form=args.form, gate=args.gate,
-                                  preprocess=args.preprocess)
+                                  preprocess=args.preprocess, force=args.force)
     for path in written:
         print(path)
     return 0

@@ -9,7 +9,10 @@ def add_arguments(p) -> None:
     from edge_committee.serve.triton.config import MEMBER_BACKENDS
 
     p.add_argument("bundle")
-    p.add_argument("--out", required=True, help="the model repository folder (replaced if it is an earlier export)")
+    p.add_argument("--out", required=True, help="the model repository folder (in an earlier export only our models "
+                                                "are replaced; other models stay)")
+    p.add_argument("--force", action="store_true",
+                   help="add the models to a folder that is not an earlier export (same-named models replaced)")
     g = p.add_argument_group("models")
     g.add_argument("--max-batch", type=int, default=64, help="max_batch_size of every model (default 64)")
     g.add_argument("--member-backend", choices=MEMBER_BACKENDS, default="onnxruntime",
@@ -39,13 +42,19 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    import re
+
+    from edge_committee.errors import EdgeCommitteeError
     from edge_committee.serve.triton.export import export_triton
+
+    if args.tensorrt_version is not None and not re.fullmatch(r"\d+\.\d+(\.\d+)*", args.tensorrt_version):
+        raise EdgeCommitteeError(f"--tensorrt-version {args.tensorrt_version!r}: expected a version such as 10.3")
 
     r = export_triton(args.bundle, args.out, max_batch=args.max_batch, member_backend=args.member_backend,
                       instances=args.instances, threads=args.threads, name=args.name, singles=args.single,
                       queue_delay_us=args.queue_delay_us, tensorrt_version=args.tensorrt_version, form=args.form,
                       source_size=args.source_size, version=args.version, version_policy=args.version_policy,
-                      warmup=args.warmup)
+                      warmup=args.warmup, force=args.force)
     print(f"wrote {r.path} (bundle manifest sha256 {r.manifest_sha256[:12]}; version {r.version}, versions there: "
           f"{', '.join(map(str, r.versions))})")
     what = "the fused cascade file, one model" if r.form == "fused" else "BLS"

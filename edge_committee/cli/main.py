@@ -12,12 +12,14 @@ import argparse
 import contextlib
 import importlib
 import logging
+import re
 import signal
 import sys
 import threading
 
 from edge_committee import __version__
 from edge_committee.cli._common import safe_text
+from edge_committee.cli._numbers import check_numbers
 from edge_committee.errors import EdgeCommitteeError
 
 #: An error line longer than this is cut (a value shown in it may be huge).
@@ -44,8 +46,19 @@ def _module(command: str):
     return importlib.import_module(f"edge_committee.cli.{COMMANDS[command]}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a flag value of the wrong type (``--lr abc``) is a user's mistake like
+    any other: one line, exit 1 (argparse's own usage errors keep its exit code 2)."""
+
+    def error(self, message: str):
+        if re.match(r"argument \S+: invalid (int|float) value", message):
+            print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
+            sys.exit(1)
+        super().error(message)
+
+
 def make_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="edge-committee",
         description="Compile, select and run committees (cascades) of image classifiers.",
     )
@@ -85,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     with _sigterm_like_ctrl_c():
         try:
+            check_numbers(args.command, args)
             return _module(args.command).run(args)
         except EdgeCommitteeError as exc:
             print(f"error: {safe_text(exc, MAX_ERROR_CHARS)}", file=sys.stderr)

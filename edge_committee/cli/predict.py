@@ -66,8 +66,6 @@ def run(args) -> int:
     from edge_committee.api import load
     from edge_committee.data.inputs import count, iter_batches
 
-    if args.batch_size < 1:
-        raise EdgeCommitteeError(f"--batch-size must be at least 1; got {args.batch_size}")
     sources = read_inputs(args.inputs)
     with member_alone(args.bundle, args.member) as (bundle, verify), \
             load(bundle, backend=args.backend, threads=args.threads, verify=verify, preprocess=args.preprocess) as model, \

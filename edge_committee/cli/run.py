@@ -43,6 +43,7 @@ def add_arguments(p) -> None:
                    help="jsonl:FILE or jsonl:- (default), video:FILE.mp4 (overlay, H.264), display:, or the overlay "
                         "streamed: udp://HOST:PORT, rtp://HOST:PORT (MPEG-TS), rtsp://HOST:PORT/PATH (served here; "
                         "@ for every interface; #publish=1 pushes to an RTSP server); repeat for several")
+    g.add_argument("--force", action="store_true", help="a video sink may replace an existing file")
     g.add_argument("--stats-every", type=float, default=5.0, metavar="S", help="print stats every this many s (default 5; 0 = only at the end)")
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after this many frames in total")
     g.add_argument("--duration", metavar="S", help="stop after this many seconds")
@@ -69,7 +70,9 @@ def run(args) -> int:
     from edge_committee.stream.stats import format_stats
 
     duration = to_float(args.duration, "--duration") if args.duration is not None else None
-    sinks = args.sink or ["jsonl:-"]
+    from edge_committee.stream.sinks import make_sink
+
+    sinks = [make_sink(s, force=args.force) for s in args.sink or ["jsonl:-"]]
 
     def on_event(ev):
         if ev.kind == "stats":

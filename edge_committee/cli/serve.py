@@ -40,10 +40,34 @@ def _on_sigterm(signum, frame) -> None:
     raise _Stop()
 
 
+def check_ports(host: str, ports: dict[str, int | None]) -> None:
+    """Refuse a port another process listens on, in one line naming the flag (before the server
+    starts: Triton's own message is a gRPC core blob with "address already in use" buried in it)."""
+    import errno
+    import socket
+
+    from edge_committee.errors import EdgeCommitteeError
+
+    for flag, port in ports.items():
+        if not port:
+            continue  # 0 or unset: the server picks a free one, or does not listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no clash
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                why = "already in use (another server?)" if exc.errno == errno.EADDRINUSE else exc.strerror
+                raise EdgeCommitteeError(f"{flag} {port}: port {port} on {host} is {why}; stop that process or "
+                                         f"choose another {flag}") from None
+
+
 def run(args) -> int:
     from edge_committee.serve.triton.export import export_triton, is_export, read_export
     from edge_committee.serve.triton.server import ServerError, TritonServer, check_can_serve, find_server
 
+    check_ports(args.host, {"--http-port": args.http_port, "--grpc-port": args.grpc_port,
+                            "--metrics-port": args.metrics_port})
     install = find_server(args.tritonserver)
     scratch = None
     try:

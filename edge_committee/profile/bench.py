@@ -91,7 +91,9 @@ def run_round_robin(models: Sequence, images, batch: int, warmup: int = 3, limit
     """
     batches = _batches(images, batch, limit)
     if not batches:
-        raise EdgeCommitteeError(f"bench needs at least {batch} images for batch size {batch}; got {len(images)}")
+        n = len(images) if limit is None else min(limit, len(images))
+        raise EdgeCommitteeError(f"bench needs at least {batch} images for batch size {batch}; got {n}"
+                                 + (f" (--limit {limit})" if limit is not None and limit < len(images) else ""))
     for m in models:
         for x in batches[:warmup]:
             m.predict(x)

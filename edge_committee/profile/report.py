@@ -165,9 +165,43 @@ def bench_plot(doc: dict, curves: dict[int, dict[str, list[tuple]]], path: Path)
         fig.savefig(tmp, format="png")
 
 
-def write_bench(doc: dict, out_dir: str | os.PathLike, curves: dict | None = None, stem: str = "bench") -> dict:
-    """Write ``<stem>.json``, ``<stem>.md`` and (with ``curves``) ``<stem>.png`` atomically."""
+def _is_bench_json(path: Path) -> bool:
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("edge_committee.bench/")
+
+
+def check_bench_out(out_dir: str | os.PathLike, force: bool = False, stem: str = "bench") -> Path:
+    """Refuse a ``--out`` that is not a folder, or whose bench files are not an earlier bench (without ``force``)."""
+    from edge_committee._util import check_output_file, refuse_unsafe_target
+    from edge_committee.errors import OutputError
+
     out = Path(out_dir)
+    if os.path.lexists(out) and not out.is_dir():  # a link to a folder is fine: the files in it are checked
+        refuse_unsafe_target(out)
+        raise OutputError(f"--out {out} is a file; bench writes a folder ({stem}.json, {stem}.md, "
+                          f"{stem}.png): choose a folder name")
+    ours = out / f"{stem}.json"
+    earlier = ours.is_file() and not ours.is_symlink() and _safe_is_bench(ours)
+    for name in (f"{stem}.json", f"{stem}.md", f"{stem}.png"):
+        check_output_file(out / name, force=force or earlier, flag="--out")
+    return out
+
+
+def _safe_is_bench(path: Path) -> bool:
+    try:
+        return _is_bench_json(path)
+    except (OSError, ValueError):
+        return False
+
+
+def write_bench(doc: dict, out_dir: str | os.PathLike, curves: dict | None = None, stem: str = "bench",
+                force: bool = False) -> dict:
+    """Write ``<stem>.json``, ``<stem>.md`` and (with ``curves``) ``<stem>.png`` atomically.
+
+    Files of an earlier bench in ``out_dir`` are replaced; any other file of those names only
+    with ``force`` (see :func:`check_bench_out`).
+    """
+    out = check_bench_out(out_dir, force, stem)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md"}
     write_bytes_atomic(paths["json"], (json.dumps(doc, indent=1) + "\n").encode("utf-8"))

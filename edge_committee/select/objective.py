@@ -15,6 +15,7 @@ cheapest possible cost (or the best achievable accuracy).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
 
@@ -164,6 +165,42 @@ def choose(
     return cand, target
 
 
+#: fewer validation samples of a class than this: its accuracy and the thresholds are noise (warned)
+MIN_PER_CLASS = 5
+
+
+def check_validation_labels(labels: np.ndarray | None, num_classes: int, learned: bool = False,
+                            warn=None) -> list[str]:
+    """Refuse validation labels of a single class; warn on missing or rare classes. Returns the warnings.
+
+    With one class, every objective rewards the constant classifier (a learned combiner reaches
+    100 % by predicting it), so the result would say nothing about the deployed accuracy.
+    """
+    if labels is None or len(labels) == 0:
+        return []
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=num_classes)
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        raise EdgeCommitteeError(
+            f"the validation labels hold a single class (class {int(present[0])}, all {len(labels)} samples) of "
+            f"{num_classes}; every committee would be scored on that class alone (a constant classifier scores "
+            "100 %): use a validation split with samples of every class")
+    notes = []
+    missing = [int(c) for c in np.flatnonzero(counts == 0)]
+    if missing:
+        notes.append(f"the validation labels have no sample of {len(missing)} of {num_classes} classes "
+                     f"(e.g. class {missing[0]}): the selection cannot score them")
+    rare = [int(c) for c in present if counts[c] < MIN_PER_CLASS]
+    if rare:
+        notes.append(f"{len(rare)} classes have fewer than {MIN_PER_CLASS} validation samples (class {rare[0]}: "
+                     f"{int(counts[rare[0]])}): accuracies and thresholds from them are noisy"
+                     + ("; a learned combiner fitted on them overfits" if learned else ""))
+    say = warn or logging.getLogger("edge_committee").warning
+    for note in notes:
+        say(note)
+    return notes
+
+
 def select_cascade(
     data: SelectionData,
     objective: str,
@@ -199,6 +236,7 @@ def select_cascade(
     """
     if objective not in OBJECTIVES:
         raise EdgeCommitteeError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    check_validation_labels(data.val_labels, data.num_classes, learned=combiner not in (None, "average"))
     if objective != "accuracy":
         _budget(budget, objective, data.cost_unit)
     front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid, combiner)

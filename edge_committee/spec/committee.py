@@ -178,9 +178,14 @@ def _number(value: Any, where: str, positive: bool = True, integer: bool = False
 def _file(value: Any, base: Path, where: str) -> Path:
     if not isinstance(value, str) or not value:
         raise SpecError(f"{where}: {_short(value)} must be a file path")
-    p = Path(os.path.expanduser(value))
-    p = p if p.is_absolute() else base / p
-    if not p.is_file():
+    try:
+        p = Path(os.path.expanduser(value))
+        p = p if p.is_absolute() else base / p
+        found = p.is_file()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte
+        why = exc.strerror if isinstance(exc, OSError) else exc
+        raise SpecError(f"{where}: {_short(value)} is not a usable file path ({why})") from None
+    if not found:
         raise SpecError(f"{where}: file not found: {p}")
     return p
 
@@ -190,7 +195,10 @@ def _labels(raw: Mapping[str, Any], base: Path) -> tuple[str, ...]:
         raise SpecError("labels: give either 'labels' or 'labels_file', not both")
     if "labels_file" in raw:
         path = _file(raw["labels_file"], base, "labels_file")
-        labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        try:
+            labels = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"labels_file: cannot read {path} as UTF-8 text ({exc})") from None
     elif "labels" in raw:
         labels = raw["labels"]
     else:
@@ -311,13 +319,29 @@ def _check_not_stdlib_module(module: str, factory: str, where: str) -> None:
 
 
 def _check_not_stdlib_file(path: Path, factory: str, where: str) -> None:
-    """Refuse a factory file that is a standard-library module (``/usr/lib/python3/os.py:system``)."""
+    """Refuse a factory file that is a standard-library module of *any* Python on the machine.
+
+    Recognised by module name, not by folder: the file's import name (its stem, under the
+    packages above it) is a standard-library module name, and the folder it is imported from is
+    a standard library (it holds ``os.py``, or is named ``pythonX.Y``), outside site-/dist-packages.
+    So ``/usr/lib/python3.11/os.py:system`` is refused from a venv of another Python as well.
+    """
     real = Path(os.path.realpath(path))
+    if "site-packages" in real.parts or "dist-packages" in real.parts:
+        return
     for key in ("stdlib", "platstdlib"):
         lib = sysconfig.get_paths().get(key)
-        if lib and Path(os.path.realpath(lib)) in real.parents and "site-packages" not in real.parts \
-                and "dist-packages" not in real.parts:
+        if lib and Path(os.path.realpath(lib)) in real.parents:
             raise SpecError(f"{where}: {factory!r}: {real} {_STDLIB_REFUSAL}")
+    root, parts = real.parent, [real.stem]
+    while (root / "__init__.py").is_file() and root.parent != root:  # climb to the import root
+        parts.insert(0, root.name)
+        root = root.parent
+    top = parts[0]
+    named_like_stdlib = top in sys.stdlib_module_names or top in sys.builtin_module_names
+    if named_like_stdlib and ((root / "os.py").is_file() or re.fullmatch(r"python\d+(\.\d+)?", root.name)):
+        raise SpecError(f"{where}: {factory!r}: {real} is the module {'.'.join(parts)!r} of a Python standard "
+                        f"library ({root}); {_STDLIB_REFUSAL.split('; ', 1)[1]}")
 
 
 def _data(raw: Any) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 from edge_committee.stream.batcher import Batcher
 from edge_committee.stream.grabber import Grabber
 from edge_committee.stream.sinks import Sink, make_sink
+from edge_committee.stream.sinks.base import SinkError
 from edge_committee.stream.sources.base import Source
 from edge_committee.stream.stats import StreamStats, format_stats
 from edge_committee.stream.types import Event, Frame, FrameResult, SourceError, StreamBatch
@@ -196,6 +197,10 @@ class StreamPipeline:
         except (GeneratorExit, KeyboardInterrupt):
             ok = True  # the caller stopped early: a normal end, flush everything
             self.stop_reason = self.stop_reason or "interrupted"
+            raise
+        except SinkError as exc:  # one sink cannot write: stop, but keep what the others wrote
+            ok = True
+            self.stop_reason = self.stop_reason or str(exc)
             raise
         finally:
             self._finish(ok, batcher)

@@ -475,7 +475,8 @@ int main(int argc, char** argv)
     checkCreatorAndPlugin(creator, finder.mLogger);
 
     int32_t devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0)
+    bool const enqueueSkipped = cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0;
+    if (enqueueSkipped)
     {
         std::printf("no CUDA device: enqueue checks skipped\n");
     }
@@ -498,6 +499,8 @@ int main(int argc, char** argv)
             runCascade(creator, 4096, 1000, false, false, true, 101);
         }
     }
-    std::printf("%s: %d failure(s)\n", gFailures == 0 ? "PASSED" : "FAILED", gFailures);
+    // "PASSED" only when every check ran: a run without a GPU must not read as a full pass
+    char const* const verdict = gFailures != 0 ? "FAILED" : (enqueueSkipped ? "HOST CHECKS OK (enqueue checks SKIPPED)" : "PASSED");
+    std::printf("%s: %d failure(s)\n", verdict, gFailures);
     return gFailures == 0 ? 0 : 1;
 }

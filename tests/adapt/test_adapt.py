@@ -130,6 +130,29 @@ def test_user_mistakes_are_one_line(torch_bundle, torch_committee_dir):
               log=lambda s: None)
 
 
+def test_empty_footage_and_a_bad_keep_student_path_are_one_line_before_training(torch_bundle, tmp_path):
+    """t3 A4: a 0-frame .npy was a ValueError traceback; HIGH #1: --keep-student onto a FIFO, a link or a
+    user's file (without --force) is refused before any training, and the target is untouched."""
+    import os
+    import stat
+
+    import numpy as np
+
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 12, 12, 3), np.uint8))
+    with pytest.raises(EdgeCommitteeError, match="holds no images"):
+        adapt(torch_bundle, empty, "small", log=lambda s: None)
+    fifo, mine = tmp_path / "s.onnx", tmp_path / "mine.onnx"
+    os.mkfifo(fifo)
+    mine.write_text("mine")
+    link = tmp_path / "link.onnx"
+    link.symlink_to(mine)
+    for target, match in ((fifo, "named pipe"), (link, "symbolic link"), (mine, "--force")):
+        with pytest.raises(EdgeCommitteeError, match=match):
+            adapt(torch_bundle, empty, "small", keep_student=target, log=lambda s: None)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink() and mine.read_text() == "mine"
+
+
 def test_self_cascade_member_shares_the_model(torch_bundle_master):
     """``shares: big`` at 8x8: its own ONNX file and MACs, the same weights, a selection candidate."""
     from edge_committee.bundle import read_manifest

@@ -122,7 +122,7 @@ def test_bad_inputs_fail_in_one_line_before_any_output(folder_case, tmp_path: Pa
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "missing.png" in err
     assert main(["predict", str(bundle), paths[0], "--batch-size", "0"]) == 1
-    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    assert "--batch-size 0: must be an integer >= 1" in capsys.readouterr().err  # cli/_numbers.py
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["predict", str(bundle), str(empty)]) == 1

@@ -151,3 +151,10 @@ def test_cuda_gate_rejects_bad_buffers(cuda_ext, device):
     with pytest.raises(ValueError, match=r"expected \(4, 3\)"):
         gate_step_cuda(*state, to_device(s.active), to_device(np.zeros((4, 2), np.float32)),
                        to_device(s.active), to_device(np.zeros(1, np.int32)), 0, 2, 0.5)
+
+
+def test_cuda_gate_exits_at_equality(cuda_ext, device):
+    """The ``>=`` rule at conf == threshold exactly (see test_gate_boundary.py), on the device."""
+    from test_gate_boundary import check_impl
+
+    check_impl(lambda: CudaImpl(device))

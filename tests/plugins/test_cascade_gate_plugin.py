@@ -47,7 +47,11 @@ def test_library_exports_entry_points_and_needs_no_tensorrt(plugin_build):
 def test_cpp_harness_against_the_library(plugin_build):
     proc = subprocess.run([str(plugin_build["plugin_test"]), str(plugin_build["plugin"])], capture_output=True,
                           text=True, timeout=600, check=False)
-    assert proc.returncode == 0 and "PASSED" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    verdict = proc.stdout.strip().splitlines()[-1]
+    if "enqueue checks SKIPPED" in verdict:  # t3 audit F4: this used to print PASSED as well
+        pytest.skip("the harness's host checks passed; its CUDA enqueue checks need a GPU and were skipped")
+    assert verdict.startswith("PASSED: 0 failure(s)"), proc.stdout + proc.stderr
 
 
 def test_python_loader_accepts_the_library(plugin_build, monkeypatch):

@@ -179,3 +179,31 @@ def test_bench_runs_a_cascade_backend_with_its_own_profile(built_bundle: Path, t
     doc = json.loads((out / "bench.json").read_text())
     assert doc["profile"] == fingerprint("onnxrt-fused", 1)["key"] and doc["backend"] == "onnxrt-fused"
     assert all(r["predicted"]["mean_ms"] > 0 for r in doc["results"])
+
+
+def test_bench_out_refuses_files_it_did_not_write(built_bundle: Path, tmp_path: Path, capsys):
+    """t3 L15/L16: --out an existing file was a FileExistsError traceback; a folder with the user's own
+    bench.json was silently replaced. A bench folder written earlier is replaced; --limit 0 is refused."""
+    base = ["bench", str(built_bundle), "--batch", "2", "--limit", "8", "--warmup", "0", "-q", "--no-plot"]
+    mine = tmp_path / "mine.txt"
+    mine.write_text("mine")
+    assert main(base + ["--out", str(mine)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file" in err and mine.read_text() == "mine", err
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "bench.json").write_text('{"my": "own"}')
+    assert main(base + ["--out", str(folder)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "was not written by edge_committee" in err and "--force" in err, err
+    assert (folder / "bench.json").read_text() == '{"my": "own"}'
+    (folder / "bench.md").symlink_to(mine)  # a link is never followed, --force or not
+    assert main(base + ["--out", str(folder), "--force"]) == 1
+    assert "symbolic link" in capsys.readouterr().err and mine.read_text() == "mine"
+    (folder / "bench.md").unlink()
+    assert main(base + ["--out", str(folder), "--force"]) == 0
+    assert main(base + ["--out", str(folder)]) == 0  # an earlier bench: replaced without --force
+    assert json.loads((folder / "bench.json").read_text())["schema"].startswith("edge_committee.bench/")
+    capsys.readouterr()
+    assert main(base[:-4] + ["--limit", "0", "--out", str(tmp_path / "b0")]) == 1
+    assert "--limit 0: must be an integer >= 1" in capsys.readouterr().err

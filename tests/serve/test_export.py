@@ -188,7 +188,7 @@ def test_preferred_batch_sizes_come_from_the_profiles():
 
 @pytest.mark.parametrize("argv, message", [
     (["--version-policy", "newest"], "--version-policy 'newest': expected latest, latest:N, all or specific"),
-    (["--version", "0"], "--version 0 must be a positive integer"),
+    (["--version", "0"], "--version 0: must be an integer >= 1"),  # cli/_numbers.py checks it first
     (["--form", "fused", "--member-backend", "tensorrt"], "for TensorRT use --form bls --member-backend tensorrt"),
 ])
 def test_bad_triton_options_are_one_line(tiny_cascade: Path, tmp_path: Path, capsys, argv, message):

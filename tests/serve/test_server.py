@@ -209,6 +209,9 @@ def test_a_member_that_fails_to_load_is_named(tiny_cascade: Path, tmp_path: Path
     broken = repo.path / "tiny.medium" / "1" / "model.onnx"
     broken.unlink()  # a hard link to the bundle's file: replace it, never write through it
     broken.write_bytes(b"this is not an ONNX file")
+    from edge_committee.serve.triton.integrity import write_model_marker
+
+    write_model_marker(broken.parent.parent, repo.manifest_sha256)  # past the integrity check: ORT's own error
     srv = TritonServer(repo.path, http_port=0, grpc_port=0, log_path=tmp_path / "server.log")
     with pytest.raises(ServerError) as info:
         srv.start(timeout_s=120)
@@ -267,3 +270,19 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_an_edited_cascade_json_refuses_to_load(tiny_cascade: Path, tmp_path: Path):
+    """t3 S18: thresholds edited in an exported repository were served silently under the bundle's digest."""
+    needs_server()
+    repo = export_triton(tiny_cascade, tmp_path / "repo", member_backend="python-ort")
+    path = repo.path / "tiny" / "1" / "cascade.json"
+    spec = json.loads(path.read_text())
+    spec["thresholds"] = [0.0 for _ in spec["thresholds"]]
+    path.write_text(json.dumps(spec))
+    srv = TritonServer(repo.path, http_port=0, grpc_port=0, log_path=tmp_path / "server.log")
+    with pytest.raises(ServerError) as info:
+        srv.start(timeout_s=120)
+    message = str(info.value)
+    assert "model 'tiny' failed to load" in message and "cascade.json: checksum mismatch" in message, message
+    assert "\n" not in message and not srv.running()

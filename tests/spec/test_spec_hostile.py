@@ -146,3 +146,51 @@ def test_control_characters_are_refused(tiny_committee: Path, where):
     with pytest.raises(SpecError, match="control character") as e:
         load_spec(tiny_committee)
     assert "\x1b" not in str(e.value)
+
+
+@pytest.mark.parametrize("layout", ["python3.9/os.py", "python3.9/shutil.py", "lib64/os.py",
+                                    "python3.12/concurrent/futures/process.py"])
+def test_another_pythons_standard_library_is_refused_by_module_name(tiny_committee: Path, tmp_path: Path, layout):
+    """t3 MEDIUM #3: '/usr/lib/python3.11/os.py:system' of the Debian Python ran from a venv's spec."""
+    marker = tmp_path / "PWNED"
+    lib = tmp_path / "otherpython" / Path(layout).parts[0]
+    target = tmp_path / "otherpython" / layout
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for folder in target.relative_to(lib).parents:  # packages on the way (concurrent/futures)
+        if folder != Path("."):
+            (lib / folder / "__init__.py").write_text("")
+    (lib / "os.py").write_text(f"def system(command=None):\n    open({str(marker)!r}, 'w')\n")
+    if target.name != "os.py":
+        target.write_text(f"def system(command=None):\n    open({str(marker)!r}, 'w')\n")
+    (tiny_committee.parent / "w.safetensors").write_bytes(b"{}")
+    _edit(tiny_committee, lambda d: d["members"][0].update(
+        torch={"factory": f"{target}:system", "kwargs": {"command": "true"}, "weights": "w.safetensors"}) or
+        d["members"][0].pop("onnx"))
+    with pytest.raises(SpecError, match="standard library"):
+        load_spec(tiny_committee)
+    assert not marker.exists()
+
+
+def test_a_users_module_named_like_a_stdlib_module_is_accepted(tiny_committee: Path):
+    """Only a standard library's own folder is refused: 'select.py' in a project folder is the user's code."""
+    (tiny_committee.parent / "select.py").write_text("def build():\n    return None\n")
+    (tiny_committee.parent / "w.safetensors").write_bytes(b"{}")
+    _edit(tiny_committee, lambda d: d["members"][0].update(
+        torch={"factory": "select.py:build", "weights": "w.safetensors"}) or d["members"][0].pop("onnx"))
+    spec = load_spec(tiny_committee)
+    assert spec.members[0].factory.endswith("select.py:build")
+
+
+@pytest.mark.parametrize("path", ["a" * 5000, "b" * 300 + ".onnx"])
+def test_a_path_too_long_for_the_file_system_is_one_spec_error(tiny_committee: Path, path):
+    """Found by the spec fuzz suite: OSError 'File name too long' escaped load_spec."""
+    _edit(tiny_committee, lambda d: d["members"][0].update(onnx=path))
+    with pytest.raises(SpecError, match="members.*not a usable file path"):
+        load_spec(tiny_committee)
+
+
+def test_a_binary_labels_file_is_one_spec_error(tiny_committee: Path):
+    (tiny_committee.parent / "labels.txt").write_bytes(b"\xff\xfe\x00bad")
+    _edit(tiny_committee, lambda d: d.pop("labels") and d.update(labels_file="labels.txt"))
+    with pytest.raises(SpecError, match="labels_file: cannot read"):
+        load_spec(tiny_committee)

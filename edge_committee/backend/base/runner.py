@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from edge_committee.errors import InputShapeError
+
 LOG = logging.getLogger("edge_committee")
 
 
@@ -59,7 +61,7 @@ class BaseRunner(abc.ABC):
         if expected is not None and len(expected) == batch.ndim:
             for i, (e, got) in enumerate(zip(expected, batch.shape)):
                 if i > 0 and isinstance(e, int) and e != got:
-                    raise ValueError(
+                    raise InputShapeError(
                         f"{self.name}: input has shape {batch.shape}, expected {tuple(expected)} "
                         f"(dimension {i} differs); check the member's preprocessing"
                     )

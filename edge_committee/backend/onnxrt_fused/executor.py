@@ -5,12 +5,19 @@ in this order: the file given as ``path`` (which must encode the bundle's cascad
 bundle lists under ``fused_onnx`` for that size and form (``edge-committee export-onnx
 --into-bundle``), or a fused model built in memory from the bundle's members (about a second, once
 per size). A list of images of several sizes is run one size group at a time.
+
+Memory is bounded: the sessions of at most ``max_sizes`` source sizes (default
+:data:`MAX_SIZES`) are kept, the least recently used one is dropped when another size arrives
+(a session is about 13 MB for the Fashion-MNIST example, so 8 sizes about 100 MB); and a batch
+runs through the file in chunks of at most ``chunk`` images (default :data:`CHUNK`), so a large
+batch does not hold every member's activations for every image at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,10 @@ from edge_committee.errors import EdgeCommitteeError
 from edge_committee.runtime.cascade import Executor, Prediction, run_by_shape
 
 LOG = logging.getLogger("edge_committee")
+#: source sizes whose sessions are kept (least recently used dropped first)
+MAX_SIZES = 8
+#: most images per run of the fused file
+CHUNK = 256
 
 
 class FusedOnnxExecutor(Executor):
@@ -32,6 +43,8 @@ class FusedOnnxExecutor(Executor):
         path: a fused file (from ``edge-committee export-onnx``) to use for its source size.
         form: ``compact`` (default) or ``mask``, for files found in the bundle or built in memory.
         providers: ONNX Runtime execution providers (default: CPU).
+        max_sizes: sessions kept, one per source size, least recently used dropped (default 8).
+        chunk: most images per run of the fused file (default 256).
 
     A learned committee's fused file embeds its stage combiners (and records their files'
     checksums, which :meth:`_mismatch` compares with the bundle's).
@@ -41,13 +54,17 @@ class FusedOnnxExecutor(Executor):
     supports_learned_combiner = True
 
     def __init__(self, model: Any, threads: int | None = None, path: str | os.PathLike | None = None,
-                 form: str = "compact", providers: list[str] | None = None) -> None:
+                 form: str = "compact", providers: list[str] | None = None, max_sizes: int = MAX_SIZES,
+                 chunk: int = CHUNK) -> None:
+        if int(max_sizes) < 1 or int(chunk) < 1:
+            raise EdgeCommitteeError(f"onnxrt-fused: max_sizes ({max_sizes}) and chunk ({chunk}) must be >= 1")
         self.model = model
+        self.max_sizes, self.chunk = int(max_sizes), int(chunk)
         self.threads = threads
         self.path = Path(path) if path is not None else None
         self.form = form
         self.providers = providers or ["CPUExecutionProvider"]
-        self._sessions: dict[tuple[int, int, int], Any] = {}
+        self._sessions: OrderedDict[tuple[int, int, int], Any] = OrderedDict()
         #: source size -> where its fused model came from (a file path or "built in memory")
         self.origins: dict[tuple[int, int, int], str] = {}
 
@@ -116,8 +133,16 @@ class FusedOnnxExecutor(Executor):
             return None
         s = meta["source"]
         key = (int(s["height"]), int(s["width"]), int(s["channels"]))
-        self._sessions[key], self.origins[key] = sess, str(path)
+        self._keep(key, sess, str(path))
         return key
+
+    def _keep(self, key: tuple[int, int, int], sess: Any, origin: str) -> None:
+        """Cache ``sess`` for ``key``, dropping the least recently used sizes past ``max_sizes``."""
+        self._sessions[key], self.origins[key] = sess, origin
+        self._sessions.move_to_end(key)
+        while len(self._sessions) > self.max_sizes:
+            old, _ = self._sessions.popitem(last=False)
+            self.origins.pop(old, None)
 
     def _listed(self, key: tuple[int, int, int]) -> Path | None:
         for entry in self.model.manifest.get("fused_onnx", []):
@@ -135,8 +160,8 @@ class FusedOnnxExecutor(Executor):
                              tuple(m.stage_combiners or ()))
         fused, _, _ = build_from_bundle(m.root, m.manifest, cascade=cascade, source_size=key[:2], channels=key[2],
                                         form=self.form)
-        self._sessions[key] = self._session(fused, f"the fused cascade for {key[0]}x{key[1]}x{key[2]} images")
-        self.origins[key] = "built in memory"
+        self._keep(key, self._session(fused, f"the fused cascade for {key[0]}x{key[1]}x{key[2]} images"),
+                   "built in memory")
 
     def session_for(self, key: tuple[int, int, int]) -> Any:
         """The ORT session for raw images of shape ``key`` = (H, W, C)."""
@@ -149,13 +174,18 @@ class FusedOnnxExecutor(Executor):
             listed = self._listed(key)
             if listed is None or self._open_file(listed, explicit=False) != key:
                 self._build(key)
+        self._sessions.move_to_end(key)
         return self._sessions[key]
 
     # ------------------------------------------------------------------ running
     def _run_batch(self, images: np.ndarray) -> dict[str, np.ndarray]:
         sess = self.session_for(tuple(int(d) for d in images.shape[1:]))
         names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(None, {"images": np.ascontiguousarray(images)})))
+        parts = [sess.run(None, {"images": np.ascontiguousarray(images[i : i + self.chunk])})
+                 for i in range(0, max(len(images), 1), self.chunk)]
+        if len(parts) == 1:
+            return dict(zip(names, parts[0]))
+        return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(names)}
 
     def run(self, images) -> Prediction:
         out = run_by_shape(images, len(self.model.labels), self._run_batch)

@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_committee import __version__
 from edge_committee._lazy import require
-from edge_committee._util import atomic_path
+from edge_committee._util import atomic_path, check_output_file, sha256_file
 from edge_committee.bundle import DIGEST_KEY, read_manifest
 from edge_committee.bundle.bundle import MANIFEST, edit_bundle
 from edge_committee.export.cascade_onnx.build import CascadeDef, Source, build_cascade_model
@@ -146,6 +146,39 @@ def write_model(model: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def is_our_export(path: Path) -> bool:
+    """True if ``path`` is an ONNX file written by :func:`export_cascade_onnx` (its metadata says so)."""
+    onnx = require("onnx")
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return any(p.key == "edge_committee.manifest_sha256" for p in model.metadata_props)
+
+
+def enclosing_bundle(path: Path) -> Path | None:
+    """The edge_committee bundle folder ``path`` would be written into, if any (links resolved)."""
+    from edge_committee.bundle.manifest import looks_like_ours, parse_manifest
+    from edge_committee.errors import BundleError
+
+    for folder in Path(os.path.realpath(path)).parents:
+        candidate = folder / MANIFEST
+        if candidate.is_file():
+            try:
+                if looks_like_ours(parse_manifest(candidate)) is None:
+                    return folder
+            except BundleError:
+                continue
+    return None
+
+
+def check_out(out: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse an ``--out`` inside a bundle, a non-regular target, or a file not ours without ``force``."""
+    out = Path(out)
+    inside = enclosing_bundle(out)
+    if inside is not None:  # a member or the manifest overwritten outside the bundle's lock breaks it
+        raise FusedExportError(f"--out {out} is inside the bundle {inside}; a file is added to a bundle only "
+                               "with --into-bundle (listed and checksummed): choose a path outside it")
+    return check_output_file(out, force=force, ours=is_our_export)
+
+
 def _add_to_bundle(root: Path, model: Any, cascade: CascadeDef, source: Source, form: str, gate: str) -> Path:
     rel = bundle_file_name(source, form, gate)
     meta = {p.key: p.value for p in model.metadata_props}
@@ -170,6 +203,7 @@ def export_cascade_onnx(
     form: str = "compact",
     gate: str = "standard",
     preprocess: str = "exact",
+    force: bool = False,
 ) -> list[Path]:
     """Write the bundle's cascade (or ``cascade``) as one ONNX file; returns the paths written.
 
@@ -180,9 +214,13 @@ def export_cascade_onnx(
         source_size: ``"WxH"``/``"WxHxC"`` (width x height, as camera URIs) or an (H, W[, C]) tuple; default: the validation images' size if the
             manifest records it.
         form, gate, preprocess: see :func:`build_cascade_model`.
+        force: replace an existing ``out`` that is not an earlier export (default False). A
+            device node, link, folder or a path inside a bundle is refused even then.
     """
     if out is None and not into_bundle:
         raise FusedExportError("nothing to write: give --out FILE, --into-bundle, or both")
+    if out is not None:
+        check_out(out, force)  # before the (long) build: a wrong --out fails at once
     root = Path(bundle)
     model, cascade, source = build_from_bundle(root, cascade=cascade, source_size=source_size, channels=channels,
                                                form=form, gate=gate, preprocess=preprocess)

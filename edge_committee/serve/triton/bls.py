@@ -23,7 +23,9 @@ import numpy as np
 
 from edge_committee.backend.base.runner import BaseRunner
 from edge_committee.cascade.reference import gate_step
+from edge_committee.errors import EdgeCommitteeError
 from edge_committee.runtime.cascade import HostLoop, Prediction
+from edge_committee.serve.triton.integrity import require_intact
 from edge_committee.serve.triton.tensors import as_array, to_tensor
 from edge_committee.spec.preprocess import Preprocessing
 
@@ -124,6 +126,8 @@ def gate_for(spec: dict):
 
 def check_images(x: np.ndarray) -> str | None:
     """Why a request's ``images`` (N, H, W, C) cannot be classified, or None when they can."""
+    if x.dtype != np.uint8:
+        return f"'{INPUT}' must be uint8 images (raw pixels 0..255); got {x.dtype}"
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         return (f"'{INPUT}' must be uint8 images of shape [N, H, W, 1|3]; got shape {list(x.shape)} "
                 "(send grayscale as [N, H, W, 1])")
@@ -164,8 +168,11 @@ class CascadeBLS:
         import triton_python_backend_utils as pb_utils
 
         self.pb_utils = pb_utils
-        folder = Path(args["model_repository"]) / args["model_version"]
+        model_dir = Path(args["model_repository"])
+        require_intact(model_dir)  # cascade.json, model.py, the SDK copy: as export-triton wrote them
+        folder = model_dir / args["model_version"]
         self.spec = json.loads((folder / CASCADE_JSON).read_text(encoding="utf-8"))
+        require_intact(*(model_dir.parent / m["model"] for m in self.spec["members"]))
         self.loop = host_loop(self.spec, pb_utils)
         self.loop.activate()
 
@@ -191,7 +198,7 @@ class CascadeBLS:
         images = np.concatenate(arrays) if same else [im for a in arrays for im in a]
         try:
             pred = self.loop.run(images)
-        except MemberCallError as exc:
+        except (MemberCallError, EdgeCommitteeError) as exc:  # the whole batch fails, each request is told
             for i, _ in batches:
                 responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
             return

@@ -12,8 +12,12 @@ Layout (``NAME`` is the bundle's name unless given)::
 
 Every ``config.pbtxt`` carries the bundle's identity, the manifest's own ``manifest_sha256`` (what
 ``edge-committee inspect`` prints; the fused file's metadata and ``serve``'s ready line carry the
-same), as the parameter ``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves. The
-repository is written into a temporary sibling folder and renamed into place.
+same), as the parameter ``edge_committee.manifest_sha256``, so a client can ask the server which bundle it serves.
+Every model folder holds ``edge_committee.model.json``, the sha256 of each of its files: the models
+verify them when Triton loads them and refuse to start if any changed
+(:mod:`~edge_committee.serve.triton.integrity`). The models are written into a temporary sibling
+folder and renamed into place; in an existing repository only our models are replaced
+(:mod:`~edge_committee.serve.triton.repository`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edge_committee import __version__
-from edge_committee.bundle import DIGEST_KEY, StagingDir, read_manifest
+from edge_committee.bundle import DIGEST_KEY, read_manifest
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.serve.triton import bls
 from edge_committee.serve.triton.config import (
@@ -41,6 +45,7 @@ from edge_committee.serve.triton.config import (
     Warmup,
     version_policy_text,
 )
+from edge_committee.serve.triton.integrity import write_model_marker
 from edge_committee.serve.triton.members import (
     _link_or_copy,
     member_config,
@@ -49,10 +54,10 @@ from edge_committee.serve.triton.members import (
     python_ort_io,
     write_member_files,
 )
+from edge_committee.serve.triton.repository import MARKER, RepoStaging, exported_models
 from edge_committee.spec.preprocess import Preprocessing
 
 LOG = logging.getLogger("edge_committee")
-MARKER = "edge_committee.json"
 TEMPLATES = Path(__file__).resolve().parent / "model_templates"
 #: the modules a Python-backend model imports; export copies them and everything they import
 SDK_ENTRIES = ("edge_committee.serve.triton.bls", "edge_committee.serve.triton.member_ort")
@@ -112,13 +117,15 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
                   name: str | None = None, singles: Sequence[str] = (), queue_delay_us: int = 0,
                   tensorrt_version: str | None = None, *, form: str = "bls", source_size=None,
                   version: int | None = None, version_policy: str = "latest:1", warmup: bool = True,
-                  preferred_batch_sizes: Sequence[int] | None = None) -> TritonExport:
+                  preferred_batch_sizes: Sequence[int] | None = None, force: bool = False) -> TritonExport:
     """Write a Triton model repository for ``bundle``'s cascade into ``out`` (atomically).
 
     Args:
         bundle: the bundle folder (every checksum is verified).
-        out: the repository folder; replaced if it is an earlier export (unless ``version`` is
-            given), refused if it holds anything else.
+        out: the repository folder. In an earlier export only the models we wrote are replaced
+            (the user's other models stay; with ``version``, our models keep their earlier versions);
+            any other non-empty folder is refused unless ``force`` (see
+            :mod:`edge_committee.serve.triton.repository`).
         max_batch: ``max_batch_size`` of every model (default 64).
         member_backend: ``onnxruntime`` (NVIDIA's containers; default), ``tensorrt`` (compiled
             engines listed in the manifest) or ``python-ort`` (servers with only the Python
@@ -143,6 +150,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
             (members, fused), so the first requests do not pay session start-up (default on).
         preferred_batch_sizes: ``dynamic_batching.preferred_batch_size`` (default: the batch
             sizes the bundle's latency profiles measured, if any).
+        force: add the models to a folder that is not an earlier export, replacing model folders
+            of the same names.
     """
     _check_args(member_backend, max_batch, instances, form, version)
     version_policy_text(version_policy)  # one line now, not a broken config later
@@ -159,7 +168,7 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     params = ((SHA_PARAM, digest), ("edge_committee.bundle", str(manifest["name"])))
     common = _Common(int(max_batch), int(instances), int(queue_delay_us), params, int(version or 1),
                      version_policy, preferred, warmup)
-    staging = _RepoStaging(out, keep_versions=version is not None)
+    staging = _RepoStaging(out, keep_versions=version is not None, force=force)
     with staging as stage:
         if form == "fused":
             result = _export_fused(stage, bundle, manifest, cascade, member_backend, common, digest, source_size,
@@ -168,6 +177,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
             result = _export_bls(stage, bundle, manifest, cascade, members, singles, by_name, member_backend, common,
                                  digest, threads, tensorrt_version)
         result = dataclasses.replace(result, path=Path(out).resolve(), versions=_versions(stage / cascade))
+        for model in sorted(p for p in stage.iterdir() if p.is_dir()):  # every model folder staged is ours
+            write_model_marker(model, digest)  # what is ours, and what the models verify at load
         _write_marker(stage / MARKER, result, bundle, manifest)
     staging.commit()
     LOG.info("wrote %s: cascade model %r version %d, %d member models (%s)", result.path, cascade, common.version,
@@ -263,34 +274,27 @@ def is_export(path: str | os.PathLike) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
-class _RepoStaging(StagingDir):
-    """A staging folder that replaces an earlier export (never any other folder).
+class _RepoStaging(RepoStaging):
+    """:class:`RepoStaging` that, with ``keep_versions``, first links the earlier export's model folders
+    (ours only: the user's other models are never touched) into the staging folder, so the new
+    version is added beside the versions already there."""
 
-    With ``keep_versions``, the earlier export's files are linked into the staging folder first,
-    so the new version is added beside the versions already there.
-    """
-
-    def __init__(self, dest, keep_versions: bool = False) -> None:
-        super().__init__(dest)
+    def __init__(self, dest, keep_versions: bool = False, force: bool = False) -> None:
+        super().__init__(dest, force=force)
         self.keep_versions = keep_versions
 
     def __enter__(self) -> Path:
         path = super().__enter__()
         if self.keep_versions and is_export(self.dest):
+            listed = exported_models(self.dest)
             try:
-                shutil.copytree(self.dest, path, dirs_exist_ok=True, copy_function=_link_or_copy)
-                (path / MARKER).unlink()  # rewritten, with the versions, by the export
+                for model in sorted(listed):
+                    if (self.dest / model).is_dir() and not (self.dest / model).is_symlink():
+                        shutil.copytree(self.dest / model, path / model, copy_function=_link_or_copy)
             except BaseException:
                 self._discard()
                 raise
         return path
-
-    def _check_dest(self) -> None:
-        if self.dest.exists() and not self.dest.is_dir():
-            raise EdgeCommitteeError(f"{self.dest} is a file; choose another --out for the model repository")
-        if self.dest.is_dir() and not is_export(self.dest) and any(self.dest.iterdir()):
-            raise EdgeCommitteeError(f"{self.dest} exists and is not an exported repository (no {MARKER}); "
-                                     "choose another --out or remove it")
 
 
 def _check_args(member_backend: str, max_batch: int, instances: int, form: str = "bls",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_committee.backend.onnxrt.runner import OnnxrtRunner
+from edge_committee.serve.triton.integrity import require_intact
 from edge_committee.serve.triton.tensors import as_array, to_tensor
 
 MODEL_FILE = "model.onnx"
@@ -32,6 +33,7 @@ class OrtMemberModel:
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
+        require_intact(args["model_repository"])  # model.onnx as export-triton wrote it
         path = Path(args["model_repository"]) / args["model_version"] / MODEL_FILE
         threads = int(params.get("threads") or 0) or None
         self.runner = OnnxrtRunner(path, threads=threads, name=config["name"])

@@ -25,8 +25,11 @@ SINKS = {
 NETWORK_SINKS = ("udp", "rtp", "rtsp")
 
 
-def make_sink(spec: str | Sink) -> Sink:
-    """The sink for ``KIND:TARGET`` (a :class:`Sink` is returned as it is)."""
+def make_sink(spec: str | Sink, force: bool = False) -> Sink:
+    """The sink for ``KIND:TARGET`` (a :class:`Sink` is returned as it is).
+
+    ``force``: a file sink may replace an existing file that is not ours (``run --force``).
+    """
     if isinstance(spec, Sink):
         return spec
     kind, _, target = str(spec).partition(":")
@@ -39,7 +42,8 @@ def make_sink(spec: str | Sink) -> Sink:
                           "udp://HOST:PORT, rtp://HOST:PORT, rtsp://HOST:PORT/PATH (e.g. jsonl:-, "
                           "jsonl:results.jsonl, video:overlay.mp4, display:, udp://127.0.0.1:5000)")
     module, _, attr = SINKS[kind].partition(":")
-    return getattr(importlib.import_module(module), attr)(target)
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(target, force=True) if force and kind == "video" else cls(target)
 
 
 __all__ = ["SINKS", "Sink", "make_sink"]

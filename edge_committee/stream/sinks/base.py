@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from edge_committee.stream.types import Event, StreamBatch
+from edge_committee.stream.types import Event, SourceError, StreamBatch
+
+
+class SinkError(SourceError):
+    """A sink cannot write (read-only or full file system, a path refused): one line naming the sink.
+
+    Raised from :meth:`Sink.write` (or :meth:`Sink.close`); the pipeline then stops, the other
+    sinks are closed (flushed) and the CLI prints the line and exits 1.
+    """
 
 
 class Sink:

@@ -4,22 +4,31 @@ One file per source: ``overlay.mp4`` for one source, ``overlay-0.mp4``, ``overla
 ``--source`` order) for several. Frames are timed by the source's own presentation times when it
 has them (a file, an RTSP or UDP stream: a 40 s clip gives a 40 s video, whatever the processing
 speed; a clock that jumps back, as on a reconnect or a ``loop``, continues from the last frame),
-else by their capture time (1 ms time base). Each file is written under a temporary name
-and renamed when the stream ends, so a crash never leaves a half-written video under the final
-name. ``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used.
+else by their capture time (1 ms time base). Each file is written as ``NAME.partial.mp4``
+beside the target and renamed when the stream ends, so a crash never leaves a half-written video
+under the final name. MP4 and MOV files are fragmented (a fragment per second of video), so the
+``.partial`` file of a run killed by SIGKILL or a power cut plays up to its last fragment; it is
+visible, never hidden, and the next run picks another ``.partial-N`` name rather than touch it.
+``libx264`` is in PyAV's wheels; without it MPEG-4 Part 2 is used. A target that exists is replaced
+only if ``force`` (``run --force``); a device node, FIFO, folder or symbolic link never
+(:func:`~edge_committee._util.check_output_file`). An I/O error (read-only or full file system) is
+one :class:`SinkError` line; the temporary file is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from edge_committee._lazy import require
-from edge_committee.stream.sinks.base import Sink
+from edge_committee._util import check_output_file, refuse_unsafe_target
+from edge_committee.errors import OutputError
+from edge_committee.stream.sinks.base import Sink, SinkError
 from edge_committee.stream.sinks.overlay import draw_overlay
 from edge_committee.stream.types import SourceError, StreamBatch
 
@@ -34,18 +43,34 @@ def output_paths(target: str, n_sources: int) -> list[Path]:
     return [p.with_name(f"{p.stem}-{i}{p.suffix}") for i in range(n_sources)]
 
 
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
+
+
+def _partial_path(path: Path) -> Path:
+    """A new, visible ``NAME.partial[-N].ext`` beside ``path`` (created empty, never an existing one)."""
+    for i in itertools.count():
+        candidate = path.with_name(f"{path.stem}.partial{f'-{i}' if i else ''}{path.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
 class _Writer:
     """One open output file."""
 
     def __init__(self, av, path: Path, shape: tuple[int, int]) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # readable like a file written directly, not private as mkstemp leaves it
-        self.tmp = Path(tmp)
-        self.container = av.open(str(self.tmp), mode="w")
+        self.tmp = _partial_path(path)
+        fragmented = path.suffix.lower() in (".mp4", ".mov", ".m4v")
+        # a fragment per keyframe, each written through at once (else 256 KiB sit in the I/O buffer)
+        options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragmented else {}
+        self.container = av.open(str(self.tmp), mode="w", format=_FORMATS.get(path.suffix.lower()), options=options)
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self.stream = self.container.add_stream(codec, rate=25, options={"preset": "veryfast"} if codec == "libx264" else {})
+        self.stream.codec_context.gop_size = 25  # a keyframe, hence a fragment, about every second
         self.h, self.w = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sizes
         self.stream.width, self.stream.height = self.w, self.h
         self.stream.pix_fmt = "yuv420p"
@@ -81,17 +106,24 @@ class _Writer:
                     self.container.mux(packet)
             self.container.close()
             if ok and self.frames:
+                refuse_unsafe_target(self.path)  # something put there while recording is not replaced
                 os.replace(self.tmp, self.path)
         finally:
             if self.tmp.exists():
                 self.tmp.unlink()
 
 
+def _io_error(target: str, exc: Exception) -> SinkError:
+    why = getattr(exc, "strerror", None) or str(exc)
+    return SinkError(f"sink video:{target}: cannot write ({why}); free space or choose another path")
+
+
 class VideoSink(Sink):
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, force: bool = False) -> None:
         if not target:
             raise SourceError("sink video: needs a file name (video:overlay.mp4)")
         self.target = target
+        self.force = force
         self._writers: dict[str, _Writer] = {}
 
     def start(self, sources: list[str], members: list[str]) -> None:
@@ -101,19 +133,34 @@ class VideoSink(Sink):
         for p in self.paths.values():
             if not p.parent.is_dir():
                 raise SourceError(f"sink video:{self.target}: folder {p.parent} does not exist")
+            try:
+                check_output_file(p, self.force, flag=f"sink video:{self.target}:")
+            except OutputError as exc:
+                raise SinkError(str(exc)) from None
 
     def write(self, batch: StreamBatch, fps: dict[str, float]) -> None:
         for frame, result in zip(batch.frames, batch.results):
             rgb = draw_overlay(frame.image, result, fps.get(frame.source))
-            w = self._writers.get(frame.source)
-            if w is None:
-                w = self._writers[frame.source] = _Writer(self._av, self.paths[frame.source], rgb.shape[:2])
-            w.add(self._av, rgb, frame.t_mono, frame.pts)
+            try:
+                w = self._writers.get(frame.source)
+                if w is None:
+                    w = self._writers[frame.source] = _Writer(self._av, self.paths[frame.source], rgb.shape[:2])
+                w.add(self._av, rgb, frame.t_mono, frame.pts)
+            except (OSError, self._av.FFmpegError) as exc:
+                with contextlib.suppress(SinkError, OutputError):
+                    self.close(ok=False)  # the temporary files go; nothing half-written stays
+                raise _io_error(self.target, exc) from None
 
     def close(self, ok: bool = True) -> None:
         writers, self._writers = self._writers, {}
+        first = None
         for w in writers.values():
-            w.close(ok)
+            try:
+                w.close(ok)
+            except (OSError, OutputError, getattr(getattr(self, "_av", None), "FFmpegError", OSError)) as exc:
+                first = first or exc
+        if first is not None:
+            raise first if isinstance(first, OutputError) else _io_error(self.target, first)
 
     @property
     def written(self) -> dict[str, Path]:
