@@ -158,9 +158,10 @@ _PROBE_MAX_PIXELS = 16 << 20
 def pil_pass_order(in_hw: tuple[int, int], out_hw: tuple[int, int], interpolation: str) -> tuple[str, str]:
     """The order of Pillow's two uint8 passes for this size pair: ``("w", "h")`` or ``("h", "w")``.
 
-    Resizes a seeded random probe image with the installed Pillow and keeps the order whose
-    rounded two-pass result equals Pillow's; horizontal first when only one axis changes, when
-    Pillow is not installed, or when neither order matches.
+    Resizes seeded random probe images with the installed Pillow and keeps the order whose rounded
+    two-pass result equals Pillow's; a probe on which both orders agree (small outputs often do) is
+    followed by another, up to ``_PROBES``. Horizontal first when only one axis changes, when Pillow
+    is not installed, or when neither order matches.
     """
     (h, w), (ho, wo) = in_hw, out_hw
     if interpolation not in _AA_FILTERS or h == ho or w == wo or h * w > _PROBE_MAX_PIXELS:
@@ -169,16 +170,25 @@ def pil_pass_order(in_hw: tuple[int, int], out_hw: tuple[int, int], interpolatio
         from PIL import Image
     except ImportError:
         return ("w", "h")
-    probe = np.random.default_rng(h * 7919 + w).integers(0, 256, (h, w), dtype=np.uint8)
     resample = Image.Resampling.BILINEAR if interpolation == "bilinear" else Image.Resampling.BICUBIC
-    ref = np.asarray(Image.fromarray(probe).resize((wo, ho), resample), np.float64)
     wy, wx = _pil_filter_matrix(h, ho, interpolation), _pil_filter_matrix(w, wo, interpolation)
-    x = probe.astype(np.float64)
-    if np.array_equal(_round_clip(wy @ _round_clip(x @ wx.T)), ref):
-        return ("w", "h")
-    if np.array_equal(_round_clip(_round_clip(wy @ x) @ wx.T), ref):
-        return ("h", "w")
+    rng = np.random.default_rng(h * 7919 + w)
+    for _ in range(_PROBES):  # a probe on which both orders agree tells nothing: take another
+        probe = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        ref = np.asarray(Image.fromarray(probe).resize((wo, ho), resample), np.float64)
+        x = probe.astype(np.float64)
+        w_first = np.array_equal(_round_clip(wy @ _round_clip(x @ wx.T)), ref)
+        h_first = np.array_equal(_round_clip(_round_clip(wy @ x) @ wx.T), ref)
+        if w_first != h_first:
+            return ("w", "h") if w_first else ("h", "w")
+        if not w_first:  # neither: not Pillow's two-pass arithmetic; keep the historical order
+            break
     return ("w", "h")
+
+
+#: random probe images tried before the order is taken as horizontal first (both orders agreeing
+#: on every one means they agree in general for that size pair, or nearly so)
+_PROBES = 8
 
 
 def _round_clip(y: np.ndarray) -> np.ndarray:

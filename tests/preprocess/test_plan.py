@@ -175,6 +175,17 @@ def test_pil_path_is_bit_exact_on_a_real_sized_photo():
         np.testing.assert_allclose(pp(im[None])[0].transpose(1, 2, 0), ref, atol=2e-6)
 
 
+def test_pass_order_probe_is_not_fooled_by_a_probe_both_orders_match():
+    """39x14 -> 5x2 bilinear: Pillow runs the vertical pass first, and the first probe image cannot tell
+    (both orders give its pixels); found by hypothesis. Every random image must equal Pillow's."""
+    pp = Preprocessing(size=(5, 2), interpolation="bilinear", scale=1.0, offset=0.0, layout="NHWC")
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        im = rng.integers(0, 256, (39, 14, 3), dtype=np.uint8)
+        ref = np.asarray(Image.fromarray(im).resize((2, 5), Image.BILINEAR), np.float32)
+        np.testing.assert_array_equal(pp(im[None])[0], ref)
+
+
 def test_plan_weights_are_pil_fixed_point():
     plan = Preprocessing(size=(7, 9), interpolation="bicubic").plan((20, 30), 3)
     for s in plan.steps:
