@@ -110,11 +110,11 @@ def test_video_sink_write_error_is_one_line_and_removes_the_temporary(model, tmp
     real = video._Writer.add
     calls = {"n": 0}
 
-    def failing_add(self, av, rgb, t):
+    def failing_add(self, av, rgb, t, pts=None):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, av, rgb, t)
+        return real(self, av, rgb, t, pts)
 
     monkeypatch.setattr(video._Writer, "add", failing_add)
     out, vid = tmp_path / "r.jsonl", tmp_path / "o.mp4"
