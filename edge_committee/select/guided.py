@@ -43,6 +43,9 @@ from edge_committee.select.search import PrefixWalk, SequenceFront, SubsetScore,
 #: Default window: a prefix is grown when its front comes within this much accuracy (a fraction:
 #: 0.002 = 0.2 points) of the incumbent front.
 DEFAULT_DELTA = 0.002
+#: Only front points that beat the sequence's own prefix by at least this much accuracy (a
+#: fraction) can make it promising: near its cheap end every sequence equals its prefix.
+DEFAULT_GAIN = 0.005
 
 
 @dataclasses.dataclass
@@ -98,6 +101,18 @@ class SearchInfo:
                 f"({self.sequences_pruned:,} pruned) in {self.seconds:.1f} s; bound: {self.bound}")
 
 
+def _point(cost: float, acc: float) -> Staircase:
+    st = Staircase()
+    st.add([cost], [acc])
+    return st
+
+
+def _staircase(f: SequenceFront) -> Staircase:
+    st = Staircase()
+    st.add(f.mean_cost, f.accuracy)
+    return st
+
+
 def count_sequences(groups: Sequence[str], max_len: int, order: str) -> dict[int, int]:
     """Number of member sequences of each length 2..max_len with no two members of one group.
 
@@ -143,9 +158,11 @@ class GuidedWalk(PrefixWalk):
     ``worst_limit`` / ``first_limit`` budget pruning.
     """
 
-    def __init__(self, *args, delta: float = DEFAULT_DELTA, **kwargs):
+    def __init__(self, *args, delta: float = DEFAULT_DELTA, gain: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.delta = float(delta)
+        self.gain = DEFAULT_GAIN if gain is None else float(gain)
+        self._fronts: dict[tuple[int, ...], Staircase] = {}
         self.scored_by_length: dict[int, int] = {}
 
     def run(self) -> tuple[list[SubsetScore], list[SubsetScore], list[SequenceFront]]:
@@ -157,12 +174,16 @@ class GuidedWalk(PrefixWalk):
         # levels 1 and 2: the exhaustive walk cut at two members
         for node in self._walk_prefixes([()], 2):
             self._record(node, singles, ensembles, fronts, level)
+        for s in singles:
+            self._fronts[(self.names.index(s.members[0]),)] = _point(s.cost, s.accuracy)
         for s in singles + ensembles:
             mean_front.add([s.cost], [s.accuracy])
             worst_front.add([s.cost], [s.accuracy])
         for k in range(2, self.max_len):
             self._add_fronts(level, mean_front, worst_front)
-            kept = [s.members for s in level if self._promising(s.front, mean_front, worst_front)]
+            grow = [s for s in level if self._promising(s, mean_front, worst_front)]
+            self._fronts = {s.members: _staircase(s.front) for s in grow}  # parents of the next level
+            kept = [s.members for s in grow]
             level = []
             for node in self._walk_prefixes(kept, k + 1):
                 self._record(node, singles, ensembles, fronts, level)
@@ -191,10 +212,13 @@ class GuidedWalk(PrefixWalk):
                        np.concatenate([s.front.accuracy for s in level]))
         worst_front.add([s.front.worst_cost for s in level], [s.front.accuracy.max() for s in level])
 
-    def _promising(self, f: SequenceFront, mean_front: Staircase, worst_front: Staircase) -> bool:
+    def _promising(self, s: _Scored, mean_front: Staircase, worst_front: Staircase) -> bool:
+        f = s.front
         if f.accuracy.size == 0:
             return False
-        if np.any(f.accuracy >= mean_front(f.mean_cost) - self.delta):
+        parent = self._fronts.get(s.members[:-1])
+        new = f.accuracy >= parent(f.mean_cost) + self.gain if parent is not None else np.ones(f.accuracy.size, bool)
+        if np.any(new & (f.accuracy >= mean_front(f.mean_cost) - self.delta)):
             return True
         return bool(f.accuracy.max() >= worst_front([f.worst_cost])[0] - self.delta)
 
@@ -229,7 +253,8 @@ class GuidedWalk(PrefixWalk):
 def frontier_gap(reference, other, budgets: int = 400) -> dict[str, float]:
     """How much ``other`` (e.g. a guided frontier) misses against ``reference`` (exhaustive).
 
-    Both are :class:`~.frontier.Frontier` objects over the same data. Returns, in accuracy points
+    Both are :class:`~.frontier.Frontier` objects over the same data, or their :meth:`table` dicts
+    (only ``accuracy``, ``mean`` and ``worst`` are read). Returns, in accuracy points
     (percent) or percent of cost:
 
     - ``mean_budget_gap``: the largest drop of the best validation accuracy under ``budgets``
@@ -239,7 +264,8 @@ def frontier_gap(reference, other, budgets: int = 400) -> dict[str, float]:
       accuracy target, over ``budgets`` targets from the 5th percentile of the reference's front
       to the best accuracy ``other`` reaches.
     """
-    ta, tb = reference.table(), other.table()
+    ta = reference.table() if hasattr(reference, "table") else reference
+    tb = other.table() if hasattr(other, "table") else other
     ref_mean, oth_mean = Staircase(), Staircase()
     ref_mean.add(ta["mean"], ta["accuracy"])
     oth_mean.add(tb["mean"], tb["accuracy"])
