@@ -41,11 +41,14 @@ import numpy as np
 from edge_committee.select.search import PrefixWalk, SequenceFront, SubsetScore, _Node, pareto_indices
 
 #: Default window: a prefix is grown when its front comes within this much accuracy (a fraction:
-#: 0.002 = 0.2 points) of the incumbent front.
-DEFAULT_DELTA = 0.002
+#: 0.004 = 0.4 points) of the incumbent front.
+DEFAULT_DELTA = 0.004
 #: Only front points that beat the sequence's own prefix by at least this much accuracy (a
 #: fraction) can make it promising: near its cheap end every sequence equals its prefix.
 DEFAULT_GAIN = 0.005
+#: A sequence is scored when at least this many of the sequences one member shorter that it
+#: contains were promising.
+DEFAULT_PARENTS = 2
 
 
 @dataclasses.dataclass
@@ -160,6 +163,7 @@ class GuidedWalk(PrefixWalk):
 
     def __init__(self, *args, delta: float = DEFAULT_DELTA, gain: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.parents = DEFAULT_PARENTS
         self.delta = float(delta)
         self.gain = DEFAULT_GAIN if gain is None else float(gain)
         self._fronts: dict[tuple[int, ...], Staircase] = {}
@@ -182,10 +186,9 @@ class GuidedWalk(PrefixWalk):
         for k in range(2, self.max_len):
             self._add_fronts(level, mean_front, worst_front)
             grow = [s for s in level if self._promising(s, mean_front, worst_front)]
-            self._fronts = {s.members: _staircase(s.front) for s in grow}  # parents of the next level
-            kept = [s.members for s in grow]
+            self._fronts = {s.members: _staircase(s.front) for s in level}  # parents of the next level
             level = []
-            for node in self._walk_prefixes(kept, k + 1):
+            for node in self._walk_sequences(self._insertions([s.members for s in grow])):
                 self._record(node, singles, ensembles, fronts, level)
             if not level:
                 break
@@ -221,6 +224,42 @@ class GuidedWalk(PrefixWalk):
         if np.any(new & (f.accuracy >= mean_front(f.mean_cost) - self.delta)):
             return True
         return bool(f.accuracy.max() >= worst_front([f.worst_cost])[0] - self.delta)
+
+    def _insertions(self, grown: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        """Every sequence one member longer that contains a grown sequence (one member inserted
+        anywhere the order allows, groups respected): a good cascade whose *prefix* is poor (its
+        best member comes last) still contains a good shorter cascade."""
+        votes: dict[tuple[int, ...], int] = {}
+        for seq in grown:
+            used = {self.groups[i] for i in seq}
+            for m in range(len(self.names)):
+                if self.groups[m] in used:
+                    continue
+                if self.order == "cheapest_first":
+                    cands = [tuple(sorted(seq + (m,)))]
+                else:
+                    cands = [seq[:j] + (m,) + seq[j:] for j in range(len(seq) + 1)]
+                for c in cands:
+                    votes[c] = votes.get(c, 0) + 1
+        need = min(self.parents, 1 + (len(grown[0]) if grown else 0))
+        return sorted(c for c, v in votes.items() if v >= need and self._affordable(c))
+
+    def _affordable(self, seq: tuple[int, ...]) -> bool:
+        """Within the budget limits (the exact pruning of :class:`PrefixWalk`)."""
+        return (self.per_call + sum(self.costs[i] for i in seq) <= self.worst_limit
+                and self.per_call + self.costs[seq[0]] <= self.first_limit)
+
+    def _walk_sequences(self, seqs: list[tuple[int, ...]]) -> Iterator[_Node]:
+        """The nodes of the given sequences (sorted), sharing the statistics of common prefixes."""
+        stack: list[_Node] = []
+        for seq in seqs:
+            common = 0
+            while common < min(len(stack), len(seq) - 1) and stack[common].members[-1] == seq[common]:
+                common += 1
+            del stack[common:]
+            for index in seq[len(stack):]:
+                stack.append(self._make(stack[-1] if stack else None, index))
+            yield stack.pop()
 
     def _walk_prefixes(self, prefixes: list[tuple[int, ...]], length: int) -> Iterator[_Node]:
         """Nodes of the given prefixes (re-derived, common prefixes shared) and of their children

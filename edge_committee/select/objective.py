@@ -108,7 +108,7 @@ class SelectionResult:
             "paired_reference": c.paired.reference if c.paired else None,
             "paired_difference": c.paired.difference if c.paired else None,
             "paired_interval": [c.paired.low, c.paired.high] if c.paired else None,
-            "search": f.search.to_dict() if f.search is not None else None,
+            "search": f.search.to_dict(timing=True) if f.search is not None else None,
             "warnings": list(self.warnings),
         }
 
