@@ -2,31 +2,35 @@
 
 The exhaustive walk (:class:`.search.PrefixWalk`) scores every sequence of up to ``max_len``
 members: sum_k C(M, k) of them (M = 50, L = 4: 251,125, hours at N = 50,000). The guided walk
-scores them level by level and grows only promising prefixes:
+scores them level by level and scores longer sequences only near promising shorter ones:
 
 1. every single member and every sequence of two members (and its ensemble) is scored exactly
    as the exhaustive walk scores it;
 2. after level k is scored, the *incumbent* fronts are built from everything scored so far:
    ``F_mean(c)`` = the best validation accuracy of any candidate with mean cost <= c, and
    ``F_worst(w)`` the same for worst-case cost;
-3. a k-member sequence is extended to its (k+1)-member children only if one of its own front
-   points comes within ``delta`` of ``F_mean`` at its mean cost, or its best accuracy comes within
-   ``delta`` of ``F_worst`` at its worst-case cost; children are scored exactly like the
-   exhaustive walk scores them (same grids, same eps), then the next level is decided.
+3. a k-member sequence is *promising* if one of its front points beats its own prefix's front by
+   at least ``gain`` (near its cheap end every sequence equals its prefix) and comes within
+   ``delta`` of ``F_mean`` at its mean cost, or its best accuracy comes within ``delta`` of
+   ``F_worst`` at its worst-case cost;
+4. a (k+1)-member sequence is scored when at least :data:`DEFAULT_PARENTS` of the k-member
+   sequences it contains (it minus one member) are promising, exactly like the exhaustive walk
+   scores it (same grids, same eps); then the next level is decided.
 
 Every returned candidate is therefore a candidate of the exhaustive frontier with identical
-figures; only unpromising sequences are missing. The rule is a heuristic (a good long cascade has
-a good prefix: its front contains its prefix's front), not a proof: the accuracy missed against
-the exhaustive frontier is *measured* (docs/selection_benchmark.md, tests/select/test_guided.py),
-not guaranteed, for sequences of 3 or more members. Sequences of at most 2 members are exact.
+figures; only unpromising sequences are missing. The rule is a heuristic (a good long cascade
+contains good shorter ones), not a proof: the accuracy missed against the exhaustive frontier is
+*measured* (docs/selection_benchmark.md, tests/select/test_guided.py), not guaranteed, for
+sequences of 3 or more members. Sequences of at most 2 members are exact.
 
 Stage statistics are not kept between levels (at 1,000 classes one prefix is N x C float32):
-the kept prefixes are walked again in lexicographic order, sharing common prefixes, so memory
+the sequences to score are walked in lexicographic order, sharing common prefixes, so memory
 holds at most ``max_len`` prefixes' statistics at a time plus the scored fronts.
 
-Complexity: O(M N C + M^2 (N C + N log N)) for levels 1-2, then per level k >= 3 the kept
-(k-1)-prefixes times their children, each O(N C + k N log N + (G_k + 2)^(k-1)) as in
-:mod:`.search`.
+Complexity: O(M N C + M^2 (N C + N log N)) for levels 1-2, then per level k >= 3 the scored
+sequences (at most M times the promising ones of level k-1), each O(k N C + k N log N +
+(G_k + 2)^(k-1)) as in :mod:`.search` (its prefix statistics are recomputed, shared along common
+prefixes).
 """
 
 from __future__ import annotations
@@ -74,9 +78,9 @@ class SearchInfo:
         if self.mode == "exhaustive":
             text = "every sequence scored (exact up to the threshold-grid eps)"
         else:
-            text = (f"singles, ensembles and cascades of <= 2 members exact; longer ones grown from prefixes "
-                    f"within {100 * (self.delta or 0):.2f} points of the incumbent front (heuristic: the gap "
-                    "to exhaustive is measured, not proven)")
+            text = (f"singles, ensembles and cascades of <= 2 members exact; longer ones scored near shorter "
+                    f"ones within {100 * (self.delta or 0):.2f} points of the incumbent front (heuristic: the "
+                    "gap to exhaustive is measured, not proven)")
         if self.cost_limit:
             text += "; sequences over the budget skipped (exact)"
         return text
