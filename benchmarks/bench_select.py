@@ -1,12 +1,17 @@
 """Benchmark of committee selection: the full frontier for 8 members x 10,000 validation samples,
-cascades and ensembles of up to 4 members (the target: at most 10 s on 2 CPU cores).
+cascades and ensembles of up to 4 members (the target: at most 10 s on 2 CPU cores), and zoo
+scale (issue 19): a search mode against the exhaustive search, side by side.
 
 Synthetic member outputs (:mod:`edge_committee.select.synthetic`: members of increasing accuracy,
-correlated errors, EfficientNet-B0..B7-like MACs). Measures like trtexec: one warm-up run, then
+correlated errors, EfficientNet-B0..B7-like MACs; ``--zoo families``: several families of
+different efficiency, many dominated members). Measures like trtexec: one warm-up run, then
 ``--repeats`` timed runs; prints median / p90 / min per phase and a JSON line.
 
     python benchmarks/bench_select.py                       # defaults: 8 x 10,000 x L=4, 10 classes
     python benchmarks/bench_select.py --write docs/selection_benchmark.md
+    # zoo scale: --search (default auto) and exhaustive, each in its own process (time, peak RSS),
+    # then the accuracy gap of the first to exhaustive; exhaustive is stopped after --timeout s
+    python benchmarks/bench_select.py --compare --members 16 --val 50000 --max-len 4 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from edge_committee.select import choose, frontier, write_report
-from edge_committee.select.synthetic import synthetic_data
+from edge_committee.select.guided import frontier_gap
+from edge_committee.select.synthetic import synthetic_data, synthetic_zoo
 
 
 def _cpu_model() -> str:
@@ -46,12 +52,13 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()[0]
-    data = synthetic_data(args.members, args.val, args.test, args.classes, seed=args.seed)
+    data = _data(args, args.seed)
     phases: dict[str, list[float]] = {"frontier": [], "select+test": [], "report": []}
     front = None
     for rep in range(args.repeats + 1):
         t0 = time.perf_counter()
-        front = frontier(data, max_len=args.max_len, order=args.order, stage_overhead=args.overhead)
+        front = frontier(data, max_len=args.max_len, order=args.order, stage_overhead=args.overhead,
+                         search=args.search, delta=args.delta)
         t1 = time.perf_counter()
         chosen, _ = choose(front, "accuracy", "best_single")
         front.evaluate([chosen])
@@ -137,6 +144,91 @@ def _section(res: dict, command: str) -> str:
     )
 
 
+def _data(args: argparse.Namespace, seed: int):
+    make = synthetic_zoo if args.zoo == "families" else synthetic_data
+    return make(args.members, args.val, args.test, args.classes, seed=seed)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def worker(args: argparse.Namespace) -> int:
+    """One frontier in this process: time, peak RSS, search info; the candidate table to --out."""
+    data = _data(args, args.seed)
+    t0 = time.perf_counter()
+    front = frontier(data, max_len=args.max_len, search=args.search, delta=args.delta)
+    t1 = time.perf_counter()
+    chosen, _ = choose(front, "worst_cost", front.data.costs[front.reference_member])
+    front.evaluate([chosen])
+    t2 = time.perf_counter()
+    table = front.table()
+    np.savez(args.out, accuracy=table["accuracy"], mean=table["mean"], worst=table["worst"])
+    info = front.search.to_dict(timing=True)
+    print(json.dumps({"frontier_s": t1 - t0, "one_selection_s": t2 - t0, "peak_rss_mib": _peak_rss_mib(),
+                      "search": info, "eps_max": front.eps_accuracy, "points": int(table["accuracy"].size)}))
+    return 0
+
+
+def _child(args: argparse.Namespace, search: str, seed: int, out: str) -> dict | None:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--search", search, "--seed", str(seed),
+           "--out", out, "--members", str(args.members), "--val", str(args.val), "--test", str(args.test),
+           "--classes", str(args.classes), "--max-len", str(args.max_len), "--zoo", args.zoo]
+    if args.delta is not None:
+        cmd += ["--delta", str(args.delta)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True)
+    except subprocess.TimeoutExpired:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(args: argparse.Namespace) -> list[dict]:
+    """--search against exhaustive, per seed, each in its own process."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            load = os.getloadavg()[0]
+            a_path, e_path = os.path.join(tmp, f"a{seed}.npz"), os.path.join(tmp, f"e{seed}.npz")
+            a = _child(args, args.search, seed, a_path)
+            e = _child(args, "exhaustive", seed, e_path) if not args.skip_exhaustive else None
+            row = {"seed": seed, "zoo": args.zoo, "members": args.members, "num_val": args.val,
+                   "classes": args.classes, "max_len": args.max_len, "search": a, "exhaustive": e,
+                   "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)], "gap": None}
+            if a is not None and e is not None:
+                row["gap"] = frontier_gap(dict(np.load(e_path)), dict(np.load(a_path)))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def _compare_markdown(rows: list[dict], args: argparse.Namespace, command: str) -> str:
+    lines = [f"### {args.members} members x {args.val:,} x {args.classes} classes, L = {args.max_len}, "
+             f"zoo `{args.zoo}`, search `{args.search}` vs exhaustive", "",
+             f"`{command}` on {_cpu_model()}, {len(os.sched_getaffinity(0))} cores shared with other "
+             "engineers' jobs (1-min load average before/after each seed in the last column).", "",
+             "| seed | search: scored / all | search s | search RSS MiB | exhaustive s | exhaustive RSS MiB "
+             "| speed-up | max gap, mean budgets (pts) | max gap, worst budgets (pts) | cost excess, targets | load |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        a, e, g = r["search"], r["exhaustive"], r["gap"]
+        if a is None:
+            lines.append(f"| {r['seed']} | did not finish in {args.timeout} s | | | | | | | | | {r['load_average_1min']} |")
+            continue
+        info = a["search"]
+        es = f"{e['frontier_s']:.1f}" if e else f"> {args.timeout} (stopped)" if not args.skip_exhaustive else "not run"
+        erss = f"{e['peak_rss_mib']:.0f}" if e else "-"
+        ratio = f"{e['frontier_s'] / a['frontier_s']:.1f}x" if e else "-"
+        gaps = (f"{g['mean_budget_gap']:.3f} | {g['worst_budget_gap']:.3f} | {g['target_cost_excess_pct']:.2f}%"
+                if g else "- | - | -")
+        lines.append(f"| {r['seed']} | {info['sequences_scored']:,} / {info['sequences_total']:,} | "
+                     f"{a['frontier_s']:.1f} | {a['peak_rss_mib']:.0f} | {es} | {erss} | {ratio} | {gaps} | "
+                     f"{r['load_average_1min']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=8)
@@ -151,10 +243,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-report", dest="report", action="store_false", help="skip the report phase")
     p.add_argument("--write", metavar="MD", help="write the results as Markdown to this file")
     p.add_argument("--append", action="store_true", help="with --write: add a short section instead")
+    p.add_argument("--search", default="auto", choices=["auto", "exhaustive", "guided"])
+    p.add_argument("--delta", type=float, help="guided search window (accuracy fraction, default 0.002)")
+    p.add_argument("--zoo", default="synthetic", choices=["synthetic", "families"],
+                   help="synthetic: monotone family; families: several families, many dominated members")
+    p.add_argument("--compare", action="store_true", help="--search vs exhaustive, each in its own process")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="with --compare: data seeds")
+    p.add_argument("--timeout", type=float, default=600.0, help="with --compare: stop a search after this (s)")
+    p.add_argument("--skip-exhaustive", action="store_true", help="with --compare: time --search only")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+    command = "python benchmarks/bench_select.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.compare:
+        rows = compare(args)
+        if args.write:
+            old = ""
+            if os.path.exists(args.write):
+                with open(args.write, encoding="utf-8") as f:
+                    old = f.read().rstrip("\n") + "\n\n"
+            with open(args.write + ".tmp", "w", encoding="utf-8") as f:
+                f.write(old + _compare_markdown(rows, args, command.replace(" --write " + args.write, "")))
+            os.replace(args.write + ".tmp", args.write)
+        return 0
     res = run(args)
     if args.write:
-        command = "python benchmarks/bench_select.py " + " ".join(argv if argv is not None else sys.argv[1:])
         old = ""
         if args.append and os.path.exists(args.write):
             with open(args.write, encoding="utf-8") as f:

@@ -155,6 +155,8 @@ def run_selection(data, spec_like: dict, objective: str, budget: float | str):
         stage_overhead=float(spec_like["stage_overhead"]),
         reference=spec_like.get("reference"),
         combiner=spec_like.get("combiner"),
+        search=spec_like.get("search", "auto"),
+        confidence_level=spec_like.get("confidence_level"),
     )
 
 
@@ -354,6 +356,8 @@ def reselect(
     batch: int = 1,
     backend: str = "onnxrt",
     threads: int | None = None,
+    search: str | None = None,
+    confidence_level: float | None = None,
 ) -> dict:
     """Choose again from a bundle's cached outputs and rewrite its cascade and reports in place.
 
@@ -369,8 +373,9 @@ def reselect(
         before = _cascade_key(ed.manifest, ed.path)
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}
+        extra = {k: v for k, v in (("search", search), ("confidence_level", confidence_level)) if v is not None}
         manifest = _reselect_into(ed.path, ed.manifest, objective, budget, profile, confidence, max_members,
-                                  order, stage_overhead, reference, combiner, latency_opts)
+                                  order, stage_overhead, reference, combiner, latency_opts, extra)
         if _cascade_key(manifest, ed.path) != before:
             _drop_cascade_artifacts(ed)
     return manifest
@@ -416,9 +421,10 @@ def _drop_cascade_artifacts(ed) -> None:
 
 
 def _reselect_into(root: Path, manifest: dict, objective, budget, profile, confidence, max_members, order,
-                   stage_overhead, reference, combiner=None, latency_opts: dict | None = None) -> dict:
+                   stage_overhead, reference, combiner=None, latency_opts: dict | None = None,
+                   extra: dict | None = None) -> dict:
     arrays = load_outputs(root)
-    settings = dict(manifest.get("selection") or {})
+    settings = {**(manifest.get("selection") or {}), **(extra or {})}
     for key, val in (("confidence", confidence), ("max_members", max_members), ("order", order),
                      ("stage_overhead", stage_overhead), ("reference", reference), ("combiner", combiner)):
         if val is not None:

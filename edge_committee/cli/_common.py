@@ -38,6 +38,12 @@ def selection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reference", help="label-free selection: 'ensemble' or a member name")
     g.add_argument("--combiner", choices=("average", "learned"),
                    help="add learned-combiner candidates (needs validation labels); default: the bundle's")
+    g.add_argument("--search", choices=("auto", "exhaustive", "guided"),
+                   help="score every member sequence (exhaustive), grow only prefixes near the front (guided), "
+                        "or auto (default: exhaustive up to 1,000 sequences); see docs/selection.md")
+    g.add_argument("--confidence-level", type=float,
+                   help="with --target-accuracy: meet the target with the lower end of the exact interval at "
+                        "this level (e.g. 0.9); also the level of the intervals reported (default 0.9)")
 
 
 def backend_args(p: argparse.ArgumentParser) -> None:

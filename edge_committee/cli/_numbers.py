@@ -57,6 +57,7 @@ RULES: dict = {
     ("select", "batch"): AT_LEAST_1,
     ("select", "max_members"): AT_LEAST_1,
     ("select", "stage_overhead"): NON_NEGATIVE,
+    ("select", "confidence_level"): Range(0, 1, lo_open=True, hi_open=True, what="a probability, e.g. 0.9"),
     ("adapt", "min_confidence"): FRACTION,
     ("adapt", "per_class"): AT_LEAST_1,
     ("adapt", "epochs"): AT_LEAST_1,

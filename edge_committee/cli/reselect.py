@@ -35,6 +35,26 @@ def run(args) -> int:
     manifest = reselect(args.bundle, objective, budget, profile=args.profile, confidence=args.confidence,
                         max_members=args.max_members, order=args.order, stage_overhead=args.stage_overhead,
                         reference=args.reference, combiner=args.combiner, latency=args.budget_ms is not None,
-                        batch=args.batch, backend=args.backend, threads=args.threads)
+                        batch=args.batch, backend=args.backend, threads=args.threads, search=args.search,
+                        confidence_level=args.confidence_level)
     print_summary(manifest)
+    for line in search_lines(manifest.get("cascade") or {}):
+        print(line)
     return 0
+
+
+def search_lines(cascade: dict) -> list[str]:
+    """What the search did and what the choice rests on, for the terminal."""
+    lines = []
+    s = cascade.get("search")
+    if s:
+        lines.append(f"search {s['mode']}: {s['sequences_scored']:,} of {s['sequences_total']:,} member sequences "
+                     f"scored ({s['sequences_pruned']:,} pruned) in {s.get('seconds', 0):.1f} s; {s['bound']}")
+    if cascade.get("paired_interval"):
+        lo, hi = cascade["paired_interval"]
+        va = cascade.get("val_accuracy_interval") or [float("nan")] * 2
+        lines.append(f"validation accuracy {100 * cascade['val_accuracy']:.2f}% ({cascade['interval_level']:g} "
+                     f"interval {100 * va[0]:.2f}-{100 * va[1]:.2f}%); vs {cascade['paired_reference']} "
+                     f"{100 * cascade['paired_difference']:+.2f} points [{100 * lo:+.2f}, {100 * hi:+.2f}]")
+    lines += [f"warning: {w}" for w in cascade.get("warnings") or []]
+    return lines

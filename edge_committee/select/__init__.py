@@ -12,7 +12,16 @@ from edge_committee.select.data import (
     load_outputs_npz,
     load_profile,
 )
-from edge_committee.select.frontier import CASCADE_KINDS, KINDS, LEARNED_KINDS, Candidate, Frontier, frontier
+from edge_committee.select.frontier import (
+    CASCADE_KINDS,
+    KINDS,
+    LEARNED_KINDS,
+    SEARCHES,
+    Candidate,
+    Frontier,
+    frontier,
+)
+from edge_committee.select.guided import SearchInfo, frontier_gap
 from edge_committee.select.learned import CombinerConfig
 from edge_committee.select.objective import (
     ALWAYS_EXIT,
@@ -34,6 +43,8 @@ __all__ = [
     "KINDS",
     "NEVER_EXIT",
     "OBJECTIVES",
+    "SEARCHES",
+    "SearchInfo",
     "Candidate",
     "CostProfile",
     "Frontier",
@@ -42,6 +53,7 @@ __all__ = [
     "SequenceFront",
     "choose",
     "frontier",
+    "frontier_gap",
     "load_outputs_npz",
     "load_profile",
     "pareto_indices",

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import reprlib
+import zipfile
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -266,10 +267,41 @@ def load_profile(path: str | os.PathLike) -> CostProfile:
     return CostProfile(unit=unit, costs=costs)
 
 
+def mmap_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, memory-mapped (read-only) where the archive stores them
+    uncompressed (``np.savez``, as bundles do), else read into memory: selection then touches one
+    member's outputs at a time instead of holding every member's in RAM."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            if info.compress_type != zipfile.ZIP_STORED:
+                with zf.open(info) as f:
+                    out[key] = np.lib.format.read_array(f, allow_pickle=False)
+                continue
+            raw.seek(info.header_offset)
+            local = raw.read(30)  # local file header: name and extra lengths at bytes 26-29
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(
+                local[28:30], "little")
+            raw.seek(start)
+            version = np.lib.format.read_magic(raw)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(raw)
+            if dtype.hasobject:
+                raise ValueError(f"{key}: object arrays are not outputs")
+            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(), shape=shape,
+                                 order="F" if fortran else "C")
+    return out
+
+
 def load_outputs_npz(
     path: str | os.PathLike,
     macs: Mapping[str, float],
     members: list[str] | None = None,
+    mmap: bool = False,
 ) -> SelectionData:
     """Read a bundle's cached outputs into :class:`SelectionData` with MACs as costs.
 
@@ -277,25 +309,33 @@ def load_outputs_npz(
     ``"<member>/test"`` and int labels under ``"labels/validation"`` and ``"labels/test"``
     (either label key may be absent). ``macs``: member name -> MACs per inference (e.g. from the
     bundle's ``manifest.json``). ``members``: which members to load (default: every member in
-    ``macs``).
+    ``macs``). ``mmap``: memory-map the outputs (:func:`mmap_npz`) instead of reading them.
     """
     names = list(members) if members is not None else list(macs)
+    if mmap:
+        try:
+            arrays = mmap_npz(path)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise EdgeCommitteeError(f"cannot read member outputs {os.fspath(path)!r}: {exc}") from None
+        return _from_arrays(path, arrays, names, macs)
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise EdgeCommitteeError(f"cannot read member outputs {os.fspath(path)!r}: {exc}") from None
     with npz:
-        keys = set(npz.files)
-        missing = [f"{n}/validation" for n in names if f"{n}/validation" not in keys]
-        if missing:
-            raise EdgeCommitteeError(
-                f"{os.fspath(path)!r} lacks {missing}; it holds {sorted(keys)}"
-            )
-        val = {n: npz[f"{n}/validation"] for n in names}
-        has_test = all(f"{n}/test" in keys for n in names)
-        test = {n: npz[f"{n}/test"] for n in names} if has_test else None
-        y_val = npz["labels/validation"] if "labels/validation" in keys else None
-        y_test = npz["labels/test"] if has_test and "labels/test" in keys else None
+        return _from_arrays(path, npz, names, macs)
+
+
+def _from_arrays(path, npz: Mapping[str, np.ndarray], names: list[str], macs: Mapping[str, float]) -> SelectionData:
+    keys = set(npz.keys())
+    missing = [f"{n}/validation" for n in names if f"{n}/validation" not in keys]
+    if missing:
+        raise EdgeCommitteeError(f"{os.fspath(path)!r} lacks {missing}; it holds {sorted(keys)}")
+    val = {n: npz[f"{n}/validation"] for n in names}
+    has_test = all(f"{n}/test" in keys for n in names)
+    test = {n: npz[f"{n}/test"] for n in names} if has_test else None
+    y_val = npz["labels/validation"] if "labels/validation" in keys else None
+    y_test = npz["labels/test"] if has_test and "labels/test" in keys else None
     return SelectionData(
         val_logits=val,
         test_logits=test,

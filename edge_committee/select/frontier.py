@@ -25,6 +25,8 @@ computed for reporting (:meth:`Frontier.evaluate`), never used to choose.
 from __future__ import annotations
 
 import dataclasses
+import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +34,8 @@ import numpy as np
 from edge_committee.cascade import reference as ref
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.select.data import SelectionData
+from edge_committee.select.guided import DEFAULT_DELTA, GuidedWalk, SearchInfo, count_sequences
+from edge_committee.select.intervals import PairedInterval, accuracy_interval, check_level, paired_interval
 from edge_committee.select.learned import CombinerConfig, CombinerFits, LearnedOutputs
 from edge_committee.select.search import (
     PrefixWalk,
@@ -52,6 +56,9 @@ CASCADE_KINDS = ("cascade", "learned_cascade")
 #: kinds whose stages decide on a learned combination
 LEARNED_KINDS = ("learned_ensemble", "learned_cascade")
 ORDERS = ("cheapest_first", "any")
+SEARCHES = ("auto", "exhaustive", "guided")
+#: ``search="auto"`` scores every sequence (exhaustive) up to this many, else runs the guided walk
+AUTO_EXHAUSTIVE_MAX = 1_000
 ENSEMBLE_REFERENCE = "ensemble"
 
 
@@ -75,6 +82,10 @@ class Candidate:
     test_accuracy: float | None = None
     test_mean_cost: float | None = None
     test_exit_histogram: tuple[int, ...] | None = None
+    #: exact interval of the validation accuracy, (low, high), at ``paired.level`` (:meth:`Frontier.with_intervals`)
+    val_interval: tuple[float, float] | None = None
+    #: validation accuracy minus the reference member's, paired on the same samples, with its interval
+    paired: PairedInterval | None = None
 
     @property
     def label(self) -> str:
@@ -109,6 +120,7 @@ class Frontier:
     fits: CombinerFits | None = dataclasses.field(default=None, repr=False)
     _lval: LearnedOutputs | None = dataclasses.field(default=None, repr=False)
     _ltest: LearnedOutputs | None = dataclasses.field(default=None, repr=False)
+    search: SearchInfo | None = None  #: what the search did (mode, sequences scored, time, bound)
 
     @property
     def accuracy_metric(self) -> str:
@@ -185,6 +197,43 @@ class Frontier:
             for i, c in zip(idx, self._evaluate_group(group, val.sequence(members), test_stats)):
                 out[i] = c
         return out  # type: ignore[return-value]
+
+    @property
+    def reference_member(self) -> str:
+        """The member paired intervals compare against: the most accurate single on validation
+        (ties: the cheapest)."""
+        best = max(self.singles, key=lambda s: (s.accuracy, -s.cost))
+        return best.members[0]
+
+    def val_correct(self, candidates: Sequence[Candidate]) -> list[np.ndarray]:
+        """(N_val,) bool: which validation samples each candidate gets right (its exits applied)."""
+        out: list[np.ndarray | None] = [None] * len(candidates)
+        groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+        for i, c in enumerate(candidates):
+            groups.setdefault((c.members, c.kind in LEARNED_KINDS), []).append(i)
+        for (members, is_learned), idx in groups.items():
+            stats = self._val_split(is_learned).sequence(members)
+            thr = np.array([_stage_thresholds(candidates[i]) for i in idx], np.float64).reshape(len(idx), -1)
+            stage = exit_stages(stats, thr) if len(members) > 1 else np.zeros((len(idx), self.num_val), np.int64)
+            correct = np.stack([s.correct for s in stats])
+            for row, i in enumerate(idx):
+                out[i] = correct[stage[row], np.arange(self.num_val)]
+        return out  # type: ignore[return-value]
+
+    def with_intervals(self, candidates: Sequence[Candidate], level: float) -> list[Candidate]:
+        """The candidates with exact validation-accuracy intervals and paired differences against
+        :attr:`reference_member` at the two-sided ``level`` (see :mod:`.intervals`)."""
+        level = check_level(level)
+        ref = self.reference_member
+        ref_correct = self.val_correct([self.candidate("single", self._single_index(ref))])[0]
+        out = []
+        for c, correct in zip(candidates, self.val_correct(candidates)):
+            pair = paired_interval(correct, ref_correct, level, ref)
+            out.append(dataclasses.replace(c, val_interval=accuracy_interval(correct, level), paired=pair))
+        return out
+
+    def _single_index(self, name: str) -> int:
+        return next(i for i, s in enumerate(self.singles) if s.members == (name,))
 
     def _evaluate_group(
         self,
@@ -292,6 +341,16 @@ def _target(data: SelectionData, reference: str | None, kind: str) -> np.ndarray
     return split.sequence(names)[-1].label
 
 
+def resolve_search(data: SelectionData, max_len: int, order: str, search: str) -> str:
+    """``"exhaustive"`` or ``"guided"``: what ``search`` (one of :data:`SEARCHES`) means for this data."""
+    if search not in SEARCHES:
+        raise EdgeCommitteeError(f"unknown search {search!r}; expected one of {', '.join(SEARCHES)}")
+    if search != "auto":
+        return search
+    total = sum(count_sequences([data.group_of(n) for n in data.names], max_len, order).values())
+    return "exhaustive" if total <= AUTO_EXHAUSTIVE_MAX else "guided"
+
+
 def _check_args(data: SelectionData, max_len: int, order: str, overhead: float, reference: str | None) -> None:
     if order not in ORDERS:
         raise EdgeCommitteeError(f"unknown cascade order {order!r}; expected one of {', '.join(ORDERS)}")
@@ -317,6 +376,9 @@ def frontier(
     reference: str | None = None,
     grid: dict[int, int | None] | None = None,
     combiner: CombinerConfig | str | dict | None = None,
+    search: str = "auto",
+    delta: float | None = None,
+    cost_limit: dict[str, float] | None = None,
 ) -> Frontier:
     """Score every single member, ensemble and cascade on the validation split.
 
@@ -332,12 +394,30 @@ def frontier(
         grid: per-length candidate resolution overrides (see :data:`.search.DEFAULT_GRID`).
         combiner: ``None``/``"average"`` (plain candidates only), ``"learned"`` or a
             :class:`.learned.CombinerConfig`: add learned ensembles and cascades (needs labels).
+        search: ``"exhaustive"`` (score every sequence), ``"guided"`` (grow only prefixes whose
+            front comes within ``delta`` of the incumbent front, see :mod:`.guided`) or
+            ``"auto"`` (default: exhaustive up to :data:`AUTO_EXHAUSTIVE_MAX` sequences, else guided).
+        delta: the guided window, an accuracy fraction >= 0 (default :data:`.guided.DEFAULT_DELTA`).
+        cost_limit: exact budget pruning, ``{"worst": W}`` (skip sequences whose members' summed cost
+            exceeds W) and/or ``{"first": B}`` (skip sequences whose first member alone costs more
+            than a mean-cost budget B). The frontier then holds only what can meet the budget.
     """
     try:
         ref.check_confidence_name(confidence)
     except ValueError as exc:
         raise EdgeCommitteeError(str(exc)) from None
     _check_args(data, max_len, order, stage_overhead, reference)
+    mode = resolve_search(data, max_len, order, search)
+    delta = DEFAULT_DELTA if delta is None else float(delta)
+    if not (math.isfinite(delta) and delta >= 0):
+        raise EdgeCommitteeError(f"the search window delta must be a number >= 0 (an accuracy fraction), got {delta}")
+    limits = {"worst_limit": math.inf, "first_limit": math.inf}
+    for key, value in (cost_limit or {}).items():
+        if key not in ("worst", "first"):
+            raise EdgeCommitteeError(f"unknown cost_limit key {key!r}; expected 'worst' or 'first'")
+        limits[f"{key}_limit"] = float(value)
+    walk_cls, extra = (GuidedWalk, {"delta": delta}) if mode == "guided" else (PrefixWalk, {})
+    started = time.perf_counter()
     used_ref = (reference or ENSEMBLE_REFERENCE) if data.label_free else None
     target = _target(data, used_ref, confidence)
     split = SplitOutputs(data.val_logits, target, confidence)
@@ -345,18 +425,34 @@ def frontier(
     fns = None
     if data.stage_costs is not None:
         fns = {n: data.stage_cost_fn(n, float(stage_overhead)) for n in data.names}
-    walk = PrefixWalk(split, data.names, data.costs, max_len, order, stage_overhead, grid, groups,
-                      stage_fns=fns, per_call=data.per_call_cost)
+    walk = walk_cls(split, data.names, data.costs, max_len, order, stage_overhead, grid, groups,
+                    stage_fns=fns, per_call=data.per_call_cost, **limits, **extra)
     singles, ensembles, cascades = walk.run()
     config = CombinerConfig.from_value(combiner)
     fits, learned_e, learned_c = None, [], []
     if config is not None:
         fits = CombinerFits(data.val_logits, data.val_labels, config)
         lsplit = LearnedOutputs(data.val_logits, target, confidence, fits, out_of_fold=True)
-        lwalk = PrefixWalk(lsplit, data.names, data.costs, min(max_len, config.max_members or max_len), order,
-                           stage_overhead, grid, groups, stage_fns=fns, per_call=data.per_call_cost)
+        lwalk = walk_cls(lsplit, data.names, data.costs, min(max_len, config.max_members or max_len), order,
+                         stage_overhead, grid, groups, stage_fns=fns, per_call=data.per_call_cost, **limits,
+                         **extra)
         _, learned_e, learned_c = lwalk.run()
+    total = count_sequences(groups, max_len, order)
+    scored: dict[int, int] = {}
+    for f in cascades:
+        scored[len(f.members)] = scored.get(len(f.members), 0) + 1
+    info = SearchInfo(
+        mode=mode,
+        sequences_total=sum(total.values()),
+        sequences_scored=len(cascades),
+        seconds=time.perf_counter() - started,
+        delta=delta if mode == "guided" else None,
+        scored_by_length=scored,
+        total_by_length=total,
+        cost_limit={k: v for k, v in (cost_limit or {}).items()} or None,
+    )
     return Frontier(
+        search=info,
         _val=split,
         singles=singles,
         ensembles=ensembles,

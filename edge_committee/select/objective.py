@@ -23,7 +23,16 @@ import numpy as np
 
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.select.data import SelectionData
-from edge_committee.select.frontier import CASCADE_KINDS, KINDS, LEARNED_KINDS, Candidate, Frontier, frontier
+from edge_committee.select.frontier import (
+    CASCADE_KINDS,
+    KINDS,
+    LEARNED_KINDS,
+    Candidate,
+    Frontier,
+    frontier,
+    resolve_search,
+)
+from edge_committee.select.intervals import DEFAULT_LEVEL, check_level, clopper_pearson
 
 OBJECTIVES = ("worst_cost", "mean_cost", "accuracy")
 
@@ -47,6 +56,13 @@ class SelectionResult:
     objective: str
     budget: float | str
     target_accuracy: float | None = None  #: resolved target for the "accuracy" objective
+    confidence_level: float | None = None  #: the target had to be met by the interval's lower end
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def interval_level(self) -> float:
+        """Level of the intervals in the report: the requested confidence level, else 0.9."""
+        return self.confidence_level or DEFAULT_LEVEL
 
     def to_dict(self) -> dict:
         """JSON-ready description of the chosen committee (for a bundle manifest).
@@ -87,6 +103,14 @@ class SelectionResult:
             "num_validation": f.num_val,
             "num_test": f.num_test,
             "combination": "learned" if c.kind in LEARNED_KINDS else "average",
+            "confidence_level": self.confidence_level,
+            "interval_level": self.interval_level,
+            "val_accuracy_interval": list(c.val_interval) if c.val_interval else None,
+            "paired_reference": c.paired.reference if c.paired else None,
+            "paired_difference": c.paired.difference if c.paired else None,
+            "paired_interval": [c.paired.low, c.paired.high] if c.paired else None,
+            "search": f.search.to_dict(timing=True) if f.search is not None else None,
+            "warnings": list(self.warnings),
         }
 
 
@@ -119,8 +143,15 @@ def choose(
     objective: str,
     budget: float | str,
     kinds: Sequence[str] = KINDS,
+    confidence_level: float | None = None,
 ) -> tuple[Candidate, float | None]:
-    """The candidate the objective picks (validation figures) and the resolved accuracy target."""
+    """The candidate the objective picks (validation figures) and the resolved accuracy target.
+
+    With ``confidence_level`` (accuracy objective only) the target must be met by the lower end of
+    the two-sided exact interval at that level: for ``"best_single"`` the interval of the
+    accuracy difference against that member, paired on the same samples, must lie at or above 0;
+    for a number, the accuracy's Clopper-Pearson interval must lie at or above it.
+    """
     if objective not in OBJECTIVES:
         raise EdgeCommitteeError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
     bad = sorted(set(kinds) - set(KINDS))
@@ -144,6 +175,10 @@ def choose(
                 f"the best achievable is {acc.max():.4f}; lower the target"
             )
         keys = (size, worst, -acc, mean)  # np.lexsort: last key is primary
+        if confidence_level is not None:
+            order = np.flatnonzero(ok)[np.lexsort(tuple(k[ok] for k in keys))]
+            cand = _confident(front, rows[order], acc[order], budget, target, check_level(confidence_level))
+            return cand, target
     else:
         limit = _budget(budget, objective, unit)
         cost = worst if objective == "worst_cost" else mean
@@ -199,6 +234,65 @@ def check_validation_labels(labels: np.ndarray | None, num_classes: int, learned
     for note in notes:
         say(note)
     return notes
+def _confident(front: Frontier, rows: np.ndarray, acc: np.ndarray, budget, target: float, level: float):
+    """First candidate of ``rows`` (table rows meeting the target, preferred first) whose interval's
+    lower end meets it, among the rows more accurate than every row before them (the Pareto
+    candidates; for a numeric target the lower end grows with the accuracy, so no other row can
+    come first). For ``"best_single"`` the reference member itself always qualifies (its paired
+    interval is [0, 0]): it ends the scan."""
+    t = front.table()
+    better = acc > np.concatenate([[-np.inf], np.maximum.accumulate(acc)[:-1]])
+    if budget == "best_single":
+        ref = front._single_index(front.reference_member)
+        is_ref = (t["kind"][rows] == 0) & (t["group"][rows] == ref)
+        if is_ref.any():
+            first = int(np.argmax(is_ref))
+            better[first] = True
+            better[first + 1:] = False
+    stairs = rows[better]
+    n = front.num_val
+    best_low = -np.inf
+    for start in range(0, stairs.size, 64):
+        batch = [front.candidate(int(t["kind"][r]), int(t["group"][r]), int(t["point"][r]))
+                 for r in stairs[start:start + 64]]
+        for c in front.with_intervals(batch, level):
+            if budget == "best_single":
+                low = c.paired.low
+                ok = low >= 0.0
+                best_low = max(best_low, low)
+            else:
+                low = clopper_pearson(int(round(c.val_accuracy * n)), n, level)[0]
+                ok = low >= target
+                best_low = max(best_low, low)
+            if ok:
+                return c
+    what = (f"accuracy difference to {front.reference_member}" if budget == "best_single"
+            else f"validation {front.accuracy_metric}")
+    need = 0.0 if budget == "best_single" else target
+    raise EdgeCommitteeError(
+        f"no candidate's {what} has a {level:g} lower bound >= {need:.4f} (the best lower bound is "
+        f"{best_low:.4f}, on {n} validation samples); lower --confidence-level or the target, or use more "
+        "validation samples"
+    )
+
+
+def _warnings(result: SelectionResult) -> list[str]:
+    """Say when the validation split is too small for the difference the choice rests on."""
+    c, f = result.chosen, result.frontier
+    if c.paired is None or (c.kind == "single" and c.members == (c.paired.reference,)):
+        return []
+    level = result.interval_level
+    span = (f"{100 * c.paired.difference:+.2f} points, {level:g} interval "
+            f"[{100 * c.paired.low:+.2f}, {100 * c.paired.high:+.2f}] on {f.num_val} validation samples")
+    if result.objective == "accuracy" and result.budget == "best_single" and c.paired.low < 0:
+        return [f"the chosen {c.label} differs from {c.paired.reference} by {span}: it may be less accurate "
+                f"on new data; use --confidence-level {level:g} (or more validation samples)"]
+    if result.objective == "accuracy" and result.confidence_level is None and c.val_interval is not None:
+        if c.val_interval[0] < (result.target_accuracy or 0.0):
+            return [f"the chosen {c.label} meets the target {100 * (result.target_accuracy or 0):.2f}% on "
+                    f"validation, but its {level:g} interval starts at {100 * c.val_interval[0]:.2f}% "
+                    f"({f.num_val} samples); use --confidence-level to require the lower end"]
+    return []
 
 
 def select_cascade(
@@ -213,6 +307,9 @@ def select_cascade(
     kinds: Sequence[str] = KINDS,
     grid: dict[int, int | None] | None = None,
     combiner=None,
+    search: str = "auto",
+    delta: float | None = None,
+    confidence_level: float | None = None,
 ) -> SelectionResult:
     """Pick the committee (cascade, ensemble or single member) that meets a budget.
 
@@ -231,15 +328,30 @@ def select_cascade(
         grid: threshold-search resolution overrides (see :data:`.search.DEFAULT_GRID`).
         combiner: ``None``/``"average"``, ``"learned"`` or a :class:`.learned.CombinerConfig`: with a
             learned combiner, learned ensembles and cascades join the frontier (see :mod:`.learned`).
+        search: ``"auto"`` (default), ``"exhaustive"`` or ``"guided"`` (see :func:`.frontier.frontier`).
+            When the search is guided, a cost budget also prunes the search (exactly): sequences
+            that cannot meet it are never scored.
+        delta: the guided search's window (accuracy fraction; default 0.002).
+        confidence_level: with the ``"accuracy"`` objective, meet the target with the lower end of
+            the exact interval at this two-sided level (see :func:`choose`); also the level of the
+            intervals reported (default 0.9).
 
     Selection reads validation figures only; test figures of the chosen one are then added.
     """
     if objective not in OBJECTIVES:
         raise EdgeCommitteeError(f"unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
     check_validation_labels(data.val_labels, data.num_classes, learned=combiner not in (None, "average"))
+    if confidence_level is not None:
+        confidence_level = check_level(confidence_level)
+    limit = None
     if objective != "accuracy":
-        _budget(budget, objective, data.cost_unit)
-    front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid, combiner)
-    chosen, target = choose(front, objective, budget, kinds)
-    (chosen,) = front.evaluate([chosen])
-    return SelectionResult(chosen, front, objective, budget, target)
+        value = _budget(budget, objective, data.cost_unit)
+        if resolve_search(data, max_len, order, search) == "guided":
+            limit = {"worst" if objective == "worst_cost" else "first": value}
+    front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid, combiner,
+                     search=search, delta=delta, cost_limit=limit)
+    chosen, target = choose(front, objective, budget, kinds, confidence_level)
+    (chosen,) = front.with_intervals(front.evaluate([chosen]), confidence_level or DEFAULT_LEVEL)
+    result = SelectionResult(chosen, front, objective, budget, target, confidence_level)
+    result.warnings = _warnings(result)
+    return result

@@ -62,6 +62,9 @@ def candidate_dict(c: Candidate) -> dict:
         "test_mean_cost": c.test_mean_cost,
         "exit_histogram": list(c.val_exit_histogram) if c.val_exit_histogram else None,
         "search_eps_accuracy": c.eps_accuracy,
+        "val_accuracy_interval": list(c.val_interval) if c.val_interval else None,
+        "paired_difference": c.paired.difference if c.paired else None,
+        "paired_interval": [c.paired.low, c.paired.high] if c.paired else None,
     }
 
 
@@ -95,15 +98,32 @@ def _fmt_thr(c: Candidate) -> str:
     return ", ".join("never" if t == math.inf else "always" if t == -math.inf else f"{t:.4f}" for t in c.thresholds)
 
 
+def _fmt_interval(c: Candidate) -> str:
+    if c.val_interval is None or c.paired is None:
+        return " | "
+    lo, hi = c.val_interval
+    p = c.paired
+    return (f" {100 * lo:.2f}-{100 * hi:.2f} | {100 * p.difference:+.2f} "
+            f"[{100 * p.low:+.2f}, {100 * p.high:+.2f}] |")
+
+
 def markdown_table(rows: Sequence[Candidate], unit: str, metric: str) -> str:
-    """A Markdown table of candidates (costs in M for MACs, else in ``unit``)."""
+    """A Markdown table of candidates (costs in M for MACs, else in ``unit``); with intervals
+    (:meth:`.frontier.Frontier.with_intervals`) two more columns: the validation interval and the
+    paired difference against the reference member with its interval."""
     cu = "MMACs" if unit == "MACs" else unit
+    paired = next((c.paired for c in rows if c.paired is not None), None)
+    extra, sep = "", ""
+    if paired is not None:
+        extra = f" val {paired.level:g} interval % | vs {paired.reference} (points) |"
+        sep = "---:|---:|"
     head = (
-        f"| kind | committee | thresholds | val {metric} % | test acc % | mean cost ({cu}) "
-        f"| worst cost ({cu}) |\n|---|---|---|---:|---:|---:|---:|\n"
+        f"| kind | committee | thresholds | val {metric} % |{extra} test acc % | mean cost ({cu}) "
+        f"| worst cost ({cu}) |\n|---|---|---|---:|{sep}---:|---:|---:|\n"
     )
     lines = [
-        f"| {c.kind} | {c.label} | {_fmt_thr(c)} | {_fmt_acc(c.val_accuracy)} | "
+        f"| {c.kind} | {c.label} | {_fmt_thr(c)} | {_fmt_acc(c.val_accuracy)} |"
+        f"{_fmt_interval(c) if paired is not None else ''} "
         f"{_fmt_acc(c.test_accuracy)} | {_fmt_cost(c.mean_cost, unit).replace(' M', '')} | "
         f"{_fmt_cost(c.worst_cost, unit).replace(' M', '')} |"
         for c in rows
@@ -118,10 +138,13 @@ def plot_frontier(
     title: str = "",
     test: bool = False,
     curves: dict[str, Sequence[Candidate]] | None = None,
+    intervals: Sequence[Candidate] = (),
 ) -> None:
     """Accuracy vs mean cost (log x) of singles, ensembles and cascades; ``chosen`` starred.
 
     ``test=True`` plots test accuracy (candidates must have been evaluated) instead of validation.
+    ``intervals``: candidates with :attr:`~.frontier.Candidate.val_interval` drawn as error bars
+    (validation plots only).
     """
     require("matplotlib")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -157,6 +180,14 @@ def plot_frontier(
                 ax.step(x, y, where="post", color=_COLORS[kind], lw=1.2, zorder=2)
             ax.scatter(x, y, marker=_MARKERS[kind], s=14, color=_COLORS[kind], zorder=2,
                        label=f"{kind.replace('_', ' ')}s (validation Pareto)")
+    bars = [c for c in intervals if c.val_interval is not None] if not test else []
+    if bars:
+        lo = [100 * (c.val_accuracy - c.val_interval[0]) for c in bars]
+        hi = [100 * (c.val_interval[1] - c.val_accuracy) for c in bars]
+        level = next((c.paired.level for c in bars if c.paired is not None), None)
+        ax.errorbar([c.mean_cost for c in bars], [100 * c.val_accuracy for c in bars], yerr=[lo, hi], fmt="none",
+                    ecolor="gray", elinewidth=0.8, capsize=2, alpha=0.7, zorder=1,
+                    label=f"{level:g} intervals (exact binomial)" if level else "intervals")
     if chosen is not None and acc(chosen) is not None:
         ax.scatter([cost(chosen)], [100 * acc(chosen)], marker="*", s=260, color="red",
                    edgecolor="black", zorder=5, label=f"chosen: {chosen.label}")
@@ -201,20 +232,24 @@ def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     front, chosen = result.frontier, result.chosen
-    table = front.evaluate(thin(front.pareto(), 40, keep=[chosen]))
+    level = result.interval_level
+    table = front.with_intervals(front.evaluate(thin(front.pareto(), 40, keep=[chosen])), level)
     full = front.evaluate(thin(front.pareto(), 200, keep=[chosen]))
     curves = {k: front.evaluate(v) for k, v in per_kind_fronts(front).items()}
+    curves["single"] = front.with_intervals(curves["single"], level)
     paths = {"png": out / f"{stem}.png", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
     title = f"{result.objective} budget {_fmt_budget(result.budget, front.cost_unit)}: {chosen.label}"
     if result.objective == "accuracy":
         title = f"accuracy >= {_fmt_acc(result.target_accuracy)}%: {chosen.label}"
-    plot_frontier(front, paths["png"], chosen, title, curves=curves)
+    plot_frontier(front, paths["png"], chosen, title, curves=curves, intervals=table)
     with _atomic(paths["md"]) as f:
         f.write(_markdown(result, table, curves["single"], paths["png"].name))
     doc = {
         "schema": SCHEMA,
         "chosen": result.to_dict(),
         "frontier": [candidate_dict(c) for c in full],
+        "frontier_with_intervals": [candidate_dict(c) for c in table],
+        "search": front.search.to_dict(timing=True) if front.search is not None else None,
         "frontier_points_total": len(front.pareto()),
         "singles": [candidate_dict(c) for c in curves["single"]],
         "ensembles": [candidate_dict(c) for c in curves["ensemble"]],
@@ -275,6 +310,7 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
         *_learned_lines(front),
         (f"- threshold search: exact up to {100 * front.eps_accuracy:.2f} accuracy points at no higher "
         "mean cost (0 = exact)"),
+        *_search_lines(result),
         "",
         f"![frontier]({png})",
         "",
@@ -286,6 +322,25 @@ def _markdown(result: SelectionResult, table: list[Candidate], singles: list[Can
         markdown_table(singles, unit, metric),
     ]
     return "\n".join(lines)
+
+
+def _search_lines(result: SelectionResult) -> list[str]:
+    """The member-sequence search, the intervals and any small-validation warning."""
+    front, c = result.frontier, result.chosen
+    lines = []
+    if front.search is not None:
+        s = front.search
+        lines.append(f"- member-sequence search `{s.mode}`: {s.sequences_scored:,} of {s.sequences_total:,} "
+                     f"sequences scored ({s.sequences_pruned:,} pruned) in {s.seconds:.1f} s; {s.bound}")
+    if c.paired is not None and c.val_interval is not None:
+        p = c.paired
+        lines.append(f"- intervals: exact (Clopper-Pearson) at level {p.level:g}: validation accuracy "
+                     f"{100 * c.val_interval[0]:.2f}-{100 * c.val_interval[1]:.2f}%; vs {p.reference} (paired on "
+                     f"the same samples) {100 * p.difference:+.2f} points [{100 * p.low:+.2f}, {100 * p.high:+.2f}]")
+    if result.confidence_level is not None and result.objective == "accuracy":
+        lines.append(f"- the target had to be met by the lower end of the {result.confidence_level:g} interval")
+    lines += [f"- **warning**: {w}" for w in result.warnings]
+    return lines
 
 
 def _cost_model_lines(front: Frontier) -> list[str]:

@@ -74,3 +74,38 @@ def synthetic_data(
         test_labels=y_test,
         cost_unit="MACs",
     )
+
+
+def synthetic_zoo(
+    num_members: int = 50,
+    num_val: int = 10_000,
+    num_test: int = 1_000,
+    num_classes: int = 10,
+    families: int = 5,
+    seed: int = 0,
+) -> SelectionData:
+    """A zoo whose members are *not* monotone in accuracy vs cost, as real zoos are.
+
+    ``families`` model families of different efficiency share the members (round robin); member
+    costs are log-uniform in [0.3e9, 40e9] MACs; family f's signal is ``mu`` of
+    :func:`synthetic_data` minus ``0.35 f`` plus a small per-member jitter, so the less efficient
+    families' members are dominated (more cost, less accuracy) by the efficient ones. Members are
+    named ``f<family>_<index>``.
+    """
+    rng = np.random.default_rng(seed + 7919)
+    costs = np.exp(rng.uniform(np.log(0.3e9), np.log(40e9), num_members))
+    family = np.arange(num_members) % max(families, 1)
+    x = (np.log(costs) - np.log(0.3e9)) / (np.log(40e9) - np.log(0.3e9))
+    mus = 3.0 + 2.0 * np.sqrt(x) - 0.35 * family + rng.normal(0.0, 0.1, num_members)
+    names = [f"f{f}_{i}" for i, f in enumerate(family)]
+    data_rng = np.random.default_rng(seed)
+    val, y_val = _split(data_rng, num_val, num_classes, mus, 0.9, 3.0)
+    test, y_test = _split(data_rng, num_test, num_classes, mus, 0.9, 3.0)
+    return SelectionData(
+        val_logits=dict(zip(names, val)),
+        test_logits=dict(zip(names, test)),
+        costs=dict(zip(names, (float(c) for c in costs))),
+        val_labels=y_val,
+        test_labels=y_test,
+        cost_unit="MACs",
+    )

@@ -56,3 +56,15 @@ def test_bench_select_runs(tmp_path, capsys):
     assert _script("bench_select").main(args) == 0
     assert "| frontier |" in md.read_text()
     assert '"cascades": 4' in capsys.readouterr().out
+
+
+def test_bench_select_compares_searches(tmp_path, capsys):
+    md = tmp_path / "cmp.md"
+    args = ["--compare", "--members", "5", "--val", "400", "--test", "20", "--max-len", "3", "--search", "guided",
+            "--zoo", "families", "--write", str(md)]
+    assert _script("bench_select").main(args) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["search"]["search"]["mode"] == "guided" and row["exhaustive"]["search"]["mode"] == "exhaustive"
+    assert row["exhaustive"]["search"]["sequences_scored"] == 20 and row["search"]["peak_rss_mib"] > 0
+    assert min(row["gap"].values()) >= 0.0
+    assert "search `guided` vs exhaustive" in md.read_text()
