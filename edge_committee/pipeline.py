@@ -188,6 +188,10 @@ def build(
     """
     say = log or LOG.info
     spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
+    if spec.task == "segmentation":
+        from edge_committee.pipeline_dense import build_segmentation
+
+        return build_segmentation(spec, out, threads=threads, log=log, force=force, precision=precision)
     mode = precision or spec.precision
     threads = threads or spec.threads
     cache = OutputCache(cache_dir, enabled=use_cache)
