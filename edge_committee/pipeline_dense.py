@@ -139,10 +139,15 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
         finally:
             for r in runners.values():
                 r.deactivate()
-        objective, budget = _objective(spec, costs_frame)
+        objective, budget, cap = _objective(spec, costs, stats["validation"])
         say(f"selecting: {objective} {budget} over {len(spec.members)} members and {len(sequences)} chains")
         result = select_dense(stats["validation"], stats.get("test"), costs, sequences, objective, budget,
                               seg.confidence, spec.order, spec.max_members)
+        if cap is not None and result.chosen.mean_cost > cap:
+            raise EdgeCommitteeError(
+                f"budget: the cheapest committee reaching mIoU {float(result.target_accuracy):.4f} on validation costs "
+                f"{result.chosen.mean_cost:.4g} MACs per frame, above budget.macs {cap:.4g}; lower "
+                "budget.accuracy_target or raise budget.macs")
         from edge_committee.cascade.tiles import miou_from_confusion
 
         for e in entries:
@@ -173,13 +178,27 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
     return manifest
 
 
-def _objective(spec: CommitteeSpec, costs_frame: dict[str, int]) -> tuple[str, float | str]:
-    """(objective, budget) from the spec's budget: MACs per frame; ``largest``: the largest member's."""
+def _objective(spec: CommitteeSpec, costs, val) -> tuple[str, float | str, float | None]:
+    """(objective, budget, MACs cap) from the spec's budget, in MACs per frame.
+
+    ``macs: largest`` is the largest member's MACs on a whole frame. ``accuracy_target`` picks the
+    cheapest candidate reaching a validation mIoU (a number in [0, 1], ``best_single``, or
+    ``largest_tiled``: the largest member's mIoU when run on every tile window), whose mean MACs
+    must stay within ``macs`` (the cap).
+    """
+    from edge_committee.select.dense import tiled_reference
+
     b = spec.budget
     if b.latency_ms is not None:
-        raise SpecError("budget.latency_ms: a segmentation committee is chosen by MACs per frame for now; use budget.macs "
-                        "or budget.accuracy_target")
-    if b.accuracy_target is not None:
-        return "accuracy", b.accuracy_target
-    macs = max(costs_frame.values()) if b.macs == "largest" else float(b.macs)
-    return ("worst_cost" if b.kind == "worst" else "mean_cost"), float(macs)
+        raise SpecError("budget.latency_ms: a segmentation committee is chosen by MACs per frame for now; use "
+                        "budget.macs (and budget.accuracy_target)")
+    macs = float(max(costs.frame.values()) if b.macs == "largest" else b.macs)
+    if b.accuracy_target is None:
+        return ("worst_cost" if b.kind == "worst" else "mean_cost"), macs, None
+    target = b.accuracy_target
+    if target == "largest_tiled":
+        largest = max(costs.frame, key=costs.frame.get)
+        target = tiled_reference(val, largest, costs)["miou"]
+    elif not (target == "best_single" or (isinstance(target, (int, float)) and not isinstance(target, bool))):
+        raise SpecError(f"budget.accuracy_target: {target!r} must be a mIoU in [0, 1], best_single or largest_tiled")
+    return "accuracy", target, macs

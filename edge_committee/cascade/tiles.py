@@ -150,14 +150,19 @@ def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     mh, mw = _linear_matrix(x.shape[-2], size[0]), _linear_matrix(x.shape[-1], size[1])
-    return np.einsum("Hh,nchw,Ww->ncHW", mh, x, mw, optimize=True).astype(np.float32)
+    n, c, h, w = x.shape
+    cols = (x.reshape(n * c * h, w) @ mw.T).reshape(n * c, h, size[1])  # two plain 2-D float32 GEMMs
+    rows = mh @ cols.transpose(1, 0, 2).reshape(h, n * c * size[1])
+    return np.ascontiguousarray(rows.reshape(size[0], n, c, size[1]).transpose(1, 2, 0, 3))
 
 
 def dense_softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the class axis (1) in float32, max-subtracted."""
     x = np.asarray(logits, np.float32)
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    e = x - x.max(axis=1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=1, keepdims=True)
+    return e
 
 
 # ------------------------------------------------------------------------------------ the gate
@@ -208,10 +213,16 @@ def tile_gate_step(state: TileState, tile_logits: np.ndarray, stage: int, num_st
         raise ValueError(f"stage {stage}: tile logits have shape {x.shape}, expected "
                          f"{(len(idx), *state.prob_sum.shape[1:])} for the active tiles")
     ok = np.isfinite(x).reshape(len(idx), -1).all(axis=1)
-    state.prob_sum[idx[ok]] += dense_softmax(x[ok])
-    state.count[idx[ok]] += 1
-    state.flag[idx[~ok]] = 1
-    mean = state.prob_sum[idx] / np.maximum(state.count[idx], 1)[:, None, None, None].astype(np.float32)
+    if ok.all() and len(idx) == len(state.count) and not state.count.any():
+        # the first stage with every tile active and finite: the same sums without gathers
+        state.prob_sum += dense_softmax(x)
+        state.count += 1
+        mean = state.prob_sum  # count is 1 everywhere: the mean is the sum (x / 1 == x)
+    else:
+        state.prob_sum[idx[ok]] += dense_softmax(x[ok])
+        state.count[idx[ok]] += 1
+        state.flag[idx[~ok]] = 1
+        mean = state.prob_sum[idx] / np.maximum(state.count[idx], 1)[:, None, None, None].astype(np.float32)
     conf = np.asarray(tile_confidence_fn(confidence)(mean), np.float32)
     exits = np.ones(len(idx), bool) if stage == num_stages - 1 else ok & (conf >= np.float32(threshold))
     out = idx[exits]
