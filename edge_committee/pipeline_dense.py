@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from edge_committee import __version__
-from edge_committee.bundle import SCHEMA_VERSION, StagingDir, finalize_manifest, write_json_atomic
+from edge_committee.bundle import SCHEMA_VERSION, StagingDir, finalize_manifest
 from edge_committee.errors import EdgeCommitteeError, SpecError
 from edge_committee.spec.committee import CommitteeSpec
 
@@ -171,7 +171,9 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
         for e in entries:
             e["labels"] = list(spec.labels)
         write_report(result, root, stem="selection")
-        write_json_atomic(root / "report.json", {k: v for k, v in manifest.items() if k != "files"})
+        from edge_committee.pipeline import _write_build_report
+
+        _write_build_report(root, manifest)
         finalize_manifest(root, manifest)
     staging.commit()
     say(f"bundle written to {staging.dest}")

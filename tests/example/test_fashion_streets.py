@@ -60,7 +60,7 @@ def test_example_builds_and_the_runtime_equals_the_reference(tmp_path: Path):
     for m in d["members"]:
         m["onnx"] = str(EXAMPLE / m["onnx"])
     d["data"] = {k: {"format": "npz", "path": str(tmp_path / f"{k}.npz")} for k in ("validation", "test")}
-    d["budget"] = {"macs": "largest", "kind": "mean"}
+    d["budget"] = {"macs": 2.2e8, "kind": "mean"}  # about half the large member's frame: a cascade with deferrals
     spec_path = tmp_path / "committee.yaml"
     spec_path.write_text(yaml.safe_dump(d, sort_keys=False))
     ec.build(spec_path, tmp_path / "bundle", threads=1, log=lambda s: None)
@@ -79,7 +79,8 @@ def test_example_builds_and_the_runtime_equals_the_reference(tmp_path: Path):
     x = spec.members[0].preprocessing(frames[..., None])
     grid = spec.segmentation.grid
     later = [lambda idx, n=n: run[n](grid.windows(x, idx)) for n in names[1:]]
-    ref = T.run_tile_cascade(run[names[0]](x), later, grid, thresholds, "mean_max_prob")
+    ref = T.run_tile_cascade(run[names[0]](x), later, grid, thresholds, "mean_max_prob", frame=(192, 384))
     np.testing.assert_array_equal(pred.labels, ref.labels)
     np.testing.assert_array_equal(pred.tile_exit_stage, ref.tile_exit_stage)
-    assert pred.labels.shape == (3, 192, 384)
+    assert pred.labels.shape == (3, 192, 384) and names == ["small", "large"]
+    assert 0 < (pred.tile_exit_stage == 1).sum() < pred.tile_exit_stage.size
