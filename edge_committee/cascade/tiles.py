@@ -130,17 +130,26 @@ class TileGrid:
 
 
 # ------------------------------------------------------------------------------------ dense maths
-def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) bilinear weights with half-pixel centres (``align_corners=False``), float32."""
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, frac): output i = (1 - frac) * input[lo] + frac * input[hi], half-pixel centres
+    (``align_corners=False``), clamped at the edges as PyTorch does."""
     scale = n_in / n_out
     src = np.maximum((np.arange(n_out) + 0.5) * scale - 0.5, 0.0)
     lo = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     hi = np.minimum(lo + 1, n_in - 1)
-    frac = (src - lo).astype(np.float32)
-    m = np.zeros((n_out, n_in), np.float32)
-    np.add.at(m, (np.arange(n_out), lo), 1 - frac)
-    np.add.at(m, (np.arange(n_out), hi), frac)
-    return m
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def _resize_axis(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    lo, hi, frac = _linear_taps(x.shape[axis], size)
+    shape = [1] * x.ndim
+    shape[axis] = size
+    frac = frac.reshape(shape)
+    a, b = np.take(x, lo, axis=axis), np.take(x, hi, axis=axis)
+    a *= 1 - frac  # two taps per output pixel: far cheaper than a dense interpolation matrix
+    b *= frac
+    a += b
+    return a
 
 
 def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -149,11 +158,7 @@ def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     x = np.asarray(logits, np.float32)
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    mh, mw = _linear_matrix(x.shape[-2], size[0]), _linear_matrix(x.shape[-1], size[1])
-    n, c, h, w = x.shape
-    cols = (x.reshape(n * c * h, w) @ mw.T).reshape(n * c, h, size[1])  # two plain 2-D float32 GEMMs
-    rows = mh @ cols.transpose(1, 0, 2).reshape(h, n * c * size[1])
-    return np.ascontiguousarray(rows.reshape(size[0], n, c, size[1]).transpose(1, 2, 0, 3))
+    return _resize_axis(_resize_axis(x, size[1], 3), size[0], 2)
 
 
 def dense_softmax(logits: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from edge_committee.backend.onnxrt import OnnxrtRunner  # noqa: E402
-from edge_committee.cascade.tiles import TileGrid, miou_from_confusion  # noqa: E402
+from edge_committee.cascade.tiles import TileGrid, miou_from_confusion, resize_logits  # noqa: E402
 from edge_committee.cost import count_macs  # noqa: E402
 from edge_committee.evaluate.dense import split_stats  # noqa: E402
 from edge_committee.runtime.tiles import TileHostLoop  # noqa: E402
@@ -100,14 +100,18 @@ def wall_time(members: Path, frames: np.ndarray, tile: int, margin: int, thresho
     grid = TileGrid((tile, tile), margin)
     r = runners(members, threads=1)
     cascade = TileHostLoop([r["small"], r["large"]], [PP, PP], grid, [threshold], "mean_max_prob", LABELS)
-    tiled = TileHostLoop([r["large"]], [PP], grid, [], "mean_max_prob", LABELS)
+    frame = (192, 384)
 
-    def large_tiled(x):
+    def large_tiled(x):  # the plain loop a user would write: every window, argmax, paste back
         pre = PP(x[..., None])
-        return r["large"].infer(grid.windows(pre, np.arange(len(x) * grid.count((192, 384)))))
+        out = r["large"].infer(grid.windows(pre, np.arange(len(x) * grid.count(frame))))
+        return grid.merge(grid.centre(resize_logits(out, grid.window)).argmax(axis=1)[:, None], frame)
 
-    fns = {"cascade": cascade.run, "large_tiled": large_tiled, "large_frame": tiled.run, "small_frame":
-           TileHostLoop([r["small"]], [PP], grid, [], "mean_max_prob", LABELS).run}
+    def plain(name):
+        return lambda x: resize_logits(r[name].infer(PP(x[..., None])), frame).argmax(axis=1)
+
+    fns = {"cascade": cascade.run, "large_tiled": large_tiled, "large_frame": plain("large"),
+           "small_frame": plain("small")}
     out = {}
     for name, fn in fns.items():
         times = []
@@ -120,6 +124,28 @@ def wall_time(members: Path, frames: np.ndarray, tile: int, margin: int, thresho
     return out
 
 
+def check_bundle(bundle: Path, frames: np.ndarray, members: Path, batch: int = 10) -> dict:
+    """The bundle's ONNX Runtime tile loop against the NumPy reference (ORT sessions per member)."""
+    import edge_committee as ec
+    from edge_committee.cascade.tiles import run_tile_cascade
+
+    run = runners(members)
+    mismatched_pixels = mismatched_tiles = 0
+    with ec.load(bundle, threads=1) as model:
+        grid, names = model.grid, model.members
+        for i in range(0, len(frames), batch):
+            part = frames[i:i + batch]
+            pred = model.predict(part)
+            x = PP(part[..., None])
+            later = [lambda idx, n=n: run[n].infer(grid.windows(x, idx)) for n in names[1:]]
+            ref = run_tile_cascade(run[names[0]].infer(x), later, grid, model.thresholds, model.confidence,
+                                   frame=(192, 384))
+            mismatched_pixels += int((pred.labels != ref.labels).sum())
+            mismatched_tiles += int((pred.tile_exit_stage != ref.tile_exit_stage).sum())
+    return {"frames": len(frames), "members": names, "thresholds": model.thresholds,
+            "mismatched_pixels": mismatched_pixels, "mismatched_tile_exits": mismatched_tiles}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=Path, default=HERE / "members")
@@ -128,7 +154,13 @@ def main() -> None:
     ap.add_argument("--time", action="store_true", help="also time the first geometry on one thread")
     ap.add_argument("--time-frames", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--check-bundle", type=Path, default=None,
+                    help="only compare this bundle's runtime with the reference on the test split")
     args = ap.parse_args()
+    if args.check_bundle:
+        with np.load(args.data / "test.npz") as z:
+            print(json.dumps(check_bundle(args.check_bundle, z["x"], args.members)))
+        return
     splits = {}
     for k in ("validation", "test"):
         with np.load(args.data / f"{k}.npz") as z:
