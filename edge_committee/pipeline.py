@@ -539,6 +539,9 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
+        if ed.manifest.get("task", "classification") != "classification":
+            raise EdgeCommitteeError(f"{bundle}: a {ed.manifest['task']} bundle cannot be re-selected yet (its per-tile "
+                                     "statistics are not cached); rebuild it with another budget")
         before = _cascade_key(ed.manifest, ed.path)
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}

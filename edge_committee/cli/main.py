@@ -44,6 +44,29 @@ def _module(command: str):
     return importlib.import_module(f"edge_committee.cli.{COMMANDS[command]}")
 
 
+#: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
+DENSE_COMMANDS = ("build", "inspect")
+
+
+def _check_task(args) -> None:
+    """Refuse a segmentation bundle for a command that runs classifiers only (issue 23: not built yet)."""
+    bundle = getattr(args, "bundle", None)
+    if args.command in DENSE_COMMANDS or not bundle:
+        return
+    import json
+    from pathlib import Path
+
+    path = Path(bundle) / "manifest.json"
+    try:
+        task = json.loads(path.read_text(encoding="utf-8")).get("task", "classification")
+    except (OSError, ValueError, AttributeError):
+        return  # the command reports an unreadable bundle itself
+    if task != "classification":
+        raise EdgeCommitteeError(
+            f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far "
+            f"(segmentation: build, inspect, and the Python API edge_committee.load(...).predict(frames))")
+
+
 def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="edge-committee",
@@ -85,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     with _sigterm_like_ctrl_c():
         try:
+            _check_task(args)
             return _module(args.command).run(args)
         except EdgeCommitteeError as exc:
             print(f"error: {safe_text(exc, MAX_ERROR_CHARS)}", file=sys.stderr)

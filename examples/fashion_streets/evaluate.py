@@ -146,6 +146,26 @@ def check_bundle(bundle: Path, frames: np.ndarray, members: Path, batch: int = 1
             "mismatched_pixels": mismatched_pixels, "mismatched_tile_exits": mismatched_tiles}
 
 
+def markdown(result: dict) -> str:
+    """The README tables from a results JSON."""
+    lines = ["| tile | margin | tiles | large tiled: test mIoU | MACs/frame (M) | cascade reaching it (val thresholds): "
+             "test mIoU, deferred, × large tiled, × large frame | cascade ≥ 99 %: test mIoU, deferred, × tiled, × frame |",
+             "|---:|---:|---:|---:|---:|---|---|"]
+    for g in result["geometries"]:
+        def pt(p):
+            return "not reached on validation" if p is None else (
+                f"{p['test_miou']:.3f}{'' if p['test_reaches'] else ' (misses on test)'}, {100 * p['test_deferred']:.0f} %, "
+                f"{p['x_large_tiled']:.2f}, {p['x_large_frame']:.2f}")
+        lines.append(f"| {g['tile']} | {g['margin']} | {g['tiles_per_frame']} | {g['test']['large_tiled']:.3f} | "
+                     f"{g['large_tiled_macs'] / 1e6:.0f} | {pt(g['reach_large_tiled'])} | {pt(g['reach_99pct'])} |")
+    lines += ["", "| tile | margin | " + " | ".join(f"{10 * i} %" for i in range(11)) + " |",
+              "|---:|---:|" + "---|" * 11]
+    for g in result["geometries"]:
+        lines.append(f"| {g['tile']} | {g['margin']} | " + " | ".join(
+            f"{s['test_miou']:.3f} ({s['x_large_tiled']:.2f})" for s in g["test_sweep"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--members", type=Path, default=HERE / "members")
@@ -154,9 +174,13 @@ def main() -> None:
     ap.add_argument("--time", action="store_true", help="also time the first geometry on one thread")
     ap.add_argument("--time-frames", type=int, default=20)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--markdown", type=Path, default=None, help="only print the tables of a results JSON")
     ap.add_argument("--check-bundle", type=Path, default=None,
                     help="only compare this bundle's runtime with the reference on the test split")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return
     if args.check_bundle:
         with np.load(args.data / "test.npz") as z:
             print(json.dumps(check_bundle(args.check_bundle, z["x"], args.members)))

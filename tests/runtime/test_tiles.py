@@ -124,8 +124,19 @@ def front_singles(stats, costs):
     return D.dense_frontier(stats, None, costs, [], "mean_max_prob").singles
 
 
-def test_report_and_loaders(bundle: Path):
-    md = (bundle / "selection.md").read_text()
-    assert "mIoU" in md
+def test_report_loaders_and_commands(bundle: Path, capsys):
+    from edge_committee.cli.main import main
+    from edge_committee.pipeline import reselect
+    from edge_committee.errors import EdgeCommitteeError
+
+    assert "mIoU" in (bundle / "selection.md").read_text() and "mIoU" in (bundle / "report.md").read_text()
     with pytest.raises(BundleError, match="load it with edge_committee.load"):
         CascadeModel(bundle)
+    with pytest.raises(EdgeCommitteeError, match="cannot be re-selected yet"):
+        reselect(bundle, "mean_cost", 1.0)
+    assert main(["inspect", str(bundle)]) == 0
+    capsys.readouterr()
+    assert main(["profile", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert "a segmentation bundle; 'edge-committee profile' runs classification bundles only" in err
+    assert err.count("\n") == 1
