@@ -140,3 +140,31 @@ def test_report_loaders_and_commands(bundle: Path, capsys):
     err = capsys.readouterr().err
     assert "a segmentation bundle; 'edge-committee profile' runs classification bundles only" in err
     assert err.count("\n") == 1
+
+
+def test_a_later_member_with_its_own_preprocessing_sees_only_frames_with_active_tiles(bundle: Path):
+    """Member 1 normalizes differently: the loop preprocesses only the frames that still have active
+    tiles and maps their windows back (the reference preprocesses every frame)."""
+    from edge_committee.backend.onnxrt import OnnxrtRunner
+    from edge_committee.runtime.tiles import TileHostLoop
+    from edge_committee.spec.preprocess import Preprocessing
+
+    z = np.load(bundle.parent / "test.npz")
+    frames = z["x"].copy()
+    frames[::2] = 40  # flat background frames: confident everywhere, no tile deferred there
+    pp0 = Preprocessing.from_dict({"size": [16, 32], "color": "gray", "scale": 1 / 255, "offset": 0.0})
+    pp1 = Preprocessing.from_dict({"size": [16, 32], "color": "gray", "scale": 1 / 255, "offset": 0.05})
+    grid = T.TileGrid((8, 8), 2)
+    runners = [OnnxrtRunner(bundle / f"members/{n}.fp32.onnx", threads=1, name=n) for n in ("small", "large")]
+    loop = TileHostLoop(runners, [pp0, pp1], grid, [0.95], "mean_max_prob", ["a", "b", "c"])
+    loop.activate()
+    try:
+        got = loop.run(frames)
+    finally:
+        loop.deactivate()
+    x0, x1 = pp0(frames[..., None]), pp1(frames[..., None])
+    s, l_ = _session(bundle / "members/small.fp32.onnx"), _session(bundle / "members/large.fp32.onnx")
+    ref = T.run_tile_cascade(s(x0), [lambda idx: l_(grid.windows(x1, idx))], grid, [0.95], frame=(16, 32))
+    assert (ref.tile_exit_stage[::2] == 0).all() and (ref.tile_exit_stage[1::2] == 1).any()
+    np.testing.assert_array_equal(got.tile_exit_stage, ref.tile_exit_stage)
+    np.testing.assert_array_equal(got.labels, ref.labels)
