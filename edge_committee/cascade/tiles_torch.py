@@ -68,6 +68,7 @@ def merge(tiles, grid: TileGrid, frame: tuple[int, int]):
 @dataclasses.dataclass
 class TorchTileResult:
     labels: object  #: (N, H, W) int64 tensor (-1 where no member gave finite logits)
+    probs: object  #: (N, C, H, W) float32 tensor, mean probabilities at each tile's exit
     tile_confidence: object  #: (N, T) float32 tensor
     tile_exit_stage: object  #: (N, T) int32 tensor
     tiles_run: list[int]  #: tiles each later member ran on
@@ -115,4 +116,5 @@ def run_tile_cascade_torch(x, members: Sequence[Callable], grid: TileGrid, thres
         mean = total / count.clamp(min=1)[:, None, None, None].float()
         labels = torch.where(count[:, None, None] > 0, mean.argmax(dim=1), torch.full_like(mean[:, 0], -1).long())
         labels = merge(labels[:, None], grid, frame)[:, 0]
-    return TorchTileResult(labels, conf.reshape(n, per_frame), stage_of.reshape(n, per_frame), tiles_run)
+    return TorchTileResult(labels, merge(mean, grid, frame), conf.reshape(n, per_frame), stage_of.reshape(n, per_frame),
+                           tiles_run)

@@ -113,12 +113,53 @@ class TileHostLoop:
                                       self.labels, tiles_run)
 
 
+class TorchTileLoop:
+    """The tile cascade on PyTorch members (ONNX converted by onnx2torch) on ``device`` (``cuda`` or ``cpu``):
+    :func:`~edge_committee.cascade.tiles_torch.run_tile_cascade_torch`. Frames are preprocessed on the
+    CPU once (every member must share one preprocessing) and moved to the device."""
+
+    def __init__(self, paths: Sequence[Path], preprocessing: Sequence[Preprocessing], grid: TileGrid,
+                 thresholds: Sequence[float], confidence: str, labels: Sequence[str], device: str = "cuda") -> None:
+        if any(p != preprocessing[0] for p in preprocessing):
+            raise EdgeCommitteeError("the torch-cuda segmentation loop needs one preprocessing shared by every member; "
+                                     "use backend='onnxrt' for members that preprocess differently")
+        self.paths, self.pp, self.grid = list(paths), preprocessing[0], grid
+        self.thresholds, self.confidence, self.labels = list(thresholds), confidence, list(labels)
+        self.device = device
+        self.modules = None
+
+    def activate(self) -> None:
+        from edge_committee._lazy import require
+        from edge_committee.backend.torch_cuda.loader import ModuleFromOnnx
+
+        torch = require("torch")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise EdgeCommitteeError(f"device {self.device!r}: PyTorch sees no CUDA GPU here; use backend='onnxrt', or "
+                                     "device='cpu' to run the torch path on the CPU")
+        self.modules = [ModuleFromOnnx(p)().to(self.device) for p in self.paths]
+
+    def deactivate(self) -> None:
+        self.modules = None
+
+    def run(self, images) -> SegmentationPrediction:
+        from edge_committee._lazy import require
+        from edge_committee.cascade.tiles_torch import run_tile_cascade_torch
+
+        torch = require("torch")
+        x = torch.from_numpy(self.pp(_frames(images))).to(self.device)
+        r = run_tile_cascade_torch(x, self.modules, self.grid, self.thresholds, self.confidence)
+        return SegmentationPrediction(r.labels.cpu().numpy().astype(np.int32), r.probs.cpu().numpy(),
+                                      r.tile_confidence.cpu().numpy(), r.tile_exit_stage.cpu().numpy(),
+                                      np.zeros(tuple(r.tile_exit_stage.shape), np.int32), self.labels, r.tiles_run)
+
+
 class SegmentationModel:
     """A loaded segmentation bundle (``task: segmentation``). Use as a context manager, or call :meth:`close`.
 
     Args:
         root: the bundle folder.
-        backend: a member backend (``onnxrt``, the default).
+        backend: ``onnxrt`` (the default: the host loop over ONNX Runtime sessions) or ``torch-cuda``
+            (the members converted to PyTorch, the gate in torch; ``device="cpu"`` runs it on the CPU).
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
     """
@@ -141,13 +182,18 @@ class SegmentationModel:
         self.confidence: str = seg["confidence"]
         self.labels: list[str] = list(self.manifest["labels"])
         self.preprocessing = [Preprocessing.from_dict(by_name[n]["preprocessing"]) for n in self.members]
-        if backend not in MEMBER_BACKENDS:
-            raise EdgeCommitteeError(f"backend {backend!r} cannot run a segmentation bundle yet; use one of "
-                                     f"{', '.join(MEMBER_BACKENDS)}")
-        runners = [runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads, **options)
-                   for n in self.members]
-        self.executor = TileHostLoop(runners, self.preprocessing, self.grid, self.thresholds, self.confidence,
-                                     self.labels)
+        if backend == "torch-cuda":
+            self.executor = TorchTileLoop([self.root / by_name[n]["file"] for n in self.members], self.preprocessing,
+                                          self.grid, self.thresholds, self.confidence, self.labels,
+                                          device=options.pop("device", "cuda"))
+        elif backend in MEMBER_BACKENDS:
+            runners = [runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads, **options)
+                       for n in self.members]
+            self.executor = TileHostLoop(runners, self.preprocessing, self.grid, self.thresholds, self.confidence,
+                                         self.labels)
+        else:
+            raise EdgeCommitteeError(f"backend {backend!r} cannot run a segmentation bundle yet; use "
+                                     f"{', '.join(MEMBER_BACKENDS)} or torch-cuda")
         self._active = False
 
     def __enter__(self) -> "SegmentationModel":

@@ -168,3 +168,26 @@ def test_a_later_member_with_its_own_preprocessing_sees_only_frames_with_active_
     assert (ref.tile_exit_stage[::2] == 0).all() and (ref.tile_exit_stage[1::2] == 1).any()
     np.testing.assert_array_equal(got.tile_exit_stage, ref.tile_exit_stage)
     np.testing.assert_array_equal(got.labels, ref.labels)
+
+
+def test_torch_path_on_the_cpu_equals_the_host_loop(bundle: Path):
+    pytest.importorskip("torch")
+    from edge_committee.errors import EdgeCommitteeError
+
+    z = np.load(bundle.parent / "test.npz")
+    with ec.load(bundle, threads=1) as model:
+        want = model.predict(z["x"])
+    try:
+        torch_model = ec.load(bundle, backend="torch-cuda", device="cpu")
+        with torch_model:
+            got = torch_model.predict(z["x"])
+    except EdgeCommitteeError as exc:  # onnx2torch not installed
+        pytest.skip(str(exc))
+    t = model.thresholds[0]
+    near = np.abs(want.tile_confidence - t) < 1e-5
+    assert (got.tile_exit_stage == want.tile_exit_stage)[~near].all()
+    same = (got.tile_exit_stage == want.tile_exit_stage)
+    tiles_equal = (T.TileGrid((8, 8)).split(got.labels[:, None]) == T.TileGrid((8, 8)).split(want.labels[:, None]))
+    assert tiles_equal.reshape(*same.shape, -1).all(axis=2)[same].all()
+    np.testing.assert_allclose(got.probs, want.probs, atol=1e-4)
+    assert got.tiles_run == want.tiles_run or near.any()
