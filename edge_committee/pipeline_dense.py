@@ -87,6 +87,7 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
     from edge_committee.evaluate.dense import chains, split_stats
     from edge_committee.export import copy_member, model_digest
     from edge_committee.select import write_report
+    from edge_committee.runtime.tiles import CHUNK_VALUES
     from edge_committee.select.dense import DenseCosts, select_dense, tiled_reference
 
     say = log or LOG.info
@@ -134,8 +135,10 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
             for k, (x, y) in splits.items():
                 if y is None:
                     continue
+                per_frame = len(spec.labels) * int(np.prod(spec.members[0].preprocessing.size))
+                batch_frames = max(1, min(spec.batch_size, CHUNK_VALUES // per_frame))  # bounded memory
                 stats[k] = split_stats(members, x, y, grid, len(spec.labels), sequences, seg.confidence,
-                                       seg.ignore_index, batch_frames=max(1, min(spec.batch_size, 16)))
+                                       seg.ignore_index, batch_frames=batch_frames)
         finally:
             for r in runners.values():
                 r.deactivate()

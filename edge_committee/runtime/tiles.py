@@ -211,7 +211,23 @@ class SegmentationModel:
         self._active = False
 
     def predict(self, images) -> SegmentationPrediction:
-        """Segment raw uint8 frames: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays."""
+        """Segment raw uint8 frames: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays.
+
+        Frames run in chunks of at most :data:`CHUNK_VALUES` class-map values (the gate holds a
+        float32 running sum per class and pixel), so a long batch does not exhaust memory."""
         if not self._active:
             self.__enter__()
-        return self.executor.run(images)
+        frames = _frames(images)
+        h, w = self.preprocessing[0].size
+        step = max(1, CHUNK_VALUES // (len(self.labels) * h * w))
+        if len(frames) <= step:
+            return self.executor.run(frames)
+        parts = [self.executor.run(frames[i:i + step]) for i in range(0, len(frames), step)]
+        return SegmentationPrediction(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in
+              ("labels", "probs", "tile_confidence", "tile_exit_stage", "tile_flags")),
+            self.labels, [sum(r) for r in zip(*(p.tiles_run for p in parts))])
+
+
+#: most class-map values (classes x pixels x frames) one call of the tile loop holds: 64 MiB of float32
+CHUNK_VALUES = 1 << 24

@@ -191,3 +191,16 @@ def test_torch_path_on_the_cpu_equals_the_host_loop(bundle: Path):
     assert tiles_equal.reshape(*same.shape, -1).all(axis=2)[same].all()
     np.testing.assert_allclose(got.probs, want.probs, atol=1e-4)
     assert got.tiles_run == want.tiles_run or near.any()
+
+
+def test_long_batches_run_in_chunks_with_the_same_result(bundle: Path, monkeypatch):
+    from edge_committee.runtime import tiles as RT
+
+    z = np.load(bundle.parent / "test.npz")
+    with ec.load(bundle, threads=1) as model:
+        whole = model.predict(z["x"])
+        monkeypatch.setattr(RT, "CHUNK_VALUES", 3 * 16 * 32 * 5)  # 5 frames per chunk
+        parts = model.predict(z["x"])
+    np.testing.assert_array_equal(parts.labels, whole.labels)
+    np.testing.assert_array_equal(parts.tile_exit_stage, whole.tile_exit_stage)
+    assert parts.tiles_run == whole.tiles_run and parts.probs.shape == whole.probs.shape
