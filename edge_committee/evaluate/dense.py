@@ -21,7 +21,6 @@ import numpy as np
 
 from edge_committee.cascade.tiles import (
     TileGrid,
-    confusion_matrix,
     dense_softmax,
     resize_logits,
     tile_confidence_fn,
