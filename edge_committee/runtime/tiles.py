@@ -87,6 +87,11 @@ class TileHostLoop:
         n, k_total, c = len(frames), len(self.runners), len(self.labels)
         per_frame = self.grid.count(self.frame)
         state = TileState.start(n * per_frame, c, self.grid.tile)
+        if n == 0:  # nothing to run: empty outputs of the right shapes
+            r = finish(state, self.grid, 0, self.frame)
+            return SegmentationPrediction(r.labels, r.probs, r.tile_confidence.reshape(0, per_frame),
+                                          r.tile_exit_stage.reshape(0, per_frame), r.tile_flags.reshape(0, per_frame),
+                                          self.labels, [0] * (k_total - 1))
         x0 = self.preprocessing[0](frames)
         logits = resize_logits(self.runners[0].infer(x0), self.frame)
         t = self.thresholds[0] if k_total > 1 else float("inf")

@@ -204,3 +204,13 @@ def test_long_batches_run_in_chunks_with_the_same_result(bundle: Path, monkeypat
     np.testing.assert_array_equal(parts.labels, whole.labels)
     np.testing.assert_array_equal(parts.tile_exit_stage, whole.tile_exit_stage)
     assert parts.tiles_run == whole.tiles_run and parts.probs.shape == whole.probs.shape
+
+
+def test_empty_and_single_frame_inputs(bundle: Path):
+    with ec.load(bundle, threads=1) as model:
+        empty = model.predict(np.zeros((0, 16, 32), np.uint8))
+        one = model.predict(np.load(bundle.parent / "test.npz")["x"][0])
+        with pytest.raises(Exception, match="raw uint8 frames"):
+            model.predict(np.zeros((1, 16, 32), np.float32))
+    assert empty.labels.shape == (0, 16, 32) and empty.tile_exit_stage.shape == (0, 8)
+    assert one.labels.shape == (1, 16, 32)
