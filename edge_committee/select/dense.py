@@ -10,7 +10,7 @@ classification report with mIoU on the y axis.
 
 Threshold search: for a 2-member chain every distinct tile confidence is a candidate threshold
 (exact, from cumulative sums of per-tile confusion matrices); longer chains use a quantile grid of
-``grid`` values per stage (``eps_accuracy`` is then reported as unknown: NaN).
+``grid`` values per stage (no exactness bound: ``eps_accuracy`` is then 1.0, i.e. none).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def sequence_front(stats: DenseSplitStats, members: tuple[str, ...], costs: Dens
         eps = 0.0
     else:
         thr, acc, macs = _grid_front(stats, members, costs, grid)
-        eps = float("nan")
+        eps = 1.0  # a quantile grid gives no bound: "exact up to 100 points" (finite, so JSON holds it)
     keep = pareto_indices(macs, acc)
     worst = costs.chain(members, [stats.tiles_per_frame] * len(members))
     return SequenceFront(members=tuple(members), worst_cost=float(worst), thresholds=thr[keep],

@@ -68,3 +68,18 @@ def test_accuracy_target_largest_tiled_picks_the_cheapest_reaching_it(tmp_path: 
     c, large = m["cascade"], m["members"][1]
     assert c["objective"] == "accuracy" and c["val_accuracy"] >= large["tiled_accuracy"]["validation"]
     assert c["target_accuracy"] == pytest.approx(large["tiled_accuracy"]["validation"])
+
+
+def test_three_members_build_with_the_grid_search(tmp_path: Path):
+    from tests.dense_helpers import seg_member
+
+    def add(d):
+        d["members"].insert(1, {"name": "medium", "onnx": "medium.onnx", "preprocessing": dict(d["members"][0]["preprocessing"])})
+        d["selection"] = {"max_members": 3}
+
+    spec = _edit(write_tiny_segmentation(tmp_path), add)
+    seg_member(tmp_path / "medium.onnx", "small", seed=5)
+    m = ec.build(spec, tmp_path / "bundle", log=lambda s: None, threads=1)
+    assert len(m["members"]) == 3 and m["cascade"]["members"][0] in ("small", "medium")
+    with ec.load(tmp_path / "bundle", threads=1) as model:
+        assert model.predict(np.load(tmp_path / "test.npz")["x"]).labels.shape == (12, 16, 32)
