@@ -21,6 +21,7 @@ import numpy as np
 
 from edge_committee.cascade.tiles import (
     TileGrid,
+    argmax_classes,
     dense_softmax,
     resize_logits,
     tile_confidence_fn,
@@ -155,7 +156,7 @@ def split_stats(
                 total[ok] += probs[ok]
                 count += ok
             mean = total / np.maximum(count, 1)[:, None, None, None].astype(np.float32)
-            labels = np.where(count[:, None, None] > 0, mean.argmax(axis=1), -1)
+            labels = np.where(count[:, None, None] > 0, argmax_classes(mean), -1)
             ok = (full[p[0]] if len(p) == 1 else window[p[-1]])[1]
             parts[p].append(PrefixStats(np.asarray(conf_fn(mean), np.float32), ok,
                                         _tile_cms(labels, target_tiles, c, ignore_index)))

@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from edge_committee.backend.onnxrt import OnnxrtRunner  # noqa: E402
-from edge_committee.cascade.tiles import TileGrid, miou_from_confusion, resize_logits  # noqa: E402
+from edge_committee.cascade.tiles import TileGrid, argmax_classes, miou_from_confusion, resize_logits  # noqa: E402
 from edge_committee.cost import count_macs  # noqa: E402
 from edge_committee.evaluate.dense import split_stats  # noqa: E402
 from edge_committee.runtime.tiles import TileHostLoop  # noqa: E402
@@ -96,32 +96,32 @@ def geometry(run, splits, members: Path, tile: int, margin: int) -> dict:
 
 
 def wall_time(members: Path, frames: np.ndarray, tile: int, margin: int, threshold: float, repeat: int = 3) -> dict:
-    """Median seconds per frame, one thread: cascade vs large tiled vs large whole frame."""
+    """Median seconds per frame over ``repeat`` x frames calls, one thread: cascade vs large tiled vs large whole
+    frame vs small, interleaved call by call."""
     grid = TileGrid((tile, tile), margin)
     r = runners(members, threads=1)
     cascade = TileHostLoop([r["small"], r["large"]], [PP, PP], grid, [threshold], "mean_max_prob", LABELS)
     frame = (192, 384)
 
-    def large_tiled(x):  # the plain loop a user would write: every window, argmax, paste back
+    # the plain loops a user would write (the same resize and class argmax as the cascade's)
+    def large_tiled(x):  # every window, argmax, paste back
         pre = PP(x[..., None])
         out = r["large"].infer(grid.windows(pre, np.arange(len(x) * grid.count(frame))))
-        return grid.merge(grid.centre(resize_logits(out, grid.window)).argmax(axis=1)[:, None], frame)
+        return grid.merge(argmax_classes(grid.centre(resize_logits(out, grid.window)))[:, None], frame)
 
     def plain(name):
-        return lambda x: resize_logits(r[name].infer(PP(x[..., None])), frame).argmax(axis=1)
+        return lambda x: argmax_classes(resize_logits(r[name].infer(PP(x[..., None])), frame))
 
     fns = {"cascade": cascade.run, "large_tiled": large_tiled, "large_frame": plain("large"),
            "small_frame": plain("small")}
-    out = {}
-    for name, fn in fns.items():
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for i in range(len(frames)):
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):  # interleaved, frame by frame, so load changes hit every variant alike
+        for i in range(len(frames)):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
                 fn(frames[i:i + 1])
-            times.append((time.perf_counter() - t0) / len(frames))
-        out[name] = float(np.median(times))
-    return out
+                times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v)) for name, v in times.items()}
 
 
 def check_bundle(bundle: Path, frames: np.ndarray, members: Path, batch: int = 10) -> dict:

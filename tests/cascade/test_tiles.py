@@ -171,3 +171,9 @@ def test_miou_from_one_confusion_matrix():
     # class 0: inter 1, union 2; class 1: inter 2, union 3; class 2: inter 2, union 3 (the -1 pixel counts)
     assert T.miou_from_confusion(cm) == pytest.approx((1 / 2 + 2 / 3 + 2 / 3) / 3)
     assert T.miou_from_confusion(cm[:, :3]) == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+
+
+def test_argmax_classes_equals_numpy_with_ties_to_the_lowest_class():
+    rng = np.random.default_rng(5)
+    p = rng.integers(0, 4, (3, 6, 5, 7)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(T.argmax_classes(p), p.argmax(axis=1))
