@@ -96,6 +96,10 @@ def build(
     """
     say = log or LOG.info
     spec = spec if isinstance(spec, CommitteeSpec) else load_spec(spec)
+    if spec.task == "segmentation":
+        from edge_committee.pipeline_dense import build_segmentation
+
+        return build_segmentation(spec, out, threads=threads, log=log, force=force, precision=precision)
     mode = precision or spec.precision
     threads = threads or spec.threads
     cache = OutputCache(cache_dir, enabled=use_cache)
@@ -370,6 +374,9 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
+        if ed.manifest.get("task", "classification") != "classification":
+            raise EdgeCommitteeError(f"{bundle}: a {ed.manifest['task']} bundle cannot be re-selected yet (its per-tile "
+                                     "statistics are not cached); rebuild it with another budget")
         before = _cascade_key(ed.manifest, ed.path)
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}

@@ -233,9 +233,30 @@ def check_schema(path: Path, manifest: dict) -> None:
     _check_cascade(ck, manifest["cascade"], names)
     if manifest.get("tensorrt") is not None:
         _check_tensorrt(ck, manifest["tensorrt"], names)
+    _check_task(ck, manifest)
     for i, r in enumerate(ck.array("rejected_variants", manifest.get("rejected_variants", []))):
         for key in ("member", "precision", "reason"):
             ck.text(f"rejected_variants[{i}].{key}", ck.mapping(f"rejected_variants[{i}]", r).get(key), 10_000)
+
+
+def _check_task(ck: _Checker, manifest: dict) -> None:
+    """``task`` (classification when absent) and a segmentation bundle's tile grid."""
+    task = manifest.get("task", "classification")
+    ck.choice("task", task, ("classification", "segmentation"))
+    if task != "segmentation":
+        return
+    from edge_committee.cascade.tiles import TILE_CONFIDENCE
+
+    seg = ck.mapping("segmentation", manifest.get("segmentation"))
+    for key in ("tile", "frame"):
+        v = seg.get(key)
+        if not (isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x > 0 for x in v)):
+            ck.fail(f"segmentation.{key}", "[height, width] in pixels", v)
+    if not _is_int(seg.get("margin")) or seg["margin"] < 0:
+        ck.fail("segmentation.margin", "an integer >= 0", seg.get("margin"))
+    ck.choice("segmentation.confidence", seg.get("confidence"), tuple(TILE_CONFIDENCE))
+    if seg["frame"][0] % seg["tile"][0] or seg["frame"][1] % seg["tile"][1]:
+        ck.fail("segmentation.tile", f"a tile size that divides the frame {seg['frame']}", seg["tile"])
 
 
 def _check_member(ck: _Checker, i: int, m: Any, labels: list) -> str:

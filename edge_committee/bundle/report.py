@@ -36,6 +36,8 @@ def build_report_markdown(manifest: dict, root=None) -> str:
     c = manifest["cascade"]
     fp32 = [m for m in members if m["precision"] == "fp32"] or members
     largest = max(fp32, key=lambda m: m["macs"])
+    dense = manifest.get("task") == "segmentation"
+    acc_name, macs_name = ("mIoU", "MACs per frame") if dense else ("acc", "MACs")
     lines = [
         f"# Build report: {manifest['name']}",
         "",
@@ -45,8 +47,8 @@ def build_report_markdown(manifest: dict, root=None) -> str:
         "",
         "## Members",
         "",
-        "| member | precision | MACs (M) | preprocessing (ms/image) | FLOPs (M) | validation acc (%) | test acc (%) "
-        "| file |",
+        f"| member | precision | {macs_name} (M) | preprocessing (ms/image) | FLOPs (M) | validation {acc_name} (%) "
+        f"| test {acc_name} (%) | file |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for m in members:
@@ -59,7 +61,7 @@ def build_report_markdown(manifest: dict, root=None) -> str:
     cascade_kind = c["kind"] in ("cascade", "learned_cascade")
     thr = ", ".join(f"{t:.4f}" for t in c["thresholds"][: len(c["members"]) - 1]) if cascade_kind else "–"
     mean_macs = c.get("mean_macs")
-    test_mean = c.get("test_mean_cost") if c.get("cost_unit") == "MACs" else None
+    test_mean = c.get("test_mean_cost") if str(c.get("cost_unit")).startswith("MACs") else None
     lines += [
         "",
         "## Chosen committee vs the largest single member",
@@ -67,9 +69,10 @@ def build_report_markdown(manifest: dict, root=None) -> str:
         f"Objective `{c['objective']}` with budget {c['budget']:.4g} {c['cost_unit']}"
         if isinstance(c["budget"], (int, float)) else f"Objective `{c['objective']}` ({c['budget']})",
         "",
-        "| | members | thresholds | validation acc (%) | test acc (%) | mean MACs (M) | worst-case MACs (M) | exits per stage (validation) |",
+        f"| | members | thresholds | validation {acc_name} (%) | test {acc_name} (%) | mean {macs_name} (M) | "
+        f"worst-case {macs_name} (M) | exits per stage (validation{', tiles' if dense else ''}) |",
         "|---|---|---|---:|---:|---:|---:|---|",
-        f"| chosen {c['kind']} ({c['confidence']}) | {' → '.join(c['members'])} | {thr} | "
+        f"| chosen {c['kind']} ({c.get('tile_confidence', c['confidence'])}) | {' → '.join(c['members'])} | {thr} | "
         f"{_pct(c['val_accuracy'])} | {_pct(c['test_accuracy'])} | {_m(mean_macs)} | {_m(c['worst_macs'])} | "
         f"{c.get('exit_histogram')} |",
         f"| largest member | {largest['name']} | – | {_pct(la.get('validation'))} | {_pct(la.get('test'))} | "
@@ -86,6 +89,13 @@ def build_report_markdown(manifest: dict, root=None) -> str:
                "committee end to end.")
         )
     lines += _end_to_end(c)
+    if dense:
+        tiled = largest.get("tiled_accuracy", {})
+        seg = manifest.get("segmentation", {})
+        lines.append(
+            f"\nThe largest member run on every {seg.get('tile')} tile with a {seg.get('margin')} px margin: "
+            f"mIoU {_pct(tiled.get('validation'))} % validation, {_pct(tiled.get('test'))} % test, "
+            f"{_m(largest.get('window_macs', 0) * seg.get('tiles_per_frame', 0))} M MACs per frame.")
     if c.get("cost_unit") == "ms" and c.get("cost_model"):
         cm = c["cost_model"]
         lines.append(

@@ -55,6 +55,27 @@ class _Parser(argparse.ArgumentParser):
             print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
             sys.exit(1)
         super().error(message)
+#: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
+DENSE_COMMANDS = ("build", "inspect")
+
+
+def _check_task(args) -> None:
+    """Refuse a segmentation bundle for a command that runs classifiers only (issue 23: not built yet)."""
+    bundle = getattr(args, "bundle", None)
+    if args.command in DENSE_COMMANDS or not bundle:
+        return
+    import json
+    from pathlib import Path
+
+    path = Path(bundle) / "manifest.json"
+    try:
+        task = json.loads(path.read_text(encoding="utf-8")).get("task", "classification")
+    except (OSError, ValueError, AttributeError):
+        return  # the command reports an unreadable bundle itself
+    if task != "classification":
+        raise EdgeCommitteeError(
+            f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far "
+            f"(segmentation: build, inspect, and the Python API edge_committee.load(...).predict(frames))")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -99,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with _sigterm_like_ctrl_c():
         try:
             check_numbers(args.command, args)
+            _check_task(args)
             return _module(args.command).run(args)
         except EdgeCommitteeError as exc:
             print(f"error: {safe_text(exc, MAX_ERROR_CHARS)}", file=sys.stderr)

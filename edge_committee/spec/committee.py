@@ -26,6 +26,8 @@
     combiner: learned             # or average (default); or {kind: learned, folds: 5, l2: 0.001}
     evaluation: {batch_size: 256, threads: 2}
     export: {opset: 17, parity_tolerance: 1.0e-4}
+    task: classification          # default; or segmentation with a tile grid (see spec/dense.py):
+    # segmentation: {tile: 64, margin: 8, confidence: mean_max_prob}
 
 Relative paths are resolved against the spec file's folder. Every error names the key, the
 value (shortened) and what is allowed (:class:`~edge_committee.errors.SpecError`).
@@ -54,6 +56,7 @@ from typing import Any, Mapping
 from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS
 from edge_committee.data.readers import FORMATS
 from edge_committee.errors import SpecError
+from edge_committee.spec.dense import SegmentationSpec, check_segmentation_members, parse_segmentation, parse_task
 from edge_committee.spec.preprocess import Preprocessing
 
 BUDGET_KINDS = ("worst", "mean")
@@ -136,6 +139,8 @@ class CommitteeSpec:
     calibration: Mapping[str, Any] | None = None
     source: Path | None = None
     combiner: Any = None  #: ``None``/"average", "learned" or a mapping (see select.learned.CombinerConfig)
+    task: str = "classification"  #: classification | segmentation (see :mod:`edge_committee.spec.dense`)
+    segmentation: SegmentationSpec | None = None  #: the tile grid of a segmentation committee
 
     def member(self, name: str) -> MemberSpec:
         for m in self.members:
@@ -378,7 +383,7 @@ def _budget(raw: Any) -> Budget:
 def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> CommitteeSpec:
     """Validate a parsed spec; relative paths resolve against ``base_dir``."""
     top = {"name", "labels", "labels_file", "members", "data", "budget", "selection",
-           "evaluation", "export", "precision", "calibration", "combiner"}
+           "evaluation", "export", "precision", "calibration", "combiner", "task", "segmentation"}
     d = _check_keys(raw, top, "spec", ("members", "data"))
     name = d.get("name", source.stem if source else "committee")
     if not isinstance(name, str) or not 0 < len(name) <= 200:
@@ -395,6 +400,13 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
         dup = next(n for n in names if names.count(n) > 1)
         raise SpecError(f"members: the name {dup!r} is used twice; member names must be unique")
     members = _resolve_shares(members)
+    task = parse_task(d.get("task", "classification"))
+    segmentation = parse_segmentation(d.get("segmentation"), task)
+    if segmentation is not None:
+        check_segmentation_members(members, segmentation)
+        if d.get("combiner") not in (None, "average"):
+            raise SpecError("combiner: a segmentation committee averages its members' probabilities; "
+                            "remove 'combiner' or set it to 'average'")
     sel = _check_keys(d.get("selection") or {}, {"confidence", "max_members", "order", "stage_overhead"}, "selection")
     ev = _check_keys(d.get("evaluation") or {}, {"batch_size", "threads"}, "evaluation")
     ex = _check_keys(d.get("export") or {}, {"opset", "parity_tolerance"}, "export")
@@ -428,6 +440,8 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
         calibration=d.get("calibration"),
         source=source,
         combiner=_combiner(d.get("combiner")),
+        task=task,
+        segmentation=segmentation,
     )
 
 

@@ -29,6 +29,8 @@ class BaseRunner(abc.ABC):
         #: device compute time of the last ``infer`` call in ms (e.g. from CUDA events), for
         #: backends that can tell it from the end-to-end time; None where they cannot
         self.last_compute_ms: float | None = None
+        #: rank of the output: 2 for a classifier (N, C), 4 for a dense member (N, C, H, W)
+        self.output_rank = 2
 
     # -- context manager ------------------------------------------------------------------
     def __enter__(self) -> "BaseRunner":
@@ -65,15 +67,16 @@ class BaseRunner(abc.ABC):
                         f"{self.name}: input has shape {batch.shape}, expected {tuple(expected)} "
                         f"(dimension {i} differs); check the member's preprocessing"
                     )
-        if batch.shape[0] == 0:
+        if batch.shape[0] == 0 and self.output_rank == 2:
             return np.zeros((0, self.num_classes()), np.float32)
         start = time.perf_counter()
         out = np.asarray(self.infer_impl(batch))
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
-        if out.ndim != 2 or out.shape[0] != batch.shape[0]:
+        if out.ndim != self.output_rank or out.shape[0] != batch.shape[0]:
+            expected = "(batch, classes)" if self.output_rank == 2 else "(batch, classes, height, width)"
             raise RuntimeError(
                 f"{self.name}: backend returned shape {out.shape} for a batch of {batch.shape[0]}; "
-                "expected (batch, classes)"
+                f"expected {expected}"
             )
         return out
 
