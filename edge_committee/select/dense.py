@@ -60,6 +60,8 @@ class _Data:
 
     stage_costs = None
     per_call_cost = 0.0
+    val_labels = None  #: per-pixel labels live in the confusion matrices (no per-sample class check)
+    num_classes = 0
 
     def __init__(self, costs: dict[str, float], has_test: bool) -> None:
         self.costs = costs
@@ -150,6 +152,10 @@ def sequence_front(stats: DenseSplitStats, members: tuple[str, ...], costs: Dens
 @dataclasses.dataclass
 class DenseFrontier(Frontier):
     """A :class:`Frontier` whose accuracy is mIoU and whose cost is MACs per frame."""
+
+    def with_intervals(self, candidates: Sequence[Candidate], level: float) -> list[Candidate]:
+        """mIoU is not a proportion of independent samples, so no binomial interval: candidates unchanged."""
+        return list(candidates)
 
     val_stats: DenseSplitStats | None = dataclasses.field(default=None, repr=False)
     test_stats: DenseSplitStats | None = dataclasses.field(default=None, repr=False)
