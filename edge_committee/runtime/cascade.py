@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Self, Sequence
 
 import numpy as np
 
@@ -108,7 +108,29 @@ class HostLoop(Executor):
         return Prediction(state.label, state.mean_probs(), state.conf, state.exit_stage, state.flag, self.labels)
 
 
-class CascadeModel:
+class ExecutorLifecycle:
+    """A loaded model's lifecycle: ``with`` (or the first ``predict``) activates ``self.executor``,
+    :meth:`close` (or leaving the ``with``) frees it. Subclasses set ``executor`` and ``_active``."""
+
+    executor: Executor
+    _active: bool = False
+
+    def __enter__(self) -> Self:
+        if not self._active:
+            self.executor.activate()
+            self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._active:
+            self.executor.deactivate()
+        self._active = False
+
+
+class CascadeModel(ExecutorLifecycle):
     """A loaded bundle. Use as a context manager, or call :meth:`close` when done.
 
     Args:
@@ -186,20 +208,6 @@ class CascadeModel:
     def member_path(self, name: str) -> Path:
         """The file of member ``name`` inside the bundle."""
         return self.root / self.by_name[name]["file"]
-
-    def __enter__(self) -> "CascadeModel":
-        if not self._active:
-            self.executor.activate()
-            self._active = True
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._active:
-            self.executor.deactivate()
-        self._active = False
 
     def predict(self, images: np.ndarray | Sequence[np.ndarray]) -> Prediction:
         """Classify raw uint8 images: an (N, H, W[, C]) array or a list of (H, W[, C]) arrays.

@@ -21,6 +21,7 @@ from edge_committee.backend import runner_for
 from edge_committee.bundle import read_manifest
 from edge_committee.cascade.tiles import TileGrid, TileState, finish, resize_logits, tile_gate_step
 from edge_committee.errors import BundleError, EdgeCommitteeError
+from edge_committee.runtime.cascade import ExecutorLifecycle
 from edge_committee.spec.preprocess import Preprocessing
 
 
@@ -158,7 +159,7 @@ class TorchTileLoop:
                                       np.zeros(tuple(r.tile_exit_stage.shape), np.int32), self.labels, r.tiles_run)
 
 
-class SegmentationModel:
+class SegmentationModel(ExecutorLifecycle):
     """A loaded segmentation bundle (``task: segmentation``). Use as a context manager, or call :meth:`close`.
 
     Args:
@@ -199,20 +200,6 @@ class SegmentationModel:
         else:
             raise EdgeCommitteeError(f"backend {backend!r} cannot run a segmentation bundle yet; use "
                                      f"{', '.join(MEMBER_BACKENDS)} or torch-cuda")
-        self._active = False
-
-    def __enter__(self) -> "SegmentationModel":
-        if not self._active:
-            self.executor.activate()
-            self._active = True
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._active:
-            self.executor.deactivate()
         self._active = False
 
     def predict(self, images) -> SegmentationPrediction:
