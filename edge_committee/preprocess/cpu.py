@@ -123,9 +123,15 @@ def _is_pil_luma(color: np.ndarray) -> bool:
 # ------------------------------------------------------------------------------------- resize
 @functools.lru_cache(maxsize=1)
 def _ext():
-    """The compiled extension (``edge_committee._C``) when it has the resampler, else None."""
-    from edge_committee.gate import _ext as gate_ext
+    """The compiled extension (``edge_committee._C``) when it has the resampler, else None.
 
+    None also where the gate package is absent: a Triton model's copied SDK holds the pure-Python
+    modules only, and runs the NumPy reference.
+    """
+    try:
+        from edge_committee.gate import _ext as gate_ext
+    except ImportError:
+        return None
     mod = gate_ext.load()
     return mod if mod is not None and hasattr(mod, "resample_u8") else None
 
