@@ -123,6 +123,12 @@ def find_profile(root: str | os.PathLike, manifest: dict, backend: str = "onnxrt
             f"profiles in the bundle: {have}; make one with: {profile_command(where, backend, threads)}"
         )
     doc = read_profile(Path(root) / entry["file"])
+    stale = _stale_members(doc, manifest)
+    if stale:  # e.g. `adapt` swapped a member's file after the profile timed the old one
+        raise EdgeCommitteeError(
+            f"{where}: the latency profile {current['key']} timed other files for members {', '.join(stale)} than "
+            f"the bundle holds now (changed since it was measured, e.g. by adapt); re-profile with: "
+            f"{profile_command(where, backend, threads)}")
     changes = version_changes(doc["fingerprint"], current)
     if changes:
         LOG.warning("warning: the profile %s was measured with other library versions (%s); re-profile if "
@@ -183,8 +189,16 @@ def _check_members(doc: dict, manifest: dict, path: Path) -> None:
             f"{path}: the profile has no timings for member {missing[0]!r} of this bundle "
             f"(it has {', '.join(doc['members'])}); profile this bundle with: edge-committee profile BUNDLE"
         )
-    changed = [n for n in members if doc["members"][n].get("sha256") not in ("", None, members[n].get("sha256"))]
+    changed = _stale_members(doc, manifest)
     if changed:
         LOG.warning("warning: %s timed other files for members %s than this bundle holds", path, changed)
 
 
+def _stale_members(doc: dict, manifest: dict) -> list[str]:
+    """Members whose file's sha256 differs from the one the profile recorded when it timed them."""
+    stale = []
+    for m in manifest["members"]:
+        timed = (doc.get("members") or {}).get(m["name"]) or {}
+        if timed.get("sha256") not in ("", None, m.get("sha256")):
+            stale.append(m["name"])
+    return stale

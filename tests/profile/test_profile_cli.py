@@ -214,3 +214,24 @@ def test_profile_at_a_camera_size(built_bundle: Path, tmp_path: Path, capsys):
     assert main([*argv, "--source-size", "1080 by 1920"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "'1080 by 1920' is not a size WxH" in err and "1920x1080" in err
+
+
+def test_a_profile_of_a_members_earlier_file_is_not_used(profiled_bundle: Path, capsys):
+    """t3 LOW #20 (K6): after `adapt` swapped a member's file, the profile that timed the old file is refused
+    (its recorded sha256 no longer matches), naming the member and the command that re-profiles."""
+    from edge_committee.bundle import read_manifest
+    from edge_committee.bundle.bundle import edit_bundle
+
+    manifest = read_manifest(profiled_bundle)
+    entry = next(iter(manifest["profiles"].values()))
+    member = manifest["members"][0]["name"]
+    with edit_bundle(profiled_bundle) as ed:  # the profile as it was when the member had another file
+        path = ed.path / entry["file"]
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["members"][member]["sha256"] = "0" * 64
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        ed.add(entry["file"])
+    capsys.readouterr()
+    assert main(["select", str(profiled_bundle), "--budget-ms", "100", "--threads", "1", "--batch", "4"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"timed other files for members {member}" in err and "edge-committee profile" in err
