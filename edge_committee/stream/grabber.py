@@ -60,6 +60,7 @@ class Grabber:
         self.dropped = 0  #: frames overwritten before the consumer took them (latest policy)
         self.stale = 0  #: frames the batcher found older than its staleness limit
         self.reconnects = 0  #: successful reopens
+        self.reconnect_attempts = 0  #: reopens tried (each a ``reconnecting`` event)
         self.delivered = 0  #: frames taken by the consumer
         self.last_frame_mono: float | None = None
         self.period: float | None = None  #: smoothed time between captured frames, s
@@ -193,6 +194,7 @@ class Grabber:
             return False
         delay = min(c.backoff_max, c.backoff * 2 ** attempt) * self.rng.uniform(1 - JITTER, 1 + JITTER)
         self._set_state("reconnecting")
+        self.reconnect_attempts += 1
         self._event("reconnecting", f"reopening in {delay:.2f} s (attempt {attempt + 1})",
                     attempt=attempt + 1, delay_s=round(delay, 3))
         return not self._stop.wait(delay)

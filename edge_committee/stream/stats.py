@@ -71,6 +71,7 @@ class StreamStats:
                 "state": g.state, "captured": g.captured, "processed": self.processed[g.name],
                 "capture_fps": round(g.captured / elapsed, 2), "fps": round(self.processed[g.name] / elapsed, 2),
                 "dropped": g.dropped + g.stale, "dropped_stale": g.stale, "reconnects": g.reconnects,
+                "reconnect_attempts": getattr(g, "reconnect_attempts", g.reconnects),
                 "latency_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
                 "latency_p95_ms": round(float(np.percentile(lat, 95)), 2) if lat.size else None,
             }
@@ -95,9 +96,15 @@ def format_stats(snap: dict, title: str = "stats") -> str:
               f"({snap['fps']:.1f} fps)")]
     for name, s in snap["sources"].items():
         lines.append(f"  {name}: {s['state']}, {s['processed']}/{s['captured']} frames, {s['fps']:.1f} fps "
-                     f"(capture {s['capture_fps']:.1f}), dropped {s['dropped']}, reconnects {s['reconnects']}, "
+                     f"(capture {s['capture_fps']:.1f}), dropped {s['dropped']}, {_reconnects(s)}, "
                      f"latency p50 {ms(s['latency_p50_ms'])} ms p95 {ms(s['latency_p95_ms'])} ms")
     for st in snap["stages"]:
         lines.append(f"  stage {st['stage']} ({st['member']}): {st['batches']} batches, mean batch "
                      f"{st['mean_batch']:.2f} (fill {st['fill']:.0%}), exits {st['exits']}")
     return "\n".join(lines)
+
+
+def _reconnects(s: dict) -> str:
+    """``reconnects N``, and the attempts when some failed (``reconnects 0 of 8 attempts``)."""
+    tried = s.get("reconnect_attempts", s["reconnects"])
+    return f"reconnects {s['reconnects']}" + (f" of {tried} attempts" if tried != s["reconnects"] else "")

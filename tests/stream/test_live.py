@@ -78,6 +78,12 @@ def test_open_failures_back_off_exponentially_then_give_up(model):
         assert 0.02 * 2 ** k * 0.75 <= d <= 0.02 * 2 ** k * 1.25
     errors = [e.message for e in events if e.kind == "error" and e.source == bad]
     assert "gave up after 3 reconnect attempts" in errors[-1]
+    # t3 LOW #21: the summary counts the attempts, not only the reopens that worked
+    bad_summary = pipe.summary["sources"][bad]
+    assert bad_summary["reconnects"] == 0 and bad_summary["reconnect_attempts"] == 3
+    from edge_committee.stream.stats import format_stats
+
+    assert "reconnects 0 of 3 attempts" in format_stats(pipe.summary)
     # the other source kept serving: all 30 frames of it
     assert [r.frame_index for r in results if r.source == good] == list(range(30))
     assert pipe.failed == [errors[-1]]
