@@ -81,12 +81,17 @@ def read_profile(path: str | os.PathLike) -> dict:
         if len(data) > _MAX_BYTES:
             raise EdgeCommitteeError(f"the latency profile {os.fspath(path)} is larger than {_MAX_BYTES >> 20} MiB; "
                                      "it is not a profile")
-        doc = json.loads(data.decode("utf-8"))
+        doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except OSError as exc:
         raise EdgeCommitteeError(f"cannot read the latency profile {os.fspath(path)}: {exc}") from None
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or nested too deeply
         raise EdgeCommitteeError(f"the latency profile {os.fspath(path)} is not JSON: {exc}") from None
     return check_profile(doc, path)
+
+
+def _no_constant(name: str):
+    """JSON's non-standard NaN/Infinity: a timing that is not a number would pass the schema's bounds."""
+    raise ValueError(f"{name} is not a timing (a profile holds finite numbers only)")
 
 
 def is_device_profile(path: str | os.PathLike) -> bool:

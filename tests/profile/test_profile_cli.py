@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 from pathlib import Path
 
@@ -235,3 +236,19 @@ def test_a_profile_of_a_members_earlier_file_is_not_used(profiled_bundle: Path, 
     assert main(["select", str(profiled_bundle), "--budget-ms", "100", "--threads", "1", "--batch", "4"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"timed other files for members {member}" in err and "edge-committee profile" in err
+
+
+def test_a_profile_with_a_nan_timing_is_refused(profiled_bundle: Path):
+    """t3 LOW #16 (L8): ``NaN`` passed the schema's ``minimum: 0`` (every comparison with NaN is false)."""
+    from edge_committee.bundle import read_manifest
+    from edge_committee.errors import EdgeCommitteeError
+    from edge_committee.profile.store import read_profile
+
+    entry = next(iter(read_manifest(profiled_bundle)["profiles"].values()))
+    path = profiled_bundle / entry["file"]
+    text = path.read_text(encoding="utf-8")
+    bad = profiled_bundle.parent / "nan_profile.json"
+    bad.write_text(re.sub(r'"median_ms": [0-9.e+-]+', '"median_ms": NaN', text, count=1), encoding="utf-8")
+    assert read_profile(path)  # the original reads
+    with pytest.raises(EdgeCommitteeError, match="NaN is not a timing"):
+        read_profile(bad)
