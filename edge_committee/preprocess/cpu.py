@@ -54,7 +54,7 @@ def resize(plan: PreprocessPlan, x: np.ndarray, mode: str = "exact") -> tuple[np
     if _native_luma(plan, x):  # Pillow's L and both passes in one native call (gray is exact in fast mode too)
         (rs, rc), (cs, cc) = _band(h, x.shape[1], True), _band(w, x.shape[2], True)
         return _ext().resample_u8(x, rs, rc, cs, cc, plan.vertical_first, PIL_PRECISION_BITS, True), channel_of
-    if _selection(plan.color) is None:  # a mix (luma): before the resize, as Pillow and torchvision do
+    if plan.color_selection is None:  # a mix (luma): before the resize, as Pillow and torchvision do
         x = _mix(plan, x)
     if plan.exact:
         if mode == "fast":
@@ -87,15 +87,8 @@ def normalize(plan: PreprocessPlan, values: np.ndarray, channel_of: tuple[int, .
 # ------------------------------------------------------------------------------------- colour
 def channels(plan: PreprocessPlan) -> tuple[int, ...]:
     """The resized channel each output channel reads (a selection's columns; a mix's outputs in order)."""
-    sel = _selection(plan.color)
+    sel = plan.color_selection
     return sel if sel is not None else tuple(range(plan.out_channels))
-
-
-def _selection(color: np.ndarray) -> tuple[int, ...] | None:
-    """For a 0/1 matrix with one 1 per output column: the input channel of each output channel."""
-    if np.all((color == 0) | (color == 1)) and np.all(color.sum(axis=0) == 1):
-        return tuple(int(i) for i in color.argmax(axis=0))
-    return None
 
 
 def _mix(plan: PreprocessPlan, x: np.ndarray) -> np.ndarray:

@@ -46,11 +46,6 @@ def rounds_between_steps(plan: PreprocessPlan) -> bool:
     return plan.exact
 
 
-def _is_identity(m: np.ndarray) -> bool:
-    # the same test PreprocessPlan.apply uses to skip a step (so a skipped round/clip is skipped here too)
-    return m.ndim == 2 and m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0], dtype=m.dtype))
-
-
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise FusedExportError(f"preprocessing precision {precision!r} is not known; use {' or '.join(PRECISIONS)}")
@@ -134,9 +129,9 @@ _TAPS_PER_CARRY = 32
 
 def exact_in_float32(plan: PreprocessPlan) -> bool:
     """Whether a rounding plan can be computed bit for bit in float32 (see :func:`_split_resize_step`)."""
-    color = np.asarray(plan.color, np.float64) * 65536
+    color = plan.color_fixed16
     return (plan.exact and all(s.fixed_is_exact for s in plan.steps)
-            and np.array_equal(color, np.rint(color)) and color.sum(axis=0).max() <= 65536)
+            and color is not None and int(color.sum(axis=0).max()) <= 65536)
 
 
 def _split_resize_step(g: GraphBuilder, x: str, step: ResizeStep) -> str:
@@ -178,9 +173,9 @@ def _split_resize_step(g: GraphBuilder, x: str, step: ResizeStep) -> str:
     return g.op("Clip", [y, g.const(np.float32(0.0), "lo"), g.const(np.float32(255.0), "hi")], "clipped")
 
 
-def _exact_luma(g: GraphBuilder, x: str, color: np.ndarray) -> str:
+def _exact_luma(g: GraphBuilder, x: str, plan: PreprocessPlan) -> str:
     """The colour mix with 16-bit weights in float32, exactly (Mul + ReduceSum, no MatMul), rounded as Pillow."""
-    w = (np.asarray(color, np.float64) * 65536).astype(np.float32)  # (C_in, C_out) integers
+    w = plan.color_fixed16.astype(np.float32)  # (C_in, C_out) integers below 2**16
     picked = g.op("Unsqueeze", [x, g.const(np.array([-1], np.int64), "last")], "pixels")  # (M, H, W, C_in, 1)
     y = g.op("ReduceSum", [g.op("Mul", [picked, g.const(w, "luma")], "weighted_c"),
                            g.const(np.array([3], np.int64), "channel_axis")], "luma_sum", keepdims=0)
@@ -202,9 +197,9 @@ def add_preprocessing(g: GraphBuilder, plan: PreprocessPlan, images: str, out: s
     dtype = np.float64 if wide else np.float32
     y = g.op("Cast", [images], "images_f64", to=tp.DOUBLE) if wide else images  # 0..255: exact
     color = np.ascontiguousarray(plan.color, dtype)
-    if not _is_identity(color):  # (M, H, W, C_in) @ (C_in, C_out)
+    if not plan.color_is_identity:  # (M, H, W, C_in) @ (C_in, C_out)
         if split and plan.color_round:
-            y = _exact_luma(g, y, plan.color)
+            y = _exact_luma(g, y, plan)
         else:
             y = g.op("MatMul", [y, g.const(color, "color")], "colored")
             if plan.color_round:

@@ -157,6 +157,21 @@ class PreprocessPlan:
     def color_is_identity(self) -> bool:
         return _is_identity(self.color)
 
+    @functools.cached_property
+    def color_selection(self) -> tuple[int, ...] | None:
+        """For a 0/1 colour matrix with one 1 per output (gray to RGB, BGR): the input channel each
+        output channel takes; None for a mix (luma)."""
+        if np.all((self.color == 0) | (self.color == 1)) and np.all(self.color.sum(axis=0) == 1):
+            return tuple(int(i) for i in self.color.argmax(axis=0))
+        return None
+
+    @functools.cached_property
+    def color_fixed16(self) -> np.ndarray | None:
+        """The colour matrix times 2**16 as int32 when that is exact (selections, PIL's luma), else None:
+        integer (or exact float32) execution of the mix."""
+        scaled = self.color.astype(np.float64) * (1 << 16)
+        return scaled.astype(np.int32) if np.array_equal(scaled, np.rint(scaled)) else None
+
     def step(self, axis: str) -> ResizeStep | None:
         """The resize step along ``axis`` (``h`` or ``w``), if the plan has one."""
         return next((s for s in self.steps if s.axis == axis), None)

@@ -36,10 +36,6 @@ TAPS_PER_GATHER = 4
 _LUMA_BITS = 16
 
 
-def _identity(m) -> bool:
-    return m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0], dtype=m.dtype))
-
-
 class TorchPlan:
     """A :class:`PreprocessPlan` on ``device``: call it on uint8 (B, H, W, C_in) -> float32 member input.
 
@@ -55,14 +51,13 @@ class TorchPlan:
         torch = require("torch")
         self.plan = plan
         self.dtype = dtype or torch.float32
-        representable = all(s.fixed_is_exact for s in plan.steps) and _luma_fixed(plan.color) is not None
+        representable = all(s.fixed_is_exact for s in plan.steps) and plan.color_fixed16 is not None
         self.integer = exact and plan.exact and representable
         self.work = torch.int32 if self.integer else (
             torch.float64 if exact and plan.exact else torch.float32)
-        self.color = None if _identity(plan.color) else torch.as_tensor(
-            _luma_fixed(plan.color) if self.integer else plan.color, dtype=self.work).to(device)
-        #: integer colour: a 0/1 selection needs no shift, PIL's luma 16 bits
-        self.color_bits = 0 if np.all((plan.color == 0) | (plan.color == 1)) else _LUMA_BITS
+        #: integer runs take the mix in 16-bit fixed point (PIL's luma, or a selection times 2**16)
+        self.color = None if plan.color_is_identity else torch.as_tensor(
+            plan.color_fixed16 if self.integer else plan.color, dtype=self.work).to(device)
         self.steps = []
         for s in plan.steps:
             if s.is_identity:
@@ -100,11 +95,12 @@ class TorchPlan:
         torch = require("torch")
         y = x.to(self.work)
         if self.color is not None:
-            y = y @ self.color
-            if self.integer and self.color_bits:
-                y = self._round_clip(y, self.color_bits)  # PIL's luma always rounds
+            # C_in <= 3: a broadcast multiply-sum, which (unlike an int32 matmul) CUDA runs for integers too
+            y = (y.unsqueeze(-1) * self.color).sum(-2, dtype=self.work)
+            if self.integer:  # back from 16-bit fixed point: PIL's rounded luma; a selection's values unchanged
+                y = self._round_clip(y, _LUMA_BITS)
             elif self.plan.color_round:
-                y = y.clamp_(0, 255) if self.integer else self._round_clip(y)
+                y = self._round_clip(y)
         for dim, n_out, groups, round_clip in self.steps:
             y = self._resize(y, dim, n_out, groups)
             if round_clip:
@@ -116,17 +112,3 @@ class TorchPlan:
             y = y.permute(0, 3, 1, 2)
         out = torch.empty(y.shape, dtype=self.dtype, device=y.device)
         return out.copy_(y)  # layout and dtype in one copy
-
-
-def _luma_fixed(color: np.ndarray) -> np.ndarray | None:
-    """The colour matrix for integer execution: 0/1 selections as they are, PIL's luma scaled by 2**16.
-
-    None when the matrix has other fractions (it then runs in floating point).
-    """
-    color = np.asarray(color, np.float64)
-    if np.all((color == 0) | (color == 1)):
-        return color.astype(np.int32)
-    scaled = color * (1 << _LUMA_BITS)
-    if np.array_equal(scaled, np.rint(scaled)):
-        return scaled.astype(np.int32)
-    return None
