@@ -63,7 +63,21 @@ class Executor:
         raise NotImplementedError
 
 
-class HostLoop(Executor):
+class RunnerLoop(Executor):
+    """An executor whose members are ``self.runners`` (each activated and freed with it)."""
+
+    runners: list
+
+    def activate(self) -> None:
+        for r in self.runners:
+            r.activate()
+
+    def deactivate(self) -> None:
+        for r in self.runners:
+            r.deactivate()
+
+
+class HostLoop(RunnerLoop):
     """The cascade loop, written once, over any member runners and any gate step.
 
     Stage ``k`` preprocesses and runs member ``k`` on the active samples only, then the gate
@@ -86,14 +100,6 @@ class HostLoop(Executor):
         self.confidence = confidence
         self.labels = labels
         self.gate_step = gate_step_fn
-
-    def activate(self) -> None:
-        for r in self.runners:
-            r.activate()
-
-    def deactivate(self) -> None:
-        for r in self.runners:
-            r.deactivate()
 
     def run(self, images) -> Prediction:
         n, k_total = len(images), len(self.runners)
@@ -228,10 +234,12 @@ class CascadeModel(ExecutorLifecycle):
             return self.executor.run(batch)
 
 
-#: From about this many raw pixels per call, the preprocessing products are large enough for
-#: OpenBLAS to wake its threads, which then spin and take the cores the member backend needs
-#: (phi4 at batch 64 ran 2x slower right after phi0's preprocessing). Below it, BLAS stays on
-#: one thread by itself and limiting it would only cost threadpoolctl's ~25 us.
+#: From about this many raw pixels per call, the NumPy products left on the host (torch-style colour
+#: mixes, the reference resize where the extension is not built, a learned combiner) are large enough
+#: for OpenBLAS to wake its threads, which then spin and take the cores the member backend needs
+#: (phi4 at batch 64 ran 2x slower right after phi0's preprocessing, when every resize was such a
+#: product). Below it, BLAS stays on one thread by itself and limiting it would only cost
+#: threadpoolctl's ~25 us.
 _BLAS_THREADED_PIXELS = 1 << 14
 
 

@@ -21,7 +21,7 @@ from edge_committee.backend import runner_for
 from edge_committee.bundle import read_manifest
 from edge_committee.cascade.tiles import TileGrid, TileState, finish, resize_logits, tile_gate_step
 from edge_committee.errors import BundleError, EdgeCommitteeError
-from edge_committee.runtime.cascade import ExecutorLifecycle
+from edge_committee.runtime.cascade import ExecutorLifecycle, RunnerLoop
 from edge_committee.spec.preprocess import Preprocessing
 
 
@@ -60,7 +60,7 @@ def _frames(images) -> np.ndarray | list[np.ndarray]:
     return [im[..., None] if im.ndim == 2 else im for im in out]
 
 
-class TileHostLoop:
+class TileHostLoop(RunnerLoop):
     """The tile cascade over member runners (see the module docstring)."""
 
     def __init__(self, runners, preprocessing: Sequence[Preprocessing], grid: TileGrid, thresholds: Sequence[float],
@@ -74,14 +74,6 @@ class TileHostLoop:
         self.confidence = confidence
         self.labels = list(labels)
         self.frame = tuple(self.preprocessing[0].size)
-
-    def activate(self) -> None:
-        for r in self.runners:
-            r.activate()
-
-    def deactivate(self) -> None:
-        for r in self.runners:
-            r.deactivate()
 
     def run(self, images) -> SegmentationPrediction:
         frames = _frames(images)
