@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-from fractions import Fraction
 
 import numpy as np
 
@@ -27,10 +26,10 @@ from edge_committee._lazy import require
 from edge_committee.stream.sinks.base import Sink
 from edge_committee.stream.sinks.overlay import draw_overlay
 from edge_committee.stream.sinks.rtsp_server import TS_PACKET, RtspServer
+from edge_committee.stream.sinks.video import MS, add_video_stream
 from edge_committee.stream.types import SourceError, StreamBatch, redact
 
 log = logging.getLogger("edge_committee.stream")
-MS = Fraction(1, 1000)
 #: scheme -> FFmpeg muxer
 FORMATS = {"udp": "mpegts", "rtp": "rtp_mpegts", "rtsp": "rtsp"}
 _URL = re.compile(r"^(udp|rtp|rtsp)://([^/?#]+?)(?::(\d+))?(/[^?#]*)?$")
@@ -80,13 +79,8 @@ class _Stream:
         except (av.FFmpegError, OSError) as exc:
             raise SourceError(f"sink {redact(url)}: cannot open the output stream ({redact(str(exc))}); for "
                               "rtsp:// an RTSP server must listen there (e.g. MediaMTX)") from None
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        opts = {"preset": "ultrafast", "tune": "zerolatency", "g": "25"} if codec == "libx264" else {"g": "25"}
-        self.stream = self.container.add_stream(codec, rate=25, options=opts)
-        self.h, self.w = shape[0] // 2 * 2, shape[1] // 2 * 2
-        self.stream.width, self.stream.height = self.w, self.h
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = MS
+        self.stream, self.h, self.w = add_video_stream(av, self.container, shape,
+                                                       {"preset": "ultrafast", "tune": "zerolatency"})
         self.t0: float | None = None
         self.last_pts = -1
         self.frames = 0

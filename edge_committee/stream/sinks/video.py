@@ -35,6 +35,20 @@ from edge_committee.stream.types import SourceError, StreamBatch
 MS = Fraction(1, 1000)
 
 
+def add_video_stream(av, container, shape: tuple[int, int], x264_options: dict):
+    """An H.264 stream in ``container`` for frames of ``shape`` (MPEG-4 Part 2 where PyAV has no libx264):
+    25 fps, a keyframe every 25 frames, yuv420p at the even size below ``shape``, a 1 ms time base.
+    Returns (stream, height, width)."""
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    stream = container.add_stream(codec, rate=25, options=x264_options if codec == "libx264" else {})
+    stream.codec_context.gop_size = 25
+    h, w = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sizes
+    stream.width, stream.height = w, h
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = MS
+    return stream, h, w
+
+
 def output_paths(target: str, n_sources: int) -> list[Path]:
     """The file of each source: ``target`` itself for one source, ``stem-i.suffix`` for several."""
     p = Path(target)
@@ -68,13 +82,8 @@ class _Writer:
         # a fragment per keyframe, each written through at once (else 256 KiB sit in the I/O buffer)
         options = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"} if fragmented else {}
         self.container = av.open(str(self.tmp), mode="w", format=_FORMATS.get(path.suffix.lower()), options=options)
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        self.stream = self.container.add_stream(codec, rate=25, options={"preset": "veryfast"} if codec == "libx264" else {})
-        self.stream.codec_context.gop_size = 25  # a keyframe, hence a fragment, about every second
-        self.h, self.w = shape[0] // 2 * 2, shape[1] // 2 * 2  # yuv420p needs even sizes
-        self.stream.width, self.stream.height = self.w, self.h
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.codec_context.time_base = MS
+        # a keyframe, hence a fragment, about every second
+        self.stream, self.h, self.w = add_video_stream(av, self.container, shape, {"preset": "veryfast"})
         self.t0: float | None = None
         self.last_pts = -1
         self.frames = 0
