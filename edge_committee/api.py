@@ -15,16 +15,22 @@ def load(bundle: str | os.PathLike, backend: str = "onnxrt", threads: int | None
     ``gate``: ``auto`` uses the C++ gate when the extension is built, else the NumPy reference;
     ``numpy`` forces the reference. ``**options`` go to the backend (e.g. ``precision="fp16"`` for
     ``torch-cuda``). A segmentation bundle (``task: segmentation``) loads as a
-    :class:`~edge_committee.runtime.tiles.SegmentationModel` (``gate`` does not apply).
+    :class:`~edge_committee.runtime.tiles.SegmentationModel` (``gate`` does not apply), a video
+    bundle (``task: video``) as a :class:`~edge_committee.runtime.clips.VideoModel` (``predict`` takes clips).
     """
     from pathlib import Path
 
     from edge_committee.bundle.manifest import MANIFEST, parse_manifest
 
-    if parse_manifest(Path(bundle) / MANIFEST).get("task") == "segmentation":
+    task = parse_manifest(Path(bundle) / MANIFEST).get("task")
+    if task == "segmentation":
         from edge_committee.runtime.tiles import SegmentationModel
 
         return SegmentationModel(bundle, backend=backend, threads=threads, verify=verify, **options)
+    if task == "video":
+        from edge_committee.runtime.clips import VideoModel
+
+        return VideoModel(bundle, backend=backend, threads=threads, verify=verify, gate=gate, **options)
     return CascadeModel(bundle, backend=backend, threads=threads, verify=verify, gate=gate, **options)
 
 

@@ -100,6 +100,10 @@ def build(
         from edge_committee.pipeline_dense import build_segmentation
 
         return build_segmentation(spec, out, threads=threads, log=log, force=force, precision=precision)
+    if spec.task == "video":
+        from edge_committee.pipeline_video import build_video
+
+        return build_video(spec, out, threads=threads, log=log, force=force, precision=precision)
     mode = precision or spec.precision
     threads = threads or spec.threads
     cache = OutputCache(cache_dir, enabled=use_cache)
@@ -291,6 +295,8 @@ def _measured_checks(root: Path, manifest: dict, images: np.ndarray | None) -> N
     from edge_committee.profile import quick
 
     c, members = manifest["cascade"], manifest["members"]
+    if manifest.get("task", "classification") != "classification":
+        return  # the checks time image preprocessing and members on images
     needs_pp = any("preprocess_cost" not in m for m in members)
     if quick.check_seconds() <= 0 or not (needs_pp or c.get("cost_unit") == "MACs"):
         return

@@ -240,9 +240,11 @@ def check_schema(path: Path, manifest: dict) -> None:
 
 
 def _check_task(ck: _Checker, manifest: dict) -> None:
-    """``task`` (classification when absent) and a segmentation bundle's tile grid."""
+    """``task`` (classification when absent), a segmentation bundle's tile grid, a video bundle's clip and views."""
     task = manifest.get("task", "classification")
-    ck.choice("task", task, ("classification", "segmentation"))
+    ck.choice("task", task, ("classification", "segmentation", "video"))
+    if task == "video":
+        _check_video(ck, manifest)
     if task != "segmentation":
         return
     from edge_committee.cascade.tiles import TILE_CONFIDENCE
@@ -257,6 +259,19 @@ def _check_task(ck: _Checker, manifest: dict) -> None:
     ck.choice("segmentation.confidence", seg.get("confidence"), tuple(TILE_CONFIDENCE))
     if seg["frame"][0] % seg["tile"][0] or seg["frame"][1] % seg["tile"][1]:
         ck.fail("segmentation.tile", f"a tile size that divides the frame {seg['frame']}", seg["tile"])
+
+
+def _check_video(ck: _Checker, manifest: dict) -> None:
+    """The clip length, and every member's view fitting in it."""
+    clip = ck.mapping("video", manifest.get("video")).get("clip_frames")
+    if not _is_int(clip) or clip < 1:
+        ck.fail("video.clip_frames", "an integer >= 1", clip)
+    for i, m in enumerate(manifest["members"]):
+        view = ck.mapping(f"members[{i}].view", m.get("view"))
+        if set(view) != {"frames", "stride"} or not all(_is_int(v) and v >= 1 for v in view.values()):
+            ck.fail(f"members[{i}].view", "{frames: >= 1, stride: >= 1}", view)
+        if (view["frames"] - 1) * view["stride"] + 1 > clip:
+            ck.fail(f"members[{i}].view", f"a view that fits in the clip of {clip} frames", view)
 
 
 def _check_member(ck: _Checker, i: int, m: Any, labels: list) -> str:
@@ -293,9 +308,11 @@ def _check_preprocessing(ck: _Checker, where: str, m: dict) -> None:
                                      f"{where}.preprocessing")
     except (EdgeCommitteeError, TypeError, ValueError, OverflowError) as exc:
         raise BundleError(f"{ck.path}: {str(exc)[:300]}; rebuild the bundle") from None
-    if "input_shape" in m and m["input_shape"] != list(pp.input_shape(-1)):
-        ck.fail(f"{where}.input_shape", f"{list(pp.input_shape(-1))} (what its preprocessing makes)",
-                m["input_shape"])
+    shape = list(pp.input_shape(-1))
+    if isinstance(m.get("view"), dict):  # a video member: its frames stacked as (N, C, T, H, W)
+        shape = shape[:2] + [m["view"].get("frames")] + shape[2:]
+    if "input_shape" in m and m["input_shape"] != shape:
+        ck.fail(f"{where}.input_shape", f"{shape} (what its preprocessing makes)", m["input_shape"])
 
 
 def _check_cascade(ck: _Checker, c: Any, names: set[str]) -> None:

@@ -38,6 +38,8 @@ def build_report_markdown(manifest: dict, root=None) -> str:
     largest = max(fp32, key=lambda m: m["macs"])
     dense = manifest.get("task") == "segmentation"
     acc_name, macs_name = ("mIoU", "MACs per frame") if dense else ("acc", "MACs")
+    if manifest.get("task") == "video":
+        acc_name, macs_name = "top-1", "MACs per clip"
     lines = [
         f"# Build report: {manifest['name']}",
         "",
@@ -96,6 +98,10 @@ def build_report_markdown(manifest: dict, root=None) -> str:
             f"\nThe largest member run on every {seg.get('tile')} tile with a {seg.get('margin')} px margin: "
             f"mIoU {_pct(tiled.get('validation'))} % validation, {_pct(tiled.get('test'))} % test, "
             f"{_m(largest.get('window_macs', 0) * seg.get('tiles_per_frame', 0))} M MACs per frame.")
+    if manifest.get("task") == "video":
+        views = "; ".join(f"{m['name']} {m['view']['frames']} frames stride {m['view']['stride']} at "
+                          f"{m['input_shape'][-2]}x{m['input_shape'][-1]}" for m in members)
+        lines.append(f"\nClips of {manifest['video']['clip_frames']} frames; each member's view: {views}.")
     if c.get("cost_unit") == "ms" and c.get("cost_model"):
         cm = c["cost_model"]
         lines.append(

@@ -34,13 +34,20 @@ class ClipView:
         if self.frames < 1 or self.stride < 1:
             raise ValueError(f"a clip view needs frames >= 1 and stride >= 1; got {self.frames}, {self.stride}")
 
+    @property
+    def span(self) -> int:
+        """Frames from the view's first to its last frame: ``(frames - 1) * stride + 1``."""
+        return (self.frames - 1) * self.stride + 1
+
+    def to_dict(self) -> dict:
+        return {"frames": self.frames, "stride": self.stride}
+
     def indices(self, clip_len: int) -> np.ndarray:
         """(frames,) frame indices into a clip of ``clip_len`` frames; a clip shorter than the view's span
         repeats its first and last frames (indices clamped)."""
         if clip_len < 1:
             raise ValueError("an empty clip has no frames to view")
-        span = (self.frames - 1) * self.stride + 1
-        start = (clip_len - span) // 2
+        start = (clip_len - self.span) // 2
         return np.clip(start + self.stride * np.arange(self.frames), 0, clip_len - 1)
 
 

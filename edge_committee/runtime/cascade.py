@@ -161,7 +161,7 @@ class CascadeModel(ExecutorLifecycle):
         self.manifest = read_manifest(self.root, verify=verify)
         if self.manifest.get("task", "classification") != "classification":
             raise BundleError(f"{self.root}: a {self.manifest['task']} bundle; load it with edge_committee.load(...) "
-                              "(or edge_committee.runtime.tiles.SegmentationModel)")
+                              "(or edge_committee.runtime.tiles.SegmentationModel, edge_committee.runtime.clips.VideoModel)")
         c = self.manifest["cascade"]
         self.by_name = {m["name"]: m for m in self.manifest["members"]}
         missing = [n for n in c.get("members", []) if n not in self.by_name]

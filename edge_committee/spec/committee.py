@@ -28,6 +28,8 @@
     export: {opset: 17, parity_tolerance: 1.0e-4}
     task: classification          # default; or segmentation with a tile grid (see spec/dense.py):
     # segmentation: {tile: 64, margin: 8, confidence: mean_max_prob}
+    # or video: clips, each member with its own view of the clip (see spec/video.py):
+    # video: {clip_frames: 16}, and per member view: {frames: 4, stride: 4}
 
 Relative paths are resolved against the spec file's folder. Every error names the key, the
 value (shortened) and what is allowed (:class:`~edge_committee.errors.SpecError`).
@@ -53,11 +55,13 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Mapping
 
+from edge_committee.cascade.clips import ClipView
 from edge_committee.cascade.reference import CONFIDENCE_FUNCTIONS
 from edge_committee.data.readers import FORMATS
 from edge_committee.errors import SpecError
 from edge_committee.spec.dense import SegmentationSpec, check_segmentation_members, parse_segmentation, parse_task
 from edge_committee.spec.preprocess import Preprocessing
+from edge_committee.spec.video import VideoSpec, check_video_members, parse_video, parse_view
 
 BUDGET_KINDS = ("worst", "mean")
 PRECISIONS = ("fp32", "fp16", "int8", "auto")
@@ -96,6 +100,7 @@ class MemberSpec:
     weights: Path | None = None
     labels: tuple[str, ...] | None = None
     shares: str | None = None  #: the member whose model this one runs (with its own preprocessing)
+    view: ClipView | None = None  #: a video member's frames of the clip (``task: video`` only)
 
     @property
     def kind(self) -> str:
@@ -141,6 +146,7 @@ class CommitteeSpec:
     combiner: Any = None  #: ``None``/"average", "learned" or a mapping (see select.learned.CombinerConfig)
     task: str = "classification"  #: classification | segmentation (see :mod:`edge_committee.spec.dense`)
     segmentation: SegmentationSpec | None = None  #: the tile grid of a segmentation committee
+    video: VideoSpec | None = None  #: the clip of a video committee (see :mod:`edge_committee.spec.video`)
 
     def member(self, name: str) -> MemberSpec:
         for m in self.members:
@@ -222,9 +228,9 @@ def _labels(raw: Mapping[str, Any], base: Path) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec:
+def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...], task: str = "classification") -> MemberSpec:
     where = f"members[{i}]"
-    d = _check_keys(raw, {"name", "onnx", "torch", "preprocessing", "labels", "shares"}, where,
+    d = _check_keys(raw, {"name", "onnx", "torch", "preprocessing", "labels", "shares", "view"}, where,
                     ("name", "preprocessing"))
     name = d["name"]
     if isinstance(name, str) and len(name) > 100:
@@ -241,12 +247,13 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
         )
     where = f"members[{i}] ({name})"
     pp = Preprocessing.from_dict(d["preprocessing"], f"{where}.preprocessing")
+    view = parse_view(d.get("view"), where, task)
     if "shares" in d:
         if "onnx" in d or "torch" in d:
             raise SpecError(f"{where}: 'shares' runs another member's model; give no 'onnx' or 'torch' with it")
         if not isinstance(d["shares"], str):
             raise SpecError(f"{where}.shares: {d['shares']!r} must be the name of another member")
-        return MemberSpec(name, pp, shares=d["shares"])
+        return MemberSpec(name, pp, shares=d["shares"], view=view)
     if ("onnx" in d) == ("torch" in d):
         raise SpecError(f"{where}: give exactly one of 'onnx' (a file) or 'torch' (factory + weights), "
                         "or 'shares' (another member's model)")
@@ -259,7 +266,7 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
                 "all members must share one label set in the same order"
             )
     if "onnx" in d:
-        return MemberSpec(name, pp, onnx=_file(d["onnx"], base, f"{where}.onnx"), labels=member_labels)
+        return MemberSpec(name, pp, onnx=_file(d["onnx"], base, f"{where}.onnx"), labels=member_labels, view=view)
     t = _check_keys(d["torch"], {"factory", "kwargs", "weights"}, f"{where}.torch", ("factory", "weights"))
     factory = t["factory"]
     if not isinstance(factory, str) or ":" not in factory:
@@ -280,7 +287,8 @@ def _member(raw: Any, i: int, base: Path, labels: tuple[str, ...]) -> MemberSpec
             f"{where}.torch.weights: {weights.name!r} must be .safetensors or a state dict "
             "(.pt/.pth/.bin, loaded with weights_only=True)"
         )
-    return MemberSpec(name, pp, factory=factory, kwargs=dict(kwargs), weights=weights, labels=member_labels)
+    return MemberSpec(name, pp, factory=factory, kwargs=dict(kwargs), weights=weights, labels=member_labels,
+                      view=view)
 
 
 def _resolve_shares(members: tuple[MemberSpec, ...]) -> tuple[MemberSpec, ...]:
@@ -383,7 +391,7 @@ def _budget(raw: Any) -> Budget:
 def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> CommitteeSpec:
     """Validate a parsed spec; relative paths resolve against ``base_dir``."""
     top = {"name", "labels", "labels_file", "members", "data", "budget", "selection",
-           "evaluation", "export", "precision", "calibration", "combiner", "task", "segmentation"}
+           "evaluation", "export", "precision", "calibration", "combiner", "task", "segmentation", "video"}
     d = _check_keys(raw, top, "spec", ("members", "data"))
     name = d.get("name", source.stem if source else "committee")
     if not isinstance(name, str) or not 0 < len(name) <= 200:
@@ -394,18 +402,24 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
     members_raw = d["members"]
     if not isinstance(members_raw, list) or not members_raw:
         raise SpecError("members: must be a non-empty list of members")
-    members = tuple(_member(m, i, base_dir, labels) for i, m in enumerate(members_raw))
+    task = parse_task(d.get("task", "classification"))
+    members = tuple(_member(m, i, base_dir, labels, task) for i, m in enumerate(members_raw))
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SpecError(f"members: the name {dup!r} is used twice; member names must be unique")
     members = _resolve_shares(members)
-    task = parse_task(d.get("task", "classification"))
     segmentation = parse_segmentation(d.get("segmentation"), task)
     if segmentation is not None:
         check_segmentation_members(members, segmentation)
         if d.get("combiner") not in (None, "average"):
             raise SpecError("combiner: a segmentation committee averages its members' probabilities; "
+                            "remove 'combiner' or set it to 'average'")
+    video = parse_video(d.get("video"), task)
+    if video is not None:
+        check_video_members(members, video)
+        if d.get("combiner") not in (None, "average"):
+            raise SpecError("combiner: a video committee averages its members' probabilities; "
                             "remove 'combiner' or set it to 'average'")
     sel = _check_keys(d.get("selection") or {}, {"confidence", "max_members", "order", "stage_overhead"}, "selection")
     ev = _check_keys(d.get("evaluation") or {}, {"batch_size", "threads"}, "evaluation")
@@ -442,6 +456,7 @@ def spec_from_dict(raw: Any, base_dir: Path, source: Path | None = None) -> Comm
         combiner=_combiner(d.get("combiner")),
         task=task,
         segmentation=segmentation,
+        video=video,
     )
 
 

@@ -2,7 +2,7 @@
 
 .. code-block:: yaml
 
-    task: segmentation            # classification (default) | segmentation | video
+    task: segmentation            # classification (default) | segmentation | video (spec/video.py)
     segmentation:
       tile: 64                    # or [height, width]: must divide every member's input size
       margin: 8                   # context px per side a later member sees around a tile (default 0)
@@ -25,8 +25,6 @@ from edge_committee.cascade.tiles import TILE_CONFIDENCE, TileGrid
 from edge_committee.errors import SpecError
 
 TASKS = ("classification", "segmentation", "video")
-#: tasks ``build`` runs today (video: issue 23, not yet)
-SUPPORTED_TASKS = ("classification", "segmentation")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,12 +52,9 @@ def _int(value: Any, where: str, minimum: int) -> int:
 
 
 def parse_task(value: Any) -> str:
-    """The ``task`` key: one of :data:`TASKS`; ``video`` is refused until it is built."""
+    """The ``task`` key: one of :data:`TASKS`."""
     if value not in TASKS:
         raise SpecError(f"task: {value!r} is not allowed; use one of {', '.join(TASKS)}")
-    if value not in SUPPORTED_TASKS:
-        raise SpecError(f"task: {value!r} is not supported by this version yet (clip cascades are planned, "
-                        f"issue 23); use one of {', '.join(SUPPORTED_TASKS)}")
     return value
 
 

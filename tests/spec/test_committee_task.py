@@ -38,7 +38,7 @@ def test_segmentation_spec(tmp_path: Path):
 
 
 @pytest.mark.parametrize("change, match", [
-    (lambda d: d.update(task="video"), "not supported by this version yet"),
+    (lambda d: d.update(task="video"), r"members\[0\] \(small\): missing key .view."),
     (lambda d: d.update(task="detection"), "use one of classification, segmentation, video"),
     (lambda d: d.pop("segmentation"), "needs its tile grid"),
     (lambda d: d["segmentation"].update(tile=6), "tile 6x6 does not divide the frame 16x32"),
