@@ -380,7 +380,11 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
-        if ed.manifest.get("task", "classification") != "classification":
+        task = ed.manifest.get("task", "classification")
+        if task == "video" and (latency or profile is not None):
+            raise EdgeCommitteeError(f"{bundle}: a video bundle is re-selected by MACs per clip for now; drop "
+                                     "--budget-ms/--profile (use --budget-macs or --target-accuracy)")
+        if task not in ("classification", "video"):  # a video bundle caches its members' (N, C) outputs
             raise EdgeCommitteeError(f"{bundle}: a {ed.manifest['task']} bundle cannot be re-selected yet (its per-tile "
                                      "statistics are not cached); rebuild it with another budget")
         before = _cascade_key(ed.manifest, ed.path)

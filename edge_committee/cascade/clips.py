@@ -9,8 +9,9 @@ cascade itself is the classification cascade (:func:`edge_committee.cascade.refe
 member k runs on the views of the clips still active only, its softmax is averaged in, and a clip
 exits when the confidence of the running mean is ``>=`` the stage's threshold.
 
-Not wired into the spec, ``build`` or a runtime yet (``task: video`` is refused): this module is the
-reference those will be tested against.
+This module is the reference: the spec (``task: video``, :mod:`edge_committee.spec.video`), ``build``
+(:mod:`edge_committee.pipeline_video`) and the runtime (:mod:`edge_committee.runtime.clips`) are
+tested against it.
 """
 
 from __future__ import annotations

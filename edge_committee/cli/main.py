@@ -57,6 +57,8 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
 DENSE_COMMANDS = ("build", "inspect")
+#: commands that also handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
+VIDEO_COMMANDS = ("predict", "select")
 
 
 def _check_task(args) -> None:
@@ -72,6 +74,8 @@ def _check_task(args) -> None:
         task = json.loads(path.read_text(encoding="utf-8")).get("task", "classification")
     except (OSError, ValueError, AttributeError):
         return  # the command reports an unreadable bundle itself
+    if task == "video" and args.command in VIDEO_COMMANDS:
+        return
     if task != "classification":
         raise EdgeCommitteeError(
             f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far "

@@ -1,5 +1,7 @@
 """``edge-committee predict DIR inputs...``: classify image files, folders, globs or .npy batches.
 
+A video bundle (``task: video``) takes ``.npy`` files of clips or video files instead (:func:`run_clips`).
+
 The inputs are decoded and classified ``--batch-size`` images at a time and each batch's rows are
 printed as soon as it is done, so memory stays flat over a folder of any size
 (:mod:`edge_committee.data.inputs`). A progress bar goes to stderr when stderr is a terminal and
@@ -24,7 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("bundle")
     p.add_argument("inputs", nargs="+",
                    help="image files, folders (searched recursively), quoted glob patterns ('frames/**/*.jpg'), "
-                        "or .npy arrays of uint8 images (N, H, W[, C])")
+                        "or .npy arrays of uint8 images (N, H, W[, C]); for a video bundle, .npy arrays of uint8 "
+                        "clips (N, T, H, W[, C]) or video files (cut into clips)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per input (strict JSON: a confidence that is not a number is null)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
@@ -66,6 +69,8 @@ def run(args) -> int:
     from edge_committee.api import load
     from edge_committee.data.inputs import count, iter_batches
 
+    if _task(args.bundle) == "video":
+        return run_clips(args)
     sources = read_inputs(args.inputs)
     with member_alone(args.bundle, args.member) as (bundle, verify), \
             load(bundle, backend=args.backend, threads=args.threads, verify=verify, preprocess=args.preprocess) as model, \
@@ -74,6 +79,38 @@ def run(args) -> int:
             pred = model.predict(images)
             bar.write("\n".join(format_rows(names, pred, model.members, args.json)))
             bar.update(len(names))
+    return 0
+
+
+def _task(bundle: str) -> str | None:
+    from pathlib import Path
+
+    from edge_committee.bundle.manifest import MANIFEST, parse_manifest
+
+    try:
+        return parse_manifest(Path(bundle) / MANIFEST).get("task")
+    except EdgeCommitteeError:
+        return None  # load() reports what is wrong with the bundle
+
+
+def run_clips(args) -> int:
+    """A video bundle: each input is a .npy of clips (N, T, H, W[, C]) or a video file cut into clips;
+    a row per clip, named ``FILE[i]`` (.npy) or ``FILE@frame`` (the clip's first frame in the video)."""
+    from edge_committee.api import load
+    from edge_committee.runtime.clips import NPY_SUFFIXES, clips_from_video, read_clips
+
+    with member_alone(args.bundle, args.member) as (bundle, verify), \
+            load(bundle, backend=args.backend, threads=args.threads, verify=verify, preprocess=args.preprocess) as model:
+        for path in args.inputs:
+            if path.lower().endswith(NPY_SUFFIXES):
+                clips = read_clips(path, model.clip_frames)
+                names = [f"{path}[{i}]" for i in range(len(clips))]
+            else:
+                clips, starts = clips_from_video(path, model.clip_frames)
+                names = [f"{path}@{s}" for s in starts]
+            for i in range(0, len(clips), max(1, args.batch_size)):
+                pred = model.predict(clips[i:i + args.batch_size])
+                print("\n".join(format_rows(names[i:i + args.batch_size], pred, model.members, args.json)), flush=True)
     return 0
 
 

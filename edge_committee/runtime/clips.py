@@ -13,6 +13,7 @@ of the bundle's ``clip_frames`` (see :func:`clips_from_video`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Sequence
@@ -133,10 +134,12 @@ class VideoModel(ExecutorLifecycle):
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
         gate: ``auto`` (the C++ gate when the extension is built, else NumPy) or ``numpy``.
+        preprocess: ``exact`` or ``fast`` CPU preprocessing of every member's frames; None (default):
+            each member's ``execution`` key.
     """
 
     def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
-                 verify: bool = True, gate: str = "auto", **options) -> None:
+                 verify: bool = True, gate: str = "auto", preprocess: str | None = None, **options) -> None:
         from edge_committee.backend import MEMBER_BACKENDS
 
         self.root = Path(root)
@@ -153,6 +156,10 @@ class VideoModel(ExecutorLifecycle):
         self.clip_frames = int(self.manifest["video"]["clip_frames"])
         self.views = [ClipView(**by_name[n]["view"]) for n in self.members]
         self.preprocessing = [Preprocessing.from_dict(by_name[n]["preprocessing"]) for n in self.members]
+        if preprocess not in (None, "exact", "fast"):
+            raise EdgeCommitteeError(f"preprocess {preprocess!r} is not known; use 'exact' or 'fast'")
+        if preprocess is not None:
+            self.preprocessing = [dataclasses.replace(pp, execution=preprocess) for pp in self.preprocessing]
         if gate not in ("auto", "numpy"):
             raise EdgeCommitteeError(f"gate {gate!r} is not known; use 'auto' or 'numpy'")
         self._gate, self.gate_backend = _gate_step_fn(gate)

@@ -104,3 +104,39 @@ def test_predict_cuts_a_video_file_into_clips(bundle, tmp_path):
         np.testing.assert_array_equal(model.predict(path).labels, model.predict(clips).labels)
     with pytest.raises(EdgeCommitteeError, match="24 frames, fewer than one clip of 32"):
         clips_from_video(path, 32)
+
+
+def test_cli_predicts_clips_and_reselects_a_video_bundle(tmp_path, capsys):
+    import json
+    import shutil
+
+    from edge_committee.cli.main import main
+
+    d = tmp_path / "v"
+    d.mkdir()
+    spec = write_tiny_video(d, clips=60)
+    root = d / "bundle"
+    ec.build(spec, root, threads=1, log=lambda s: None)
+    clips, _ = make_clips(4, seed=9)
+    np.save(tmp_path / "clips.npy", clips)
+    with ec.load(root, threads=1) as model:
+        want = model.predict(clips)
+    capsys.readouterr()
+    assert main(["predict", str(root), str(tmp_path / "clips.npy"), "--json", "--threads", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["input"] for r in rows] == [f"{tmp_path / 'clips.npy'}[{i}]" for i in range(4)]
+    assert [r["class"] for r in rows] == want.labels.tolist()
+    assert [r["exit_stage"] for r in rows] == want.exit_stage.tolist()
+    # re-selection from the cached outputs: the small member alone within its own MACs
+    small_macs = json.loads((root / "manifest.json").read_text())["members"][0]["macs"]
+    assert main(["select", str(root), "--budget-macs", str(small_macs), "--budget-kind", "mean"]) == 0
+    c = json.loads((root / "manifest.json").read_text())["cascade"]
+    assert c["members"] == ["small"] and c["mean_cost"] == small_macs
+    with ec.load(root, threads=1) as model:
+        assert model.members == ["small"] and (model.predict(clips).exit_stage == 0).all()
+    capsys.readouterr()
+    assert main(["select", str(root), "--budget-ms", "3"]) == 1
+    assert "re-selected by MACs per clip for now" in capsys.readouterr().err
+    assert main(["profile", str(root)]) == 1
+    assert "a video bundle; 'edge-committee profile' runs classification bundles only" in capsys.readouterr().err
+    shutil.rmtree(root)
