@@ -82,6 +82,7 @@ RULES: dict = {
     ("export-triton", "version"): Range(1, 2**30, what="a Triton version folder"),
     ("predict", "batch_size"): AT_LEAST_1,
     ("run", "loop"): Range(-1, what="extra plays of a file; -1 forever"),
+    ("run", "clip_hop"): Range(1, what="frames between two clips"),
     ("run", "open_timeout"): Range(0, lo_open=True, what="s"),
     ("run", "stall_timeout"): Range(0, lo_open=True, what="s"),
     ("run", "max_reconnects"): NON_NEGATIVE,

@@ -58,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
 DENSE_COMMANDS = ("build", "inspect")
 #: commands that also handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
-VIDEO_COMMANDS = ("predict", "select")
+VIDEO_COMMANDS = ("predict", "select", "run")
 
 
 def _check_task(args) -> None:

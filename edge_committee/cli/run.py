@@ -38,6 +38,8 @@ def add_arguments(p) -> None:
                    help="after a tick's first frame, wait at most this long for the other sources (default 30)")
     g.add_argument("--staleness-ms", type=float, default=500.0, metavar="MS",
                    help="drop live frames older than this (default 500; 0 = never)")
+    g.add_argument("--clip-hop", type=int, metavar="N",
+                   help="video bundles: frames between two sliding clips of a source (default half a clip)")
     g = p.add_argument_group("output")
     g.add_argument("--sink", action="append", metavar="KIND:TARGET",
                    help="jsonl:FILE or jsonl:- (default), video:FILE.mp4 (overlay, H.264), display:, or the overlay "
@@ -66,7 +68,6 @@ def _install_signals(pipeline) -> dict:
 
 def run(args) -> int:
     from edge_committee.api import load
-    from edge_committee.stream import StreamPipeline
     from edge_committee.stream.stats import format_stats
 
     duration = to_float(args.duration, "--duration") if args.duration is not None else None
@@ -79,7 +80,9 @@ def run(args) -> int:
             print(format_stats(ev.data, "stats"), file=sys.stderr, flush=True)
 
     with load(args.bundle, backend=args.backend, threads=args.threads, preprocess=args.preprocess) as model:
-        pipeline = StreamPipeline(
+        from edge_committee.stream.clips import pipeline_class  # sliding clips for a video bundle
+
+        pipeline = pipeline_class(model, args.clip_hop)(
             model, args.source, sinks, window_ms=args.window_ms, staleness_ms=args.staleness_ms,
             stats_every=args.stats_every or None, max_frames=args.max_frames, duration=duration,
             on_event=on_event, frames=args.frames, open_timeout=args.open_timeout,
