@@ -131,6 +131,9 @@ def build_video(spec: CommitteeSpec, out: str | os.PathLike, *, threads: int | N
             runner = runner_for("onnxrt", path, name=m.name, threads=threads)
             with runner:
                 logits = {k: clip_logits(runner, x, view, pp, spec.batch_size) for k, (x, _) in splits.items()}
+            if logits["validation"].shape[1] != len(spec.labels):
+                raise SpecError(f"member {m.name!r}: {path.name} outputs {logits['validation'].shape[1]} classes but "
+                                f"the committee has {len(spec.labels)} labels; all members must share one label set")
             bad = {k: int((~np.isfinite(v).all(axis=1)).sum()) for k, v in logits.items()}
             if any(bad.values()):
                 raise EdgeCommitteeError(f"member {m.name!r}: non-finite logits on " + ", ".join(

@@ -96,22 +96,36 @@ def _task(bundle: str) -> str | None:
 def run_clips(args) -> int:
     """A video bundle: each input is a .npy of clips (N, T, H, W[, C]) or a video file cut into clips;
     a row per clip, named ``FILE[i]`` (.npy) or ``FILE@frame`` (the clip's first frame in the video)."""
-    from edge_committee.api import load
-    from edge_committee.runtime.clips import NPY_SUFFIXES, clips_from_video, read_clips
+    import numpy as np
 
+    from edge_committee.api import load
+    from edge_committee.runtime.clips import NPY_SUFFIXES, iter_video_clips, read_clips
+
+    if args.batch_size < 1:
+        raise EdgeCommitteeError(f"--batch-size must be at least 1; got {args.batch_size}")
     with member_alone(args.bundle, args.member) as (bundle, verify), \
             load(bundle, backend=args.backend, threads=args.threads, verify=verify, preprocess=args.preprocess) as model:
         for path in args.inputs:
             if path.lower().endswith(NPY_SUFFIXES):
-                clips = read_clips(path, model.clip_frames)
-                names = [f"{path}[{i}]" for i in range(len(clips))]
-            else:
-                clips, starts = clips_from_video(path, model.clip_frames)
-                names = [f"{path}@{s}" for s in starts]
-            for i in range(0, len(clips), max(1, args.batch_size)):
-                pred = model.predict(clips[i:i + args.batch_size])
-                print("\n".join(format_rows(names[i:i + args.batch_size], pred, model.members, args.json)), flush=True)
+                clips = read_clips(path, model.clip_frames, mmap=True)
+                named = ((f"{path}[{i}]", clips[i]) for i in range(len(clips)))
+            else:  # decoded a clip at a time: memory holds one batch however long the video
+                named = ((f"{path}@{s}", clip) for s, clip in iter_video_clips(path, model.clip_frames))
+            for batch in _chunks(named, args.batch_size):
+                pred = model.predict(np.stack([c for _, c in batch]))
+                print("\n".join(format_rows([n for n, _ in batch], pred, model.members, args.json)), flush=True)
     return 0
+
+
+def _chunks(items, size: int):
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class _Bar:

@@ -13,10 +13,11 @@ of the bundle's ``clip_frames`` (see :func:`clips_from_video`).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -58,41 +59,58 @@ def as_clips(clips, min_frames: int = 1) -> np.ndarray:
     return clips
 
 
-def clips_from_video(path: str | os.PathLike, clip_frames: int, hop: int | None = None,
-                     max_clips: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(clips (N, clip_frames, H, W, C) uint8, (N,) index of each clip's first frame) from a video file.
+def iter_video_clips(path: str | os.PathLike, clip_frames: int, hop: int | None = None
+                     ) -> Iterator[tuple[int, np.ndarray]]:
+    """(index of the clip's first frame, clip (clip_frames, H, W, C) uint8) of a video file, in order.
 
-    Every frame is decoded in order (PyAV, the stream file reader); clip ``i`` holds frames
-    ``i * hop .. i * hop + clip_frames - 1`` (``hop`` default ``clip_frames``: consecutive clips). A tail
-    shorter than a clip is left out; a video shorter than one clip is an error."""
+    Frames are decoded one at a time (PyAV, the stream file reader) into a window of ``clip_frames``;
+    clip ``i`` holds frames ``i * hop .. i * hop + clip_frames - 1`` (``hop`` default ``clip_frames``:
+    consecutive clips), so memory holds one clip however long the video. A tail shorter than a clip
+    is left out; a video shorter than one clip is an error."""
     from edge_committee.stream.uri import open_source
 
     hop = hop or clip_frames
+    if hop < 1 or clip_frames < 1:
+        raise EdgeCommitteeError(f"clip_frames ({clip_frames}) and hop ({hop}) must be >= 1")
     src = open_source(str(path))
     src.open()
-    frames: list[np.ndarray] = []
+    window: collections.deque = collections.deque(maxlen=clip_frames)
+    count = 0
     try:
         while (got := src.read()) is not None:
-            frames.append(got[0])
-            if max_clips is not None and len(frames) >= (max_clips - 1) * hop + clip_frames:
-                break
+            window.append(got[0])
+            count += 1
+            start = count - clip_frames
+            if start >= 0 and start % hop == 0:
+                yield start, np.stack(window)
     finally:
         src.close()
-    if len(frames) < clip_frames:
-        raise EdgeCommitteeError(f"{path}: {len(frames)} frames, fewer than one clip of {clip_frames}")
-    starts = np.arange(0, len(frames) - clip_frames + 1, hop)
-    video = np.stack(frames)
-    return np.stack([video[s:s + clip_frames] for s in starts]), starts
+    if count < clip_frames:
+        raise EdgeCommitteeError(f"{path}: {count} frames, fewer than one clip of {clip_frames}")
 
 
-def read_clips(path: str | os.PathLike, clip_frames: int) -> np.ndarray:
-    """Clips from a ``.npy`` file ((N, T, H, W[, C]) uint8) or a video file (consecutive clips)."""
+def clips_from_video(path: str | os.PathLike, clip_frames: int, hop: int | None = None,
+                     max_clips: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(clips (N, clip_frames, H, W, C) uint8, (N,) index of each clip's first frame) from a video file: the
+    first ``max_clips`` (default all) clips of :func:`iter_video_clips`, stacked."""
+    starts, clips = [], []
+    for start, clip in iter_video_clips(path, clip_frames, hop):
+        starts.append(start)
+        clips.append(clip)
+        if max_clips is not None and len(clips) >= max_clips:
+            break
+    return np.stack(clips), np.asarray(starts)
+
+
+def read_clips(path: str | os.PathLike, clip_frames: int, mmap: bool = False) -> np.ndarray:
+    """Clips from a ``.npy`` file ((N, T, H, W[, C]) uint8; ``mmap``: memory-mapped) or a video file
+    (consecutive clips)."""
     p = Path(path)
     if not p.is_file():
         raise EdgeCommitteeError(f"clip file not found: {p}")
     if p.suffix.lower() in NPY_SUFFIXES:
         try:
-            return np.load(p, allow_pickle=False)
+            return np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
         except (OSError, ValueError) as exc:
             raise EdgeCommitteeError(f"cannot read {p}: {exc}") from None
     return clips_from_video(p, clip_frames)[0]

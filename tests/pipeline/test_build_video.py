@@ -63,6 +63,7 @@ def test_accuracy_target_largest_picks_the_cheapest_committee_reaching_it(tmp_pa
     (lambda d, p: d["budget"].update(accuracy_target="huge"), SpecError,
      "must be a top-1 in \\[0, 1\\], best_single or largest"),
     (lambda d, p: d.update(precision="int8"), SpecError, "builds in fp32 for now"),
+    (lambda d, p: d.update(labels=["a", "b", "c", "d"]), SpecError, r"outputs \[None, 3\]; a video member outputs \(N, 4\)"),
     (lambda d, p: d["budget"].update(macs=None, latency_ms=3) or d["budget"].pop("macs"), SpecError,
      "chosen by MACs per clip"),
     (lambda d, p: np.savez(p / "val.npz", x=np.zeros((4, 8, 8, 8), np.uint8), y=np.full(4, 5)), SpecError,
