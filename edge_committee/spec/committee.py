@@ -144,7 +144,7 @@ class CommitteeSpec:
     calibration: Mapping[str, Any] | None = None
     source: Path | None = None
     combiner: Any = None  #: ``None``/"average", "learned" or a mapping (see select.learned.CombinerConfig)
-    task: str = "classification"  #: classification | segmentation (see :mod:`edge_committee.spec.dense`)
+    task: str = "classification"  #: classification | segmentation | video (:mod:`.dense`, :mod:`.video`)
     segmentation: SegmentationSpec | None = None  #: the tile grid of a segmentation committee
     video: VideoSpec | None = None  #: the clip of a video committee (see :mod:`edge_committee.spec.video`)
 

@@ -250,10 +250,13 @@ def stream(model, sources: Sequence[str | Source] | str, sinks: Iterable[str | S
             for r in batch:
                 print(r.source, r.frame_index, r.timestamp, r.label, r.confidence, r.exit_stage)
     """
+    from edge_committee.stream.clips import pipeline_class  # a video model slides clips (``hop``)
+
+    hop = kwargs.pop("hop", None)
     if isinstance(model, (str, os.PathLike)):
         from edge_committee.api import load
 
         with load(model, backend=backend, threads=threads) as loaded:
-            yield from StreamPipeline(loaded, sources, sinks, **kwargs)
+            yield from pipeline_class(loaded, hop)(loaded, sources, sinks, **kwargs)
         return
-    yield from StreamPipeline(model, sources, sinks, **kwargs)
+    yield from pipeline_class(model, hop)(model, sources, sinks, **kwargs)

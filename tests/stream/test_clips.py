@@ -86,3 +86,9 @@ def test_clip_hop_needs_a_video_bundle(video):
         pipeline_class(Frames(), 4)
     with pytest.raises(EdgeCommitteeError, match="sliding clips need a video model"):
         ClipStreamPipeline(Frames(), [str(video[1])])
+
+
+def test_ec_stream_slides_clips_for_a_video_bundle(video):
+    bundle, path, _ = video
+    results = [r for batch in ec.stream(str(bundle), [str(path)], threads=1, hop=8) for r in batch]
+    assert len(results) == 24 and sum(r.class_index >= 0 for r in results) == 17  # clips end at frames 7, 15, 23
