@@ -48,7 +48,8 @@ def clip_member(path: Path, kind: str) -> Path:
          helper.make_node("Flatten", ["scores"], ["logits"], axis=1)], kind,
         [helper.make_tensor_value_info("clip", TensorProto.FLOAT, ["batch", 1, f, s, s])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-        [numpy_helper.from_array(weight.astype(np.float32), "W"), numpy_helper.from_array(bias.astype(np.float32), "B")])
+        [numpy_helper.from_array(weight.astype(np.float32), "W"),
+         numpy_helper.from_array(bias.astype(np.float32), "B")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)

@@ -103,8 +103,8 @@ def run_clips(args) -> int:
 
     if args.batch_size < 1:
         raise EdgeCommitteeError(f"--batch-size must be at least 1; got {args.batch_size}")
-    with member_alone(args.bundle, args.member) as (bundle, verify), \
-            load(bundle, backend=args.backend, threads=args.threads, verify=verify, preprocess=args.preprocess) as model:
+    opts = {"backend": args.backend, "threads": args.threads, "preprocess": args.preprocess}
+    with member_alone(args.bundle, args.member) as (bundle, verify), load(bundle, verify=verify, **opts) as model:
         for path in args.inputs:
             if path.lower().endswith(NPY_SUFFIXES):
                 clips = read_clips(path, model.clip_frames, mmap=True)

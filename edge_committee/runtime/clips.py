@@ -163,8 +163,8 @@ class VideoModel(ExecutorLifecycle):
         self.root = Path(root)
         self.manifest = read_manifest(self.root, verify=verify)
         if self.manifest.get("task") != "video":
-            raise BundleError(f"{self.root}: not a video bundle (task {self.manifest.get('task', 'classification')!r}); "
-                              "load it with edge_committee.load")
+            task = self.manifest.get("task", "classification")
+            raise BundleError(f"{self.root}: not a video bundle (task {task!r}); load it with edge_committee.load")
         c = self.manifest["cascade"]
         by_name = {m["name"]: m for m in self.manifest["members"]}
         self.members: list[str] = list(c["members"])

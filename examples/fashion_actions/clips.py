@@ -87,7 +87,7 @@ def make_clip(seed: int, items: np.ndarray, clip: tuple[int, int, int] = CLIP) -
     o_pos = rng.uniform(0.15, 0.85, 2) * np.array([w, h])
     o_vel = rng.uniform(0, 1.2 * MOVE_PX) * np.array([math.cos(th := rng.uniform(0, 2 * math.pi)), math.sin(th)])
     o_scale, o_angle = scale * rng.uniform(0.6, 0.9), rng.uniform(-30, 30)
-    contrast, o_contrast = rng.uniform(0.45, 0.8), None
+    contrast = rng.uniform(0.45, 0.8)
     o_contrast = contrast * rng.uniform(0.5, 0.9)
     bg = _background(rng, h, w)
     frames = np.empty((t_len, h, w), np.uint8)

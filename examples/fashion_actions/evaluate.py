@@ -45,8 +45,8 @@ CHAIN = ("small", "large")
 def members(spec_path: Path = HERE / "committee.yaml") -> dict:
     """name -> (onnx path, view, preprocessing) as the spec declares them."""
     spec = yaml.safe_load(spec_path.read_text())
-    return {m["name"]: (spec_path.parent / m["onnx"], ClipView(**m["view"]), Preprocessing.from_dict(m["preprocessing"]))
-            for m in spec["members"]}
+    return {m["name"]: (spec_path.parent / m["onnx"], ClipView(**m["view"]),
+                        Preprocessing.from_dict(m["preprocessing"])) for m in spec["members"]}
 
 
 def runners(ms: dict, threads: int = 1) -> dict[str, OnnxrtRunner]:
@@ -173,8 +173,8 @@ def markdown(result: dict) -> str:
     """The README's tables from a result JSON (``--table``)."""
     a = result["accuracy"]
     macs, top1, large = a["macs"], a["top1"], a["macs"]["large"]
-    lines = ["| committee | validation top-1 | test top-1 | test MACs per clip (M) | × large | clips deferred (test) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| committee | validation top-1 | test top-1 | test MACs per clip (M) | × large "
+             "| clips deferred (test) |", "|---|---:|---:|---:|---:|---:|"]
     for n in CHAIN:
         lines.append(f"| {n} alone | {100 * top1['validation'][n]:.1f} % | {100 * top1['test'][n]:.1f} % | "
                      f"{macs[n] / 1e6:.2f} | {macs[n] / large:.3f} | – |")
@@ -185,8 +185,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| cascade {what} | not reached | | | | |")
             continue
         v, t = c["validation"], c["test"]
-        lines.append(f"| cascade {what} (t = {v['threshold']:.3f}) | {100 * v['top1']:.1f} % | {100 * t['top1']:.1f} % | "
-                     f"{t['macs'] / 1e6:.2f} | {t['x_large']:.3f} | {100 * t['deferred']:.0f} % |")
+        lines.append(f"| cascade {what} (t = {v['threshold']:.3f}) | {100 * v['top1']:.1f} % | "
+                     f"{100 * t['top1']:.1f} % | {t['macs'] / 1e6:.2f} | {t['x_large']:.3f} | {100 * t['deferred']:.0f} % |")
     sweep = a["test_sweep"]
     lines += ["", "| clips deferred (test) | " + " | ".join(f"{100 * r['deferred']:.0f} %" for r in sweep) + " |",
               "|---|" + "---:|" * len(sweep),
@@ -195,7 +195,8 @@ def markdown(result: dict) -> str:
     for w in result.get("wall_time", []):
         med = w["median_ms_per_clip"]
         lines.append(f"\nWall time, {w['batch']} clip(s) per call ({w['clips']} test clips, {w['repeat']} runs, "
-                     f"medians): cascade {med['cascade']:.2f} ms/clip, large {med['large']:.2f}, small {med['small']:.2f}; "
+                     f"medians): cascade {med['cascade']:.2f} ms/clip, large {med['large']:.2f}, "
+                     f"small {med['small']:.2f}; "
                      f"cascade / large {w['cascade_over_large']['median']:.2f} (runs "
                      f"{w['cascade_over_large']['min']:.2f}–{w['cascade_over_large']['max']:.2f}) at "
                      f"{w['macs_over_large']:.2f}× the MACs ({100 * w['deferred']:.0f} % deferred).")
