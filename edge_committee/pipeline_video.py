@@ -104,6 +104,7 @@ def build_video(spec: CommitteeSpec, out: str | os.PathLike, *, threads: int | N
     from edge_committee.export import copy_member, model_digest
     from edge_committee.member_stages import MemberBuild
     from edge_committee.pipeline import run_selection, selection_data, write_cascade
+    from edge_committee.runtime.clips import clips_per_call
 
     say = log or LOG.info
     if (precision or spec.precision) != "fp32":
@@ -129,8 +130,9 @@ def build_video(spec: CommitteeSpec, out: str | os.PathLike, *, threads: int | N
             inp = check_video_member(path, m.name, shape, len(spec.labels))
             macs = int(count_macs(path, {inp: shape}).total_macs)
             runner = runner_for("onnxrt", path, name=m.name, threads=threads)
+            batch = min(spec.batch_size, clips_per_call([view], [pp]))  # bounded memory at any clip size
             with runner:
-                logits = {k: clip_logits(runner, x, view, pp, spec.batch_size) for k, (x, _) in splits.items()}
+                logits = {k: clip_logits(runner, x, view, pp, batch) for k, (x, _) in splits.items()}
             if logits["validation"].shape[1] != len(spec.labels):
                 raise SpecError(f"member {m.name!r}: {path.name} outputs {logits['validation'].shape[1]} classes but "
                                 f"the committee has {len(spec.labels)} labels; all members must share one label set")

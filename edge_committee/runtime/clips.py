@@ -31,6 +31,14 @@ from edge_committee.spec.preprocess import Preprocessing
 
 #: file suffixes read as .npy arrays; anything else is opened as a video file
 NPY_SUFFIXES = (".npy",)
+#: most float32 values one member input holds (64 MiB): longer batches of clips run in chunks
+CHUNK_VALUES = 1 << 24
+
+
+def clips_per_call(views: Sequence[ClipView], preprocessing: Sequence[Preprocessing]) -> int:
+    """Clips per member call so that no member's input exceeds :data:`CHUNK_VALUES` values."""
+    per_clip = max(pp.channels * v.frames * pp.size[0] * pp.size[1] for v, pp in zip(views, preprocessing))
+    return max(1, CHUNK_VALUES // per_clip)
 
 
 def as_clips(clips, min_frames: int = 1) -> np.ndarray:
@@ -198,9 +206,20 @@ class VideoModel(ExecutorLifecycle):
 
     def predict(self, clips) -> Prediction:
         """Classify raw uint8 clips: (N, T, H, W[, C]) (or a list of (T, H, W[, C])), or a path to a
-        ``.npy`` file or a video file (cut into consecutive clips of ``clip_frames``)."""
+        ``.npy`` file or a video file (cut into consecutive clips of ``clip_frames``). A long batch runs in
+        chunks of :func:`clips_per_call` clips, so memory stays bounded."""
         if not self._active:
             self.__enter__()
         if isinstance(clips, (str, os.PathLike)):
             clips = read_clips(clips, self.clip_frames)
-        return self.executor.run(as_clips(clips, self.min_frames))
+        clips = as_clips(clips, self.min_frames)
+        step = clips_per_call(self.views, self.preprocessing)
+        if len(clips) <= step:
+            return self.executor.run(clips)
+        parts, runs = [], []
+        for i in range(0, len(clips), step):  # bounded memory: each member's input stays within CHUNK_VALUES
+            parts.append(self.executor.run(clips[i:i + step]))
+            runs.append(self.executor.clips_run)
+        self.executor.clips_run = [sum(r) for r in zip(*runs)]
+        return Prediction(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                            ("labels", "probs", "confidence", "exit_stage", "flags")), self.labels)

@@ -140,3 +140,23 @@ def test_cli_predicts_clips_and_reselects_a_video_bundle(tmp_path, capsys):
     assert main(["profile", str(root)]) == 1
     assert "a video bundle; 'edge-committee profile' runs classification bundles only" in capsys.readouterr().err
     shutil.rmtree(root)
+
+
+def test_a_long_batch_runs_in_chunks_with_the_same_result(bundle, monkeypatch):
+    from edge_committee.runtime import clips as C
+
+    clips, _ = make_clips(30, seed=11)
+    with ec.load(bundle[1], threads=1) as model:
+        whole = model.predict(clips)
+        whole_runs = list(model.executor.clips_run)
+        monkeypatch.setattr(C, "CHUNK_VALUES", 7 * 8 * 8 * 8)  # 7 clips of the large member's view per call
+        assert C.clips_per_call(model.views, model.preprocessing) == 7
+        seen = []
+        run = model.executor.run
+        model.executor.run = lambda x: (seen.append(len(x)), run(x))[1]
+        parts = model.predict(clips)
+    assert seen == [7, 7, 7, 7, 2]
+    for f in ("labels", "exit_stage", "flags"):
+        np.testing.assert_array_equal(getattr(parts, f), getattr(whole, f))
+    np.testing.assert_allclose(parts.probs, whole.probs, atol=1e-6)
+    assert model.executor.clips_run == whole_runs  # summed over the chunks
