@@ -1,14 +1,14 @@
 """Train one member of the fashion-actions committee on ONE torch thread and export it to ONNX.
 
-    nice -n 5 python examples/fashion_actions/train.py small --steps 1500
-    nice -n 5 python examples/fashion_actions/train.py large --steps 600
+    nice -n 5 python examples/fashion_actions/train.py small      # 1,200 steps of 16 clips
+    nice -n 5 python examples/fashion_actions/train.py large
 
 Training clips are made by ``clips.py`` from train[0:50000] (seeds 0..clips-1; cached in
 ``data/train.npz``, git-ignored); validation clips (train[50000:60000]) only report progress; the
 test split is never read. Each member's input is made by the SDK itself from the spec's view and
 preprocessing (:func:`edge_committee.cascade.clips.clip_input`), so training and deployment see
 the same tensors. Augmentation relabels: a horizontal flip swaps left/right and cw/ccw, playing
-the clip backwards swaps every motion with its opposite. Adam, cosine learning rate, batch 32.
+the clip backwards swaps every motion with its opposite. Adam, cosine learning rate, batch 16.
 Writes ``members/<member>.onnx`` (opset 17, input ``clip`` (N, 1, T, H, W), dynamic batch) and
 its entry in ``members/training_log.json``.
 """
@@ -93,8 +93,8 @@ def export(model: nn.Module, shape: tuple[int, ...], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("member", choices=("small", "large"))
-    ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--clips", type=int, default=6000, help="training clips generated")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
