@@ -166,8 +166,7 @@ def build_video(spec: CommitteeSpec, out: str | os.PathLike, *, threads: int | N
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "edge_committee_version": __version__, "labels": list(spec.labels), "precision_mode": "fp32",
             "video": spec.video.to_dict(),
-            "data": {k: {"clips": len(x), "labeled": y is not None, "clip_shape": list(x.shape[1:])}
-                     for k, (x, y) in splits.items()},
+            "data": {k: _data_entry(spec, k, x, y) for k, (x, y) in splits.items()},
             **({"spec": {"path": str(spec.source.resolve()), "sha256": sha256_file(spec.source)}}
                if spec.source is not None else {}),
             "selection": settings, "members": members, "rejected_variants": [], "cascade": {}, "files": {},
@@ -176,6 +175,21 @@ def build_video(spec: CommitteeSpec, out: str | os.PathLike, *, threads: int | N
     staging.commit()
     say(f"bundle written to {staging.dest}")
     return manifest
+
+
+def _data_entry(spec: CommitteeSpec, split: str, x: np.ndarray, y: np.ndarray | None) -> dict:
+    """The manifest's record of a split: size, clip shape, a sha256 over the clips and labels, its file."""
+    import hashlib
+
+    h = hashlib.sha256(f"{x.shape}\0".encode())
+    h.update(np.ascontiguousarray(x).data)
+    if y is not None:
+        h.update(np.ascontiguousarray(y, np.int64).data)
+    source = dict(spec.data[split])
+    p = Path(os.path.expanduser(str(source.get("path", ""))))
+    source["path"] = str(p if p.is_absolute() else (spec.base_dir / p).resolve())
+    return {"clips": len(x), "labeled": y is not None, "clip_shape": list(x.shape[1:]), "sha256": h.hexdigest(),
+            "source": source}
 
 
 def _member_entry(b, labels: dict, root: Path) -> dict:

@@ -91,3 +91,16 @@ def test_tampered_view_is_refused_on_load(tmp_path: Path):
     finalize_manifest(root, manifest)
     with pytest.raises(BundleError, match=r"members\[1\].view must be a view that fits in the clip of 8 frames"):
         ec.load(root)
+
+
+def test_manifest_records_each_split_by_content(tmp_path: Path):
+    spec = write_tiny_video(tmp_path, clips=12)
+    a = ec.build(spec, tmp_path / "a", threads=1, log=lambda s: None)["data"]
+    assert a["validation"]["clip_shape"] == [8, 8, 8, 1] and a["test"]["clips"] == 12
+    assert a["validation"]["source"]["path"] == str((tmp_path / "val.npz").resolve())
+    with np.load(tmp_path / "test.npz") as z:
+        x, y = z["x"], z["y"]
+    x[0, 0, 0, 0] ^= 1  # one grey level of one pixel
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    b = ec.build(spec, tmp_path / "b", threads=1, log=lambda s: None)["data"]
+    assert b["validation"]["sha256"] == a["validation"]["sha256"] and b["test"]["sha256"] != a["test"]["sha256"]
