@@ -160,6 +160,8 @@ class SegmentationModel(ExecutorLifecycle):
             (the members converted to PyTorch, the gate in torch; ``device="cpu"`` runs it on the CPU).
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
+        preprocess: ``exact`` or ``fast`` CPU preprocessing for every member (None, the default: each
+            member's ``execution`` key).
     """
 
     def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
@@ -180,6 +182,11 @@ class SegmentationModel(ExecutorLifecycle):
         self.confidence: str = seg["confidence"]
         self.labels: list[str] = list(self.manifest["labels"])
         self.preprocessing = [Preprocessing.from_dict(by_name[n]["preprocessing"]) for n in self.members]
+        preprocess = options.pop("preprocess", None)
+        if preprocess not in (None, "exact", "fast"):
+            raise EdgeCommitteeError(f"preprocess {preprocess!r} is not known; use 'exact' or 'fast'")
+        if preprocess is not None:  # how the CPU resizes, for every member (as CascadeModel's option)
+            self.preprocessing = [dataclasses.replace(p, execution=preprocess) for p in self.preprocessing]
         if backend == "torch-cuda":
             self.executor = TorchTileLoop([self.root / by_name[n]["file"] for n in self.members], self.preprocessing,
                                           self.grid, self.thresholds, self.confidence, self.labels,
