@@ -56,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
             sys.exit(1)
         super().error(message)
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
-DENSE_COMMANDS = ("build", "inspect", "run")
+DENSE_COMMANDS = ("build", "inspect", "run", "export-triton")
 
 
 def _check_task(args) -> None:

@@ -60,6 +60,25 @@ def _frames(images) -> np.ndarray | list[np.ndarray]:
     return [im[..., None] if im.ndim == 2 else im for im in out]
 
 
+#: most class-map values (classes x pixels x frames) one call of the tile loop holds: 64 MiB of float32
+CHUNK_VALUES = 1 << 24
+
+
+def run_in_chunks(loop, images) -> SegmentationPrediction:
+    """``loop.run`` (a :class:`TileHostLoop` or :class:`TorchTileLoop`) over the frames in chunks of at
+    most :data:`CHUNK_VALUES` class-map values, so a long batch does not exhaust memory; one prediction."""
+    frames = _frames(images)
+    h, w = loop.preprocessing[0].size
+    step = max(1, CHUNK_VALUES // (len(loop.labels) * h * w))
+    if len(frames) <= step:
+        return loop.run(frames)
+    parts = [loop.run(frames[i:i + step]) for i in range(0, len(frames), step)]
+    return SegmentationPrediction(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in
+          ("labels", "probs", "tile_confidence", "tile_exit_stage", "tile_flags")),
+        list(loop.labels), [sum(r) for r in zip(*(p.tiles_run for p in parts))])
+
+
 class TileHostLoop(RunnerLoop):
     """The tile cascade over member runners (see the module docstring)."""
 
@@ -122,6 +141,7 @@ class TorchTileLoop:
             raise EdgeCommitteeError("the torch-cuda segmentation loop needs one preprocessing shared by every member; "
                                      "use backend='onnxrt' for members that preprocess differently")
         self.paths, self.pp, self.grid = list(paths), preprocessing[0], grid
+        self.preprocessing = list(preprocessing)
         self.thresholds, self.confidence, self.labels = list(thresholds), confidence, list(labels)
         self.device = device
         self.modules = None
@@ -208,17 +228,6 @@ class SegmentationModel(ExecutorLifecycle):
         float32 running sum per class and pixel), so a long batch does not exhaust memory."""
         if not self._active:
             self.__enter__()
-        frames = _frames(images)
-        h, w = self.preprocessing[0].size
-        step = max(1, CHUNK_VALUES // (len(self.labels) * h * w))
-        if len(frames) <= step:
-            return self.executor.run(frames)
-        parts = [self.executor.run(frames[i:i + step]) for i in range(0, len(frames), step)]
-        return SegmentationPrediction(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in
-              ("labels", "probs", "tile_confidence", "tile_exit_stage", "tile_flags")),
-            self.labels, [sum(r) for r in zip(*(p.tiles_run for p in parts))])
+        return run_in_chunks(self.executor, images)
 
 
-#: most class-map values (classes x pixels x frames) one call of the tile loop holds: 64 MiB of float32
-CHUNK_VALUES = 1 << 24

@@ -5,7 +5,8 @@ For servers without Triton's ``onnxruntime`` backend (the ``tritonserver`` that
 :class:`~edge_committee.backend.onnxrt.OnnxrtRunner`, the runner ``ec.load(bundle).predict``
 uses on the CPU, so a member answers here exactly as it does in the Python API. The interface is
 float32 in (the member's preprocessed input, batch first) and float32 logits out; the runner casts
-for FP16 members. Config parameter ``threads``: ONNX Runtime intra-op threads (0: its default).
+for FP16 members. Config parameters: ``threads``, ONNX Runtime intra-op threads (0: its default);
+``output_rank``, 4 for a segmentation member's ``(N, C, h, w)`` logits (default 2).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class OrtMemberModel:
         path = Path(args["model_repository"]) / args["model_version"] / MODEL_FILE
         threads = int(params.get("threads") or 0) or None
         self.runner = OnnxrtRunner(path, threads=threads, name=config["name"])
+        self.runner.output_rank = int(params.get("output_rank") or 2)  # 4: a segmentation member's dense logits
         self.runner.activate()
 
     def execute(self, requests: list) -> list:
