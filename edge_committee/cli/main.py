@@ -56,11 +56,24 @@ class _Parser(argparse.ArgumentParser):
             sys.exit(1)
         super().error(message)
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
-DENSE_COMMANDS = ("build", "inspect", "run", "export-triton")
+DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve")
+#: why a command does not take a segmentation bundle (the one line it refuses with)
+DENSE_REFUSALS = {
+    "profile": "a device profile times members per sample for latency budgets and bench's predictions, while a "
+               "tile cascade's cost depends on the tiles deferred per frame and it is chosen by MACs per frame; "
+               "time it end to end with 'edge-committee bench BUNDLE --source committee.yaml'",
+    "compile": "TensorRT engines are built for classification members so far (segmentation members run on frames "
+               "and on tile windows of another size); run it with --backend onnxrt or torch-cuda",
+    "export-onnx": "the fused ONNX file is built for classification cascades so far (the tile cascade's gate, window "
+                   "cutting and merging are not in it); serve it with export-triton (BLS) or run it with "
+                   "edge_committee.load",
+    "adapt": "self-training fine-tunes classifier members on pseudo-labels of whole images; it has no per-pixel "
+             "version; retrain the members and build again",
+}
 
 
 def _check_task(args) -> None:
-    """Refuse a segmentation bundle for a command that runs classifiers only (issue 23: not built yet)."""
+    """Refuse a bundle of another task for a command that does not handle it, in one line saying why."""
     bundle = getattr(args, "bundle", None)
     if args.command in DENSE_COMMANDS or not bundle:
         return
@@ -72,10 +85,12 @@ def _check_task(args) -> None:
         task = json.loads(path.read_text(encoding="utf-8")).get("task", "classification")
     except (OSError, ValueError, AttributeError):
         return  # the command reports an unreadable bundle itself
+    if task == "segmentation" and args.command in DENSE_REFUSALS:
+        raise EdgeCommitteeError(f"{bundle}: a segmentation bundle; 'edge-committee {args.command}' does not run it: "
+                                 f"{DENSE_REFUSALS[args.command]}")
     if task != "classification":
         raise EdgeCommitteeError(
-            f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far "
-            f"(segmentation: build, inspect, and the Python API edge_committee.load(...).predict(frames))")
+            f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far")
 
 
 def make_parser() -> argparse.ArgumentParser:
