@@ -56,7 +56,36 @@ class _Parser(argparse.ArgumentParser):
             sys.exit(1)
         super().error(message)
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
-DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve")
+DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve", "export-onnx")
+#: why a command does not take a segmentation bundle (the one line it refuses with)
+DENSE_REFUSALS = {
+    "profile": "a device profile times members per sample for latency budgets and bench's predictions, while a "
+               "tile cascade's cost depends on the tiles deferred per frame and it is chosen by MACs per frame; "
+               "time it end to end with 'edge-committee bench BUNDLE --source committee.yaml'",
+    "compile": "TensorRT engines are built for classification members so far (segmentation members run on frames "
+               "and on tile windows of another size); run it with --backend onnxrt or torch-cuda",
+    "adapt": "adapt",
+    "run": "run",
+    "export-triton": "export_triton",
+    "serve": "serve",
+}
+
+
+def _module(command: str):
+    return importlib.import_module(f"edge_committee.cli.{COMMANDS[command]}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a flag value of the wrong type (``--lr abc``) is a user's mistake like
+    any other: one line, exit 1 (argparse's own usage errors keep its exit code 2)."""
+
+    def error(self, message: str):
+        if re.match(r"argument \S+: invalid (int|float) value", message):
+            print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
+            sys.exit(1)
+        super().error(message)
+#: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
+DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve", "export-onnx")
 #: why a command does not take a segmentation bundle (the one line it refuses with)
 DENSE_REFUSALS = {
     "profile": "a device profile times members per sample for latency budgets and bench's predictions, while a "

@@ -1,5 +1,6 @@
-"""Every subcommand on a segmentation bundle: select, bench and predict run it; profile, compile,
-export-onnx and adapt refuse it in one line saying why."""
+"""Every subcommand on a segmentation bundle: select, bench and predict run it (run, export-triton and
+export-onnx: tests/stream, tests/serve, tests/export); profile, compile and adapt refuse it in one line
+saying why."""
 
 from __future__ import annotations
 
@@ -120,7 +121,6 @@ def test_predict_prints_class_shares_and_deferred_tiles(built, bundle, tmp_path,
 @pytest.mark.parametrize("argv, why", [
     (["profile"], "time it end to end with 'edge-committee bench"),
     (["compile"], "TensorRT engines are built for classification members so far"),
-    (["export-onnx", "--out", "x.onnx"], "the fused ONNX file is built for classification cascades so far"),
     (["adapt", "--unlabeled", "u", "--member", "small"], "self-training fine-tunes classifier members"),
 ])
 def test_commands_that_do_not_run_it_say_why_in_one_line(built, capsys, argv, why):
