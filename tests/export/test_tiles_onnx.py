@@ -52,6 +52,9 @@ def _assert_equal(out: dict, ref) -> None:
     np.testing.assert_array_equal(out["tile_flags"], ref.tile_flags)
     np.testing.assert_allclose(out["tile_confidence"], ref.tile_confidence, atol=1e-6)
     np.testing.assert_allclose(out["probs"], ref.probs, atol=1e-5)
+    hist = np.stack([np.bincount(x[x >= 0].ravel(), minlength=out["probs"].shape[1]) for x in ref.labels])
+    np.testing.assert_array_equal(out["histogram"], hist)
+    np.testing.assert_array_equal(out["tiles_deferred"][:, 0], (ref.tile_exit_stage > 0).sum(axis=1))
 
 
 def test_the_chosen_cascade_equals_the_reference(bundle, tmp_path, capsys):

@@ -7,8 +7,8 @@
     -> If(a tile is still active): windows of every tile (reflect pad, constant gathers), Gather the
          active ones -> member_1 -> resize to the window -> centre -> gate_1 (ScatterND into the state)
     -> If(...) member_2 ...                      (one If per later stage; nothing runs when no tile is left)
-    -> class_map (N, H, W) int32, probs (N, C, H, W), tile_confidence (N, T), tile_exit_stage (N, T) int32,
-       tile_flags (N, T) int32
+    -> class_map (N, H, W) int32, probs (N, C, H, W), histogram (N, C) int64 (pixels per class),
+       tile_confidence (N, T), tile_exit_stage (N, T) int32, tile_flags (N, T) int32, tiles_deferred (N, 1) int32
 
 The state is indexed by flat tile ``n * T + t`` (the reference's order) and holds the running
 probability sum, the stages that contributed, the flag, the exit stage and the confidence at exit:
@@ -33,7 +33,8 @@ from edge_committee.export.cascade_onnx.inline import MemberSource, default_opse
 from edge_committee.preprocess.onnx_ops import add_preprocessing, check_plan, check_precision
 
 INPUT = "images"
-OUTPUTS = ("class_map", "probs", "tile_confidence", "tile_exit_stage", "tile_flags")
+#: the BLS model's outputs, in its order (:mod:`edge_committee.serve.triton.tasks`), so Triton serves either alike
+OUTPUTS = ("class_map", "probs", "histogram", "tile_confidence", "tile_exit_stage", "tile_flags", "tiles_deferred")
 STATE = ("sum", "count", "flag", "exit_stage", "conf", "active")
 MIN_OPSET = 13
 
@@ -259,13 +260,21 @@ def build_tile_cascade_model(members: Sequence[MemberSource], thresholds: Sequen
     for name, value in (("tile_confidence", state["conf"]), ("tile_exit_stage", state["exit_stage"]),
                         ("tile_flags", state["flag"])):
         g.op("Reshape", [value, per_frame], outputs=[name])
+    # pixels per class (unlabelled pixels, class -1, count in none) and tiles past the first member
+    same = g.op("Equal", [g.op("Unsqueeze", ["class_map", t.i64([3])]), g.const(np.arange(c, dtype=np.int32), "classes")])
+    g.op("Identity", [t.reduce("ReduceSum", g.op("Cast", [same], to=tp.INT64), [1, 2])], outputs=["histogram"])
+    later = g.op("Cast", [g.op("Greater", ["tile_exit_stage", g.const(np.int32(0), "zero_i")])], to=tp.INT32)
+    g.op("Identity", [t.reduce("ReduceSum", later, [1], keepdims=1)], outputs=["tiles_deferred"])
     h, w = frame
     tcount = shape[0] * shape[1]
     outputs = [helper.make_tensor_value_info("class_map", tp.INT32, ["N", h, w]),
                helper.make_tensor_value_info("probs", tp.FLOAT, ["N", c, h, w]),
                helper.make_tensor_value_info("tile_confidence", tp.FLOAT, ["N", tcount]),
                helper.make_tensor_value_info("tile_exit_stage", tp.INT32, ["N", tcount]),
-               helper.make_tensor_value_info("tile_flags", tp.INT32, ["N", tcount])]
+               helper.make_tensor_value_info("tile_flags", tp.INT32, ["N", tcount]),
+               helper.make_tensor_value_info("histogram", tp.INT64, ["N", c]),
+               helper.make_tensor_value_info("tiles_deferred", tp.INT32, ["N", 1])]
+    outputs.sort(key=lambda v: OUTPUTS.index(v.name))
     images_in = helper.make_tensor_value_info(INPUT, tp.UINT8, ["N", source.height, source.width, source.channels])
     graph = g.graph("edge_committee_tile_cascade", [images_in], outputs)
     opsets = [helper.make_opsetid("", opset)]

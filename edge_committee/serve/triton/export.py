@@ -159,9 +159,6 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     kind = task_kind(manifest.get("task"))
-    if kind.name != "classification" and form == "fused":
-        raise EdgeCommitteeError(f"{bundle}: a {kind.name} bundle has no fused ONNX file yet (export-onnx builds "
-                                 "classification cascades); export it with --form bls")
     if kind.name != "classification" and member_backend == "tensorrt":
         raise EdgeCommitteeError(f"{bundle}: a {kind.name} bundle has no TensorRT engines ('compile' builds them for "
                                  "classification bundles only); use --member-backend onnxruntime or python-ort")
@@ -237,7 +234,11 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     write_model(onnx_model, folder / "model.onnx")
     if backend == "python-ort":  # ONNX Runtime intra-op threads of its session (0: its default)
         common = dataclasses.replace(common, params=common.params + (("threads", str(int(threads or 0))),))
-    cfg = fused_config(model, source, len(manifest["labels"]), backend, common)
+    outputs = None
+    if manifest.get("task") == "segmentation":  # the tile cascade file answers the BLS model's outputs
+        outputs = task_kind("segmentation").outputs({"labels": manifest["labels"],
+                                                     "segmentation": manifest["segmentation"]})
+    cfg = fused_config(model, source, len(manifest["labels"]), backend, common, outputs)
     _write_model_config(stage / model, cfg, manifest)
     if backend == "python-ort":
         shutil.copyfile(TEMPLATES / "fused_ort_model.py", folder / "model.py")
@@ -245,7 +246,8 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     return TritonExport(stage, model, {}, {}, backend, digest, common.max_batch, "fused", common.version)
 
 
-def fused_config(model: str, source, num_classes: int, backend: str, common: _Common) -> ModelConfig:
+def fused_config(model: str, source, num_classes: int, backend: str, common: _Common,
+                 outputs: tuple | None = None) -> ModelConfig:
     """A fused file's config: uint8 images [N, H, W, C] in; the BLS model's outputs and shapes out.
 
     The file's per-sample outputs are rank 1, ``(N,)``; ``reshape { shape: [] }`` has Triton
@@ -254,7 +256,7 @@ def fused_config(model: str, source, num_classes: int, backend: str, common: _Co
     tensors, which that model writes.)
     """
     scalar = None if backend == "python-ort" else ()
-    outputs = (TensorConfig("labels", "TYPE_INT32", (1,), scalar),
+    outputs = outputs or (TensorConfig("labels", "TYPE_INT32", (1,), scalar),
                TensorConfig("confidence", "TYPE_FP32", (1,), scalar),
                TensorConfig("exit_stage", "TYPE_INT32", (1,), scalar),
                TensorConfig("flags", "TYPE_INT32", (1,), scalar),

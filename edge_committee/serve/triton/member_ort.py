@@ -59,7 +59,8 @@ class OrtMemberModel:
 class FusedOrtModel:
     """``TritonPythonModel`` of a fused cascade file (``export-triton --form fused --member-backend
     python-ort``): one ONNX Runtime session on ``model.onnx``, uint8 images in, the file's outputs
-    out, the rank-1 ones as ``[N, 1]`` (the shapes the ``onnxruntime`` form's config gives them)."""
+    out, the rank-1 ones as ``[N, 1]`` (the shapes the ``onnxruntime`` form's config gives them; a
+    segmentation file's outputs keep their shapes)."""
 
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
@@ -83,7 +84,7 @@ class FusedOrtModel:
         responses, start = [], 0
         for x in xs:
             rows = slice(start, start + len(x))
-            tensors = [to_tensor(pb, n, v[rows] if v.ndim == 2 else v[rows, None]) for n, v in outputs.items()]
+            tensors = [to_tensor(pb, n, v[rows, None] if v.ndim == 1 else v[rows]) for n, v in outputs.items()]
             responses.append(pb.InferenceResponse(output_tensors=tensors))
             start += len(x)
         return responses
