@@ -381,7 +381,12 @@ def reselect(
                                "--confidence": confidence, "--stage-overhead": stage_overhead,
                                "--reference": reference, "--combiner": combiner, "--search": search,
                                "--confidence-level": confidence_level}
-            return reselect_segmentation(ed.path, ed.manifest, objective, budget, max_members, order, classifier_only)
+            before = _cascade_key(ed.manifest)
+            manifest = reselect_segmentation(ed.path, ed.manifest, objective, budget, max_members, order,
+                                             classifier_only)
+            if _cascade_key(manifest) != before:
+                _drop_cascade_artifacts(ed)  # a fused tile cascade file of the old thresholds
+            return manifest
         if ed.manifest.get("task", "classification") != "classification":
             raise EdgeCommitteeError(f"{bundle}: a {ed.manifest['task']} bundle cannot be re-selected yet; rebuild it "
                                      "with another budget")

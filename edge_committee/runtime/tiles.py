@@ -176,8 +176,10 @@ class SegmentationModel(ExecutorLifecycle):
 
     Args:
         root: the bundle folder.
-        backend: ``onnxrt`` (the default: the host loop over ONNX Runtime sessions) or ``torch-cuda``
-            (the members converted to PyTorch, the gate in torch; ``device="cpu"`` runs it on the CPU).
+        backend: ``onnxrt`` (the default: the host loop over ONNX Runtime sessions), ``onnxrt-fused``
+            (the ``export-onnx`` tile cascade file, listed in the bundle or built in memory per frame size)
+            or ``torch-cuda`` (the members converted to PyTorch, the gate in torch; ``device="cpu"`` runs it
+            on the CPU).
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
         preprocess: ``exact`` or ``fast`` CPU preprocessing for every member (None, the default: each
@@ -211,6 +213,10 @@ class SegmentationModel(ExecutorLifecycle):
             self.executor = TorchTileLoop([self.root / by_name[n]["file"] for n in self.members], self.preprocessing,
                                           self.grid, self.thresholds, self.confidence, self.labels,
                                           device=options.pop("device", "cuda"))
+        elif backend == "onnxrt-fused":  # the export-onnx tile cascade file (listed in the bundle, or built)
+            from edge_committee.backend.onnxrt_fused.tiles import FusedTileLoop
+
+            self.executor = FusedTileLoop(self, threads=threads, **options)
         elif backend in MEMBER_BACKENDS:
             runners = [runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads, **options)
                        for n in self.members]
@@ -218,7 +224,7 @@ class SegmentationModel(ExecutorLifecycle):
                                          self.labels)
         else:
             raise EdgeCommitteeError(f"backend {backend!r} cannot run a segmentation bundle yet; use "
-                                     f"{', '.join(MEMBER_BACKENDS)} or torch-cuda")
+                                     f"{', '.join(MEMBER_BACKENDS)}, onnxrt-fused or torch-cuda")
         self._active = False
 
     def predict(self, images) -> SegmentationPrediction:

@@ -107,5 +107,20 @@ def test_into_the_bundle_it_is_listed_and_the_bundle_still_loads(bundle, tmp_pat
     m = json.loads((copy / "manifest.json").read_text())
     (entry,) = m["fused_onnx"]
     assert entry["file"] in m["files"] and (copy / entry["file"]).is_file()
-    with ec.load(copy, threads=1) as model:
-        assert model.predict(np.load(bundle.parent / "test.npz")["x"][:2]).labels.shape == (2, 16, 32)
+    frames = np.load(bundle.parent / "test.npz")["x"]
+    with ec.load(copy, threads=1) as host, ec.load(copy, backend="onnxrt-fused", threads=1) as fused:
+        a, b = host.predict(frames), fused.predict(frames)
+        assert fused.executor.origins == {(16, 32, 1): str(copy / entry["file"])}  # the listed file, not a build
+        rgb = fused.predict(list(np.repeat(frames[:3, ..., None], 3, axis=-1)))  # another size: built in memory
+        assert fused.executor.origins[(16, 32, 3)] == "built in memory" and rgb.labels.shape == (3, 16, 32)
+        assert fused.predict([]).labels.shape == (0, 16, 32)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.tile_exit_stage, b.tile_exit_stage)
+    assert a.tiles_run == b.tiles_run
+    # choosing again drops the file of the old thresholds (it no longer encodes the bundle's committee)
+    small, large = (e["macs"] for e in m["members"])
+    assert main(["select", str(copy), "--budget-macs", str(small + 0.1 * (large - small)), "--budget-kind",
+                 "mean"]) == 0
+    m2 = json.loads((copy / "manifest.json").read_text())
+    assert m2["cascade"]["thresholds"] != m["cascade"]["thresholds"]
+    assert not m2.get("fused_onnx") and not (copy / entry["file"]).exists()
