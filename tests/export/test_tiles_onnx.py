@@ -124,3 +124,55 @@ def test_into_the_bundle_it_is_listed_and_the_bundle_still_loads(bundle, tmp_pat
     m2 = json.loads((copy / "manifest.json").read_text())
     assert m2["cascade"]["thresholds"] != m["cascade"]["thresholds"]
     assert not m2.get("fused_onnx") and not (copy / entry["file"]).exists()
+
+
+def _nan_where_bright(src: Path, dst: Path, tensor: str) -> Path:
+    """``src`` with its logits made NaN wherever ``tensor`` (its input or pooled input) is above 0.9."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(src))
+    out = m.graph.output[0].name
+    for node in m.graph.node:  # the logits node now writes "raw"
+        node.output[:] = ["raw" if o == out else o for o in node.output]
+    m.graph.initializer.extend([numpy_helper.from_array(np.float32(0.9), "thr"),
+                                numpy_helper.from_array(np.float32(0.0), "zero")])
+    m.graph.node.extend([helper.make_node("Sub", ["thr", tensor], ["d"]), helper.make_node("Log", ["d"], ["l"]),
+                         helper.make_node("Mul", ["l", "zero"], ["z"]), helper.make_node("Add", ["raw", "z"], [out])])
+    onnx.save(m, str(dst))
+    return dst
+
+
+def test_non_finite_logits_are_flagged_as_the_reference_flags_them(bundle, tmp_path):
+    from edge_committee.cascade.tiles import TileGrid
+    from edge_committee.export.cascade_onnx.build import Source
+    from edge_committee.export.cascade_onnx.export import write_model
+    from edge_committee.export.cascade_onnx.inline import MemberSource
+    from edge_committee.export.cascade_onnx.tiles import build_tile_cascade_model
+
+    m = json.loads((bundle / "manifest.json").read_text())
+    by = {e["name"]: e for e in m["members"]}
+    files = {"small": _nan_where_bright(bundle / by["small"]["file"], tmp_path / "small.onnx", "pooled"),
+             "large": _nan_where_bright(bundle / by["large"]["file"], tmp_path / "large.onnx", "image")}
+    pp = Preprocessing.from_dict(by["small"]["preprocessing"])
+    members = [MemberSource(n, files[n], pp) for n in ("small", "large")]
+    threshold = m["cascade"]["thresholds"][0]
+    model = build_tile_cascade_model(members, [threshold], TileGrid((8, 8), 2), "mean_max_prob", Source(16, 32, 1), 3)
+    path = write_model(model, tmp_path / "fused.onnx")
+    frames = np.load(bundle.parent / "test.npz")["x"][..., None]
+    x = pp(frames)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = {n: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for n, f in files.items()}
+    run = {n: (lambda v, s=s: s.run(None, {"image": v})[0]) for n, s in sess.items()}
+    grid = TileGrid((8, 8), 2)
+    ref = T.run_tile_cascade(run["small"](x), [lambda idx: run["large"](grid.windows(x, idx))], grid, [threshold],
+                             "mean_max_prob", frame=(16, 32))
+    assert 0 < ref.tile_flags.sum() < ref.tile_flags.size and (ref.labels == -1).any()  # the case is exercised
+    got = _run(path, frames)
+    np.testing.assert_array_equal(got["tile_flags"], ref.tile_flags)
+    np.testing.assert_array_equal(got["tile_exit_stage"], ref.tile_exit_stage)
+    np.testing.assert_array_equal(got["class_map"], ref.labels)
+    np.testing.assert_array_equal(np.isnan(got["tile_confidence"]), np.isnan(ref.tile_confidence))
+    np.testing.assert_allclose(got["tile_confidence"], ref.tile_confidence, atol=1e-6)  # NaN == NaN here
+    np.testing.assert_allclose(got["probs"], ref.probs, atol=1e-5)
