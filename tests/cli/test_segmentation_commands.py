@@ -54,6 +54,12 @@ def test_select_chooses_again_from_the_cached_tile_statistics(bundle, capsys):
         assert model.thresholds == [float(t) for t in _manifest(bundle)["cascade"]["thresholds"]]
 
 
+def test_select_can_narrow_the_chains_to_single_members(bundle):
+    assert main(["select", str(bundle), "--budget-macs", "largest", "--budget-kind", "mean", "--max-members", "1"]) == 0
+    c = _manifest(bundle)["cascade"]
+    assert c["members"] == ["large"] and c["thresholds"] == [] and _manifest(bundle)["selection"]["max_members"] == 1
+
+
 @pytest.mark.parametrize("flags, match", [
     (["--budget-ms", "3"], "select --budget-ms: does not apply to a segmentation bundle"),
     (["--budget-macs", "largest", "--confidence", "margin"], "select --confidence: does not apply"),
@@ -96,6 +102,12 @@ def test_bench_times_the_cascade_and_the_members(built, bundle, tmp_path, capsys
     assert cascade["tiles_deferred"] == pytest.approx(deferred / pred.tile_exit_stage.size)
     assert rows[(4, "largest & most accurate")]["macs_per_frame"] == by["large"]["macs"]
     assert "frames/s" in capsys.readouterr().out
+    # frames without class maps (.npy): timed, no mIoU
+    np.save(tmp_path / "frames.npy", z["x"][:4])
+    assert main(["bench", "-q", str(bundle), "--source", str(tmp_path / "frames.npy"), "--batch", "2", "--warmup", "0",
+                 "--threads", "1", "--out", str(tmp_path / "b1")]) == 0
+    rows = json.loads((tmp_path / "b1" / "bench.json").read_text())["results"]
+    assert len(rows) == 2 and all("accuracy" not in r and r["images"] == 4 for r in rows)
     # what bench cannot do for a tile cascade is one line
     assert main(["bench", str(bundle), "--out", str(tmp_path / "b2")]) == 1
     assert "does not record where its frames are; pass --source" in capsys.readouterr().err
