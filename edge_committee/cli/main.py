@@ -55,6 +55,8 @@ class _Parser(argparse.ArgumentParser):
             print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
             sys.exit(1)
         super().error(message)
+
+
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
 DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve", "export-onnx")
 #: why a command does not take a segmentation bundle (the one line it refuses with)
@@ -64,38 +66,6 @@ DENSE_REFUSALS = {
                "time it end to end with 'edge-committee bench BUNDLE --source committee.yaml'",
     "compile": "TensorRT engines are built for classification members so far (segmentation members run on frames "
                "and on tile windows of another size); run it with --backend onnxrt or torch-cuda",
-    "adapt": "adapt",
-    "run": "run",
-    "export-triton": "export_triton",
-    "serve": "serve",
-}
-
-
-def _module(command: str):
-    return importlib.import_module(f"edge_committee.cli.{COMMANDS[command]}")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, except that a flag value of the wrong type (``--lr abc``) is a user's mistake like
-    any other: one line, exit 1 (argparse's own usage errors keep its exit code 2)."""
-
-    def error(self, message: str):
-        if re.match(r"argument \S+: invalid (int|float) value", message):
-            print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
-            sys.exit(1)
-        super().error(message)
-#: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
-DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve", "export-onnx")
-#: why a command does not take a segmentation bundle (the one line it refuses with)
-DENSE_REFUSALS = {
-    "profile": "a device profile times members per sample for latency budgets and bench's predictions, while a "
-               "tile cascade's cost depends on the tiles deferred per frame and it is chosen by MACs per frame; "
-               "time it end to end with 'edge-committee bench BUNDLE --source committee.yaml'",
-    "compile": "TensorRT engines are built for classification members so far (segmentation members run on frames "
-               "and on tile windows of another size); run it with --backend onnxrt or torch-cuda",
-    "export-onnx": "the fused ONNX file is built for classification cascades so far (the tile cascade's gate, window "
-                   "cutting and merging are not in it); serve it with export-triton (BLS) or run it with "
-                   "edge_committee.load",
     "adapt": "self-training fine-tunes classifier members on pseudo-labels of whole images; it has no per-pixel "
              "version; retrain the members and build again",
 }
@@ -104,7 +74,7 @@ DENSE_REFUSALS = {
 def _check_task(args) -> None:
     """Refuse a bundle of another task for a command that does not handle it, in one line saying why."""
     bundle = getattr(args, "bundle", None)
-    if args.command in DENSE_COMMANDS or not bundle:
+    if not bundle:
         return
     import json
     from pathlib import Path
@@ -114,6 +84,8 @@ def _check_task(args) -> None:
         task = json.loads(path.read_text(encoding="utf-8")).get("task", "classification")
     except (OSError, ValueError, AttributeError):
         return  # the command reports an unreadable bundle itself
+    if task == "classification" or (task == "segmentation" and args.command in DENSE_COMMANDS):
+        return
     if task == "segmentation" and args.command in DENSE_REFUSALS:
         raise EdgeCommitteeError(f"{bundle}: a segmentation bundle; 'edge-committee {args.command}' does not run it: "
                                  f"{DENSE_REFUSALS[args.command]}")
