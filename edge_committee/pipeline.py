@@ -380,13 +380,29 @@ def reselect(
     which then replaces the bundle in one rename: a failure leaves the old bundle as it was.
     """
     with edit_bundle(bundle) as ed:
+        if ed.manifest.get("task", "classification") == "segmentation":
+            from edge_committee.pipeline_dense import reselect_segmentation
+
+            classifier_only = {"--budget-ms": budget if latency else None, "--profile": profile,
+                               "--confidence": confidence, "--stage-overhead": stage_overhead,
+                               "--reference": reference, "--combiner": combiner, "--search": search,
+                               "--confidence-level": confidence_level}
+            before = _cascade_key(ed.manifest)
+            manifest = reselect_segmentation(ed.path, ed.manifest, objective, budget, max_members, order,
+                                             classifier_only)
+            if _cascade_key(manifest) != before:
+                _drop_cascade_artifacts(ed)  # a fused tile cascade file of the old thresholds
+            return manifest
         task = ed.manifest.get("task", "classification")
         if task == "video" and (latency or profile is not None):
             raise EdgeCommitteeError(f"{bundle}: a video bundle is re-selected by MACs per clip for now; drop "
                                      "--budget-ms/--profile (use --budget-macs or --target-accuracy)")
         if task not in ("classification", "video"):  # a video bundle caches its members' (N, C) outputs
-            raise EdgeCommitteeError(f"{bundle}: a {ed.manifest['task']} bundle cannot be re-selected yet (its per-tile "
-                                     "statistics are not cached); rebuild it with another budget")
+            raise EdgeCommitteeError(f"{bundle}: a {ed.manifest['task']} bundle cannot be re-selected yet; rebuild it "
+                                     "with another budget")
+        if budget == "largest_tiled":
+            raise EdgeCommitteeError("--target-accuracy largest_tiled: applies to segmentation bundles only; use a "
+                                     "number in [0, 1] or best_single")
         before = _cascade_key(ed.manifest, ed.path)
         latency_opts = {"latency": latency, "batch": batch, "backend": backend, "threads": threads,
                         "where": bundle}

@@ -84,7 +84,7 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
     from edge_committee.backend import runner_for
     from edge_committee.cost import count_macs
     from edge_committee.evaluate import sha256_file
-    from edge_committee.evaluate.dense import chains, split_stats
+    from edge_committee.evaluate.dense import STATS_FILE, chains, save_stats, split_stats
     from edge_committee.export import copy_member, model_digest
     from edge_committee.select import write_report
     from edge_committee.runtime.tiles import CHUNK_VALUES
@@ -156,9 +156,7 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
         for e in entries:
             e["accuracy"] = {k: miou_from_confusion(s.full_cm(e["name"])) for k, s in stats.items()}
             e["tiled_accuracy"] = {k: tiled_reference(s, e["name"], costs)["miou"] for k, s in stats.items()}
-        chosen = result.to_dict()
-        chosen.update(confidence="max_prob", tile_confidence=seg.confidence, accuracy_metric="mIoU",
-                      mean_macs=chosen["mean_cost"], worst_macs=chosen["worst_cost"], cost_unit="MACs per frame")
+        chosen = _cascade_entry(result, seg.confidence)
         manifest = {
             "schema_version": SCHEMA_VERSION, "name": spec.name, "task": "segmentation",
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -174,12 +172,74 @@ def build_segmentation(spec: CommitteeSpec, out: str | os.PathLike, *, threads: 
         for e in entries:
             e["labels"] = list(spec.labels)
         write_report(result, root, stem="selection")
+        save_stats(root / STATS_FILE, stats)  # select chooses again from these, without running the members
         from edge_committee.pipeline import _write_build_report
 
         _write_build_report(root, manifest)
         finalize_manifest(root, manifest)
     staging.commit()
     say(f"bundle written to {staging.dest}")
+    return manifest
+
+
+def _cascade_entry(result, tile_confidence: str) -> dict:
+    """The manifest's ``cascade`` of a dense selection result."""
+    chosen = result.to_dict()
+    chosen.update(confidence="max_prob", tile_confidence=tile_confidence, accuracy_metric="mIoU",
+                  mean_macs=chosen["mean_cost"], worst_macs=chosen["worst_cost"], cost_unit="MACs per frame")
+    return chosen
+
+
+def reselect_segmentation(root: Path, manifest: dict, objective: str, budget, max_members: int | None = None,
+                          order: str | None = None, unsupported: Mapping[str, Any] | None = None) -> dict:
+    """Choose a segmentation bundle's committee again from its cached per-tile statistics (``select``).
+
+    ``objective``: ``mean_cost``/``worst_cost`` with ``budget`` in MACs per frame (or ``largest``), or
+    ``accuracy`` with a validation mIoU, ``best_single`` or ``largest_tiled``. ``max_members``/``order``
+    may narrow the chains the build scored, not add new ones. ``unsupported``: options given that apply
+    to classifiers only (refused in one line). Updates ``manifest`` and the reports in ``root``.
+    """
+    from edge_committee.evaluate.dense import STATS_FILE, chains, load_stats
+    from edge_committee.select import write_report
+    from edge_committee.select.dense import DenseCosts, select_dense, tiled_reference
+
+    given = [k for k, v in (unsupported or {}).items() if v not in (None, False)]
+    if given:
+        raise EdgeCommitteeError(f"select {given[0]}: does not apply to a segmentation bundle (chosen by mIoU vs MACs "
+                                 "per frame from its tile statistics); use --budget-macs, --budget-kind, "
+                                 "--target-accuracy, --max-members or --order")
+    if not (root / STATS_FILE).is_file():
+        raise EdgeCommitteeError(f"{root}: this segmentation bundle has no cached tile statistics ({STATS_FILE}: "
+                                 "built before select supported segmentation); rebuild it")
+    stats = load_stats(root / STATS_FILE)
+    if "validation" not in stats:
+        raise EdgeCommitteeError(f"{root}: {STATS_FILE} has no validation statistics; rebuild the bundle")
+    costs = DenseCosts({m["name"]: m["macs"] for m in manifest["members"]},
+                       {m["name"]: m["window_macs"] for m in manifest["members"]})
+    settings = dict(manifest.get("selection") or {})
+    settings.update({k: v for k, v in (("max_members", max_members), ("order", order)) if v is not None})
+    names = [m["name"] for m in manifest["members"]]
+    sequences = chains(names, settings["max_members"], settings["order"], costs.frame)
+    have = stats["validation"].prefixes
+    missing = next((seq for seq in sequences if any(seq[:k] not in have for k in range(1, len(seq) + 1))), None)
+    if missing is not None:
+        built = manifest.get("selection") or {}
+        raise EdgeCommitteeError(f"select: the build scored chains of at most {built.get('max_members')} members in "
+                                 f"{built.get('order')} order; {' > '.join(missing)} is not among them, so it cannot be "
+                                 "chosen without running the members: rebuild with that selection")
+    if budget == "largest":
+        budget = float(max(costs.frame.values()))
+    elif budget == "largest_tiled":
+        budget = tiled_reference(stats["validation"], max(costs.frame, key=costs.frame.get), costs)["miou"]
+    seg = manifest["segmentation"]
+    result = select_dense(stats["validation"], stats.get("test"), costs, sequences, objective, budget,
+                          seg["confidence"], settings["order"], settings["max_members"])
+    manifest["cascade"] = _cascade_entry(result, seg["confidence"])
+    manifest["selection"] = settings
+    write_report(result, root, stem="selection")
+    from edge_committee.pipeline import _write_build_report
+
+    _write_build_report(root, manifest)
     return manifest
 
 

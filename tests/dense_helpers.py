@@ -82,3 +82,11 @@ def write_tiny_segmentation(tmp_path: Path, tile=(8, 8), margin: int = 2, frames
     path = tmp_path / "committee.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+def build_tiny_segmentation(tmp_path: Path, frames: int = 12) -> Path:
+    """The tiny segmentation committee built in ``tmp_path`` (small -> large, some tiles deferred); returns the bundle."""
+    import edge_committee as ec
+
+    ec.build(write_tiny_segmentation(tmp_path, frames=frames), tmp_path / "bundle", log=lambda s: None, threads=1)
+    return tmp_path / "bundle"

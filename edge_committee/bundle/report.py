@@ -68,7 +68,9 @@ def build_report_markdown(manifest: dict, root=None) -> str:
         "",
         "## Chosen committee vs the largest single member",
         "",
-        f"Objective `{c['objective']}` with budget {c['budget']:.4g} {c['cost_unit']}"
+        (f"Objective `accuracy`: the cheapest committee with validation {acc_name} at least {c['budget']:.4g}"
+         if c["objective"] == "accuracy" else
+         f"Objective `{c['objective']}` with budget {c['budget']:.4g} {c['cost_unit']}")
         if isinstance(c["budget"], (int, float)) else f"Objective `{c['objective']}` ({c['budget']})",
         "",
         f"| | members | thresholds | validation {acc_name} (%) | test {acc_name} (%) | mean {macs_name} (M) | "

@@ -20,7 +20,8 @@ def budget_args(p: argparse.ArgumentParser) -> None:
                    help="latency budget in ms of one call on --batch images (this device's profile in the "
                         "bundle, from 'edge-committee profile', or --profile)")
     x.add_argument("--target-accuracy",
-                   help="cheapest committee with at least this validation accuracy (0..1 or 'best_single')")
+                   help="cheapest committee with at least this validation accuracy (0..1 or 'best_single'; "
+                        "segmentation: a mIoU, or 'largest_tiled')")
     g.add_argument("--budget-kind", choices=("worst", "mean"), default="worst",
                    help="the budget bounds the worst case (default) or the mean cost")
     g.add_argument("--profile", help="a profile in the bundle (by name) or a profile file; also an older "

@@ -69,6 +69,8 @@ def run(args) -> int:
     out = Path(args.out or f"bench-{Path(args.bundle).resolve().name}")
     check_bench_out(out, args.force)  # before the timing: a wrong --out fails at once
     manifest = read_manifest(args.bundle)
+    if manifest.get("task") == "segmentation":
+        return _bench_segmentation(args, manifest, out)
     split = read_source(args.source, manifest)
     batches = parse_batches(args.batch)
     profile = device_profile(args.bundle, manifest, args.profile, args.backend, args.threads)
@@ -81,6 +83,55 @@ def run(args) -> int:
         model = LatencyModel.from_profile(profile, STAT_FOR_KIND["mean"])
         curves = {b: frontier_points(args.bundle, manifest, model, b) for b in batches}
     paths = write_bench(doc, out, curves, force=args.force)
+    print(bench_markdown(doc))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def read_dense_source(source: str | None, manifest: dict):
+    """(frames, class maps or None) for a segmentation bench: ``--source`` as an .npz (x, y), an .npy of
+    frames, or the spec YAML (its test split); the bundle records no data path of its own."""
+    import numpy as np
+
+    from edge_committee.data.readers import as_nhwc_uint8
+    from edge_committee.pipeline_dense import read_dense_split
+
+    if source is None:
+        raise EdgeCommitteeError("bench: a segmentation bundle does not record where its frames are; pass --source "
+                                 "committee.yaml (its test split), --source FRAMES.npz (x, y) or FRAMES.npy")
+    p = Path(source)
+    if p.suffix in (".yaml", ".yml"):
+        from edge_committee.spec.committee import load_spec
+
+        spec = load_spec(p)
+        which = "test" if "test" in spec.data else "validation"
+        return read_dense_split(spec.data[which], spec.base_dir, f"{p}: data.{which}")
+    if p.suffix == ".npz":
+        return read_dense_split({"format": "npz", "path": str(p.resolve())}, Path("/"), str(p))
+    if p.suffix == ".npy":
+        try:
+            return as_nhwc_uint8(np.load(p, allow_pickle=False), str(p)), None
+        except (OSError, ValueError) as exc:
+            raise EdgeCommitteeError(f"{p}: cannot read ({exc})") from None
+    raise EdgeCommitteeError(f"--source {source}: a segmentation bench reads committee.yaml, FRAMES.npz (x, y) or "
+                             "FRAMES.npy")
+
+
+def _bench_segmentation(args, manifest: dict, out: Path) -> int:
+    from edge_committee.profile.bench_dense import bench_segmentation
+    from edge_committee.profile.profiler import parse_batches
+    from edge_committee.profile.report import bench_markdown, write_bench
+
+    if args.profile:
+        raise EdgeCommitteeError("--profile: a segmentation bench has no cost-model predictions (a profile times "
+                                 "members per sample, not per deferred tile); leave it out")
+    frames, class_maps = read_dense_source(args.source, manifest)
+    batches = parse_batches(args.batch)
+    doc = bench_segmentation(args.bundle, frames, class_maps, batches, args.backend, args.threads,
+                             warmup=args.warmup, limit=args.limit, show_progress=not args.quiet, manifest=manifest,
+                             members=args.member, **({"preprocess": args.preprocess} if args.preprocess else {}))
+    doc["source"] = args.source
+    paths = write_bench(doc, out, None, force=args.force)
     print(bench_markdown(doc))
     print("written: " + ", ".join(str(p) for p in paths.values()))
     return 0

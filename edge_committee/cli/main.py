@@ -55,16 +55,28 @@ class _Parser(argparse.ArgumentParser):
             print(f"error: {safe_text(message, MAX_ERROR_CHARS)}", file=sys.stderr)
             sys.exit(1)
         super().error(message)
+
+
 #: commands that handle a segmentation bundle (``task: segmentation``); the others refuse it in one line
-DENSE_COMMANDS = ("build", "inspect")
-#: commands that also handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
-VIDEO_COMMANDS = ("predict", "select", "run")
+DENSE_COMMANDS = ("build", "inspect", "run", "export-triton", "bench", "select", "predict", "serve", "export-onnx")
+#: why a command does not take a segmentation bundle (the one line it refuses with)
+DENSE_REFUSALS = {
+    "profile": "a device profile times members per sample for latency budgets and bench's predictions, while a "
+               "tile cascade's cost depends on the tiles deferred per frame and it is chosen by MACs per frame; "
+               "time it end to end with 'edge-committee bench BUNDLE --source committee.yaml'",
+    "compile": "TensorRT engines are built for classification members so far (segmentation members run on frames "
+               "and on tile windows of another size); run it with --backend onnxrt or torch-cuda",
+    "adapt": "self-training fine-tunes classifier members on pseudo-labels of whole images; it has no per-pixel "
+             "version; retrain the members and build again",
+}
+#: commands that handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
+VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run")
 
 
 def _check_task(args) -> None:
-    """Refuse a segmentation bundle for a command that runs classifiers only (issue 23: not built yet)."""
+    """Refuse a bundle of another task for a command that does not handle it, in one line saying why."""
     bundle = getattr(args, "bundle", None)
-    if args.command in DENSE_COMMANDS or not bundle:
+    if not bundle:
         return
     import json
     from pathlib import Path
@@ -72,14 +84,18 @@ def _check_task(args) -> None:
     path = Path(bundle) / "manifest.json"
     try:
         task = json.loads(path.read_text(encoding="utf-8")).get("task", "classification")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested too deeply
         return  # the command reports an unreadable bundle itself
+    if task == "classification" or (task == "segmentation" and args.command in DENSE_COMMANDS):
+        return
     if task == "video" and args.command in VIDEO_COMMANDS:
         return
+    if task == "segmentation" and args.command in DENSE_REFUSALS:
+        raise EdgeCommitteeError(f"{bundle}: a segmentation bundle; 'edge-committee {args.command}' does not run it: "
+                                 f"{DENSE_REFUSALS[args.command]}")
     if task != "classification":
         raise EdgeCommitteeError(
-            f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far "
-            f"(segmentation: build, inspect, and the Python API edge_committee.load(...).predict(frames))")
+            f"{bundle}: a {task} bundle; 'edge-committee {args.command}' runs classification bundles only so far")
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,8 @@ def read_inputs(paths: list[str]):
 
 def format_rows(names: list[str], pred, members: list[str], as_json: bool) -> list[str]:
     """One output line per image of a batch (tab-separated text, or strict JSON)."""
+    if hasattr(pred, "tile_exit_stage"):
+        return format_dense_rows(names, pred, members, as_json)
     labels = pred.names()
     lines = []
     for j, src in enumerate(names):
@@ -61,6 +63,36 @@ def format_rows(names: list[str], pred, members: list[str], as_json: bool) -> li
                   f"exit stage {row['exit_stage']} ({row['exit_member']})"]
         if row["flag"]:
             fields.append("flag: a member gave non-finite logits (mean over the others)")
+        lines.append("\t".join(safe_text(f) for f in fields))
+    return lines
+
+
+def format_dense_rows(names: list[str], pred, members: list[str], as_json: bool) -> list[str]:
+    """A segmentation bundle's line per image: pixels per class present, tiles deferred, tiles per exit member
+    (the class maps themselves: ``edge_committee.load(bundle).predict(frames).labels``)."""
+    import numpy as np
+
+    hist = pred.histogram()
+    lines = []
+    for j, src in enumerate(names):
+        exits = pred.tile_exit_stage[j]
+        conf = pred.tile_confidence[j]
+        conf = conf[np.isfinite(conf)]
+        row = {"input": src, "pixels": int(pred.labels[j].size),
+               "histogram": {pred.label_names[c]: int(n) for c, n in enumerate(hist[j]) if n},
+               "tiles": int(exits.size), "tiles_deferred": int((exits > 0).sum()),
+               "tile_exits": {m: int((exits == k).sum()) for k, m in enumerate(members)},
+               "confidence": round(float(conf.mean()), 6) if conf.size else None,
+               "flag": bool(pred.tile_flags[j].any())}
+        if as_json:
+            lines.append(dumps_strict(row))
+            continue
+        total = max(sum(row["histogram"].values()), 1)
+        top = sorted(row["histogram"].items(), key=lambda kv: -kv[1])[:3]
+        fields = [src, ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in top),
+                  f"deferred {row['tiles_deferred']}/{row['tiles']} tiles"]
+        if row["flag"]:
+            fields.append("flag: a member gave non-finite logits on some tiles")
         lines.append("\t".join(safe_text(f) for f in fields))
     return lines
 

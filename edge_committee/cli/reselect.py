@@ -20,7 +20,7 @@ def run(args) -> int:
 
     if args.target_accuracy is not None:
         objective = "accuracy"
-        budget = (args.target_accuracy if args.target_accuracy == "best_single"
+        budget = (args.target_accuracy if args.target_accuracy in ("best_single", "largest_tiled")
                   else to_float(args.target_accuracy, "--target-accuracy"))
     else:
         objective = {"worst": "worst_cost", "mean": "mean_cost"}[args.budget_kind]

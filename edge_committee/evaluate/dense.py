@@ -165,3 +165,41 @@ def split_stats(
     joined = {p: PrefixStats(*(np.concatenate([getattr(s, f) for s in v]) for f in ("conf", "ok", "cm")))
               for p, v in parts.items()}
     return DenseSplitStats(n_frames, tiles_per_frame, c, joined, tiled)
+
+
+#: the file in a segmentation bundle that keeps the per-tile statistics (``select`` chooses again from it)
+STATS_FILE = "tile_stats.npz"
+
+
+def save_stats(path, stats: dict[str, DenseSplitStats]) -> None:
+    """Write every split's statistics to ``path`` (compressed npz; names in a JSON index, no pickles)."""
+    import json
+
+    arrays, index = {}, {}
+    for split, s in stats.items():
+        prefixes = list(s.prefixes)
+        index[split] = {"frames": s.frames, "tiles_per_frame": s.tiles_per_frame, "num_classes": s.num_classes,
+                        "prefixes": [list(p) for p in prefixes], "tiled": list(s.tiled_cm)}
+        for i, p in enumerate(prefixes):
+            st = s.prefixes[p]
+            arrays.update({f"{split}/{i}/conf": st.conf, f"{split}/{i}/ok": st.ok, f"{split}/{i}/cm": st.cm})
+        for i, name in enumerate(s.tiled_cm):
+            arrays[f"{split}/tiled/{i}"] = s.tiled_cm[name]
+    arrays["index"] = np.array(json.dumps(index))
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def load_stats(path) -> dict[str, DenseSplitStats]:
+    """What :func:`save_stats` wrote."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        index = json.loads(str(z["index"]))
+        out = {}
+        for split, meta in index.items():
+            prefixes = {tuple(p): PrefixStats(z[f"{split}/{i}/conf"], z[f"{split}/{i}/ok"], z[f"{split}/{i}/cm"])
+                        for i, p in enumerate(meta["prefixes"])}
+            tiled = {name: z[f"{split}/tiled/{i}"] for i, name in enumerate(meta["tiled"])}
+            out[split] = DenseSplitStats(meta["frames"], meta["tiles_per_frame"], meta["num_classes"], prefixes, tiled)
+    return out

@@ -56,6 +56,10 @@ def budget_check(doc: dict) -> str | None:
 
 
 def bench_markdown(doc: dict) -> str:
+    if doc.get("task") == "segmentation":
+        from edge_committee.profile.bench_dense import bench_markdown as dense_markdown
+
+        return dense_markdown(doc)
     fp = doc.get("fingerprint") or {}
     load = ", ".join(f"{x:.2f}" for x in doc["load_avg"])
     lines = [

@@ -60,6 +60,25 @@ def _frames(images) -> np.ndarray | list[np.ndarray]:
     return [im[..., None] if im.ndim == 2 else im for im in out]
 
 
+#: most class-map values (classes x pixels x frames) one call of the tile loop holds: 64 MiB of float32
+CHUNK_VALUES = 1 << 24
+
+
+def run_in_chunks(loop, images) -> SegmentationPrediction:
+    """``loop.run`` (a :class:`TileHostLoop` or :class:`TorchTileLoop`) over the frames in chunks of at
+    most :data:`CHUNK_VALUES` class-map values, so a long batch does not exhaust memory; one prediction."""
+    frames = _frames(images)
+    h, w = loop.preprocessing[0].size
+    step = max(1, CHUNK_VALUES // (len(loop.labels) * h * w))
+    if len(frames) <= step:
+        return loop.run(frames)
+    parts = [loop.run(frames[i:i + step]) for i in range(0, len(frames), step)]
+    return SegmentationPrediction(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in
+          ("labels", "probs", "tile_confidence", "tile_exit_stage", "tile_flags")),
+        list(loop.labels), [sum(r) for r in zip(*(p.tiles_run for p in parts))])
+
+
 class TileHostLoop(RunnerLoop):
     """The tile cascade over member runners (see the module docstring)."""
 
@@ -122,6 +141,7 @@ class TorchTileLoop:
             raise EdgeCommitteeError("the torch-cuda segmentation loop needs one preprocessing shared by every member; "
                                      "use backend='onnxrt' for members that preprocess differently")
         self.paths, self.pp, self.grid = list(paths), preprocessing[0], grid
+        self.preprocessing = list(preprocessing)
         self.thresholds, self.confidence, self.labels = list(thresholds), confidence, list(labels)
         self.device = device
         self.modules = None
@@ -156,10 +176,14 @@ class SegmentationModel(ExecutorLifecycle):
 
     Args:
         root: the bundle folder.
-        backend: ``onnxrt`` (the default: the host loop over ONNX Runtime sessions) or ``torch-cuda``
-            (the members converted to PyTorch, the gate in torch; ``device="cpu"`` runs it on the CPU).
+        backend: ``onnxrt`` (the default: the host loop over ONNX Runtime sessions), ``onnxrt-fused``
+            (the ``export-onnx`` tile cascade file, listed in the bundle or built in memory per frame size)
+            or ``torch-cuda`` (the members converted to PyTorch, the gate in torch; ``device="cpu"`` runs it
+            on the CPU).
         threads: backend threads (ONNX Runtime intra-op).
         verify: check every checksum on load (default True).
+        preprocess: ``exact`` or ``fast`` CPU preprocessing for every member (None, the default: each
+            member's ``execution`` key).
     """
 
     def __init__(self, root: str | os.PathLike, backend: str = "onnxrt", threads: int | None = None,
@@ -180,10 +204,19 @@ class SegmentationModel(ExecutorLifecycle):
         self.confidence: str = seg["confidence"]
         self.labels: list[str] = list(self.manifest["labels"])
         self.preprocessing = [Preprocessing.from_dict(by_name[n]["preprocessing"]) for n in self.members]
+        preprocess = options.pop("preprocess", None)
+        if preprocess not in (None, "exact", "fast"):
+            raise EdgeCommitteeError(f"preprocess {preprocess!r} is not known; use 'exact' or 'fast'")
+        if preprocess is not None:  # how the CPU resizes, for every member (as CascadeModel's option)
+            self.preprocessing = [dataclasses.replace(p, execution=preprocess) for p in self.preprocessing]
         if backend == "torch-cuda":
             self.executor = TorchTileLoop([self.root / by_name[n]["file"] for n in self.members], self.preprocessing,
                                           self.grid, self.thresholds, self.confidence, self.labels,
                                           device=options.pop("device", "cuda"))
+        elif backend == "onnxrt-fused":  # the export-onnx tile cascade file (listed in the bundle, or built)
+            from edge_committee.backend.onnxrt_fused.tiles import FusedTileLoop
+
+            self.executor = FusedTileLoop(self, threads=threads, **options)
         elif backend in MEMBER_BACKENDS:
             runners = [runner_for(backend, self.root / by_name[n]["file"], name=n, threads=threads, **options)
                        for n in self.members]
@@ -191,7 +224,7 @@ class SegmentationModel(ExecutorLifecycle):
                                          self.labels)
         else:
             raise EdgeCommitteeError(f"backend {backend!r} cannot run a segmentation bundle yet; use "
-                                     f"{', '.join(MEMBER_BACKENDS)} or torch-cuda")
+                                     f"{', '.join(MEMBER_BACKENDS)}, onnxrt-fused or torch-cuda")
         self._active = False
 
     def predict(self, images) -> SegmentationPrediction:
@@ -201,17 +234,6 @@ class SegmentationModel(ExecutorLifecycle):
         float32 running sum per class and pixel), so a long batch does not exhaust memory."""
         if not self._active:
             self.__enter__()
-        frames = _frames(images)
-        h, w = self.preprocessing[0].size
-        step = max(1, CHUNK_VALUES // (len(self.labels) * h * w))
-        if len(frames) <= step:
-            return self.executor.run(frames)
-        parts = [self.executor.run(frames[i:i + step]) for i in range(0, len(frames), step)]
-        return SegmentationPrediction(
-            *(np.concatenate([getattr(p, f) for p in parts]) for f in
-              ("labels", "probs", "tile_confidence", "tile_exit_stage", "tile_flags")),
-            self.labels, [sum(r) for r in zip(*(p.tiles_run for p in parts))])
+        return run_in_chunks(self.executor, images)
 
 
-#: most class-map values (classes x pixels x frames) one call of the tile loop holds: 64 MiB of float32
-CHUNK_VALUES = 1 << 24

@@ -2,7 +2,9 @@
 
 The pipeline knows the cascade only through the facade: it passes raw frames to
 ``CascadeModel.predict`` (whatever backend runs it) and reads the ``Prediction``; per-stage exit
-counts come from ``Prediction.exit_stage``. It runs in the caller's thread; each source has its
+counts come from ``Prediction.exit_stage``. A segmentation bundle's ``SegmentationModel`` runs
+through the same loop: its results are :class:`~edge_committee.stream.results.SegmentationResult`
+(class map, class histogram, tiles per exit stage), see :mod:`edge_committee.stream.results`. It runs in the caller's thread; each source has its
 own grabber thread.
 """
 
@@ -19,11 +21,12 @@ import numpy as np
 
 from edge_committee.stream.batcher import Batcher
 from edge_committee.stream.grabber import Grabber
+from edge_committee.stream.results import frame_exit_stages, results_for
 from edge_committee.stream.sinks import Sink, make_sink
 from edge_committee.stream.sinks.base import SinkError
 from edge_committee.stream.sources.base import Source
 from edge_committee.stream.stats import StreamStats, format_stats
-from edge_committee.stream.types import Event, Frame, FrameResult, SourceError, StreamBatch
+from edge_committee.stream.types import Event, Frame, SourceError, StreamBatch
 from edge_committee.stream.uri import open_source
 
 log = logging.getLogger("edge_committee.stream")
@@ -128,13 +131,6 @@ class StreamPipeline:
         return self.errors + [g.error for g in self.grabbers if g.state == "failed" and g.error]
 
     # --------------------------------------------------------------------------------- run
-    def _results(self, frames: list[Frame], pred, lat_ms: list[float]) -> list[FrameResult]:
-        names = pred.names()
-        members = self.model.members
-        return [FrameResult(f.source, f.index, f.timestamp, names[j], int(pred.labels[j]),
-                            float(pred.confidence[j]), int(pred.exit_stage[j]), members[int(pred.exit_stage[j])],
-                            int(pred.flags[j]), lat_ms[j], f.dropped, f.pts)
-                for j, f in enumerate(frames)]
 
     def _start(self) -> Batcher:
         wake = threading.Condition()
@@ -168,8 +164,8 @@ class StreamPipeline:
         t0 = time.monotonic()
         pred = self.model.predict(_as_batch(frames))
         t1 = time.monotonic()
-        lat = self.stats.add(frames, pred.exit_stage, t1, t1 - t0)
-        batch = StreamBatch(frames, pred, self._results(frames, pred, lat))
+        lat = self.stats.add(frames, frame_exit_stages(pred), t1, t1 - t0, getattr(pred, "tile_exit_stage", None))
+        batch = StreamBatch(frames, pred, results_for(frames, pred, lat, self.model))
         elapsed = max(t1 - self.stats.start, 1e-9)
         fps = {name: n / elapsed for name, n in self.stats.processed.items()}
         for sink in self.sinks:

@@ -4,6 +4,8 @@ Per source: frames captured and processed, capture and processed fps, drops (ove
 newer frame, or older than the staleness limit), reconnects, capture-to-result latency p50/p95.
 Per stage: how many batches reached it, the mean batch it ran on (B_k: its *fill*, as a fraction
 of the number of sources too) and how many frames exited there (from ``Prediction.exit_stage``).
+For a tile cascade (segmentation) a frame counts at the last stage any of its tiles ran, and each
+stage also counts the tiles that left after it (``tile_exits``).
 """
 
 from __future__ import annotations
@@ -41,9 +43,15 @@ class StreamStats:
         self.stage_rows = np.zeros(len(stages), np.int64)  # frames that ran stage k
         self.exits = np.zeros(len(stages), np.int64)
         self.infer_s = 0.0
+        self.tile_exits: np.ndarray | None = None  #: (K,) tiles that left at each stage (tile cascades)
 
-    def add(self, frames: list[Frame], exit_stage: np.ndarray, t_result: float, infer_s: float) -> list[float]:
-        """Record one batch; returns each frame's capture-to-result latency in ms."""
+    def add(self, frames: list[Frame], exit_stage: np.ndarray, t_result: float, infer_s: float,
+            tile_exit_stage: np.ndarray | None = None) -> list[float]:
+        """Record one batch; returns each frame's capture-to-result latency in ms.
+
+        ``exit_stage``: (N,) the stage each frame left at (for a tile cascade, the last stage any of
+        its tiles ran); ``tile_exit_stage``: (N, T) a tile cascade's per-tile exit stages, counted
+        per stage as ``tile_exits``."""
         self.batches += 1
         self.frames += len(frames)
         self.infer_s += infer_s
@@ -59,6 +67,11 @@ class StreamStats:
         rows = np.array([(stages >= s).sum() for s in range(k)])  # frames still active at stage s
         self.stage_rows += rows
         self.stage_runs += rows > 0
+        if tile_exit_stage is not None:
+            t = np.clip(np.asarray(tile_exit_stage, np.int64).ravel(), 0, k - 1)
+            if self.tile_exits is None:
+                self.tile_exits = np.zeros(k, np.int64)
+            self.tile_exits += np.bincount(t, minlength=k)[:k]
         return lat
 
     def snapshot(self) -> dict:
@@ -82,6 +95,8 @@ class StreamStats:
             mean = float(self.stage_rows[s]) / runs if runs else 0.0
             stages.append({"stage": s, "member": name, "batches": runs, "mean_batch": round(mean, 3),
                            "fill": round(mean / n_src, 3), "exits": int(self.exits[s])})
+            if self.tile_exits is not None:  # a tile cascade: tiles that left after this member
+                stages[-1]["tile_exits"] = int(self.tile_exits[s])
         return {"elapsed_s": round(elapsed, 3), "batches": self.batches, "frames": self.frames,
                 "fps": round(self.frames / elapsed, 2), "infer_s": round(self.infer_s, 3),
                 "sources": sources, "stages": stages}
@@ -100,7 +115,8 @@ def format_stats(snap: dict, title: str = "stats") -> str:
                      f"latency p50 {ms(s['latency_p50_ms'])} ms p95 {ms(s['latency_p95_ms'])} ms")
     for st in snap["stages"]:
         lines.append(f"  stage {st['stage']} ({st['member']}): {st['batches']} batches, mean batch "
-                     f"{st['mean_batch']:.2f} (fill {st['fill']:.0%}), exits {st['exits']}")
+                     f"{st['mean_batch']:.2f} (fill {st['fill']:.0%}), exits {st['exits']}"
+                     + (f", tiles exited {st['tile_exits']}" if "tile_exits" in st else ""))
     return "\n".join(lines)
 
 

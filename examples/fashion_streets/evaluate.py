@@ -124,13 +124,21 @@ def wall_time(members: Path, frames: np.ndarray, tile: int, margin: int, thresho
     return {name: float(np.median(v)) for name, v in times.items()}
 
 
-def check_bundle(bundle: Path, frames: np.ndarray, members: Path, batch: int = 10) -> dict:
-    """The bundle's ONNX Runtime tile loop against the NumPy reference (ORT sessions per member)."""
+def check_bundle(bundle: Path, frames: np.ndarray, members: Path, batch: int = 10, fused: Path | None = None) -> dict:
+    """The bundle's ONNX Runtime tile loop (and ``fused``, the ``export-onnx`` file, if given) against the
+    NumPy reference (ORT sessions per member)."""
+    import onnxruntime as ort
+
     import edge_committee as ec
     from edge_committee.cascade.tiles import run_tile_cascade
 
     run = runners(members)
     mismatched_pixels = mismatched_tiles = 0
+    fused_pixels = fused_tiles = 0
+    if fused is not None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(fused), opts, providers=["CPUExecutionProvider"])
     with ec.load(bundle, threads=1) as model:
         grid, names = model.grid, model.members
         for i in range(0, len(frames), batch):
@@ -142,8 +150,15 @@ def check_bundle(bundle: Path, frames: np.ndarray, members: Path, batch: int = 1
                                    frame=(192, 384))
             mismatched_pixels += int((pred.labels != ref.labels).sum())
             mismatched_tiles += int((pred.tile_exit_stage != ref.tile_exit_stage).sum())
-    return {"frames": len(frames), "members": names, "thresholds": model.thresholds,
-            "mismatched_pixels": mismatched_pixels, "mismatched_tile_exits": mismatched_tiles}
+            if fused is not None:
+                labels, exits = session.run(["class_map", "tile_exit_stage"], {"images": part[..., None]})
+                fused_pixels += int((labels != ref.labels).sum())
+                fused_tiles += int((exits != ref.tile_exit_stage).sum())
+    out = {"frames": len(frames), "members": names, "thresholds": model.thresholds,
+           "mismatched_pixels": mismatched_pixels, "mismatched_tile_exits": mismatched_tiles}
+    if fused is not None:
+        out.update(fused_mismatched_pixels=fused_pixels, fused_mismatched_tile_exits=fused_tiles)
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -179,13 +194,15 @@ def main() -> None:
     ap.add_argument("--markdown", type=Path, default=None, help="only print the tables of a results JSON")
     ap.add_argument("--check-bundle", type=Path, default=None,
                     help="only compare this bundle's runtime with the reference on the test split")
+    ap.add_argument("--check-fused", type=Path, default=None,
+                    help="with --check-bundle: also the bundle's export-onnx file (uint8 192x384x1 frames in)")
     args = ap.parse_args()
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
         return
     if args.check_bundle:
         with np.load(args.data / "test.npz") as z:
-            print(json.dumps(check_bundle(args.check_bundle, z["x"], args.members)))
+            print(json.dumps(check_bundle(args.check_bundle, z["x"], args.members, fused=args.check_fused)))
         return
     splits = {}
     for k in ("validation", "test"):

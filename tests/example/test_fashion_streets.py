@@ -84,3 +84,11 @@ def test_example_builds_and_the_runtime_equals_the_reference(tmp_path: Path):
     np.testing.assert_array_equal(pred.tile_exit_stage, ref.tile_exit_stage)
     assert pred.labels.shape == (3, 192, 384) and names == ["small", "large"]
     assert 0 < (pred.tile_exit_stage == 1).sum() < pred.tile_exit_stage.size
+    # the export-onnx file of the same bundle: the same class maps and tile decisions
+    from edge_committee.export.cascade_onnx.export import export_cascade_onnx
+
+    (fused,) = export_cascade_onnx(tmp_path / "bundle", tmp_path / "fused.onnx")
+    s = ort.InferenceSession(str(fused), opts, providers=["CPUExecutionProvider"])
+    labels, exits = s.run(["class_map", "tile_exit_stage"], {"images": frames[..., None]})
+    np.testing.assert_array_equal(labels, ref.labels)
+    np.testing.assert_array_equal(exits, ref.tile_exit_stage)

@@ -132,13 +132,13 @@ def test_report_loaders_and_commands(bundle: Path, capsys):
     assert "mIoU" in (bundle / "selection.md").read_text() and "mIoU" in (bundle / "report.md").read_text()
     with pytest.raises(BundleError, match="load it with edge_committee.load"):
         CascadeModel(bundle)
-    with pytest.raises(EdgeCommitteeError, match="cannot be re-selected yet"):
-        reselect(bundle, "mean_cost", 1.0)
+    with pytest.raises(EdgeCommitteeError, match="select --confidence: does not apply to a segmentation bundle"):
+        reselect(bundle, "mean_cost", 1.0, confidence="margin")
     assert main(["inspect", str(bundle)]) == 0
     capsys.readouterr()
     assert main(["profile", str(bundle)]) == 1
     err = capsys.readouterr().err
-    assert "a segmentation bundle; 'edge-committee profile' runs classification bundles only" in err
+    assert "a segmentation bundle; 'edge-committee profile' does not run it: a device profile times members" in err
     assert err.count("\n") == 1
 
 

@@ -113,6 +113,8 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
     """(model, committee, source) for a bundle's chosen cascade, or ``cascade`` over its members."""
     root = Path(root)
     manifest = manifest if manifest is not None else read_manifest(root)
+    if manifest.get("task") == "segmentation":
+        return _build_tiles(root, manifest, cascade, source_size, channels, form, gate, preprocess)
     cascade = cascade or cascade_from_manifest(manifest, root)
     members = members_from_bundle(root, manifest, list(cascade.members))
     source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
@@ -129,6 +131,31 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
         meta["combiner"] = combiner_files(manifest)
     model = build_cascade_model(members, cascade, source, len(manifest["labels"]), form=form, gate=gate,
                                 preprocess=preprocess, metadata=meta)
+    return model, cascade, source
+
+
+def _build_tiles(root: Path, manifest: dict, cascade: CascadeDef | None, source_size: Any, channels: int | None,
+                 form: str, gate: str, preprocess: str) -> tuple[Any, CascadeDef, Source]:
+    """A segmentation bundle's tile cascade as one file (:mod:`.tiles`); the source defaults to the frame."""
+    from edge_committee.cascade.tiles import TileGrid
+    from edge_committee.export.cascade_onnx.tiles import build_tile_cascade_model
+
+    if form != "compact" or gate != "standard":
+        raise FusedExportError(f"--form {form} --gate {gate}: a segmentation bundle's fused file is built in the compact "
+                               "form with standard ONNX ops only; leave --form and --gate out")
+    c = manifest["cascade"]
+    cascade = cascade or CascadeDef(list(c["members"]), [float(t) for t in c["thresholds"]][: len(c["members"]) - 1],
+                                    c.get("confidence", "max_prob"), c.get("kind", "cascade"))
+    members = members_from_bundle(root, manifest, list(cascade.members))
+    seg = manifest["segmentation"]
+    if source_size is None:
+        source_size = tuple(seg["frame"])
+    source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
+    meta = {"manifest_sha256": manifest[DIGEST_KEY], "bundle": manifest.get("name", root.name),
+            "labels": list(manifest["labels"]), "version": __version__}
+    model = build_tile_cascade_model(members, list(cascade.thresholds), TileGrid(tuple(seg["tile"]), int(seg["margin"])),
+                                     seg["confidence"], source, len(manifest["labels"]), preprocess=preprocess,
+                                     metadata=meta)
     return model, cascade, source
 
 

@@ -169,11 +169,31 @@ def _name_nodes(graph: Any, prefix: str) -> None:
             node.name = f"{prefix}node_{i}"
 
 
+def _check_dense_io(src: MemberSource, model: Any, num_classes: int) -> None:
+    """A segmentation member: one float image input with a free batch, float (N, classes, h, w) logits."""
+    tp = require("onnx").TensorProto
+    inputs = _real_inputs(model.graph)
+    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type not in (tp.FLOAT, tp.FLOAT16):
+        raise _fail(src, "a segmentation member needs exactly one float32/float16 image input")
+    dims = _dims(inputs[0])
+    if dims and (len(dims) != 4 or isinstance(dims[0], int)):
+        raise _fail(src, f"its input has shape {dims}; expected (batch, channels, height, width) with a free batch")
+    y = model.graph.output[0] if model.graph.output else None
+    out_dims = _dims(y) if y is not None else []
+    if y is None or y.type.tensor_type.elem_type not in (tp.FLOAT, tp.FLOAT16) or (out_dims and (
+            len(out_dims) != 4 or (isinstance(out_dims[1], int) and out_dims[1] != num_classes))):
+        raise _fail(src, f"its first output must be float (batch, {num_classes}, height, width) logits")
+
+
 def inline_member(src: MemberSource, model: Any, prefix: str, opset: int,
-                  expect: tuple[int, int, int], num_classes: int) -> InlinedMember:
-    """Check ``model`` (from :func:`read_member`) and return it ready to inline under ``prefix``."""
+                  expect: tuple[int, int, int], num_classes: int, dense: bool = False) -> InlinedMember:
+    """Check ``model`` (from :func:`read_member`) and return it ready to inline under ``prefix``
+    (``dense``: a segmentation member, (N, C, h, w) logits on inputs of any height and width)."""
     onnx = require("onnx")
-    _check_io(src, model, expect, num_classes)
+    if dense:
+        _check_dense_io(src, model, num_classes)
+    else:
+        _check_io(src, model, expect, num_classes)
     model = _convert_opset(src, model, opset)
     logits = model.graph.output[0].name
     _prune_to(model, logits)

@@ -10,8 +10,11 @@ each member's :class:`~edge_committee.spec.preprocess.Preprocessing` runs here, 
 called with the survivors of member ``k`` only, and the outputs are those of
 :class:`~edge_committee.runtime.cascade.Prediction`.
 
-The cascade description (members, their Triton models and tensors, preprocessing, thresholds,
-confidence function, labels) is ``cascade.json`` beside ``model.py``, written by the export.
+The cascade description (task, members, their Triton models and tensors, preprocessing, thresholds,
+confidence function, labels) is ``cascade.json`` beside ``model.py``, written by the export. A
+segmentation bundle runs the tile cascade's :class:`~edge_committee.runtime.tiles.TileHostLoop`
+the same way (member 0 on the frames, later members on the deferred tiles' windows, over BLS);
+each task's loop and outputs are in :mod:`~edge_committee.serve.triton.tasks`.
 """
 
 from __future__ import annotations
@@ -22,23 +25,17 @@ from pathlib import Path
 import numpy as np
 
 from edge_committee.backend.base.runner import BaseRunner
-from edge_committee.cascade.reference import gate_step
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.runtime.cascade import HostLoop, Prediction
 from edge_committee.serve.triton.integrity import require_intact
+from edge_committee.serve.triton.tasks import gate_for, task_kind  # noqa: F401 (gate_for: its old home)
 from edge_committee.serve.triton.tensors import as_array, to_tensor
 from edge_committee.spec.preprocess import Preprocessing
 
 CASCADE_JSON = "cascade.json"
 INPUT = "images"
-#: output name -> (Prediction attribute, dtype); labels, confidence, exit stage and flags are (N, 1)
-OUTPUTS = {
-    "labels": ("labels", np.int32),
-    "confidence": ("confidence", np.float32),
-    "exit_stage": ("exit_stage", np.int32),
-    "flags": ("flags", np.int32),
-    "probs": ("probs", np.float32),
-}
+#: a classification cascade's outputs, in order (labels, confidence, exit stage and flags are (N, 1));
+#: every task's outputs: :mod:`edge_committee.serve.triton.tasks`
+OUTPUTS = ("labels", "confidence", "exit_stage", "flags", "probs")
 
 
 class MemberCallError(RuntimeError):
@@ -97,31 +94,23 @@ class TritonMemberRunner(BaseRunner):
         return logits.astype(np.float32)  # a copy: the response's memory goes with it
 
     def input_shape(self) -> tuple:
-        return ("batch", *self.input_dims)
+        """Symbolic where the model's dims vary (-1: a segmentation member's height and width)."""
+        return ("batch", *(d if d > 0 else f"dim{i}" for i, d in enumerate(self.input_dims, 1)))
 
     def num_classes(self) -> int:
         return self.classes
 
 
-def host_loop(spec: dict, pb_utils) -> HostLoop:
-    """The SDK's host loop for a ``cascade.json`` description, with BLS member runners."""
+def host_loop(spec: dict, pb_utils):
+    """The SDK's loop for a ``cascade.json`` description (its task's: the classification host loop or the
+    tile cascade), with BLS member runners."""
+    kind = task_kind(spec.get("task"))
     runners = [TritonMemberRunner(pb_utils, m["model"], m["input"], m["output"], m["input_dtype"],
                                   m["input_dims"], m["num_classes"], m["max_batch"], m.get("version", -1))
                for m in spec["members"]]
     preprocessing = [Preprocessing.from_dict(m["preprocessing"], where=f"member {m['name']}")
                      for m in spec["members"]]
-    return HostLoop(runners, preprocessing, [float(t) for t in spec["thresholds"]], spec["confidence"],
-                    list(spec["labels"]), gate_for(spec))
-
-
-def gate_for(spec: dict):
-    """The gate step of a ``cascade.json``: the reference, or a learned committee's stage combiners."""
-    if not spec.get("combiner"):
-        return gate_step
-    from edge_committee.cascade.learned import Combiner, LearnedGate
-
-    return LearnedGate([Combiner(np.asarray(d["weights"], np.float32), np.asarray(d["bias"], np.float32),
-                                 tuple(d.get("members", ()))) for d in spec["combiner"]])
+    return kind.loop(spec, runners, preprocessing)
 
 
 def check_images(x: np.ndarray) -> str | None:
@@ -136,16 +125,12 @@ def check_images(x: np.ndarray) -> str | None:
     return None
 
 
-def split_prediction(pred: Prediction, counts: list[int]) -> list[dict[str, np.ndarray]]:
+def split_prediction(pred, counts: list[int], task: str | None = None) -> list[dict[str, np.ndarray]]:
     """Per-request output arrays of one prediction over the concatenated requests."""
+    arrays = task_kind(task).arrays(pred)
     out, start = [], 0
     for n in counts:
-        rows = slice(start, start + n)
-        item = {}
-        for name, (attr, dtype) in OUTPUTS.items():
-            value = np.asarray(getattr(pred, attr)[rows], dtype=dtype)
-            item[name] = value if value.ndim == 2 else value[:, None]
-        out.append(item)
+        out.append({name: value[start : start + n] for name, value in arrays.items()})
         start += n
     return out
 
@@ -157,7 +142,8 @@ def _invalid_argument(pb_utils, message: str):
 
 
 class CascadeBLS:
-    """``TritonPythonModel`` of the cascade: one host-loop run per batch of requests.
+    """``TritonPythonModel`` of the cascade: one host-loop run per batch of requests (the loop and the
+    outputs of the bundle's task, :mod:`~edge_committee.serve.triton.tasks`).
 
     The requests of one ``execute`` call (the dynamic batcher's batch) run as one cascade batch,
     so member calls carry every active sample of every request. A request whose images are
@@ -175,6 +161,15 @@ class CascadeBLS:
         require_intact(*(model_dir.parent / m["model"] for m in self.spec["members"]))
         self.loop = host_loop(self.spec, pb_utils)
         self.loop.activate()
+
+    @property
+    def kind(self):
+        """The bundle's task (``cascade.json``'s ``task``): its loop and outputs."""
+        return task_kind(self.spec.get("task"))
+
+    @property
+    def outputs(self) -> list[str]:
+        return [o.name for o in self.kind.outputs(self.spec)]
 
     def execute(self, requests: list) -> list:
         pb = self.pb_utils
@@ -197,15 +192,15 @@ class CascadeBLS:
         same = all(a.shape[1:] == arrays[0].shape[1:] for a in arrays)
         images = np.concatenate(arrays) if same else [im for a in arrays for im in a]
         try:
-            pred = self.loop.run(images)
+            pred = self.kind.run(self.loop, images)
         except (MemberCallError, EdgeCommitteeError) as exc:  # the whole batch fails, each request is told
             for i, _ in batches:
                 responses[i] = pb.InferenceResponse(output_tensors=[], error=pb.TritonError(str(exc)))
             return
-        for (i, _), outputs in zip(batches, split_prediction(pred, [len(a) for a in arrays])):
-            wanted = requests[i].requested_output_names() or list(OUTPUTS)
+        for (i, _), outputs in zip(batches, split_prediction(pred, [len(a) for a in arrays], self.kind.name)):
+            wanted = requests[i].requested_output_names() or self.outputs
             responses[i] = pb.InferenceResponse(
-                output_tensors=[to_tensor(pb, name, outputs[name]) for name in OUTPUTS if name in wanted])
+                output_tensors=[to_tensor(pb, name, outputs[name]) for name in self.outputs if name in wanted])
 
     def finalize(self) -> None:
         self.loop.deactivate()

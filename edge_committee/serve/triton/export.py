@@ -4,7 +4,8 @@ Layout (``NAME`` is the bundle's name unless given)::
 
     model_repository/
       edge_committee.json              what was exported: bundle, manifest sha256, models
-      NAME/config.pbtxt                the cascade: Python backend (BLS), raw uint8 images in
+      NAME/config.pbtxt                the cascade: Python backend (BLS), raw uint8 images in, the
+                                       outputs of the bundle's task out (tasks.py)
       NAME/1/model.py, cascade.json    the SDK's host loop; members, preprocessing, thresholds
       NAME/1/_sdk/edge_committee/...   the pure-Python modules that loop needs (copied)
       NAME.MEMBER/config.pbtxt         one model per cascade member (see members.py)
@@ -55,6 +56,7 @@ from edge_committee.serve.triton.members import (
     write_member_files,
 )
 from edge_committee.serve.triton.repository import MARKER, RepoStaging, exported_models
+from edge_committee.serve.triton.tasks import LABELS_FILE, describe_outputs, task_kind
 from edge_committee.spec.preprocess import Preprocessing
 
 LOG = logging.getLogger("edge_committee")
@@ -63,9 +65,6 @@ TEMPLATES = Path(__file__).resolve().parent / "model_templates"
 SDK_ENTRIES = ("edge_committee.serve.triton.bls", "edge_committee.serve.triton.member_ort")
 SHA_PARAM = "edge_committee.manifest_sha256"
 
-
-#: the class names file beside each classifier's ``config.pbtxt`` (``label_filename``)
-LABELS_FILE = "labels.txt"
 FORMS = ("bls", "fused")
 
 
@@ -83,6 +82,8 @@ class TritonExport:
     form: str = "bls"
     version: int = 1
     versions: tuple[int, ...] = (1,)  #: every version of the cascade model now in the repository
+    task: str = "classification"  #: the bundle's task (its cascade model's outputs: :mod:`.tasks`)
+    outputs: str = ""  #: the cascade model's outputs and their shapes, for a summary line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +158,10 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     version_policy_text(version_policy)  # one line now, not a broken config later
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
+    kind = task_kind(manifest.get("task"))
+    if kind.name != "classification" and member_backend == "tensorrt":
+        raise EdgeCommitteeError(f"{bundle}: a {kind.name} bundle has no TensorRT engines ('compile' builds them for "
+                                 "classification bundles only); use --member-backend onnxruntime or python-ort")
     digest = manifest[DIGEST_KEY]  # the bundle's identity, as inspect prints it
     cascade = _model_name(name or manifest["name"])
     by_name = {m["name"]: m for m in manifest["members"]}
@@ -176,7 +181,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
         else:
             result = _export_bls(stage, bundle, manifest, cascade, members, singles, by_name, member_backend, common,
                                  digest, threads, tensorrt_version)
-        result = dataclasses.replace(result, path=Path(out).resolve(), versions=_versions(stage / cascade))
+        result = dataclasses.replace(result, path=Path(out).resolve(), versions=_versions(stage / cascade),
+                                     task=kind.name, outputs=_outputs_line(manifest, kind, form))
         for model in sorted(p for p in stage.iterdir() if p.is_dir()):  # every model folder staged is ours
             write_model_marker(model, digest)  # what is ours, and what the models verify at load
         _write_marker(stage / MARKER, result, bundle, manifest)
@@ -228,7 +234,11 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     write_model(onnx_model, folder / "model.onnx")
     if backend == "python-ort":  # ONNX Runtime intra-op threads of its session (0: its default)
         common = dataclasses.replace(common, params=common.params + (("threads", str(int(threads or 0))),))
-    cfg = fused_config(model, source, len(manifest["labels"]), backend, common)
+    outputs = None
+    if manifest.get("task") == "segmentation":  # the tile cascade file answers the BLS model's outputs
+        outputs = task_kind("segmentation").outputs({"labels": manifest["labels"],
+                                                     "segmentation": manifest["segmentation"]})
+    cfg = fused_config(model, source, len(manifest["labels"]), backend, common, outputs)
     _write_model_config(stage / model, cfg, manifest)
     if backend == "python-ort":
         shutil.copyfile(TEMPLATES / "fused_ort_model.py", folder / "model.py")
@@ -236,7 +246,8 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     return TritonExport(stage, model, {}, {}, backend, digest, common.max_batch, "fused", common.version)
 
 
-def fused_config(model: str, source, num_classes: int, backend: str, common: _Common) -> ModelConfig:
+def fused_config(model: str, source, num_classes: int, backend: str, common: _Common,
+                 outputs: tuple | None = None) -> ModelConfig:
     """A fused file's config: uint8 images [N, H, W, C] in; the BLS model's outputs and shapes out.
 
     The file's per-sample outputs are rank 1, ``(N,)``; ``reshape { shape: [] }`` has Triton
@@ -245,7 +256,7 @@ def fused_config(model: str, source, num_classes: int, backend: str, common: _Co
     tensors, which that model writes.)
     """
     scalar = None if backend == "python-ort" else ()
-    outputs = (TensorConfig("labels", "TYPE_INT32", (1,), scalar),
+    outputs = outputs or (TensorConfig("labels", "TYPE_INT32", (1,), scalar),
                TensorConfig("confidence", "TYPE_FP32", (1,), scalar),
                TensorConfig("exit_stage", "TYPE_INT32", (1,), scalar),
                TensorConfig("flags", "TYPE_INT32", (1,), scalar),
@@ -327,17 +338,24 @@ def _write_member(stage: Path, bundle: Path, manifest: dict, member: dict, model
     """Write one member model; returns its ``cascade.json`` entry."""
     pp = Preprocessing.from_dict(member["preprocessing"], where=f"member {member['name']}")
     onnx_file = bundle / member["file"]
-    io = member_io(onnx_file, pp, len(manifest["labels"]))
+    kind = task_kind(manifest.get("task"))
+    io = member_io(onnx_file, pp, len(manifest["labels"]), kind.member_dims(pp), kind.member_output_rank)
+    warm = io.input
+    if kind.member_output_rank != 2:  # dense logits: the python-ort runner checks their rank; warm up on frames
+        common = dataclasses.replace(common, params=common.params + (("output_rank", str(kind.member_output_rank)),))
+        warm = dataclasses.replace(io.input, dims=tuple(pp.input_shape(1)[1:]))
     if backend == "python-ort":
         io = python_ort_io(io)
-    io = dataclasses.replace(io, output=dataclasses.replace(io.output, label_filename=LABELS_FILE))
+        warm = dataclasses.replace(warm, data_type=io.input.data_type)
+    if kind.member_output_rank == 2:  # class names for Triton's classification extension
+        io = dataclasses.replace(io, output=dataclasses.replace(io.output, label_filename=LABELS_FILE))
     mb = common.max_batch
     if backend == "tensorrt":
         mb = min([mb] + [e.max_batch for e in engines])
         if mb < common.max_batch:
             LOG.info("member %s: max batch %d (its engines' profile)", member["name"], mb)
     cfg = member_config(model, backend, io, mb, common.instances, common.queue_delay_us, common.params, engines,
-                        threads, extra={**common.extra(mb), "warmup": common.warmups((io.input,), mb)})
+                        threads, extra={**common.extra(mb), "warmup": common.warmups((warm,), mb)})
     folder = stage / model
     _check_new_version(folder / str(common.version))
     write_member_files(folder / str(common.version), backend, bundle, onnx_file, engines, TEMPLATES)
@@ -370,9 +388,12 @@ def _write_model_config(folder: Path, cfg: ModelConfig, manifest: dict) -> None:
 
 def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict, bundle: Path | None = None) -> dict:
     c = manifest["cascade"]
-    spec = {"bundle": manifest["name"], "manifest_sha256": digest, "labels": list(manifest["labels"]),
-            "confidence": c["confidence"], "thresholds": [float(t) for t in c["thresholds"]][: len(members) - 1],
+    spec = {"bundle": manifest["name"], "manifest_sha256": digest, "task": manifest.get("task", "classification"),
+            "labels": list(manifest["labels"]), "confidence": c["confidence"],
+            "thresholds": [float(t) for t in c["thresholds"]][: len(members) - 1],
             "members": [entries[m] for m in members]}
+    if manifest.get("segmentation"):  # the tile grid, tile confidence and frame of a tile cascade
+        spec["segmentation"] = dict(manifest["segmentation"])
     if c.get("combiner") and bundle is not None:  # a learned committee: its stage combiners' numbers
         from edge_committee.cascade.learned_onnx import bundle_stage_combiners
 
@@ -380,28 +401,33 @@ def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict
     return spec
 
 
-def cascade_config(model: str, num_classes: int, max_batch: int, instances: int, queue_delay_us: int,
+def cascade_config(model: str, spec: dict, max_batch: int, instances: int, queue_delay_us: int,
                    params: tuple, **extra) -> ModelConfig:
-    """The BLS model's config: uint8 images [N, H, W, C] in; Prediction's fields out.
+    """The BLS model's config: uint8 images [N, H, W, C] in; the outputs of the bundle's task out
+    (:mod:`~edge_committee.serve.triton.tasks`: a classifier's Prediction fields, a tile cascade's class
+    map, histogram and tile exits).
 
     No ``model_warmup``: its warm-up would call the member models through BLS while Triton may
     still be loading them (Triton orders the loading of ensembles, not of BLS models); the
     members warm up themselves.
     """
-    outputs = (TensorConfig("labels", "TYPE_INT32", (1,)), TensorConfig("confidence", "TYPE_FP32", (1,)),
-               TensorConfig("exit_stage", "TYPE_INT32", (1,)), TensorConfig("flags", "TYPE_INT32", (1,)),
-               TensorConfig("probs", "TYPE_FP32", (num_classes,), label_filename=LABELS_FILE))
-    assert [o.name for o in outputs] == list(bls.OUTPUTS)
+    outputs = task_kind(spec.get("task")).outputs(spec)
     return ModelConfig(name=model, backend="python", max_batch_size=max_batch, instance_count=instances,
                        instance_kind="KIND_CPU", queue_delay_us=queue_delay_us, parameters=params,
                        inputs=(TensorConfig(bls.INPUT, "TYPE_UINT8", (-1, -1, -1)),), outputs=outputs, **extra)
+
+
+def _outputs_line(manifest: dict, kind, form: str) -> str:
+    """The cascade model's outputs and shapes (the fused file answers as the BLS model does)."""
+    spec = {"labels": manifest["labels"], "segmentation": manifest.get("segmentation")}
+    return describe_outputs(kind.outputs(spec))
 
 
 def _write_cascade(stage: Path, model: str, spec: dict, common: _Common) -> None:
     folder = stage / model / str(common.version)
     _check_new_version(folder)
     folder.mkdir(parents=True)
-    cfg = cascade_config(model, len(spec["labels"]), common.max_batch, common.instances, common.queue_delay_us,
+    cfg = cascade_config(model, spec, common.max_batch, common.instances, common.queue_delay_us,
                          common.params, **common.extra())
     _write_model_config(stage / model, cfg, {"labels": spec["labels"]})
     (folder / bls.CASCADE_JSON).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
@@ -415,7 +441,8 @@ def _write_marker(path: Path, result: TritonExport, bundle: Path, manifest: dict
             "member_backend": result.member_backend, "max_batch": result.max_batch,
             "cascade_model": result.cascade_model, "member_models": result.member_models,
             "single_models": result.single_models, "labels": list(manifest["labels"]),
-            "form": result.form, "version": result.version, "versions": list(result.versions)}
+            "form": result.form, "version": result.version, "versions": list(result.versions),
+            "task": result.task}
     path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 

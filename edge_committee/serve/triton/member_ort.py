@@ -5,7 +5,8 @@ For servers without Triton's ``onnxruntime`` backend (the ``tritonserver`` that
 :class:`~edge_committee.backend.onnxrt.OnnxrtRunner`, the runner ``ec.load(bundle).predict``
 uses on the CPU, so a member answers here exactly as it does in the Python API. The interface is
 float32 in (the member's preprocessed input, batch first) and float32 logits out; the runner casts
-for FP16 members. Config parameter ``threads``: ONNX Runtime intra-op threads (0: its default).
+for FP16 members. Config parameters: ``threads``, ONNX Runtime intra-op threads (0: its default);
+``output_rank``, 4 for a segmentation member's ``(N, C, h, w)`` logits (default 2).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class OrtMemberModel:
         path = Path(args["model_repository"]) / args["model_version"] / MODEL_FILE
         threads = int(params.get("threads") or 0) or None
         self.runner = OnnxrtRunner(path, threads=threads, name=config["name"])
+        self.runner.output_rank = int(params.get("output_rank") or 2)  # 4: a segmentation member's dense logits
         self.runner.activate()
 
     def execute(self, requests: list) -> list:
@@ -57,7 +59,8 @@ class OrtMemberModel:
 class FusedOrtModel:
     """``TritonPythonModel`` of a fused cascade file (``export-triton --form fused --member-backend
     python-ort``): one ONNX Runtime session on ``model.onnx``, uint8 images in, the file's outputs
-    out, the rank-1 ones as ``[N, 1]`` (the shapes the ``onnxruntime`` form's config gives them)."""
+    out, the rank-1 ones as ``[N, 1]`` (the shapes the ``onnxruntime`` form's config gives them; a
+    segmentation file's outputs keep their shapes)."""
 
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
@@ -81,7 +84,7 @@ class FusedOrtModel:
         responses, start = [], 0
         for x in xs:
             rows = slice(start, start + len(x))
-            tensors = [to_tensor(pb, n, v[rows] if v.ndim == 2 else v[rows, None]) for n, v in outputs.items()]
+            tensors = [to_tensor(pb, n, v[rows, None] if v.ndim == 1 else v[rows]) for n, v in outputs.items()]
             responses.append(pb.InferenceResponse(output_tensors=tensors))
             start += len(x)
         return responses

@@ -40,7 +40,7 @@ class MemberIO:
         """The fields of a ``cascade.json`` member entry that the BLS runner needs."""
         return {"input": self.input.name, "output": self.output.name,
                 "input_dtype": TRITON_TO_NUMPY[self.input.data_type],
-                "input_dims": list(self.input.dims), "num_classes": int(self.output.dims[-1])}
+                "input_dims": list(self.input.dims), "num_classes": int(self.output.dims[0])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +52,13 @@ class Engine:
     max_batch: int  #: the largest batch of its optimization profile
 
 
-def member_io(onnx_path: Path, pp: Preprocessing, num_labels: int) -> MemberIO:
-    """Read the member's input and output from its ONNX file; fail naming the file."""
+def member_io(onnx_path: Path, pp: Preprocessing, num_labels: int, dims: tuple[int, ...] | None = None,
+              output_rank: int = 2) -> MemberIO:
+    """Read the member's input and output from its ONNX file; fail naming the file.
+
+    ``dims``: the input dims to serve (without the batch; default the preprocessing's shape; -1 for a
+    size that varies, as a segmentation member's height and width); ``output_rank`` 4: dense logits
+    ``(N, C, h, w)``, served as dims ``(C, -1, -1)``."""
     onnx = _onnx()
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     init = {t.name for t in graph.initializer}
@@ -62,18 +67,20 @@ def member_io(onnx_path: Path, pp: Preprocessing, num_labels: int) -> MemberIO:
         raise BundleError(f"{onnx_path}: a member needs one input and an output; it has {len(inputs)} "
                           f"inputs and {len(graph.output)} outputs")
     x, y = inputs[0], graph.output[0]
-    want = pp.input_shape(1)[1:]
+    want = tuple(pp.input_shape(1)[1:]) if dims is None else tuple(dims)
     dims = _dims(x, onnx_path)
     if dims[0] > 0:
         raise BundleError(f"{onnx_path}: input {x.name!r} has a fixed batch size {dims[0]}; Triton's dynamic "
                           "batching needs a dynamic batch dimension (re-export the member with one)")
-    if any(d > 0 and d != w for d, w in zip(dims[1:], want)) or len(dims) - 1 != len(want):
+    if any(d > 0 and w > 0 and d != w for d, w in zip(dims[1:], want)) or len(dims) - 1 != len(want):
         raise BundleError(f"{onnx_path}: input {x.name!r} has shape {dims} but the member's preprocessing "
                           f"makes (batch, {', '.join(map(str, want))})")
-    classes = _dims(y, onnx_path)[-1]
+    out_dims = _dims(y, onnx_path)
+    classes = out_dims[1] if output_rank == 4 and len(out_dims) == 4 else out_dims[-1]
     classes = classes if classes > 0 else num_labels
+    served = (classes,) if output_rank == 2 else (classes, -1, -1)
     return MemberIO(TensorConfig(x.name, _triton_type(x, onnx_path), tuple(want)),
-                    TensorConfig(y.name, _triton_type(y, onnx_path), (classes,)))
+                    TensorConfig(y.name, _triton_type(y, onnx_path), served))
 
 
 def member_config(name: str, backend: str, io: MemberIO, max_batch: int, instances: int,

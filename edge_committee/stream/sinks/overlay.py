@@ -1,4 +1,5 @@
-"""Draw a result on its frame (label, confidence, exit stage, fps), on the CPU with Pillow."""
+"""Draw a result on its frame (label, confidence, exit stage, fps), on the CPU with Pillow; a
+segmentation result is drawn by :mod:`~edge_committee.stream.sinks.seg_overlay`."""
 
 from __future__ import annotations
 
@@ -35,7 +36,13 @@ def upscale(image: np.ndarray, min_height: int = MIN_HEIGHT) -> np.ndarray:
 
 
 def draw_overlay(image: np.ndarray, result: FrameResult, fps: float | None) -> np.ndarray:
-    """A copy of ``image`` (upscaled if small) with the result drawn in a box at the top left."""
+    """A copy of ``image`` (upscaled if small) with the result drawn in a box at the top left; a
+    segmentation result has its class map, deferred tiles and legend drawn instead
+    (:func:`~edge_committee.stream.sinks.seg_overlay.draw_segmentation`)."""
+    if getattr(result, "class_map", None) is not None:
+        from edge_committee.stream.sinks.seg_overlay import draw_segmentation
+
+        return draw_segmentation(image, result, fps)
     Image = require("PIL.Image")
     ImageDraw = require("PIL.ImageDraw")
     canvas = Image.fromarray(np.ascontiguousarray(upscale(image)))
