@@ -32,7 +32,7 @@ from edge_committee.select.frontier import (
     frontier,
     resolve_search,
 )
-from edge_committee.select.intervals import DEFAULT_LEVEL, check_level, clopper_pearson
+from edge_committee.select.intervals import DEFAULT_LEVEL, check_level, clopper_pearson, paired_interval
 
 OBJECTIVES = ("worst_cost", "mean_cost", "accuracy")
 
@@ -292,7 +292,29 @@ def _warnings(result: SelectionResult) -> list[str]:
             return [f"the chosen {c.label} meets the target {100 * (result.target_accuracy or 0):.2f}% on "
                     f"validation, but its {level:g} interval starts at {100 * c.val_interval[0]:.2f}% "
                     f"({f.num_val} samples); use --confidence-level to require the lower end"]
+    if result.objective in ("worst_cost", "mean_cost") and c.kind != "single":
+        return _budget_warning(result, level)
     return []
+
+
+def _budget_warning(result: SelectionResult, level: float) -> list[str]:
+    """A cost budget chose a committee over the most accurate single member within the budget: warn
+    when the paired interval of that margin reaches 0 or below (validation cannot resolve it)."""
+    c, f = result.chosen, result.frontier
+    limit = _budget(result.budget, result.objective, f.cost_unit)
+    fits = [s for s in f.singles if s.cost <= limit]
+    if not fits:
+        return []
+    best = max(fits, key=lambda s: (s.accuracy, -s.cost))
+    single = f.candidate("single", f._single_index(best.members[0]))
+    mine, theirs = f.val_correct([c, single])
+    p = paired_interval(mine, theirs, level, best.members[0])
+    if p.low > 0:
+        return []
+    return [f"the chosen {c.label} is {100 * p.difference:+.2f} points over {p.reference} (the most accurate "
+            f"single member within the budget), {level:g} interval [{100 * p.low:+.2f}, {100 * p.high:+.2f}] "
+            f"on {f.num_val} validation samples: validation cannot tell them apart, so on new data it may be "
+            f"no more accurate than {p.reference} (use more validation samples to resolve it)"]
 
 
 def select_cascade(
