@@ -4,7 +4,10 @@
 each first under a temporary name in the same folder and then moved into place with
 ``os.replace`` (a reader never sees a half-written file). The plot and the tables show
 validation figures (what selection used) and test accuracy where test labels exist. Frontiers
-with many points are thinned for the table and the JSON (see :func:`thin`).
+with many points are thinned for the table and the JSON (see :func:`thin`). Every candidate the
+report lists carries its exact validation-accuracy interval and its paired difference to the
+reference member (:mod:`.intervals`); the plot draws the intervals of the table's candidates as
+error bars.
 """
 
 from __future__ import annotations
@@ -234,14 +237,13 @@ def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str 
     front, chosen = result.frontier, result.chosen
     level = result.interval_level
     table = front.with_intervals(front.evaluate(thin(front.pareto(), 40, keep=[chosen])), level)
-    full = front.evaluate(thin(front.pareto(), 200, keep=[chosen]))
-    curves = {k: front.evaluate(v) for k, v in per_kind_fronts(front).items()}
-    curves["single"] = front.with_intervals(curves["single"], level)
+    full = front.with_intervals(front.evaluate(thin(front.pareto(), 200, keep=[chosen])), level)
+    curves = {k: front.with_intervals(front.evaluate(v), level) for k, v in per_kind_fronts(front).items()}
     paths = {"png": out / f"{stem}.png", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
     title = f"{result.objective} budget {_fmt_budget(result.budget, front.cost_unit)}: {chosen.label}"
     if result.objective == "accuracy":
         title = f"accuracy >= {_fmt_acc(result.target_accuracy)}%: {chosen.label}"
-    plot_frontier(front, paths["png"], chosen, title, curves=curves, intervals=table)
+    plot_frontier(front, paths["png"], chosen, title, curves=curves, intervals=[*table, *curves["single"]])
     with _atomic(paths["md"]) as f:
         f.write(_markdown(result, table, curves["single"], paths["png"].name))
     doc = {

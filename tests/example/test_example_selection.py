@@ -109,6 +109,8 @@ def test_confidence_level_choice_on_500_validation_samples(arrays, tmp_path):
     assert rows and all(r["val_accuracy_interval"][0] <= r["val_accuracy"] <= r["val_accuracy_interval"][1]
                         for r in rows)
     assert all(r["paired_interval"][0] <= r["paired_difference"] <= r["paired_interval"][1] for r in rows)
+    listed = doc["frontier"] + doc["singles"] + doc["ensembles"] + doc["cascades"]
+    assert all(r["val_accuracy_interval"] and r["paired_interval"] for r in listed)
     assert paths["png"].stat().st_size > 0
 
 
