@@ -372,6 +372,21 @@ def select_cascade(
             limit = {"worst" if objective == "worst_cost" else "first": value}
     front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid, combiner,
                      search=search, delta=delta, cost_limit=limit)
+    return select_from(front, objective, budget, kinds, confidence_level)
+
+
+def select_from(
+    front: Frontier,
+    objective: str,
+    budget: float | str,
+    kinds: Sequence[str] = KINDS,
+    confidence_level: float | None = None,
+) -> SelectionResult:
+    """:func:`select_cascade`'s choice on a frontier already built: :func:`choose`, the chosen one's
+    test figures and intervals, and the small-validation warnings. One frontier serves several
+    objectives (a frontier built with a ``cost_limit`` holds only what meets that limit)."""
+    if confidence_level is not None:
+        confidence_level = check_level(confidence_level)
     chosen, target = choose(front, objective, budget, kinds, confidence_level)
     (chosen,) = front.with_intervals(front.evaluate([chosen]), confidence_level or DEFAULT_LEVEL)
     result = SelectionResult(chosen, front, objective, budget, target, confidence_level)
