@@ -298,8 +298,9 @@ def _warnings(result: SelectionResult) -> list[str]:
 
 
 def _budget_warning(result: SelectionResult, level: float) -> list[str]:
-    """A cost budget chose a committee over the most accurate single member within the budget: warn
-    when the paired interval of that margin reaches 0 or below (validation cannot resolve it)."""
+    """A cost budget chose a committee over the most accurate single member within the budget for a
+    validation margin: warn when the paired interval of that margin reaches 0 or below (validation
+    cannot resolve it). An equal committee chosen for its lower mean cost is not warned about."""
     c, f = result.chosen, result.frontier
     limit = _budget(result.budget, result.objective, f.cost_unit)
     fits = [s for s in f.singles if s.cost <= limit]
@@ -309,7 +310,7 @@ def _budget_warning(result: SelectionResult, level: float) -> list[str]:
     single = f.candidate("single", f._single_index(best.members[0]))
     mine, theirs = f.val_correct([c, single])
     p = paired_interval(mine, theirs, level, best.members[0])
-    if p.low > 0:
+    if p.difference <= 0 or p.low > 0:  # not chosen for a margin (a cost tie-break), or a resolved one
         return []
     return [f"the chosen {c.label} is {100 * p.difference:+.2f} points over {p.reference} (the most accurate "
             f"single member within the budget), {level:g} interval [{100 * p.low:+.2f}, {100 * p.high:+.2f}] "

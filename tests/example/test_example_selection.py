@@ -78,6 +78,15 @@ def test_build_selection_on_the_example_gives_the_documented_cascade(arrays):
     assert any("cannot tell them apart" in w and "phi4" in w for w in res.warnings)
 
 
+def test_a_resolved_margin_over_the_best_single_within_budget_is_not_warned(arrays):
+    """Mean cost <= phi1's MACs: the cascade is well over phi1 (the best single member within it)."""
+    res = select_cascade(_data(arrays), "mean_cost", OUTPUTS["members"]["phi1"]["macs"], max_len=4)
+    f = res.frontier
+    mine, phi1 = f.val_correct([res.chosen, f.candidate("single", f._single_index("phi1"))])
+    assert res.chosen.kind == "cascade" and mine.mean() > phi1.mean()
+    assert res.warnings == []
+
+
 def _reference_test_accuracy(res) -> float:
     f = res.frontier
     (ref,) = f.evaluate([f.candidate("single", f._single_index(f.reference_member))])
