@@ -133,7 +133,8 @@ def render(o: dict) -> str:
              "| model @ input | MACs (M) | val % FP32 / FP16 / INT8 | test % FP32 / FP16 / INT8 |",
              "|---|---:|---|---|"]
     for base, v in sorted(o["variants"].items(), key=lambda kv: kv[1]["macs"]):
-        acc = lambda split: " / ".join(_pct(v[p][split]) if p in v else "-" for p in ("fp32", "fp16", "int8"))  # noqa: E731
+        def acc(split: str, v=v) -> str:
+            return " / ".join(_pct(v[p][split]) if p in v else "-" for p in ("fp32", "fp16", "int8"))
         lines.append(f"| {base} @ {v['size'][0]}px | {v['macs'] / 1e6:.2f} | {acc('validation')} | {acc('test')} |")
     lines += ["", "| validation | objective | candidates | chosen | val % | test % | mean MACs on test (M) "
               "| worst MACs (M) | vs reference, 0.9 interval (points) | search |",
@@ -145,7 +146,8 @@ def render(o: dict) -> str:
         lo, hi = r["paired_interval"]
         s = r["search"]
         lines.append(
-            f"| {r['validation']} | {r['objective']} | {r['candidates']} | {chosen}{' (warned)' if r['warned'] else ''} "
+            f"| {r['validation']} | {r['objective']} | {r['candidates']} | "
+            f"{chosen}{' (warned)' if r['warned'] else ''} "
             f"| {_pct(r['val_accuracy'])} | {_pct(r['test_accuracy'])} | {r['mean_macs_test'] / 1e6:.2f} "
             f"| {r['worst_macs'] / 1e6:.2f} | {r['paired_reference']} [{100 * lo:+.2f}, {100 * hi:+.2f}] "
             f"| {s['mode']}, {s['scored']:,} of {s['total']:,} in {s['seconds']:g} s |")

