@@ -174,8 +174,7 @@ def plot_frontier(
         y = [100 * acc(c) for c in pts]
         if kind == "single":
             ax.scatter(x, y, marker="o", color=_COLORS[kind], zorder=3, label="single models")
-            for c, xi, yi in zip(pts, x, y):
-                ax.annotate(c.members[0], (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+            _annotate_singles(ax, front, pts, x, y)
         else:
             if test:
                 ax.plot(x, y, color=_COLORS[kind], lw=1.0, zorder=2)
@@ -205,6 +204,17 @@ def plot_frontier(
     fig.tight_layout()
     with _atomic(path, "wb") as f:
         fig.savefig(f, format="png")
+
+
+def _annotate_singles(ax, front: Frontier, pts: Sequence[Candidate], x: list, y: list) -> None:
+    """Name each single member; members of one group at one cost (a model at several precisions)
+    get one label, ``<group> x<count>``, at the highest of them, instead of overprinted names."""
+    at: dict[tuple, list] = {}
+    for c, xi, yi in zip(pts, x, y):
+        at.setdefault((front.data.group_of(c.members[0]), xi), []).append((yi, c.members[0]))
+    for (group, xi), items in at.items():
+        text = items[0][1] if len(items) == 1 else f"{group} x{len(items)}"
+        ax.annotate(text, (xi, max(yi for yi, _ in items)), textcoords="offset points", xytext=(4, -10), fontsize=7)
 
 
 def cost_axis(front: Frontier) -> str:
