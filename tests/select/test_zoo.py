@@ -110,3 +110,18 @@ def test_one_model_at_two_precisions_is_never_paired_but_two_resolutions_are(zoo
                                   data.test_labels), max_len=2)
     pairs = [c.members for c in free.cascades]
     assert any(len({data.group_of(n) for n in p}) < len(p) for p in pairs)
+
+
+def test_the_plot_names_a_model_at_several_precisions_once(zoo_bundle):
+    from edge_committee.select.report import _annotate_singles
+
+    data, _ = _zoo_data(zoo_bundle)
+    front = frontier(data, max_len=2)
+    singles = [front.candidate("single", i) for i in range(len(front.singles))]
+    texts = []
+    ax = type("Ax", (), {"annotate": lambda self, text, *a, **k: texts.append(text)})()
+    _annotate_singles(ax, front, singles, [c.mean_cost for c in singles], [c.val_accuracy for c in singles])
+    per_group = {}
+    for name in data.names:
+        per_group[data.group_of(name)] = per_group.get(data.group_of(name), 0) + 1
+    assert sorted(texts) == sorted(g if n == 1 else f"{g} x{n}" for g, n in per_group.items())
