@@ -4,7 +4,9 @@
     python benchmarks/example_docs.py out/fashion_mnist
 
 writes ``examples/fashion_mnist/outputs.json`` (the build's figures: members, chosen cascade,
-threshold, accuracies, mean MACs, exits), runs ``benchmarks/paper_findings.py`` (``docs/results.md``
+threshold, accuracies, mean MACs, exits) and ``examples/fashion_mnist/member_outputs.npz`` (the
+build's member logits on validation and test, float32, compressed: what ``select`` reads, so that
+tests re-run the selection on the committed outputs without building), runs ``benchmarks/paper_findings.py`` (``docs/results.md``
 sections 1-3 and ``docs/frontier.png``) and rewrites every block between
 ``<!-- example:NAME -->`` and ``<!-- /example:NAME -->`` in the docs from ``outputs.json``.
 ``tests/example/test_docs_figures.py`` renders the same blocks from the committed
@@ -27,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = ROOT / "examples" / "fashion_mnist" / "outputs.json"
+#: the build's member outputs (``outputs.npz``'s arrays, compressed)
+MEMBER_OUTPUTS = ROOT / "examples" / "fashion_mnist" / "member_outputs.npz"
 #: the docs holding generated blocks
 DOCS = [ROOT / "docs" / "results.md", ROOT / "examples" / "fashion_mnist" / "README.md",
         ROOT / "docs" / "precision_benchmark.md", ROOT / "docs" / "triton.md", ROOT / "docs" / "triton_benchmark.md",
@@ -126,6 +130,17 @@ def render(name: str, o: dict) -> str:
     raise KeyError(f"unknown block {name!r}")
 
 
+def write_member_outputs(bundle: Path, dest: Path = MEMBER_OUTPUTS) -> None:
+    """Copy the bundle's ``outputs.npz`` arrays (float32 logits, int labels) into ``dest``, compressed."""
+    import numpy as np
+
+    with np.load(bundle / "outputs.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in sorted(z.files)}
+    tmp = dest.with_name(dest.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(dest)
+
+
 def blocks(text: str) -> list[tuple[str, str]]:
     """(name, body) of every generated block in ``text``."""
     return [(m.group("name"), m.group("body")) for m in _BLOCK.finditer(text)]
@@ -142,6 +157,7 @@ def main() -> int:
     args = p.parse_args()
     o = outputs_from_bundle(args.bundle)
     OUTPUTS.write_text(json.dumps(o, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_member_outputs(args.bundle)
     if not args.no_findings:
         results = ROOT / "docs" / "results.md"
         tail = results.read_text(encoding="utf-8").split("## 4.", 1)[1]  # the generated section 4 stays
@@ -154,7 +170,7 @@ def main() -> int:
         if new != text:
             doc.write_text(new, encoding="utf-8")
             print(f"updated {doc.relative_to(ROOT)}")
-    print(f"wrote {OUTPUTS.relative_to(ROOT)}")
+    print(f"wrote {OUTPUTS.relative_to(ROOT)} and {MEMBER_OUTPUTS.relative_to(ROOT)}")
     return 0
 
 

@@ -27,4 +27,8 @@ def run(args) -> int:
                      use_cache=not args.no_cache, threads=args.threads,
                      log=None if args.quiet else lambda s: print(safe_text(s), flush=True), force=args.force)
     print_summary(manifest)
+    from edge_committee.cli.reselect import search_lines
+
+    for line in search_lines(manifest.get("cascade") or {}):  # the search, the intervals, any warning
+        print(safe_text(line))
     return 0

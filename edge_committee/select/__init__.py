@@ -30,6 +30,7 @@ from edge_committee.select.objective import (
     SelectionResult,
     choose,
     select_cascade,
+    select_from,
 )
 from edge_committee.select.report import write_report
 from edge_committee.select.search import DEFAULT_GRID, SequenceFront, pareto_indices
@@ -58,5 +59,6 @@ __all__ = [
     "load_profile",
     "pareto_indices",
     "select_cascade",
+    "select_from",
     "write_report",
 ]

@@ -32,7 +32,7 @@ from edge_committee.select.frontier import (
     frontier,
     resolve_search,
 )
-from edge_committee.select.intervals import DEFAULT_LEVEL, check_level, clopper_pearson
+from edge_committee.select.intervals import DEFAULT_LEVEL, check_level, clopper_pearson, paired_interval
 
 OBJECTIVES = ("worst_cost", "mean_cost", "accuracy")
 
@@ -292,7 +292,30 @@ def _warnings(result: SelectionResult) -> list[str]:
             return [f"the chosen {c.label} meets the target {100 * (result.target_accuracy or 0):.2f}% on "
                     f"validation, but its {level:g} interval starts at {100 * c.val_interval[0]:.2f}% "
                     f"({f.num_val} samples); use --confidence-level to require the lower end"]
+    if result.objective in ("worst_cost", "mean_cost") and c.kind != "single":
+        return _budget_warning(result, level)
     return []
+
+
+def _budget_warning(result: SelectionResult, level: float) -> list[str]:
+    """A cost budget chose a committee over the most accurate single member within the budget for a
+    validation margin: warn when the paired interval of that margin reaches 0 or below (validation
+    cannot resolve it). An equal committee chosen for its lower mean cost is not warned about."""
+    c, f = result.chosen, result.frontier
+    limit = _budget(result.budget, result.objective, f.cost_unit)
+    fits = [s for s in f.singles if s.cost <= limit]
+    if not fits:
+        return []
+    best = max(fits, key=lambda s: (s.accuracy, -s.cost))
+    single = f.candidate("single", f._single_index(best.members[0]))
+    mine, theirs = f.val_correct([c, single])
+    p = paired_interval(mine, theirs, level, best.members[0])
+    if p.difference <= 0 or p.low > 0:  # not chosen for a margin (a cost tie-break), or a resolved one
+        return []
+    return [f"the chosen {c.label} is {100 * p.difference:+.2f} points over {p.reference} (the most accurate "
+            f"single member within the budget), {level:g} interval [{100 * p.low:+.2f}, {100 * p.high:+.2f}] "
+            f"on {f.num_val} validation samples: validation cannot tell them apart, so on new data it may be "
+            f"no more accurate than {p.reference} (use more validation samples to resolve it)"]
 
 
 def select_cascade(
@@ -350,6 +373,21 @@ def select_cascade(
             limit = {"worst" if objective == "worst_cost" else "first": value}
     front = frontier(data, max_len, order, confidence, stage_overhead, reference, grid, combiner,
                      search=search, delta=delta, cost_limit=limit)
+    return select_from(front, objective, budget, kinds, confidence_level)
+
+
+def select_from(
+    front: Frontier,
+    objective: str,
+    budget: float | str,
+    kinds: Sequence[str] = KINDS,
+    confidence_level: float | None = None,
+) -> SelectionResult:
+    """:func:`select_cascade`'s choice on a frontier already built: :func:`choose`, the chosen one's
+    test figures and intervals, and the small-validation warnings. One frontier serves several
+    objectives (a frontier built with a ``cost_limit`` holds only what meets that limit)."""
+    if confidence_level is not None:
+        confidence_level = check_level(confidence_level)
     chosen, target = choose(front, objective, budget, kinds, confidence_level)
     (chosen,) = front.with_intervals(front.evaluate([chosen]), confidence_level or DEFAULT_LEVEL)
     result = SelectionResult(chosen, front, objective, budget, target, confidence_level)

@@ -4,7 +4,10 @@
 each first under a temporary name in the same folder and then moved into place with
 ``os.replace`` (a reader never sees a half-written file). The plot and the tables show
 validation figures (what selection used) and test accuracy where test labels exist. Frontiers
-with many points are thinned for the table and the JSON (see :func:`thin`).
+with many points are thinned for the table and the JSON (see :func:`thin`). Every candidate the
+report lists carries its exact validation-accuracy interval and its paired difference to the
+reference member (:mod:`.intervals`); the plot draws the intervals of the table's candidates as
+error bars.
 """
 
 from __future__ import annotations
@@ -171,8 +174,7 @@ def plot_frontier(
         y = [100 * acc(c) for c in pts]
         if kind == "single":
             ax.scatter(x, y, marker="o", color=_COLORS[kind], zorder=3, label="single models")
-            for c, xi, yi in zip(pts, x, y):
-                ax.annotate(c.members[0], (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+            _annotate_singles(ax, front, pts, x, y)
         else:
             if test:
                 ax.plot(x, y, color=_COLORS[kind], lw=1.0, zorder=2)
@@ -202,6 +204,17 @@ def plot_frontier(
     fig.tight_layout()
     with _atomic(path, "wb") as f:
         fig.savefig(f, format="png")
+
+
+def _annotate_singles(ax, front: Frontier, pts: Sequence[Candidate], x: list, y: list) -> None:
+    """Name each single member; members of one group at one cost (a model at several precisions)
+    get one label, ``<group> x<count>``, at the highest of them, instead of overprinted names."""
+    at: dict[tuple, list] = {}
+    for c, xi, yi in zip(pts, x, y):
+        at.setdefault((front.data.group_of(c.members[0]), xi), []).append((yi, c.members[0]))
+    for (group, xi), items in at.items():
+        text = items[0][1] if len(items) == 1 else f"{group} x{len(items)}"
+        ax.annotate(text, (xi, max(yi for yi, _ in items)), textcoords="offset points", xytext=(4, -10), fontsize=7)
 
 
 def cost_axis(front: Frontier) -> str:
@@ -234,14 +247,13 @@ def write_report(result: SelectionResult, out_dir: str | os.PathLike, stem: str 
     front, chosen = result.frontier, result.chosen
     level = result.interval_level
     table = front.with_intervals(front.evaluate(thin(front.pareto(), 40, keep=[chosen])), level)
-    full = front.evaluate(thin(front.pareto(), 200, keep=[chosen]))
-    curves = {k: front.evaluate(v) for k, v in per_kind_fronts(front).items()}
-    curves["single"] = front.with_intervals(curves["single"], level)
+    full = front.with_intervals(front.evaluate(thin(front.pareto(), 200, keep=[chosen])), level)
+    curves = {k: front.with_intervals(front.evaluate(v), level) for k, v in per_kind_fronts(front).items()}
     paths = {"png": out / f"{stem}.png", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
     title = f"{result.objective} budget {_fmt_budget(result.budget, front.cost_unit)}: {chosen.label}"
     if result.objective == "accuracy":
         title = f"accuracy >= {_fmt_acc(result.target_accuracy)}%: {chosen.label}"
-    plot_frontier(front, paths["png"], chosen, title, curves=curves, intervals=table)
+    plot_frontier(front, paths["png"], chosen, title, curves=curves, intervals=[*table, *curves["single"]])
     with _atomic(paths["md"]) as f:
         f.write(_markdown(result, table, curves["single"], paths["png"].name))
     doc = {

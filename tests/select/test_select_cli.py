@@ -26,3 +26,12 @@ def test_select_rejects_a_bad_confidence_level(built_bundle, capsys):
     code = main(["select", str(built_bundle), "--target-accuracy", "best_single", "--confidence-level", "90"])
     err = capsys.readouterr().err
     assert code == 1 and "--confidence-level 90: must be a finite number > 0 and < 1" in err and "Traceback" not in err
+
+
+def test_build_prints_the_search_and_the_intervals(tiny_committee, cache_dir, capsys):
+    out = tiny_committee.parent / "bundle"
+    assert main(["build", str(tiny_committee), "--out", str(out), "--cache-dir", str(cache_dir), "-q"]) == 0
+    text = capsys.readouterr().out
+    cascade = json.loads((out / "manifest.json").read_text())["cascade"]
+    assert "search exhaustive:" in text and f"vs {cascade['paired_reference']}" in text
+    assert all(f"warning: {w}" in text for w in cascade["warnings"])
