@@ -70,7 +70,7 @@ DENSE_REFUSALS = {
              "version; retrain the members and build again",
 }
 #: commands that handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
-VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run")
+VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run", "export-triton", "serve")
 
 
 def _check_task(args) -> None:
