@@ -70,7 +70,8 @@ DENSE_REFUSALS = {
              "version; retrain the members and build again",
 }
 #: commands that handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
-VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run", "export-triton", "serve", "bench")
+VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run", "export-triton", "serve", "bench",
+                  "export-onnx")
 #: why a command does not take a video bundle (the one line it refuses with)
 VIDEO_REFUSALS = {
     "profile": "a device profile times each member per image for latency budgets and bench's cost-model predictions, "
