@@ -67,12 +67,19 @@ def test_the_repository_describes_the_clip_cascade(video_bundle, tmp_path, capsy
     assert [m["name"] for m in alone["members"]] == ["large"] and alone["thresholds"] == []
 
 
-@pytest.mark.parametrize("kwargs, match", [({"form": "fused"}, "has no fused file .* --form bls"),
-                                           ({"member_backend": "tensorrt"}, "has no TensorRT engines")])
-def test_what_a_video_bundle_cannot_export_is_one_line(video_bundle, tmp_path, kwargs, match):
-    with pytest.raises(EdgeCommitteeError, match=match) as err:
-        export_triton(video_bundle, tmp_path / "repo", **kwargs)
+def test_tensorrt_members_are_refused_in_one_line(video_bundle, tmp_path):
+    with pytest.raises(EdgeCommitteeError, match="has no TensorRT engines") as err:
+        export_triton(video_bundle, tmp_path / "repo", member_backend="tensorrt")
     assert "\n" not in str(err.value) and not (tmp_path / "repo").exists()
+
+
+def test_the_fused_form_takes_clips_of_one_size(video_bundle, tmp_path):
+    out = tmp_path / "repo"
+    export_triton(video_bundle, out, form="fused", source_size="24x24x3")
+    cfg, mc = parse_config(out / "tiny-video" / "config.pbtxt")
+    assert cfg.backend == "onnxruntime" and [(i.name, list(i.dims)) for i in cfg.input] == [("clips", [8, 24, 24, 3])]
+    assert [o.name for o in cfg.output] == list(OUTPUTS) and list(cfg.output[0].dims) == [1]
+    assert [list(w.inputs["clips"].dims) for w in cfg.model_warmup][0] == [8, 24, 24, 3]
 
 
 def test_clip_requests_are_checked_in_one_line():
@@ -92,14 +99,15 @@ def _infer(client, module, x: np.ndarray, model: str = "tiny-video") -> dict:
     return {n: result.as_numpy(n) for n in OUTPUTS}
 
 
-def test_the_server_answers_as_the_python_api(video_bundle, clips, expected, tmp_path):
+@pytest.mark.parametrize("form", ["bls", "fused"])
+def test_the_server_answers_as_the_python_api(video_bundle, clips, expected, tmp_path, form):
     needs_server()
     import tritonclient.grpc as tg
     import tritonclient.http as th
     from tritonclient.utils import InferenceServerException
 
     repo = export_triton(video_bundle, tmp_path / "repo", member_backend="python-ort", max_batch=16, threads=1,
-                         singles=["large"])
+                         form=form, source_size="24x24x3", singles=["large"] if form == "bls" else ())
     with TritonServer(repo.path, http_port=0, grpc_port=0) as server:
         http = th.InferenceServerClient(server.http_url)
         grpc = tg.InferenceServerClient(server.grpc_url)
@@ -116,6 +124,12 @@ def test_the_server_answers_as_the_python_api(video_bundle, clips, expected, tmp
             np.testing.assert_array_equal(got["flags"][:, 0], expected.flags)
             np.testing.assert_allclose(got["confidence"][:, 0], expected.confidence, atol=1e-6)
             np.testing.assert_allclose(got["probs"], expected.probs, atol=1e-6)
+            if form == "fused":  # one model of a fixed clip size: Triton itself refuses another shape
+                t = th.InferInput("clips", [2, 5, 24, 24, 3], "UINT8")
+                t.set_data_from_numpy(clips[:2, :5])
+                with pytest.raises(InferenceServerException, match="unexpected shape"):
+                    http.infer("tiny-video", [t])
+                return
             # the large member alone: every clip at stage 0, its labels those of the large member's view
             with ec.load(video_bundle, threads=1) as model:
                 alone = model.executor.runners[1].infer(_large_view(model, clips[:8]))

@@ -160,9 +160,6 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     kind = task_kind(manifest.get("task"))
-    if kind.name == "video" and form == "fused":
-        raise EdgeCommitteeError(f"{bundle}: a video bundle has no fused file (export-onnx writes image and tile "
-                                 "cascades; a clip cascade cuts each member's view in the host loop); use --form bls")
     if kind.name != "classification" and member_backend == "tensorrt":
         raise EdgeCommitteeError(f"{bundle}: a {kind.name} bundle has no TensorRT engines ('compile' builds them for "
                                  "classification bundles only); use --member-backend onnxruntime or python-ort")
@@ -243,7 +240,11 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     if manifest.get("task") == "segmentation":  # the tile cascade file answers the BLS model's outputs
         outputs = task_kind("segmentation").outputs({"labels": manifest["labels"],
                                                      "segmentation": manifest["segmentation"]})
-    cfg = fused_config(model, source, len(manifest["labels"]), backend, common, outputs)
+    clips = None
+    if manifest.get("task") == "video":  # the clip cascade file takes clips of the bundle's length at one frame size
+        clips = TensorConfig(task_kind("video").input, "TYPE_UINT8",
+                             (int(manifest["video"]["clip_frames"]), source.height, source.width, source.channels))
+    cfg = fused_config(model, source, len(manifest["labels"]), backend, common, outputs, clips)
     _write_model_config(stage / model, cfg, manifest)
     if backend == "python-ort":
         shutil.copyfile(TEMPLATES / "fused_ort_model.py", folder / "model.py")
@@ -252,8 +253,9 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
 
 
 def fused_config(model: str, source, num_classes: int, backend: str, common: _Common,
-                 outputs: tuple | None = None) -> ModelConfig:
-    """A fused file's config: uint8 images [N, H, W, C] in; the BLS model's outputs and shapes out.
+                 outputs: tuple | None = None, images: TensorConfig | None = None) -> ModelConfig:
+    """A fused file's config: uint8 images [N, H, W, C] in (``images``: another input, as a clip cascade's
+    ``clips`` [N, T, H, W, C]); the BLS model's outputs and shapes out.
 
     The file's per-sample outputs are rank 1, ``(N,)``; ``reshape { shape: [] }`` has Triton
     present them as ``[N, 1]``, as the BLS model answers, so a client reads both the same way.
@@ -266,7 +268,7 @@ def fused_config(model: str, source, num_classes: int, backend: str, common: _Co
                TensorConfig("exit_stage", "TYPE_INT32", (1,), scalar),
                TensorConfig("flags", "TYPE_INT32", (1,), scalar),
                TensorConfig("probs", "TYPE_FP32", (num_classes,), label_filename=LABELS_FILE))
-    images = TensorConfig(bls.INPUT, "TYPE_UINT8", (source.height, source.width, source.channels))
+    images = images or TensorConfig(bls.INPUT, "TYPE_UINT8", (source.height, source.width, source.channels))
     kind = {"backend": "python", "instance_kind": "KIND_CPU"} if backend == "python-ort" else {
         "backend": "onnxruntime", "default_model_filename": "model.onnx"}
     return ModelConfig(name=model, max_batch_size=common.max_batch, instance_count=common.instances,
