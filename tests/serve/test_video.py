@@ -155,3 +155,40 @@ def _large_view(model, clips: np.ndarray) -> np.ndarray:
     from edge_committee.cascade.clips import clip_input
 
     return clip_input(clips, model.views[1], model.preprocessing[1])
+
+
+def test_serve_takes_a_video_bundle(video_bundle, clips, expected):
+    """``edge-committee serve BUNDLE`` exports the video bundle itself and answers clips; SIGTERM stops it."""
+    needs_server()
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    import tritonclient.http as th
+
+    from .test_server import _alive, _read_until
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_committee", "serve", str(video_bundle), "--http-port", "0",
+                             "--grpc-port", "0", "--metrics-port", "0", "--threads", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        ready = _read_until(proc, "ready:", timeout_s=120)
+        m = re.search(r"http://(127\.0\.0\.1):(\d+) and grpc .*server pid (\d+)", ready)
+        assert m and "model 'tiny-video'" in ready, ready
+        client = th.InferenceServerClient(f"127.0.0.1:{m.group(2)}")
+        try:
+            t = th.InferInput("clips", [5, 8, 24, 24, 3], "UINT8")
+            t.set_data_from_numpy(clips[:5])
+            got = client.infer("tiny-video", [t]).as_numpy("labels")[:, 0]
+        finally:
+            client.close()
+        np.testing.assert_array_equal(got, expected.labels[:5])
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "stopped (tritonserver exit code 0)" in out
+        assert not _alive(int(m.group(3)))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
