@@ -105,7 +105,8 @@ def bench_video(root: str | os.PathLike, clips, labels: np.ndarray | None, batch
     with contextlib.ExitStack() as stack:
         views = [root if c.role == "cascade" else stack.enter_context(member_view(root, manifest, c.members))
                  for c in who]
-        models = [stack.enter_context(load(v, backend=backend, threads=threads, verify=False, **options)) for v in views]
+        models = [stack.enter_context(load(v, backend=backend, threads=threads, verify=False, **options))
+                  for v in views]
         for b in _progress(parse_batches(batch_sizes), show_progress):
             ms, preds = run_round_robin(models, clips, b, warmup, limit)
             for c, t, p in zip(who, ms, preds):

@@ -50,7 +50,8 @@ def _reference(bundle: Path, clips: np.ndarray):
     sessions = [_session(bundle / by[n]["file"]) for n in names]
     members = [lambda x, s=s: s.run(None, {"clip": x})[0] for s in sessions]
     return run_clip_cascade(clips, members, [ClipView(**by[n]["view"]) for n in names],
-                            [Preprocessing.from_dict(by[n]["preprocessing"]) for n in names], m["cascade"]["thresholds"])
+                            [Preprocessing.from_dict(by[n]["preprocessing"]) for n in names],
+                            m["cascade"]["thresholds"])
 
 
 @pytest.mark.parametrize("form", ["compact", "mask"])

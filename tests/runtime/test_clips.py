@@ -139,7 +139,7 @@ def test_cli_predicts_clips_and_reselects_a_video_bundle(tmp_path, capsys):
     assert "re-selected by MACs per clip for now" in capsys.readouterr().err
     assert main(["profile", str(root)]) == 1
     err = capsys.readouterr().err
-    assert "a video bundle; 'edge-committee profile' does not run it: a device profile times each member per image" in err
+    assert "a video bundle; 'edge-committee profile' does not run it: a device profile times each member" in err
     assert "'edge-committee bench BUNDLE'" in err and err.count("\n") == 1
     shutil.rmtree(root)
 

@@ -367,7 +367,8 @@ def _doc(cascade: CascadeDef, source: Source, form: str, gate: str, clip_frames:
             f"Input 'clips': uint8 (N, {clip_frames}, {source.height}, {source.width}, {source.channels}), one row "
             "per clip")
     return (f"edge_committee {cascade.kind} {' -> '.join(cascade.members)} (thresholds {list(cascade.thresholds)}, "
-            f"{cascade.confidence}), {form} form, {gate} gate. {what}. Outputs: labels (N,) int32 (-1: no member gave finite logits), "
+            f"{cascade.confidence}), {form} form, {gate} gate. {what}. "
+            "Outputs: labels (N,) int32 (-1: no member gave finite logits), "
             "confidence (N,) float32, exit_stage (N,) int32, flags (N,) int32 (1: a member gave non-finite "
             f"logits), probs (N, C) float32 ({probs}).")
 
