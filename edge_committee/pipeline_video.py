@@ -179,17 +179,22 @@ def build_video(spec: CommitteeSpec, out: str | os.PathLike, *, threads: int | N
 
 def _data_entry(spec: CommitteeSpec, split: str, x: np.ndarray, y: np.ndarray | None) -> dict:
     """The manifest's record of a split: size, clip shape, a sha256 over the clips and labels, its file."""
+    source = dict(spec.data[split])
+    p = Path(os.path.expanduser(str(source.get("path", ""))))
+    source["path"] = str(p if p.is_absolute() else (spec.base_dir / p).resolve())
+    return {"clips": len(x), "labeled": y is not None, "clip_shape": list(x.shape[1:]), "sha256": split_sha256(x, y),
+            "source": source}
+
+
+def split_sha256(x: np.ndarray, y: np.ndarray | None) -> str:
+    """sha256 over a split's clips (their shape and bytes) and labels, as the manifest records it."""
     import hashlib
 
     h = hashlib.sha256(f"{x.shape}\0".encode())
     h.update(np.ascontiguousarray(x).data)
     if y is not None:
         h.update(np.ascontiguousarray(y, np.int64).data)
-    source = dict(spec.data[split])
-    p = Path(os.path.expanduser(str(source.get("path", ""))))
-    source["path"] = str(p if p.is_absolute() else (spec.base_dir / p).resolve())
-    return {"clips": len(x), "labeled": y is not None, "clip_shape": list(x.shape[1:]), "sha256": h.hexdigest(),
-            "source": source}
+    return h.hexdigest()
 
 
 def _member_entry(b, labels: dict, root: Path) -> dict:

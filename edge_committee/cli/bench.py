@@ -14,7 +14,9 @@ def add_arguments(p) -> None:
     p.add_argument("bundle")
     p.add_argument("--batch", default="1,64", help="batch sizes, comma-separated (default 1,64)")
     p.add_argument("--source", help="images: .npy (uint8 N,H,W[,C]), .npz (x, y), an image folder, or a spec "
-                                    "YAML (its test split); default: the bundle's test split, as built")
+                                    "YAML (its test split); default: the bundle's test split, as built. A video "
+                                    "bundle: clips .npy (uint8 N,T,H,W[,C]), .npz (x, y), a video file (cut into "
+                                    "clips) or a spec YAML")
     p.add_argument("--limit", type=int, help="use the first N images (default all)")
     p.add_argument("--warmup", type=int, default=3, help="untimed batches per contender (default 3)")
     p.add_argument("--profile", help="profile for the cost model's predictions (default: this device's)")
@@ -71,6 +73,8 @@ def run(args) -> int:
     manifest = read_manifest(args.bundle)
     if manifest.get("task") == "segmentation":
         return _bench_segmentation(args, manifest, out)
+    if manifest.get("task") == "video":
+        return _bench_video(args, manifest, out)
     split = read_source(args.source, manifest)
     batches = parse_batches(args.batch)
     profile = device_profile(args.bundle, manifest, args.profile, args.backend, args.threads)
@@ -131,6 +135,26 @@ def _bench_segmentation(args, manifest: dict, out: Path) -> int:
                              warmup=args.warmup, limit=args.limit, show_progress=not args.quiet, manifest=manifest,
                              members=args.member, **({"preprocess": args.preprocess} if args.preprocess else {}))
     doc["source"] = args.source
+    paths = write_bench(doc, out, None, force=args.force)
+    print(bench_markdown(doc))
+    print("written: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _bench_video(args, manifest: dict, out: Path) -> int:
+    from edge_committee.profile.bench_video import bench_video, read_video_source
+    from edge_committee.profile.profiler import parse_batches
+    from edge_committee.profile.report import bench_markdown, write_bench
+
+    if args.profile:
+        raise EdgeCommitteeError("--profile: a video bench has no cost-model predictions (a device profile times "
+                                 "members on images, not on their views of a clip); leave it out")
+    clips, labels = read_video_source(args.source, manifest)
+    batches = parse_batches(args.batch)
+    doc = bench_video(args.bundle, clips, labels, batches, args.backend, args.threads, warmup=args.warmup,
+                      limit=args.limit, show_progress=not args.quiet, manifest=manifest, members=args.member,
+                      **({"preprocess": args.preprocess} if args.preprocess else {}))
+    doc["source"] = args.source or "the bundle's test split"
     paths = write_bench(doc, out, None, force=args.force)
     print(bench_markdown(doc))
     print("written: " + ", ".join(str(p) for p in paths.values()))

@@ -58,7 +58,7 @@ def run(args) -> int:
     print(f"wrote {r.path} (bundle manifest sha256 {r.manifest_sha256[:12]}; version {r.version}, versions there: "
           f"{', '.join(map(str, r.versions))})")
     what = "the fused cascade file, one model" if r.form == "fused" else "BLS"
-    print(f"  cascade model {r.cascade_model!r} ({what}, {r.task}): uint8 images [N, H, W, C] -> {r.outputs} "
+    print(f"  cascade model {r.cascade_model!r} ({what}, {r.task}): {r.input} -> {r.outputs} "
           "(class names in labels.txt)")
     for member, model in r.member_models.items():
         print(f"  member {member}: model {model!r} ({r.member_backend})")

@@ -70,7 +70,19 @@ DENSE_REFUSALS = {
              "version; retrain the members and build again",
 }
 #: commands that handle a video bundle (``task: video``: clips in, (N, C) outputs like a classifier's)
-VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run")
+VIDEO_COMMANDS = ("build", "inspect", "predict", "select", "run", "export-triton", "serve", "bench",
+                  "export-onnx")
+#: why a command does not take a video bundle (the one line it refuses with)
+VIDEO_REFUSALS = {
+    "profile": "a device profile times each member per image for latency budgets and bench's cost-model predictions, "
+               "while a video member runs on its own view of a clip (its frames at its resolution) and a video "
+               "committee is chosen by MACs per clip; time it end to end with 'edge-committee bench BUNDLE' (clips/s, "
+               "top-1, MACs per clip next to the largest member)",
+    "compile": "TensorRT engines are built for image classification members so far (a video member takes "
+               "(N, C, T, H, W) views of a clip); run it with the onnxrt backend",
+    "adapt": "self-training fine-tunes image classifier members on pseudo-labels of images; it has no clip version; "
+             "retrain the members and build again",
+}
 
 
 def _check_task(args) -> None:
@@ -90,6 +102,9 @@ def _check_task(args) -> None:
         return
     if task == "video" and args.command in VIDEO_COMMANDS:
         return
+    if task == "video" and args.command in VIDEO_REFUSALS:
+        raise EdgeCommitteeError(f"{bundle}: a video bundle; 'edge-committee {args.command}' does not run it: "
+                                 f"{VIDEO_REFUSALS[args.command]}")
     if task == "segmentation" and args.command in DENSE_REFUSALS:
         raise EdgeCommitteeError(f"{bundle}: a segmentation bundle; 'edge-committee {args.command}' does not run it: "
                                  f"{DENSE_REFUSALS[args.command]}")

@@ -60,6 +60,10 @@ def bench_markdown(doc: dict) -> str:
         from edge_committee.profile.bench_dense import bench_markdown as dense_markdown
 
         return dense_markdown(doc)
+    if doc.get("task") == "video":
+        from edge_committee.profile.bench_video import bench_markdown as video_markdown
+
+        return video_markdown(doc)
     fp = doc.get("fingerprint") or {}
     load = ", ".join(f"{x:.2f}" for x in doc["load_avg"])
     lines = [

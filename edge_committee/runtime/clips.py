@@ -124,6 +124,21 @@ def read_clips(path: str | os.PathLike, clip_frames: int, mmap: bool = False) ->
     return clips_from_video(p, clip_frames)[0]
 
 
+def run_clips_in_chunks(loop: "ClipHostLoop", clips: np.ndarray) -> Prediction:
+    """``loop.run`` over checked clips, in chunks of :func:`clips_per_call` clips (so memory stays bounded),
+    with the same result; ``loop.clips_run`` then counts the clips each member ran on over all chunks."""
+    step = clips_per_call(loop.views, loop.preprocessing)
+    if len(clips) <= step:
+        return loop.run(clips)
+    parts, runs = [], []
+    for i in range(0, len(clips), step):  # each member's input stays within CHUNK_VALUES
+        parts.append(loop.run(clips[i:i + step]))
+        runs.append(loop.clips_run)
+    loop.clips_run = [sum(r) for r in zip(*runs)]
+    return Prediction(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                        ("labels", "probs", "confidence", "exit_stage", "flags")), loop.labels)
+
+
 class ClipHostLoop(RunnerLoop):
     """The clip cascade over member runners and a gate step (see the module docstring)."""
 
@@ -212,14 +227,4 @@ class VideoModel(ExecutorLifecycle):
             self.__enter__()
         if isinstance(clips, (str, os.PathLike)):
             clips = read_clips(clips, self.clip_frames)
-        clips = as_clips(clips, self.min_frames)
-        step = clips_per_call(self.views, self.preprocessing)
-        if len(clips) <= step:
-            return self.executor.run(clips)
-        parts, runs = [], []
-        for i in range(0, len(clips), step):  # bounded memory: each member's input stays within CHUNK_VALUES
-            parts.append(self.executor.run(clips[i:i + step]))
-            runs.append(self.executor.clips_run)
-        self.executor.clips_run = [sum(r) for r in zip(*runs)]
-        return Prediction(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                            ("labels", "probs", "confidence", "exit_stage", "flags")), self.labels)
+        return run_clips_in_chunks(self.executor, as_clips(clips, self.min_frames))

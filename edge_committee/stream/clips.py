@@ -7,8 +7,13 @@ source's window of the last ``clip_frames`` frames; a source whose window is ful
 tick go to the video model in one ``predict`` call (one per frame size), so the clip cascade
 batches across sources. Each frame's result is the result of its source's latest clip (the one
 ending at that frame, or the last one before it); frames before a source's first full window are
-reported as ``<warming up>`` (class -1, confidence 0). The per-stage stats (batches, exits) count
-clips; the per-source ones (fps, latency) count frames.
+reported as ``<warming up>`` (class -1, confidence 0); the others carry their clip's frame span
+(``clip_span``). Every clip classified is also a :class:`~edge_committee.stream.types.ClipResult` in
+its tick's ``StreamBatch.clips`` (a ``type: clip`` JSON line: label, confidence, exit stage, frame
+span, frames a live source dropped within it). On a live source that delivers the latest frame only,
+a clip is the last ``clip_frames`` frames *delivered*, so its span can be longer than ``clip_frames``
+(``dropped_in_clip``); ``--frames every`` keeps clips contiguous while the cascade keeps up. The
+per-stage stats (batches, exits) count clips; the per-source ones (fps, latency) count frames.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.stream.pipeline import StreamPipeline
-from edge_committee.stream.types import Frame, FrameResult, StreamBatch
+from edge_committee.stream.types import ClipResult, Frame, FrameResult, StreamBatch
 
 WARMING_UP = "<warming up>"
 
@@ -48,7 +53,8 @@ class ClipStreamPipeline(StreamPipeline):
         self.clip_frames, self.hop = clip_frames, hop
         self._windows: dict[str, collections.deque] = {}
         self._since: dict[str, int] = {}
-        self._last: dict[str, tuple] = {}  #: source -> (class, confidence, exit stage, flag) of its latest clip
+        #: source -> (class, confidence, exit stage, flag, frame indices) of its latest clip
+        self._last: dict[str, tuple] = {}
         #: clips classified so far, per source
         self.clips_run: dict[str, int] = collections.Counter()
 
@@ -57,47 +63,52 @@ class ClipStreamPipeline(StreamPipeline):
         due = []
         for j, f in enumerate(frames):
             win = self._windows.setdefault(f.source, collections.deque(maxlen=self.clip_frames))
-            if win and win[-1].shape != f.image.shape:
+            if win and win[-1].image.shape != f.image.shape:
                 win.clear()  # the source changed its frame size (a reconnect): start a new window
-            win.append(f.image)
+            win.append(f)
             self._since[f.source] = self._since.get(f.source, self.hop - 1) + 1
             if len(win) == self.clip_frames and self._since[f.source] >= self.hop:
                 self._since[f.source] = 0
                 due.append(j)
         return due
 
-    def _classify(self, frames: list[Frame], due: list[int]) -> np.ndarray:
+    def _classify(self, frames: list[Frame], due: list[int]) -> tuple[np.ndarray, dict[int, tuple]]:
         """Run the due clips (one predict call per frame size), remember each source's result; returns the
-        clips' exit stages."""
-        stages = []
+        clips' exit stages and, per due frame, (class, confidence, exit stage, flag, frame indices of its clip)."""
+        stages, done = [], {}
         by_shape: dict[tuple, list[int]] = {}
         for j in due:
             by_shape.setdefault(frames[j].image.shape, []).append(j)
         for group in by_shape.values():
-            clips = np.stack([np.stack(self._windows[frames[j].source]) for j in group])
-            pred = self.model.predict(clips)
-            for i, j in enumerate(group):
+            windows = [list(self._windows[frames[j].source]) for j in group]
+            pred = self.model.predict(np.stack([np.stack([f.image for f in w]) for w in windows]))
+            for i, (j, w) in enumerate(zip(group, windows)):
                 src = frames[j].source
-                self._last[src] = (int(pred.labels[i]), float(pred.confidence[i]), int(pred.exit_stage[i]),
-                                   int(pred.flags[i]))
+                done[j] = (int(pred.labels[i]), float(pred.confidence[i]), int(pred.exit_stage[i]),
+                           int(pred.flags[i]), tuple(f.index for f in w))
+                self._last[src] = done[j]
                 self.clips_run[src] += 1
             stages.append(pred.exit_stage)
-        return np.concatenate(stages) if stages else np.zeros(0, np.int32)
+        return (np.concatenate(stages) if stages else np.zeros(0, np.int32)), done
 
     def _tick(self, frames: list[Frame], batcher) -> StreamBatch:
         t0 = time.monotonic()
-        clip_stages = self._classify(frames, self._due(frames))
+        clip_stages, done = self._classify(frames, self._due(frames))
         t1 = time.monotonic()
-        rows = [self._last.get(f.source, (-1, 0.0, 0, 0)) for f in frames]
+        rows = [self._last.get(f.source, (-1, 0.0, 0, 0, None)) for f in frames]
         exit_stage = np.array([r[2] for r in rows], np.int32)
         lat = self.stats.add(frames, clip_stages, t1, t1 - t0)  # stage counts are per clip, not per frame
         labels, members = list(self.model.labels), list(self.model.members)
         results = [FrameResult(f.source, f.index, f.timestamp, labels[c] if c >= 0 else WARMING_UP, c, conf,
-                               stage, members[stage], flag, lat[j], f.dropped, f.pts)
-                   for j, (f, (c, conf, stage, flag)) in enumerate(zip(frames, rows))]
+                               stage, members[stage], flag, lat[j], f.dropped, f.pts,
+                               None if idx is None else (idx[0], idx[-1]))
+                   for j, (f, (c, conf, stage, flag, idx)) in enumerate(zip(frames, rows))]
+        clips = [ClipResult(frames[j].source, idx, frames[j].timestamp, labels[c] if c >= 0 else "<invalid>", c, conf,
+                            stage, members[stage], flag, lat[j])
+                 for j, (c, conf, stage, flag, idx) in sorted(done.items())]
         pred = _FramePrediction(np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.float32),
                                 exit_stage, np.array([r[3] for r in rows], np.int32), labels)
-        batch = StreamBatch(frames, pred, results)
+        batch = StreamBatch(frames, pred, results, clips)
         elapsed = max(t1 - self.stats.start, 1e-9)
         fps = {name: n / elapsed for name, n in self.stats.processed.items()}
         for sink in self.sinks:

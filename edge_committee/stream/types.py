@@ -64,14 +64,54 @@ class FrameResult:
     latency_ms: float  #: capture to result, ms
     dropped: int  #: frames of this source dropped since its previous result
     pts: float | None = None
+    #: a video bundle: (first, last) frame index of the clip whose result this is (None: warming up, or images)
+    clip_span: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
-        """The JSON-lines record (``type: frame``)."""
-        return {"type": "frame", "source": self.source, "frame_index": self.frame_index,
-                "timestamp": round(self.timestamp, 6), "pts": None if self.pts is None else round(self.pts, 6),
-                "label": self.label, "class": self.class_index, "confidence": round(self.confidence, 6),
-                "exit_stage": self.exit_stage, "exit_member": self.exit_member, "flags": self.flags,
-                "latency_ms": round(self.latency_ms, 3), "dropped": self.dropped}
+        """The JSON-lines record (``type: frame``; a video bundle's frames add ``clip_span``)."""
+        d = {"type": "frame", "source": self.source, "frame_index": self.frame_index,
+             "timestamp": round(self.timestamp, 6), "pts": None if self.pts is None else round(self.pts, 6),
+             "label": self.label, "class": self.class_index, "confidence": round(self.confidence, 6),
+             "exit_stage": self.exit_stage, "exit_member": self.exit_member, "flags": self.flags,
+             "latency_ms": round(self.latency_ms, 3), "dropped": self.dropped}
+        if self.clip_span is not None:
+            d["clip_span"] = list(self.clip_span)
+        return d
+
+
+@dataclasses.dataclass
+class ClipResult:
+    """The clip cascade's answer for one sliding clip of a source (one ``type: clip`` JSON line)."""
+
+    source: str
+    frame_indices: tuple[int, ...]  #: the source's frame index of each frame of the clip, in order
+    timestamp: float  #: capture time of the clip's last frame, wall clock, s
+    label: str
+    class_index: int
+    confidence: float
+    exit_stage: int
+    exit_member: str
+    flags: int
+    latency_ms: float  #: capture of the clip's last frame to its result, ms
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """(first, last) frame index of the clip."""
+        return self.frame_indices[0], self.frame_indices[-1]
+
+    @property
+    def dropped(self) -> int:
+        """Frames of the source inside the clip's span that are not in the clip (dropped by a live source)."""
+        return self.frame_indices[-1] - self.frame_indices[0] + 1 - len(self.frame_indices)
+
+    def to_dict(self) -> dict:
+        """The JSON-lines record (``type: clip``): the frame span, frames, frames dropped within it."""
+        first, last = self.span
+        return {"type": "clip", "source": self.source, "first_frame": first, "last_frame": last,
+                "frames": len(self.frame_indices), "dropped_in_clip": self.dropped,
+                "timestamp": round(self.timestamp, 6), "label": self.label, "class": self.class_index,
+                "confidence": round(self.confidence, 6), "exit_stage": self.exit_stage,
+                "exit_member": self.exit_member, "flags": self.flags, "latency_ms": round(self.latency_ms, 3)}
 
 
 @dataclasses.dataclass
@@ -81,6 +121,8 @@ class StreamBatch:
     frames: list[Frame]
     prediction: object  #: :class:`edge_committee.runtime.Prediction` of ``frames``, in order
     results: list[FrameResult]
+    #: a video bundle: the clips classified in this tick (:class:`ClipResult`), in source order
+    clips: list = dataclasses.field(default_factory=list)
 
     def __iter__(self) -> Iterator[FrameResult]:
         return iter(self.results)

@@ -138,7 +138,9 @@ def test_cli_predicts_clips_and_reselects_a_video_bundle(tmp_path, capsys):
     assert main(["select", str(root), "--budget-ms", "3"]) == 1
     assert "re-selected by MACs per clip for now" in capsys.readouterr().err
     assert main(["profile", str(root)]) == 1
-    assert "a video bundle; 'edge-committee profile' runs classification bundles only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "a video bundle; 'edge-committee profile' does not run it: a device profile times each member" in err
+    assert "'edge-committee bench BUNDLE'" in err and err.count("\n") == 1
     shutil.rmtree(root)
 
 

@@ -15,6 +15,11 @@ ranks, in practice equal shapes). ``compact`` runs member k+1 on the gathered su
 ``mask`` runs it on all rows and lets an ``alive`` mask decide whose state changes (static shapes).
 Nothing of member k+1 runs when no sample survives stage k. An ensemble is the degenerate cascade
 whose thresholds never let a sample exit early.
+
+A clip cascade (a video bundle, ``views``) takes ``clips`` uint8 (N, T, H, W, C) instead: each stage
+gathers its member's view (the frames of :meth:`~edge_committee.cascade.clips.ClipView.indices` for
+``T``, fixed at export), preprocesses them as (n * frames, H, W, C) images and stacks them as the
+member's (n, C, frames, H', W') input; the rest is the same graph.
 """
 
 from __future__ import annotations
@@ -33,8 +38,9 @@ from edge_committee.export.cascade_onnx.gate import STATE, GatedStage, add_gate,
 from edge_committee.export.cascade_onnx.inline import MemberSource, default_opset, inline_member, read_member
 from edge_committee.preprocess.onnx_ops import add_preprocessing, check_plan, check_precision, output_shape
 
-#: names of the fused file's input and outputs
+#: names of the fused file's input (a clip cascade's: CLIPS) and outputs
 INPUT = "images"
+CLIPS = "clips"
 OUTPUTS = ("labels", "confidence", "exit_stage", "flags", "probs")
 #: lowest default-domain opset of a fused file (the standard gate's minimum)
 MIN_OPSET = 13
@@ -101,6 +107,7 @@ class _Stage:
     member_input: str
     input_dtype: int
     gated: GatedStage
+    view: np.ndarray | None = None  #: a clip cascade: the member's frame indices into the clip
 
 
 @dataclasses.dataclass
@@ -113,22 +120,31 @@ class _Context:
     num_classes: int
     tp: Any
     preprocess: str = "exact"
+    clip_frames: int | None = None  #: a clip cascade: frames per clip (the input's T)
 
 
 # ---------------------------------------------------------------------------------------------- stages
 def _prepare_stages(members: Sequence[MemberSource], cascade: CascadeDef, source: Source, num_classes: int,
-                    form: str, gate: str, preprocess: str, opset: int, models: list) -> list[_Stage]:
+                    form: str, gate: str, preprocess: str, opset: int, models: list, views: Sequence | None = None,
+                    clip_frames: int | None = None) -> list[_Stage]:
     stages, k_total = [], len(members)
     for k, (src, model) in enumerate(zip(members, models)):
         plan = src.preprocessing.plan((source.height, source.width), source.channels)
         check_plan(plan, src.name, form, gate, preprocess)
+        expect, view = output_shape(plan), None
+        if views is not None:  # a clip member takes (n, C, frames, H', W')
+            if plan.layout != "NCHW":
+                raise FusedExportError(f"member {src.name!r}: a video member's frames are stacked as (N, C, T, H, W); "
+                                       "its preprocessing must have layout NCHW")
+            view = views[k].indices(clip_frames).astype(np.int64)
+            expect = (expect[0], len(view), *expect[1:])
         # the member under s<k>/member/, its gate under s<k>/gate., the glue under s<k>/: no name can collide
-        inl = inline_member(src, model, f"s{k}/member/", opset, output_shape(plan), num_classes)
+        inl = inline_member(src, model, f"s{k}/member/", opset, expect, num_classes)
         threshold = cascade.thresholds[k] if k < k_total - 1 else math.inf
         combiner = cascade.combiners[k] if cascade.combiners else None
         gated = add_gate(inl.model, inl.logits, k, k_total, threshold, cascade.confidence, form, gate, f"s{k}/",
                          combiner, tuple(f"s{j}/" for j in range(k_total)))
-        stages.append(_Stage(plan, inl.input, inl.input_dtype, gated))
+        stages.append(_Stage(plan, inl.input, inl.input_dtype, gated, view))
     return stages
 
 
@@ -166,7 +182,10 @@ def _stage_graph(ctx: _Context, k: int, who: str, state: dict[str, str]) -> Any:
     x = ctx.images
     if ctx.form == "compact" and k > 0:
         x = g.op("Gather", [x, who], "survivor_images", axis=0)
-    add_preprocessing(g, st.plan, x, st.member_input, st.input_dtype, ctx.preprocess)
+    if st.view is None:
+        add_preprocessing(g, st.plan, x, st.member_input, st.input_dtype, ctx.preprocess)
+    else:
+        _add_view(g, ctx, st, x)
     wiring = {st.gated.inputs["alive" if ctx.form == "mask" else "active"]: who}
     wiring.update({st.gated.inputs[s]: state[s] for s in STATE})
     wiring.update(st.gated.outer)  # a learned gate's reads of earlier stages (enclosing scope)
@@ -182,6 +201,22 @@ def _stage_graph(ctx: _Context, k: int, who: str, state: dict[str, str]) -> Any:
         new_state = _if(g, ctx, more, _stage_graph(ctx, k + 1, next_who, new_state),
                         _skip_graph(ctx, k + 1, new_state), "after")
     return g.graph(f"stage{k}", [], _state_infos(ctx, new_state))
+
+
+def _add_view(g: GraphBuilder, ctx: _Context, st: _Stage, clips: str) -> None:
+    """A clip member's input from float clips (n, T, H, W, C): its view's frames, each preprocessed as an image,
+    stacked as (n, C', frames, H', W') (what :func:`edge_committee.cascade.clips.clip_input` makes)."""
+    frames = g.op("Gather", [clips, g.const(st.view, "view")], "view_frames", axis=1)  # (n, F, H, W, C)
+    hwc = g.op("Slice", [g.op("Shape", [frames], "clip_shape"), g.const(np.array([2], np.int64), "from"),
+                         g.const(np.array([5], np.int64), "to")], "hwc")
+    flat = g.op("Reshape", [frames, g.op("Concat", [g.const(np.array([-1], np.int64), "all"), hwc], "flat_shape",
+                                         axis=0)], "view_images")  # (n * F, H, W, C)
+    pre = g.name("view_input")
+    add_preprocessing(g, st.plan, flat, pre, st.input_dtype, ctx.preprocess)  # (n * F, C', H', W')
+    c, h, w = output_shape(st.plan)
+    stacked = g.op("Reshape", [pre, g.const(np.array([-1, len(st.view), c, h, w], np.int64), "stack_shape")],
+                   "view_stacked")
+    g.op("Transpose", [stacked], outputs=[st.member_input], perm=[0, 2, 1, 3, 4])
 
 
 # ---------------------------------------------------------------------------------------------- main graph
@@ -228,10 +263,11 @@ def _outputs(g: GraphBuilder, ctx: _Context, final: dict[str, str]) -> list:
 def _main_graph(ctx: _Context, source: Source) -> Any:
     g = GraphBuilder("main/")
     tp = ctx.tp
-    images_in = g.onnx.helper.make_tensor_value_info(INPUT, tp.UINT8, ["N", source.height, source.width,
-                                                                      source.channels])
+    name, clip = (INPUT, []) if ctx.clip_frames is None else (CLIPS, [ctx.clip_frames])
+    images_in = g.onnx.helper.make_tensor_value_info(name, tp.UINT8, ["N", *clip, source.height, source.width,
+                                                                     source.channels])
     # uint8 is only a network input type in TensorRT: cast once, gather float rows later
-    g.op("Cast", [INPUT], outputs=[ctx.images], to=tp.FLOAT)
+    g.op("Cast", [name], outputs=[ctx.images], to=tp.FLOAT)
     who, state = _initial_state(g, ctx, ctx.images)
     nonempty = g.op("Greater", [g.op("Size", [ctx.images], "num_pixels"), g.const(np.int64(0), "zero")], "nonempty")
     final = _if(g, ctx, nonempty, _stage_graph(ctx, 0, who, state), _skip_graph(ctx, 0, state), "cascade",
@@ -268,6 +304,8 @@ def build_cascade_model(
     gate: str = "standard",
     preprocess: str = "exact",
     metadata: dict[str, Any] | None = None,
+    views: Sequence[Any] | None = None,
+    clip_frames: int | None = None,
 ) -> Any:
     """The fused cascade as a ModelProto (checked with ``onnx.checker``, full check).
 
@@ -281,6 +319,9 @@ def build_cascade_model(
         preprocess: ``exact`` (plans that round between steps run in float64, bit-exact; not for
             TensorRT) or ``float32`` (everything in float32); see :mod:`.preprocess`.
         metadata: extra metadata_props (values that are not strings are stored as JSON).
+        views, clip_frames: a clip cascade (a video bundle): each member's
+            :class:`~edge_committee.cascade.clips.ClipView` and the frames per clip; the file then takes
+            ``clips`` uint8 (N, clip_frames, H, W, C).
     """
     onnx = require("onnx")
     check_form(form, gate)
@@ -293,15 +334,23 @@ def build_cascade_model(
         check_learned(cascade.combiners, len(members), num_classes, gate)
     models = [read_member(m) for m in members]
     opset = cascade_opset(models)
-    stages = _prepare_stages(members, cascade, source, num_classes, form, gate, preprocess, opset, models)
-    ctx = _Context(stages, "images_f32", form, num_classes, onnx.TensorProto, preprocess)
+    if views is not None and (len(views) != len(members) or not clip_frames or clip_frames < 1):
+        raise FusedExportError(f"a clip cascade needs one view per member and clip_frames >= 1; got {len(views)} views "
+                               f"for {len(members)} members, clip_frames {clip_frames}")
+    stages = _prepare_stages(members, cascade, source, num_classes, form, gate, preprocess, opset, models, views,
+                             clip_frames)
+    ctx = _Context(stages, "images_f32", form, num_classes, onnx.TensorProto, preprocess,
+                   clip_frames if views is not None else None)
     opsets = _opset_imports(stages, opset)
     min_ir = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True)  # (the plugin domain is unknown)
     ir_version = max([min_ir] + [m.ir_version for m in models])
     model = onnx.helper.make_model(_main_graph(ctx, source), opset_imports=opsets, ir_version=ir_version,
-                                   producer_name="edge_committee", doc_string=_doc(cascade, source, form, gate))
+                                   producer_name="edge_committee", doc_string=_doc(cascade, source, form, gate,
+                                                                                   ctx.clip_frames))
     props = {"cascade": cascade.to_dict(), "source": dataclasses.asdict(source), "form": form, "gate": gate,
              "preprocess": preprocess, "outputs": list(OUTPUTS), **(metadata or {})}
+    if ctx.clip_frames is not None:  # what a loader needs to feed it: the clip length and each member's view
+        props.update(input=CLIPS, clip_frames=ctx.clip_frames, views=[v.to_dict() for v in views])
     onnx.helper.set_model_props(model, {META_PREFIX + k: v if isinstance(v, str) else json.dumps(v)
                                         for k, v in props.items()})
     if model.ByteSize() >= PROTOBUF_LIMIT:
@@ -311,12 +360,15 @@ def build_cascade_model(
     return model
 
 
-def _doc(cascade: CascadeDef, source: Source, form: str, gate: str) -> str:
+def _doc(cascade: CascadeDef, source: Source, form: str, gate: str, clip_frames: int | None = None) -> str:
     probs = ("the stage's learned combination at the exit stage" if cascade.combiners
              else "mean probabilities at the exit stage")
+    what = (f"Input 'images': uint8 (N, {source.height}, {source.width}, {source.channels})" if clip_frames is None else
+            f"Input 'clips': uint8 (N, {clip_frames}, {source.height}, {source.width}, {source.channels}), one row "
+            "per clip")
     return (f"edge_committee {cascade.kind} {' -> '.join(cascade.members)} (thresholds {list(cascade.thresholds)}, "
-            f"{cascade.confidence}), {form} form, {gate} gate. Input 'images': uint8 (N, {source.height}, "
-            f"{source.width}, {source.channels}). Outputs: labels (N,) int32 (-1: no member gave finite logits), "
+            f"{cascade.confidence}), {form} form, {gate} gate. {what}. "
+            "Outputs: labels (N,) int32 (-1: no member gave finite logits), "
             "confidence (N,) float32, exit_stage (N,) int32, flags (N,) int32 (1: a member gave non-finite "
             f"logits), probs (N, C) float32 ({probs}).")
 

@@ -115,6 +115,8 @@ def build_from_bundle(root: str | os.PathLike, manifest: dict | None = None, *, 
     manifest = manifest if manifest is not None else read_manifest(root)
     if manifest.get("task") == "segmentation":
         return _build_tiles(root, manifest, cascade, source_size, channels, form, gate, preprocess)
+    if manifest.get("task") == "video":
+        return _build_clips(root, manifest, cascade, source_size, channels, form, gate, preprocess)
     cascade = cascade or cascade_from_manifest(manifest, root)
     members = members_from_bundle(root, manifest, list(cascade.members))
     source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
@@ -156,6 +158,33 @@ def _build_tiles(root: Path, manifest: dict, cascade: CascadeDef | None, source_
     model = build_tile_cascade_model(members, list(cascade.thresholds), TileGrid(tuple(seg["tile"]), int(seg["margin"])),
                                      seg["confidence"], source, len(manifest["labels"]), preprocess=preprocess,
                                      metadata=meta)
+    return model, cascade, source
+
+
+def _build_clips(root: Path, manifest: dict, cascade: CascadeDef | None, source_size: Any, channels: int | None,
+                 form: str, gate: str, preprocess: str) -> tuple[Any, CascadeDef, Source]:
+    """A video bundle's clip cascade as one file taking ``clips`` (N, clip_frames, H, W, C); the frame size
+    defaults to the validation clips'."""
+    from edge_committee.cascade.clips import ClipView
+
+    if gate != "standard":
+        raise FusedExportError("--gate plugin: a video bundle's fused file uses standard ONNX ops only (TensorRT "
+                               "engines are not built for video members); leave --gate out")
+    cascade = cascade or cascade_from_manifest(manifest, root)
+    members = members_from_bundle(root, manifest, list(cascade.members))
+    by_name = {m["name"]: m for m in manifest["members"]}
+    if source_size is None:
+        shape = (manifest.get("data", {}).get("validation") or {}).get("clip_shape") or []
+        source_size = tuple(shape[1:]) or None
+    source = resolve_source(manifest, [m.preprocessing for m in members], source_size, channels)
+    meta = {"manifest_sha256": manifest[DIGEST_KEY], "bundle": manifest.get("name", root.name),
+            "members": [{"name": n, "file": by_name[n]["file"], "sha256": by_name[n].get("sha256")}
+                        for n in cascade.members],
+            "labels": list(manifest["labels"]), "version": __version__}
+    model = build_cascade_model(members, cascade, source, len(manifest["labels"]), form=form, gate=gate,
+                                preprocess=preprocess, metadata=meta,
+                                views=[ClipView(**by_name[n]["view"]) for n in cascade.members],
+                                clip_frames=int(manifest["video"]["clip_frames"]))
     return model, cascade, source
 
 

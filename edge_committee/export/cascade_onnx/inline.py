@@ -81,7 +81,7 @@ def _dims(info: Any) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
 
 
-def _check_io(src: MemberSource, model: Any, expect: tuple[int, int, int], num_classes: int) -> None:
+def _check_io(src: MemberSource, model: Any, expect: tuple[int, ...], num_classes: int) -> None:
     tp = require("onnx").TensorProto
     inputs = _real_inputs(model.graph)
     if len(inputs) != 1:
@@ -92,8 +92,8 @@ def _check_io(src: MemberSource, model: Any, expect: tuple[int, int, int], num_c
         raise _fail(src, f"its input {x.name!r} is {tp.DataType.Name(x.type.tensor_type.elem_type)}; "
                          "expected float32 or float16")
     dims = _dims(x)
-    if dims and len(dims) != 4:
-        raise _fail(src, f"its input {x.name!r} has rank {len(dims)}; expected 4 (batch, {expect})")
+    if dims and len(dims) != len(expect) + 1:
+        raise _fail(src, f"its input {x.name!r} has rank {len(dims)}; expected {len(expect) + 1} (batch, {expect})")
     if dims and isinstance(dims[0], int):
         raise _fail(src, f"its input {x.name!r} has a fixed batch size {dims[0]}; the cascade runs each member "
                          "on a varying number of samples: export it with a dynamic batch dimension")
@@ -186,7 +186,7 @@ def _check_dense_io(src: MemberSource, model: Any, num_classes: int) -> None:
 
 
 def inline_member(src: MemberSource, model: Any, prefix: str, opset: int,
-                  expect: tuple[int, int, int], num_classes: int, dense: bool = False) -> InlinedMember:
+                  expect: tuple[int, ...], num_classes: int, dense: bool = False) -> InlinedMember:
     """Check ``model`` (from :func:`read_member`) and return it ready to inline under ``prefix``
     (``dense``: a segmentation member, (N, C, h, w) logits on inputs of any height and width)."""
     onnx = require("onnx")

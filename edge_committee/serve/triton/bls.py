@@ -13,8 +13,10 @@ called with the survivors of member ``k`` only, and the outputs are those of
 The cascade description (task, members, their Triton models and tensors, preprocessing, thresholds,
 confidence function, labels) is ``cascade.json`` beside ``model.py``, written by the export. A
 segmentation bundle runs the tile cascade's :class:`~edge_committee.runtime.tiles.TileHostLoop`
-the same way (member 0 on the frames, later members on the deferred tiles' windows, over BLS);
-each task's loop and outputs are in :mod:`~edge_committee.serve.triton.tasks`.
+the same way (member 0 on the frames, later members on the deferred tiles' windows, over BLS); a
+video bundle runs the clip cascade's :class:`~edge_committee.runtime.clips.ClipHostLoop` (uint8
+``clips`` in, each member called on its own view of the clips still active); each task's input,
+loop and outputs are in :mod:`~edge_committee.serve.triton.tasks`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from edge_committee.backend.base.runner import BaseRunner
 from edge_committee.errors import EdgeCommitteeError
 from edge_committee.serve.triton.integrity import require_intact
-from edge_committee.serve.triton.tasks import gate_for, task_kind  # noqa: F401 (gate_for: its old home)
+from edge_committee.serve.triton.tasks import check_images, gate_for, task_kind  # noqa: F401 (their old home)
 from edge_committee.serve.triton.tensors import as_array, to_tensor
 from edge_committee.spec.preprocess import Preprocessing
 
@@ -102,8 +104,8 @@ class TritonMemberRunner(BaseRunner):
 
 
 def host_loop(spec: dict, pb_utils):
-    """The SDK's loop for a ``cascade.json`` description (its task's: the classification host loop or the
-    tile cascade), with BLS member runners."""
+    """The SDK's loop for a ``cascade.json`` description (its task's: the classification host loop, the
+    tile cascade or the clip cascade), with BLS member runners."""
     kind = task_kind(spec.get("task"))
     runners = [TritonMemberRunner(pb_utils, m["model"], m["input"], m["output"], m["input_dtype"],
                                   m["input_dims"], m["num_classes"], m["max_batch"], m.get("version", -1))
@@ -111,18 +113,6 @@ def host_loop(spec: dict, pb_utils):
     preprocessing = [Preprocessing.from_dict(m["preprocessing"], where=f"member {m['name']}")
                      for m in spec["members"]]
     return kind.loop(spec, runners, preprocessing)
-
-
-def check_images(x: np.ndarray) -> str | None:
-    """Why a request's ``images`` (N, H, W, C) cannot be classified, or None when they can."""
-    if x.dtype != np.uint8:
-        return f"'{INPUT}' must be uint8 images (raw pixels 0..255); got {x.dtype}"
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        return (f"'{INPUT}' must be uint8 images of shape [N, H, W, 1|3]; got shape {list(x.shape)} "
-                "(send grayscale as [N, H, W, 1])")
-    if 0 in x.shape:
-        return f"'{INPUT}' has an empty dimension: shape {list(x.shape)}"
-    return None
 
 
 def split_prediction(pred, counts: list[int], task: str | None = None) -> list[dict[str, np.ndarray]]:
@@ -176,8 +166,8 @@ class CascadeBLS:
         responses: list = [None] * len(requests)
         batches: list[tuple[int, np.ndarray]] = []
         for i, request in enumerate(requests):
-            x = as_array(pb.get_input_tensor_by_name(request, INPUT))
-            problem = check_images(x)
+            x = as_array(pb.get_input_tensor_by_name(request, self.kind.input))
+            problem = self.kind.check(x, self.spec)
             if problem:
                 responses[i] = pb.InferenceResponse(output_tensors=[], error=_invalid_argument(pb, problem))
             else:

@@ -84,6 +84,7 @@ class TritonExport:
     versions: tuple[int, ...] = (1,)  #: every version of the cascade model now in the repository
     task: str = "classification"  #: the bundle's task (its cascade model's outputs: :mod:`.tasks`)
     outputs: str = ""  #: the cascade model's outputs and their shapes, for a summary line
+    input: str = "uint8 images [N, H, W, C]"  #: the cascade model's input, for a summary line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +183,8 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
             result = _export_bls(stage, bundle, manifest, cascade, members, singles, by_name, member_backend, common,
                                  digest, threads, tensorrt_version)
         result = dataclasses.replace(result, path=Path(out).resolve(), versions=_versions(stage / cascade),
-                                     task=kind.name, outputs=_outputs_line(manifest, kind, form))
+                                     task=kind.name, outputs=_outputs_line(manifest, kind, form),
+                                     input=kind.input_text)
         for model in sorted(p for p in stage.iterdir() if p.is_dir()):  # every model folder staged is ours
             write_model_marker(model, digest)  # what is ours, and what the models verify at load
         _write_marker(stage / MARKER, result, bundle, manifest)
@@ -238,7 +240,11 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
     if manifest.get("task") == "segmentation":  # the tile cascade file answers the BLS model's outputs
         outputs = task_kind("segmentation").outputs({"labels": manifest["labels"],
                                                      "segmentation": manifest["segmentation"]})
-    cfg = fused_config(model, source, len(manifest["labels"]), backend, common, outputs)
+    clips = None
+    if manifest.get("task") == "video":  # the clip cascade file takes clips of the bundle's length at one frame size
+        clips = TensorConfig(task_kind("video").input, "TYPE_UINT8",
+                             (int(manifest["video"]["clip_frames"]), source.height, source.width, source.channels))
+    cfg = fused_config(model, source, len(manifest["labels"]), backend, common, outputs, clips)
     _write_model_config(stage / model, cfg, manifest)
     if backend == "python-ort":
         shutil.copyfile(TEMPLATES / "fused_ort_model.py", folder / "model.py")
@@ -247,8 +253,9 @@ def _export_fused(stage: Path, bundle: Path, manifest: dict, model: str, backend
 
 
 def fused_config(model: str, source, num_classes: int, backend: str, common: _Common,
-                 outputs: tuple | None = None) -> ModelConfig:
-    """A fused file's config: uint8 images [N, H, W, C] in; the BLS model's outputs and shapes out.
+                 outputs: tuple | None = None, images: TensorConfig | None = None) -> ModelConfig:
+    """A fused file's config: uint8 images [N, H, W, C] in (``images``: another input, as a clip cascade's
+    ``clips`` [N, T, H, W, C]); the BLS model's outputs and shapes out.
 
     The file's per-sample outputs are rank 1, ``(N,)``; ``reshape { shape: [] }`` has Triton
     present them as ``[N, 1]``, as the BLS model answers, so a client reads both the same way.
@@ -261,7 +268,7 @@ def fused_config(model: str, source, num_classes: int, backend: str, common: _Co
                TensorConfig("exit_stage", "TYPE_INT32", (1,), scalar),
                TensorConfig("flags", "TYPE_INT32", (1,), scalar),
                TensorConfig("probs", "TYPE_FP32", (num_classes,), label_filename=LABELS_FILE))
-    images = TensorConfig(bls.INPUT, "TYPE_UINT8", (source.height, source.width, source.channels))
+    images = images or TensorConfig(bls.INPUT, "TYPE_UINT8", (source.height, source.width, source.channels))
     kind = {"backend": "python", "instance_kind": "KIND_CPU"} if backend == "python-ort" else {
         "backend": "onnxruntime", "default_model_filename": "model.onnx"}
     return ModelConfig(name=model, max_batch_size=common.max_batch, instance_count=common.instances,
@@ -339,7 +346,7 @@ def _write_member(stage: Path, bundle: Path, manifest: dict, member: dict, model
     pp = Preprocessing.from_dict(member["preprocessing"], where=f"member {member['name']}")
     onnx_file = bundle / member["file"]
     kind = task_kind(manifest.get("task"))
-    io = member_io(onnx_file, pp, len(manifest["labels"]), kind.member_dims(pp), kind.member_output_rank)
+    io = member_io(onnx_file, pp, len(manifest["labels"]), kind.member_dims(pp, member), kind.member_output_rank)
     warm = io.input
     if kind.member_output_rank != 2:  # dense logits: the python-ort runner checks their rank; warm up on frames
         common = dataclasses.replace(common, params=common.params + (("output_rank", str(kind.member_output_rank)),))
@@ -362,8 +369,11 @@ def _write_member(stage: Path, bundle: Path, manifest: dict, member: dict, model
     _write_model_config(folder, cfg, manifest)
     if backend == "python-ort":
         copy_sdk(folder / str(common.version) / "_sdk")
-    return {"name": member["name"], "model": model, "version": common.version, "max_batch": mb,
-            "preprocessing": member["preprocessing"], **io.describe()}
+    entry = {"name": member["name"], "model": model, "version": common.version, "max_batch": mb,
+             "preprocessing": member["preprocessing"], **io.describe()}
+    if member.get("view"):  # a video member's frames of the clip
+        entry["view"] = dict(member["view"])
+    return entry
 
 
 def _check_new_version(folder: Path) -> None:
@@ -394,6 +404,8 @@ def _cascade_spec(manifest: dict, digest: str, members: list[str], entries: dict
             "members": [entries[m] for m in members]}
     if manifest.get("segmentation"):  # the tile grid, tile confidence and frame of a tile cascade
         spec["segmentation"] = dict(manifest["segmentation"])
+    if manifest.get("video"):  # the clip length the members' views were built for
+        spec["video"] = dict(manifest["video"])
     if c.get("combiner") and bundle is not None:  # a learned committee: its stage combiners' numbers
         from edge_committee.cascade.learned_onnx import bundle_stage_combiners
 
@@ -411,10 +423,11 @@ def cascade_config(model: str, spec: dict, max_batch: int, instances: int, queue
     still be loading them (Triton orders the loading of ensembles, not of BLS models); the
     members warm up themselves.
     """
-    outputs = task_kind(spec.get("task")).outputs(spec)
+    kind = task_kind(spec.get("task"))
     return ModelConfig(name=model, backend="python", max_batch_size=max_batch, instance_count=instances,
                        instance_kind="KIND_CPU", queue_delay_us=queue_delay_us, parameters=params,
-                       inputs=(TensorConfig(bls.INPUT, "TYPE_UINT8", (-1, -1, -1)),), outputs=outputs, **extra)
+                       inputs=(TensorConfig(kind.input, "TYPE_UINT8", kind.input_dims),), outputs=kind.outputs(spec),
+                       **extra)
 
 
 def _outputs_line(manifest: dict, kind, form: str) -> str:

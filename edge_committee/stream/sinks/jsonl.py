@@ -2,7 +2,12 @@
 
 Frame lines (``"type": "frame"``): source, frame_index, timestamp (capture, wall clock, s), pts,
 label, class, confidence, exit_stage, exit_member, flags, latency_ms (capture to result), dropped
-(frames of that source dropped since its previous line). Event lines (``"type": "event"``): open,
+(frames of that source dropped since its previous line); a video bundle's frame lines add
+``clip_span`` ([first, last] frame of the clip whose result the frame carries). Clip lines
+(``"type": "clip"``, video bundles, one per sliding clip classified, after the frame lines of its
+tick): source, first_frame, last_frame, frames, dropped_in_clip (frames of the span a live source
+dropped), timestamp (capture of the last frame), label, class, confidence, exit_stage, exit_member,
+flags, latency_ms. Event lines (``"type": "event"``): open,
 end, eos, stall, reconnecting, reconnect, error, warning, stats, summary, stop.
 
 The file is written in place, whole lines at a time, so it can be followed (``tail -f``) and is
@@ -80,7 +85,7 @@ class JsonlSink(Sink):
 
     def write(self, batch: StreamBatch, fps: dict[str, float]) -> None:
         with self._lock:
-            self._write("".join(json.dumps(r.to_dict()) + "\n" for r in batch.results))
+            self._write("".join(json.dumps(r.to_dict()) + "\n" for r in [*batch.results, *batch.clips]))
         self._raise()
 
     def event(self, event: Event) -> None:  # called from grabber threads too: never raises

@@ -1,5 +1,6 @@
-"""Draw a result on its frame (label, confidence, exit stage, fps), on the CPU with Pillow; a
-segmentation result is drawn by :mod:`~edge_committee.stream.sinks.seg_overlay`."""
+"""Draw a result on its frame (label, confidence, exit stage, fps), on the CPU with Pillow; a video
+bundle's frame shows its latest clip's label and that clip's frame span; a segmentation result is
+drawn by :mod:`~edge_committee.stream.sinks.seg_overlay`."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def draw_overlay(image: np.ndarray, result: FrameResult, fps: float | None) -> n
     font = _font(size)
     lines = [f"{result.label}  {result.confidence:.2f}",
              f"exit stage {result.exit_stage} ({result.exit_member})",
+             *([f"clip frames {result.clip_span[0]}-{result.clip_span[1]}"]
+               if getattr(result, "clip_span", None) is not None else []),
              f"{fps:.1f} fps  {result.latency_ms:.0f} ms" if fps is not None else f"{result.latency_ms:.0f} ms"]
     draw = ImageDraw.Draw(canvas)
     pad = max(2, size // 4)
