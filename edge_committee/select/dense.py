@@ -68,6 +68,10 @@ class _Data:
         self.test_labels = True if has_test else None
         self.cost_unit = "MACs"
 
+    def group_of(self, name: str) -> str:
+        """A dense committee has no precision groups: every member is its own group."""
+        return name
+
 
 def exit_stages(stats: DenseSplitStats, members: Sequence[str], thresholds: np.ndarray) -> np.ndarray:
     """(P, tiles) exit stage of every tile for each of P threshold rows (P, K-1); rule ``>=``."""
