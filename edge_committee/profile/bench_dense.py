@@ -13,19 +13,15 @@ prediction: a device profile times members per sample, not per deferred tile.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from edge_committee.bundle import read_manifest
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.profile.bench import contenders, latency_stats, run_round_robin
-from edge_committee.profile.views import member_view
+from edge_committee.profile.bench_task import SCHEMA, bench_task, task_markdown
 
-SCHEMA = "edge_committee.bench/1"
+__all__ = ["SCHEMA", "bench_markdown", "bench_segmentation", "dense_prediction_stats"]
 
 
 def dense_prediction_stats(preds: list, class_maps: np.ndarray | None, members: Sequence[str], manifest: dict) -> dict:
@@ -62,59 +58,27 @@ def bench_segmentation(root: str | os.PathLike, frames, class_maps: np.ndarray |
     ``frames``: raw uint8 (N, H, W[, C]); ``class_maps``: (N, H, W) integers on the members' input grid,
     or None (no mIoU). Returns a JSON-ready dict (``task: segmentation``; :func:`bench_markdown`).
     """
-    from edge_committee.api import load
-    from edge_committee.profile.bench import _progress
-    from edge_committee.profile.fingerprint import fingerprint
-    from edge_committee.profile.profiler import parse_batches
-
-    root = Path(root)
-    manifest = manifest if manifest is not None else read_manifest(root)
-    who = contenders(manifest, members)
-    results = []
-    with contextlib.ExitStack() as stack:
-        views = [root if c.role == "cascade" else stack.enter_context(member_view(root, manifest, c.members))
-                 for c in who]
-        models = [stack.enter_context(load(v, backend=backend, threads=threads, verify=False, **options)) for v in views]
-        for b in _progress(parse_batches(batch_sizes), show_progress):
-            ms, preds = run_round_robin(models, frames, b, warmup, limit)
-            for c, t, p in zip(who, ms, preds):
-                results.append({"batch": b, "role": c.role, "members": list(c.members), **latency_stats(t, b),
-                                **dense_prediction_stats(p, class_maps, c.members, manifest)})
-    largest = max(m["macs"] for m in manifest["members"])
-    return {"schema": SCHEMA, "task": "segmentation", "accuracy_metric": "mIoU", "bundle": str(root),
-            "backend": backend, "threads": threads, "fingerprint": fingerprint(backend, threads), "profile": None,
-            "load_avg": list(os.getloadavg()), "warmup_batches": warmup,
-            "images": int(len(frames) if limit is None else min(limit, len(frames))), "largest_macs": largest,
-            "segmentation": manifest.get("segmentation"),
-            "cascade": {k: manifest["cascade"].get(k) for k in ("members", "thresholds", "objective", "budget",
-                                                                 "cost_unit")},
-            "results": results}
+    return bench_task(root, frames, lambda p, m, man: dense_prediction_stats(p, class_maps, m, man),
+                      task="segmentation", metric="mIoU", batch_sizes=batch_sizes, backend=backend, threads=threads,
+                      warmup=warmup, limit=limit, show_progress=show_progress, manifest=manifest, members=members,
+                      extra=lambda man: {"segmentation": man.get("segmentation")}, **options)
 
 
 def bench_markdown(doc: dict) -> str:
-    from edge_committee.profile.report import _ms, _pct, speedups
+    from edge_committee.profile.report import _ms, _pct
 
-    fp = doc.get("fingerprint") or {}
-    load = ", ".join(f"{x:.2f}" for x in doc["load_avg"])
-    lines = [f"# Bench: {doc['bundle']} (segmentation)", "",
-             f"Backend `{doc['backend']}`, threads {doc['threads'] or 'default'}, CPU {fp.get('cpu', '?')} "
-             f"({fp.get('cores', '?')} cores); load average {load} (1/5/15 min) when the bench ended. "
-             f"{doc['images']} frames in consecutive full batches, {doc['warmup_batches']} warm-up batches per "
-             "contender, then the contenders take turns (round-robin). Latency: wall time of one `predict` call "
-             "in ms. A single member runs on whole frames. MACs per frame: the first member on the frame plus "
-             "each later member's window MACs per deferred tile; × largest: over the largest member's MACs on a "
-             "whole frame.", "",
-             "| batch | contender | members | mIoU % | frames/s | p50 ms | p90 ms | mean ms | MACs/frame (M) "
-             "| × largest | tiles deferred % |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in doc["results"]:
+    def row(r: dict, doc: dict) -> str:
         deferred = _pct(r["tiles_deferred"]) if len(r["members"]) > 1 else ""
-        lines.append(f"| {r['batch']} | {r['role']} | {' > '.join(r['members'])} | {_pct(r.get('accuracy'))} | "
-                     f"{r['images_per_s']:,.1f} | {_ms(r['p50_ms'])} | {_ms(r['p90_ms'])} | {_ms(r['mean_ms'])} | "
-                     f"{r['macs_per_frame'] / 1e6:,.1f} | {r['macs_per_frame'] / doc['largest_macs']:.2f} | "
-                     f"{deferred} |")
-    ups = speedups(doc)
-    if ups:
-        lines += ["", "Cascade speed-up over the largest member on whole frames (mean latency): "
-                  + ", ".join(f"{u:.2f}x at batch {b}" for b, u in ups.items()) + "."]
-    return "\n".join(lines) + "\n"
+        return (f"{_pct(r.get('accuracy'))} | {r['images_per_s']:,.1f} | {_ms(r['p50_ms'])} | {_ms(r['p90_ms'])} | "
+                f"{_ms(r['mean_ms'])} | {r['macs_per_frame'] / 1e6:,.1f} | "
+                f"{r['macs_per_frame'] / doc['largest_macs']:.2f} | {deferred}")
+
+    return task_markdown(
+        doc, what="segmentation",
+        intro=(f"{doc['images']} frames in consecutive full batches, {doc['warmup_batches']} warm-up batches per "
+               "contender, then the contenders take turns (round-robin). Latency: wall time of one `predict` call "
+               "in ms. A single member runs on whole frames. MACs per frame: the first member on the frame plus "
+               "each later member's window MACs per deferred tile; × largest: over the largest member's MACs on a "
+               "whole frame."),
+        header="mIoU % | frames/s | p50 ms | p90 ms | mean ms | MACs/frame (M) | × largest | tiles deferred %",
+        row=row, speedup="on whole frames (mean latency)")

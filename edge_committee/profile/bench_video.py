@@ -17,19 +17,16 @@ file cut into consecutive clips of the bundle's ``clip_frames``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edge_committee.bundle import read_manifest
 from edge_committee.errors import EdgeCommitteeError
-from edge_committee.profile.bench import contenders, latency_stats, run_round_robin
-from edge_committee.profile.views import member_view
+from edge_committee.profile.bench_task import SCHEMA, bench_task, task_markdown
 
-SCHEMA = "edge_committee.bench/1"
+__all__ = ["SCHEMA", "bench_markdown", "bench_video", "clip_prediction_stats", "read_video_source"]
 
 
 def read_video_source(source: str | None, manifest: dict) -> tuple[np.ndarray, np.ndarray | None]:
@@ -93,61 +90,30 @@ def bench_video(root: str | os.PathLike, clips, labels: np.ndarray | None, batch
     ``clips``: raw uint8 (N, T, H, W[, C]); ``labels``: (N,) or None (no top-1). Returns a JSON-ready
     dict (``task: video``; :func:`bench_markdown`).
     """
-    from edge_committee.api import load
-    from edge_committee.profile.bench import _progress
-    from edge_committee.profile.fingerprint import fingerprint
-    from edge_committee.profile.profiler import parse_batches
-
-    root = Path(root)
-    manifest = manifest if manifest is not None else read_manifest(root)
-    who = contenders(manifest, members)
-    results = []
-    with contextlib.ExitStack() as stack:
-        views = [root if c.role == "cascade" else stack.enter_context(member_view(root, manifest, c.members))
-                 for c in who]
-        models = [stack.enter_context(load(v, backend=backend, threads=threads, verify=False, **options))
-                  for v in views]
-        for b in _progress(parse_batches(batch_sizes), show_progress):
-            ms, preds = run_round_robin(models, clips, b, warmup, limit)
-            for c, t, p in zip(who, ms, preds):
-                results.append({"batch": b, "role": c.role, "members": list(c.members), **latency_stats(t, b),
-                                **clip_prediction_stats(p, labels, c.members, manifest)})
-    return {"schema": SCHEMA, "task": "video", "accuracy_metric": "top-1", "bundle": str(root),
-            "backend": backend, "threads": threads, "fingerprint": fingerprint(backend, threads), "profile": None,
-            "load_avg": list(os.getloadavg()), "warmup_batches": warmup,
-            "images": int(len(clips) if limit is None else min(limit, len(clips))),
-            "largest_macs": max(m["macs"] for m in manifest["members"]), "video": manifest.get("video"),
-            "views": {m["name"]: m.get("view") for m in manifest["members"]},
-            "cascade": {k: manifest["cascade"].get(k) for k in ("members", "thresholds", "objective", "budget",
-                                                                 "cost_unit")},
-            "results": results}
+    return bench_task(root, clips, lambda p, m, man: clip_prediction_stats(p, labels, m, man),
+                      task="video", metric="top-1", batch_sizes=batch_sizes, backend=backend, threads=threads,
+                      warmup=warmup, limit=limit, show_progress=show_progress, manifest=manifest, members=members,
+                      extra=lambda man: {"video": man.get("video"),
+                                         "views": {m["name"]: m.get("view") for m in man["members"]}},
+                      **options)
 
 
 def bench_markdown(doc: dict) -> str:
-    from edge_committee.profile.report import _ms, _pct, speedups
+    from edge_committee.profile.report import _ms, _pct
 
-    fp = doc.get("fingerprint") or {}
-    load = ", ".join(f"{x:.2f}" for x in doc["load_avg"])
-    clip = (doc.get("video") or {}).get("clip_frames", "?")
-    lines = [f"# Bench: {doc['bundle']} (video)", "",
-             f"Backend `{doc['backend']}`, threads {doc['threads'] or 'default'}, CPU {fp.get('cpu', '?')} "
-             f"({fp.get('cores', '?')} cores); load average {load} (1/5/15 min) when the bench ended. "
-             f"{doc['images']} clips of {clip} frames in consecutive full batches (batch: clips per `predict` "
-             f"call), {doc['warmup_batches']} warm-up batches per contender, then the contenders take turns "
-             "(round-robin). Latency: wall time of one `predict` call in ms (each member cuts and preprocesses its "
-             "own view). MACs per clip: each member's MACs on its view times the share of clips that reached it; "
-             "× largest: over the largest member's MACs per clip.", "",
-             "| batch | contender | members | top-1 % | clips/s | p50 ms | p90 ms | mean ms | MACs/clip (M) "
-             "| × largest | deferred % |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in doc["results"]:
+    def row(r: dict, doc: dict) -> str:
         deferred = _pct(r["deferred"]) if len(r["members"]) > 1 else ""
-        lines.append(f"| {r['batch']} | {r['role']} | {' > '.join(r['members'])} | {_pct(r.get('accuracy'))} | "
-                     f"{r['images_per_s']:,.1f} | {_ms(r['p50_ms'])} | {_ms(r['p90_ms'])} | {_ms(r['mean_ms'])} | "
-                     f"{r['macs_per_clip'] / 1e6:.3g} | {r['macs_per_clip'] / doc['largest_macs']:.2f} | "
-                     f"{deferred} |")
-    ups = speedups(doc)
-    if ups:
-        lines += ["", "Cascade speed-up over the largest member (mean latency per call): "
-                  + ", ".join(f"{u:.2f}x at batch {b}" for b, u in ups.items()) + "."]
-    return "\n".join(lines) + "\n"
+        return (f"{_pct(r.get('accuracy'))} | {r['images_per_s']:,.1f} | {_ms(r['p50_ms'])} | {_ms(r['p90_ms'])} | "
+                f"{_ms(r['mean_ms'])} | {r['macs_per_clip'] / 1e6:.3g} | "
+                f"{r['macs_per_clip'] / doc['largest_macs']:.2f} | {deferred}")
+
+    clip = (doc.get("video") or {}).get("clip_frames", "?")
+    return task_markdown(
+        doc, what="video",
+        intro=(f"{doc['images']} clips of {clip} frames in consecutive full batches (batch: clips per `predict` "
+               f"call), {doc['warmup_batches']} warm-up batches per contender, then the contenders take turns "
+               "(round-robin). Latency: wall time of one `predict` call in ms (each member cuts and preprocesses its "
+               "own view). MACs per clip: each member's MACs on its view times the share of clips that reached it; "
+               "× largest: over the largest member's MACs per clip."),
+        header="top-1 % | clips/s | p50 ms | p90 ms | mean ms | MACs/clip (M) | × largest | deferred %",
+        row=row, speedup="(mean latency per call)")
