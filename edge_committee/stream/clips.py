@@ -108,13 +108,7 @@ class ClipStreamPipeline(StreamPipeline):
                  for j, (c, conf, stage, flag, idx) in sorted(done.items())]
         pred = _FramePrediction(np.array([r[0] for r in rows], np.int32), np.array([r[1] for r in rows], np.float32),
                                 exit_stage, np.array([r[3] for r in rows], np.int32), labels)
-        batch = StreamBatch(frames, pred, results, clips)
-        elapsed = max(t1 - self.stats.start, 1e-9)
-        fps = {name: n / elapsed for name, n in self.stats.processed.items()}
-        for sink in self.sinks:
-            sink.write(batch, fps)
-        batcher.record_tick(time.monotonic() - t0)
-        return batch
+        return self._publish(StreamBatch(frames, pred, results, clips), batcher, t0, t1)
 
 
 def pipeline_class(model, hop: int | None = None):

@@ -165,7 +165,10 @@ class StreamPipeline:
         pred = self.model.predict(_as_batch(frames))
         t1 = time.monotonic()
         lat = self.stats.add(frames, frame_exit_stages(pred), t1, t1 - t0, getattr(pred, "tile_exit_stage", None))
-        batch = StreamBatch(frames, pred, results_for(frames, pred, lat, self.model))
+        return self._publish(StreamBatch(frames, pred, results_for(frames, pred, lat, self.model)), batcher, t0, t1)
+
+    def _publish(self, batch: StreamBatch, batcher: Batcher, t0: float, t1: float) -> StreamBatch:
+        """Hand a tick's batch to every sink (with each source's fps so far) and record the tick's time."""
         elapsed = max(t1 - self.stats.start, 1e-9)
         fps = {name: n / elapsed for name, n in self.stats.processed.items()}
         for sink in self.sinks:
