@@ -260,6 +260,43 @@ def tally(
     return acc, cost
 
 
+def _native_front():
+    """The extension's ``select_grid_front`` (plugins/python/selectBindings.cpp), or None."""
+    from edge_committee.gate import _ext
+
+    module = _ext.load()
+    return getattr(module, "select_grid_front", None) if module is not None else None
+
+
+def front_of_grid(
+    path: Sequence[StageStats],
+    stage_cost: Sequence[float | Callable[[np.ndarray], np.ndarray]],
+    grids: Sequence[StageGrid],
+    native: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Pareto set of :func:`tally`'s grid: (flat indices, N * accuracy, N * mean cost), by
+    increasing cost, the same points as ``grid_front(cost, acc)`` on ``tally``'s grids.
+
+    Uses the C++ kernel of the extension (no (G+2)^(K-1) accuracy and cost arrays, one pass) when
+    it is built and every stage cost is a number; ``native=False`` forces NumPy, ``True`` requires
+    the kernel."""
+    fn = _native_front() if native is not False else None
+    numeric = not any(callable(s) for s in stage_cost)
+    if native and (fn is None or not numeric):
+        raise RuntimeError("the native selection tally needs edge_committee._C and numeric stage costs")
+    if fn is None or not numeric:
+        acc, cost = tally(path, stage_cost, grids)
+        idx = grid_front(cost, acc)
+        return idx, acc.ravel()[idx].astype(np.int64), cost.ravel()[idx]
+    n = path[0].correct.shape[0]
+    buckets = np.stack([g.bucket for g in grids]).astype(np.int32)
+    diffs = np.stack([path[k + 1].correct.astype(np.int8) - path[k].correct for k in range(len(grids))])
+    sizes = np.array([g.size for g in grids], np.int64)
+    base = n * float(stage_cost[0])
+    return fn(buckets, sizes, diffs, int(path[0].correct.sum()), base,
+              np.array([float(s) for s in stage_cost[1:]], np.float64))
+
+
 class PrefixWalk:
     """Depth-first walk over member prefixes computing every sequence's Pareto set.
 
@@ -365,9 +402,8 @@ class PrefixWalk:
         stage_cost: list = [self.costs[p.members[-1]] + self.overhead for p in path]
         if self.stage_fns is not None:  # batch-aware: the first stage always runs on everything
             stage_cost[1:] = [self.stage_fns[self.names[p.members[-1]]] for p in path[1:]]
-        acc, cost = tally([p.stats for p in path], stage_cost, grids)
-        idx = grid_front(cost, acc)
-        coords = np.unravel_index(idx, acc.shape)
+        idx, acc, cost = front_of_grid([p.stats for p in path], stage_cost, grids)
+        coords = np.unravel_index(idx, tuple(g.size for g in grids))
         thr = np.stack([g.thresholds()[j] for g, j in zip(grids, coords)], axis=1)
         redundant = np.zeros(idx.shape[0], bool)
         for k, j in enumerate(coords):
@@ -378,8 +414,8 @@ class PrefixWalk:
             members=names,
             worst_cost=node.cum_cost,
             thresholds=thr,
-            accuracy=acc.ravel()[idx] / n,
-            mean_cost=cost.ravel()[idx] / n + self.per_call,
+            accuracy=acc / n,
+            mean_cost=cost / n + self.per_call,
             eps_accuracy=sum(g.gap for g in grids) / n,
             redundant=redundant,
             resolution=r,
