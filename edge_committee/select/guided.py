@@ -67,6 +67,8 @@ class SearchInfo:
     scored_by_length: dict[int, int] = dataclasses.field(default_factory=dict)
     total_by_length: dict[int, int] = dataclasses.field(default_factory=dict)
     cost_limit: dict[str, float] | None = None  #: budget pruning applied (exact), if any
+    #: how the member outputs were held: {"form": "full"} or {"form": "compact", "k", "fallback_samples"}
+    outputs: dict | None = None
 
     @property
     def sequences_pruned(self) -> int:
@@ -97,6 +99,7 @@ class SearchInfo:
             "delta": self.delta,
             "cost_limit": self.cost_limit,
             "bound": self.bound,
+            "outputs": self.outputs,
         }
         if timing:
             out["seconds"] = round(self.seconds, 3)

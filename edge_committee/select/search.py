@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from edge_committee.select.stats import SplitOutputs, StageStats
+from edge_committee.select.stats import SplitOutputs, StageStats, native as _native
 
 #: Per-stage candidate resolution by sequence length; ``None`` means every distinct value (exact).
 DEFAULT_GRID: dict[int, int | None] = {2: None, 3: 512, 4: 96}
@@ -91,7 +91,7 @@ class StageGrid:
     """
 
     values: np.ndarray  #: (G,) float32 sorted distinct grid values
-    bucket: np.ndarray  #: (N,) int64 h: 0 = cannot exit, else 1 + #{values < conf}
+    bucket: np.ndarray  #: (N,) int32 or int64 h: 0 = cannot exit, else 1 + #{values < conf}
     gap: int  #: most sensitive samples strictly inside one gap (B'_k); 0 means exact
 
     @property
@@ -114,20 +114,32 @@ def make_grid(conf: np.ndarray, ok: np.ndarray, sensitive: np.ndarray, size: int
     including the smallest and the largest.
     """
     vals = np.sort(conf[ok & sensitive])
-    distinct = np.unique(vals)
+    distinct = _sorted_unique(vals)
     if size is None or distinct.shape[0] <= size:
         values = distinct
     else:
         picks = np.round(np.linspace(0, vals.shape[0] - 1, max(size, 2))).astype(np.int64)
-        values = np.unique(vals[picks])
-    b = np.searchsorted(values, conf, side="left")
-    bucket = np.where(ok, b + 1, 0).astype(np.int64)
+        values = _sorted_unique(vals[picks])
+    native = _native("select_buckets")
+    if native is not None and conf.dtype == np.float32 and values.dtype == np.float32:
+        bucket = native(conf, np.ascontiguousarray(ok, bool), values)
+        b = bucket - 1  # = searchsorted(values, conf, "left") where ok
+    else:
+        b = np.searchsorted(values, conf, side="left")
+        bucket = np.where(ok, b + 1, 0).astype(np.int64)
     gap = 0
     if values.size < distinct.size:
         at_value = conf == values[np.minimum(b, values.shape[0] - 1)]
         inner = ok & sensitive & ~at_value
         gap = int(np.bincount(bucket[inner]).max()) if inner.any() else 0
     return StageGrid(values=values, bucket=bucket, gap=gap)
+
+
+def _sorted_unique(vals: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an already sorted array without sorting it again."""
+    if vals.size < 2:
+        return vals.copy()
+    return vals[np.concatenate([[True], vals[1:] != vals[:-1]])]
 
 
 def pareto_indices(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -261,11 +273,8 @@ def tally(
 
 
 def _native_front():
-    """The extension's ``select_grid_front`` (plugins/python/selectBindings.cpp), or None."""
-    from edge_committee.gate import _ext
-
-    module = _ext.load()
-    return getattr(module, "select_grid_front", None) if module is not None else None
+    """The extension's ``select_grid_front``, or None."""
+    return _native("select_grid_front")
 
 
 def front_of_grid(

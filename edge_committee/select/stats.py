@@ -41,6 +41,23 @@ class StageStats:
     count: np.ndarray | None = None  #: (N,) float32 stages so far with finite logits (the mean's divisor)
 
 
+def native(name: str):
+    """A selection kernel of the extension (plugins/python/selectBindings.cpp), or None without it."""
+    from edge_committee.gate import _ext
+
+    module = _ext.load()
+    return getattr(module, name, None) if module is not None else None
+
+
+def max_argmax(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x.max(axis=-1), x.argmax(axis=-1))`` of an (N, C) float32 array, in one pass with the
+    extension (NumPy's reductions over a short last axis are slow), else NumPy."""
+    fn = native("select_max_argmax") if x.dtype == np.float32 and x.ndim == 2 and x.shape[1] else None
+    if fn is None:
+        return x.max(axis=-1), x.argmax(axis=-1)
+    return fn(x)
+
+
 class SplitOutputs:
     """The members' softmax outputs on one split, computed once, and the target labels.
 
@@ -94,9 +111,10 @@ class SplitOutputs:
             # stages with non-finite logits do not count: the reference's contributions(prob_sum)
             count = prev.count + ok
             mean = np.divide(prob_sum, np.maximum(count, np.float32(1))[:, None], out=self._mean)
-        conf = reference.confidence(mean, self.kind)
+        top, arg = max_argmax(mean)
+        conf = top if self.kind == "max_prob" else reference.confidence(mean, self.kind)
         # a sum of softmax rows is > 0 exactly when some stage contributed (the reference's test)
-        label = np.where(contributed, mean.argmax(axis=-1), -1).astype(np.int64)
+        label = np.where(contributed, arg, -1).astype(np.int64)
         correct = np.zeros(self.num_samples, bool) if self.target is None else label == self.target
         return StageStats(prob_sum, conf, ok, label, contributed, correct, count)
 

@@ -16,6 +16,7 @@
 
 #include <pybind11/numpy.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <vector>
@@ -193,10 +194,82 @@ py::tuple gridFront(CArray<int32_t> buckets, CArray<int64_t> sizes, CArray<int8_
     return py::make_tuple(outIndex, outAcc, outCost);
 }
 
+//! 1 + #{values < conf} where ok, else 0 (search.make_grid's buckets); values sorted ascending.
+py::array_t<int32_t> buckets(CArray<float> conf, CArray<bool> ok, CArray<float> values)
+{
+    if (conf.ndim() != 1 || ok.ndim() != 1 || values.ndim() != 1 || ok.shape(0) != conf.shape(0))
+    {
+        throw py::value_error("buckets: needs conf (N,), ok (N,) and sorted values (G,)");
+    }
+    int64_t const n = conf.shape(0);
+    py::array_t<int32_t> out(n);
+    float const* c = conf.data();
+    bool const* k = ok.data();
+    float const* v = values.data();
+    float const* vEnd = v + values.shape(0);
+    int32_t* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        for (int64_t i = 0; i < n; ++i)
+        {
+            // lower_bound: the first value >= conf, i.e. the count of values < conf (NaN: none)
+            o[i] = k[i] ? static_cast<int32_t>(1 + (std::lower_bound(v, vEnd, c[i]) - v)) : 0;
+        }
+    }
+    return out;
+}
+
+//! Row maximum and the first column attaining it of an (N, C) float32 array (NumPy's max, argmax).
+py::tuple maxArgmax(CArray<float> x)
+{
+    if (x.ndim() != 2 || x.shape(1) < 1)
+    {
+        throw py::value_error("max_argmax: needs (N, C) with C >= 1");
+    }
+    int64_t const n = x.shape(0);
+    int64_t const c = x.shape(1);
+    py::array_t<float> best(n);
+    py::array_t<int64_t> where(n);
+    float const* p = x.data();
+    float* b = best.mutable_data();
+    int64_t* w = where.mutable_data();
+    {
+        py::gil_scoped_release release;
+        for (int64_t i = 0; i < n; ++i)
+        {
+            float const* row = p + i * c;
+            float m = row[0];
+            int64_t a = 0;
+            bool nan = m != m;
+            for (int64_t j = 1; j < c && !nan; ++j)
+            {
+                if (row[j] > m)
+                {
+                    m = row[j];
+                    a = j;
+                }
+                else if (row[j] != row[j])
+                {
+                    m = row[j];
+                    a = j;
+                    nan = true; // NumPy: the first NaN is the maximum
+                }
+            }
+            b[i] = m;
+            w[i] = a;
+        }
+    }
+    return py::make_tuple(best, where);
+}
+
 } // namespace
 
 void bindSelect(py::module_& m)
 {
+    m.def("select_buckets", &buckets, py::arg("conf"), py::arg("ok"), py::arg("values"),
+        "Threshold-grid bucket of every sample: 1 + #{values < conf} where ok, else 0");
+    m.def("select_max_argmax", &maxArgmax, py::arg("x"),
+        "(row max, first argmax) of an (N, C) float32 array, as NumPy's max and argmax");
     m.def("select_grid_front", &gridFront, py::arg("buckets"), py::arg("sizes"), py::arg("diffs"),
         py::arg("base_acc"), py::arg("base_cost"), py::arg("stage_cost"),
         "Pareto set of a cascade's threshold grid: (flat indices, accuracy counts, N x mean costs), by "
