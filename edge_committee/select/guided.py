@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -50,6 +52,8 @@ DEFAULT_DELTA = 0.004
 #: Only front points that beat the sequence's own prefix by at least this much accuracy (a
 #: fraction) can make it promising: near its cheap end every sequence equals its prefix.
 DEFAULT_GAIN = 0.005
+#: Threads scoring the sequences of one level (levels 3 and up): the CPUs this process may use, at most 2.
+THREADS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 #: A sequence is scored when at least this many of the sequences one member shorter that it
 #: contains were promising.
 DEFAULT_PARENTS = 2
@@ -85,6 +89,9 @@ class SearchInfo:
                     "gap to exhaustive is measured, not proven)")
         if self.cost_limit:
             text += "; sequences over the budget skipped (exact)"
+        if self.outputs and self.outputs.get("form") == "compact":
+            text += (f"; member outputs held as {self.outputs['k']} candidate classes per sample "
+                     f"(exact, {self.outputs['fallback_samples']:,} samples in full)")
         return text
 
     def to_dict(self, timing: bool = False) -> dict:
@@ -175,6 +182,7 @@ class GuidedWalk(PrefixWalk):
         self.gain = DEFAULT_GAIN if gain is None else float(gain)
         self._fronts: dict[tuple[int, ...], Staircase] = {}
         self.scored_by_length: dict[int, int] = {}
+        self.threads = THREADS
 
     def run(self) -> tuple[list[SubsetScore], list[SubsetScore], list[SequenceFront]]:
         singles: list[SubsetScore] = []
@@ -195,24 +203,49 @@ class GuidedWalk(PrefixWalk):
             grow = [s for s in level if self._promising(s, mean_front, worst_front)]
             self._fronts = {s.members: _staircase(s.front) for s in level}  # parents of the next level
             level = []
-            for node in self._walk_sequences(self._insertions([s.members for s in grow])):
-                self._record(node, singles, ensembles, fronts, level)
+            for members, ensemble, front in self._score_all(self._insertions([s.members for s in grow])):
+                self._keep(members, ensemble, front, ensembles, fronts, level)
             if not level:
                 break
         return singles, ensembles, fronts
 
-    def _record(self, node: _Node, singles, ensembles, fronts, level: list[_Scored]) -> None:
+    def _score(self, node: _Node) -> tuple[tuple[int, ...], SubsetScore | None, SequenceFront | None]:
+        """A node's ensemble (for sorted members) and cascade front; thread-safe."""
         names = tuple(self.names[i] for i in node.members)
         acc = float(node.stats.correct.mean()) if self.n else 0.0
         if node.depth == 0:
-            singles.append(SubsetScore(names, acc, self.costs[node.members[0]] + self.per_call))
-            return
+            return node.members, SubsetScore(names, acc, self.costs[node.members[0]] + self.per_call), None
+        ensemble = None
         if list(node.members) == sorted(node.members):
-            ensembles.append(SubsetScore(names, acc, sum(self.costs[i] for i in node.members) + self.per_call))
-        front = self._front(node, names)
+            ensemble = SubsetScore(names, acc, sum(self.costs[i] for i in node.members) + self.per_call)
+        return node.members, ensemble, self._front(node, names)
+
+    def _score_all(self, seqs: list[tuple[int, ...]]) -> list[tuple]:
+        """:meth:`_score` of the given sequences (sorted), in order: split into contiguous chunks
+        scored by :data:`THREADS` threads (the tallies, sorts and kernels release the GIL; each
+        chunk re-derives the prefixes it starts inside, so the figures are the same)."""
+        workers = max(1, min(self.threads, len(seqs) // 64))
+        if workers == 1:
+            return [self._score(node) for node in self._walk_sequences(seqs)]
+        bounds = np.linspace(0, len(seqs), workers + 1).astype(int)
+        chunks = [seqs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda c: [self._score(node) for node in self._walk_sequences(c)], chunks))
+        return [x for part in parts for x in part]
+
+    def _record(self, node: _Node, singles, ensembles, fronts, level: list[_Scored]) -> None:
+        members, score, front = self._score(node)
+        if front is None:
+            singles.append(score)
+            return
+        self._keep(members, score, front, ensembles, fronts, level)
+
+    def _keep(self, members, ensemble, front, ensembles, fronts, level: list[_Scored]) -> None:
+        if ensemble is not None:
+            ensembles.append(ensemble)
         fronts.append(front)
-        level.append(_Scored(node.members, front))
-        self.scored_by_length[len(names)] = self.scored_by_length.get(len(names), 0) + 1
+        level.append(_Scored(members, front))
+        self.scored_by_length[len(members)] = self.scored_by_length.get(len(members), 0) + 1
 
     @staticmethod
     def _add_fronts(level: list[_Scored], mean_front: Staircase, worst_front: Staircase) -> None:

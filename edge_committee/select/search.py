@@ -128,10 +128,11 @@ def make_grid(conf: np.ndarray, ok: np.ndarray, sensitive: np.ndarray, size: int
         b = np.searchsorted(values, conf, side="left")
         bucket = np.where(ok, b + 1, 0).astype(np.int64)
     gap = 0
-    if values.size < distinct.size:
-        at_value = conf == values[np.minimum(b, values.shape[0] - 1)]
-        inner = ok & sensitive & ~at_value
-        gap = int(np.bincount(bucket[inner]).max()) if inner.any() else 0
+    if values.size < distinct.size:  # only sensitive samples strictly inside a gap count
+        idx = np.flatnonzero(ok & sensitive)
+        at_value = conf[idx] == values[np.minimum(b[idx], values.shape[0] - 1)]
+        inner = idx[~at_value]
+        gap = int(np.bincount(bucket[inner]).max()) if inner.size else 0
     return StageGrid(values=values, bucket=bucket, gap=gap)
 
 
