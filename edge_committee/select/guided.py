@@ -168,6 +168,13 @@ class _Scored:
     front: SequenceFront
 
 
+@dataclasses.dataclass
+class _Members:
+    """What :meth:`PrefixWalk._children` reads of a node."""
+
+    members: tuple[int, ...]
+
+
 class GuidedWalk(PrefixWalk):
     """:class:`.search.PrefixWalk` that grows only promising prefixes (module docstring).
 
@@ -191,8 +198,11 @@ class GuidedWalk(PrefixWalk):
         mean_front, worst_front = Staircase(), Staircase()
         level: list[_Scored] = []
         # levels 1 and 2: the exhaustive walk cut at two members
-        for node in self._walk_prefixes([()], 2):
-            self._record(node, singles, ensembles, fronts, level)
+        for members, score, front in self._score_all(self._short_sequences()):
+            if front is None:
+                singles.append(score)
+            else:
+                self._keep(members, score, front, ensembles, fronts, level)
         for s in singles:
             self._fronts[(self.names.index(s.members[0]),)] = _point(s.cost, s.accuracy)
         for s in singles + ensembles:
@@ -208,6 +218,15 @@ class GuidedWalk(PrefixWalk):
             if not level:
                 break
         return singles, ensembles, fronts
+
+    def _short_sequences(self) -> list[tuple[int, ...]]:
+        """Every allowed single and (with ``max_len`` >= 2) pair, in the exhaustive walk's order."""
+        out = []
+        for i in self._children(None):
+            out.append((i,))
+            if self.max_len >= 2:
+                out += [(i, j) for j in self._children(_Members((i,)))]
+        return sorted(out)
 
     def _score(self, node: _Node) -> tuple[tuple[int, ...], SubsetScore | None, SequenceFront | None]:
         """A node's ensemble (for sorted members) and cascade front; thread-safe."""
@@ -232,13 +251,6 @@ class GuidedWalk(PrefixWalk):
         with ThreadPoolExecutor(workers) as pool:
             parts = list(pool.map(lambda c: [self._score(node) for node in self._walk_sequences(c)], chunks))
         return [x for part in parts for x in part]
-
-    def _record(self, node: _Node, singles, ensembles, fronts, level: list[_Scored]) -> None:
-        members, score, front = self._score(node)
-        if front is None:
-            singles.append(score)
-            return
-        self._keep(members, score, front, ensembles, fronts, level)
 
     def _keep(self, members, ensemble, front, ensembles, fronts, level: list[_Scored]) -> None:
         if ensemble is not None:
@@ -300,33 +312,6 @@ class GuidedWalk(PrefixWalk):
             for index in seq[len(stack):]:
                 stack.append(self._make(stack[-1] if stack else None, index))
             yield stack.pop()
-
-    def _walk_prefixes(self, prefixes: list[tuple[int, ...]], length: int) -> Iterator[_Node]:
-        """Nodes of the given prefixes (re-derived, common prefixes shared) and of their children
-        up to ``length`` members; yields only the new ones (the children, and with the empty
-        prefix every node of 1..length members)."""
-        stack: list[_Node] = []
-        for prefix in sorted(prefixes):
-            common = 0
-            while common < min(len(stack), len(prefix)) and stack[common].members[-1] == prefix[common]:
-                common += 1
-            del stack[common:]
-            for index in prefix[common:]:
-                stack.append(self._make(stack[-1] if stack else None, index))
-            yield from self._subtree(stack[-1] if stack else None, length)
-
-    def _subtree(self, root: _Node | None, length: int) -> Iterator[_Node]:
-        todo: list[tuple[_Node | None, Iterator[int]]] = [(root, self._children(root))]
-        while todo:
-            parent, children = todo[-1]
-            index = next(children, None)
-            if index is None:
-                todo.pop()
-                continue
-            node = self._make(parent, index)
-            yield node
-            if node.depth + 1 < length:
-                todo.append((node, self._children(node)))
 
 
 def frontier_gap(reference, other, budgets: int = 400) -> dict[str, float]:
