@@ -169,12 +169,23 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system, every thread) this process has used."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def worker(args: argparse.Namespace) -> int:
     """One frontier in this process: time, peak RSS, search info; the candidate table to --out."""
+    t_data = time.perf_counter()
     data = _data(args, args.seed)
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     front = frontier(data, max_len=args.max_len, search=args.search, delta=args.delta)
     t1 = time.perf_counter()
+    cpu1 = _cpu_s()
     chosen, _ = choose(front, "worst_cost", front.data.costs[front.reference_member])
     front.evaluate([chosen])
     t2 = time.perf_counter()
@@ -182,6 +193,7 @@ def worker(args: argparse.Namespace) -> int:
     np.savez(args.out, accuracy=table["accuracy"], mean=table["mean"], worst=table["worst"])
     info = front.search.to_dict(timing=True)
     print(json.dumps({"frontier_s": t1 - t0, "one_selection_s": t2 - t0, "peak_rss_mib": _peak_rss_mib(),
+                      "cpu_s": cpu1 - cpu0, "data_s": t0 - t_data,
                       "search": info, "eps_max": front.eps_accuracy, "points": int(table["accuracy"].size)}))
     return 0
 
@@ -235,7 +247,7 @@ def _compare_markdown(rows: list[dict], args: argparse.Namespace, command: str) 
              f"zoo `{args.zoo}`, search `{args.search}` vs exhaustive", "",
              f"`{command}` on {_cpu_model()}, {len(os.sched_getaffinity(0))} cores shared with other "
              "engineers' jobs (1-min load average before/after each seed in the last column).", "",
-             "| seed | search: scored / all (by length) | search s | search RSS MiB | outputs | exhaustive s "
+             "| seed | search: scored / all (by length) | search s (CPU s) | search RSS MiB | outputs | exhaustive s (CPU s) "
              "| exhaustive RSS MiB | speed-up | max gap, mean budgets (pts) | max gap, worst budgets (pts) "
              "| cost excess, targets | load |",
              "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -246,7 +258,7 @@ def _compare_markdown(rows: list[dict], args: argparse.Namespace, command: str) 
             continue
         info = a["search"]
         limit = args.exhaustive_timeout or args.timeout
-        es = f"{e['frontier_s']:.1f}" if e else f"> {limit:.0f} (stopped)" if not args.skip_exhaustive else "not run"
+        es = f"{e['frontier_s']:.1f} ({e.get('cpu_s', float('nan')):.0f})" if e else f"> {limit:.0f} (stopped)" if not args.skip_exhaustive else "not run"
         held = info.get("outputs") or {"form": "full"}
         held_s = (f"compact k={held['k']}, {held['fallback_samples']:,} in full" if held["form"] == "compact"
                   else "full")
@@ -256,7 +268,8 @@ def _compare_markdown(rows: list[dict], args: argparse.Namespace, command: str) 
         gaps = (f"{g['mean_budget_gap']:.3f} | {g['worst_budget_gap']:.3f} | {g['target_cost_excess_pct']:.2f}%"
                 if g else "- | - | -")
         lines.append(f"| {r['seed']} | {info['sequences_scored']:,} / {info['sequences_total']:,} ({by_len}) | "
-                     f"{a['frontier_s']:.1f} | {a['peak_rss_mib']:.0f} | {held_s} | {es} | {erss} | {ratio} | {gaps} | "
+                     f"{a['frontier_s']:.1f} ({a.get('cpu_s', float('nan')):.0f}) | {a['peak_rss_mib']:.0f} | {held_s} | "
+                     f"{es} | {erss} | {ratio} | {gaps} | "
                      f"{', '.join(str(x) for x in r['load_average_1min'])} |")
     return "\n".join(lines) + "\n"
 
