@@ -70,6 +70,9 @@ class CompactOutputs:
     k candidate classes per sample, exact for prefixes of at most ``max_len`` members (module
     docstring). ``fallback`` is the number of samples kept in full."""
 
+    #: :meth:`extend` only reads shared state: the guided search may call it from several threads
+    thread_safe = True
+
     def __init__(self, logits: Mapping[str, np.ndarray], target: np.ndarray | None, kind: str,
                  max_len: int, k: int = DEFAULT_K, chunk: int = CHUNK):
         if kind != "max_prob":

@@ -244,6 +244,8 @@ class GuidedWalk(PrefixWalk):
         scored by :data:`THREADS` threads (the tallies, sorts and kernels release the GIL; each
         chunk re-derives the prefixes it starts inside, so the figures are the same)."""
         workers = max(1, min(self.threads, len(seqs) // 64))
+        if not getattr(self.split, "thread_safe", False):  # e.g. learned combiners fit (and cache) on first use
+            workers = 1
         if workers == 1:
             return [self._score(node) for node in self._walk_sequences(seqs)]
         bounds = np.linspace(0, len(seqs), workers + 1).astype(int)

@@ -69,6 +69,9 @@ class SplitOutputs:
         kind: confidence function name (see :data:`reference.CONFIDENCE_FUNCTIONS`).
     """
 
+    #: :meth:`extend` may run in several threads at once (the guided search's chunks)
+    thread_safe = True
+
     def __init__(self, logits: Mapping[str, np.ndarray], target: np.ndarray | None, kind: str,
                  cache_bytes: int = CACHE_BYTES):
         reference.check_confidence_name(kind)
