@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from edge_committee.select import choose, frontier, write_report
 from edge_committee.select.guided import frontier_gap
-from edge_committee.select.synthetic import synthetic_data, synthetic_zoo
+from edge_committee.select.synthetic import load_on_disk, synthetic_data, synthetic_zoo
 
 
 def _cpu_model() -> str:
@@ -145,8 +146,21 @@ def _section(res: dict, command: str) -> str:
 
 
 def _data(args: argparse.Namespace, seed: int):
+    if getattr(args, "data_dir", None):
+        return load_on_disk(args.data_dir)
     make = synthetic_zoo if args.zoo == "families" else synthetic_data
     return make(args.members, args.val, args.test, args.classes, seed=seed)
+
+
+def _on_disk(args: argparse.Namespace) -> bool:
+    """Zoos whose logits exceed 1 GiB are written to disk once per seed (in a separate process) and
+    memory-mapped by each search, so neither holds them in memory."""
+    return args.zoo == "synthetic" and 4 * args.members * args.val * args.classes > (1 << 30)
+
+
+def make_data(args: argparse.Namespace) -> int:
+    synthetic_data(args.members, args.val, args.test, args.classes, seed=args.seed, out_dir=args.make_data)
+    return 0
 
 
 def _peak_rss_mib() -> float:
@@ -155,12 +169,23 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system, every thread) this process has used."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
 def worker(args: argparse.Namespace) -> int:
     """One frontier in this process: time, peak RSS, search info; the candidate table to --out."""
+    t_data = time.perf_counter()
     data = _data(args, args.seed)
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     front = frontier(data, max_len=args.max_len, search=args.search, delta=args.delta)
     t1 = time.perf_counter()
+    cpu1 = _cpu_s()
     chosen, _ = choose(front, "worst_cost", front.data.costs[front.reference_member])
     front.evaluate([chosen])
     t2 = time.perf_counter()
@@ -168,18 +193,22 @@ def worker(args: argparse.Namespace) -> int:
     np.savez(args.out, accuracy=table["accuracy"], mean=table["mean"], worst=table["worst"])
     info = front.search.to_dict(timing=True)
     print(json.dumps({"frontier_s": t1 - t0, "one_selection_s": t2 - t0, "peak_rss_mib": _peak_rss_mib(),
+                      "cpu_s": cpu1 - cpu0, "data_s": t0 - t_data,
                       "search": info, "eps_max": front.eps_accuracy, "points": int(table["accuracy"].size)}))
     return 0
 
 
-def _child(args: argparse.Namespace, search: str, seed: int, out: str) -> dict | None:
+def _child(args: argparse.Namespace, search: str, seed: int, out: str, data_dir: str | None = None,
+           timeout: float | None = None) -> dict | None:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--search", search, "--seed", str(seed),
            "--out", out, "--members", str(args.members), "--val", str(args.val), "--test", str(args.test),
            "--classes", str(args.classes), "--max-len", str(args.max_len), "--zoo", args.zoo]
     if args.delta is not None:
         cmd += ["--delta", str(args.delta)]
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or args.timeout, check=True)
     except subprocess.TimeoutExpired:
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -192,8 +221,17 @@ def compare(args: argparse.Namespace) -> list[dict]:
         for seed in args.seeds:
             load = os.getloadavg()[0]
             a_path, e_path = os.path.join(tmp, f"a{seed}.npz"), os.path.join(tmp, f"e{seed}.npz")
-            a = _child(args, args.search, seed, a_path)
-            e = _child(args, "exhaustive", seed, e_path) if not args.skip_exhaustive else None
+            data_dir = None
+            if _on_disk(args):
+                data_dir = os.path.join(tmp, f"zoo{seed}")
+                subprocess.run([sys.executable, os.path.abspath(__file__), "--make-data", data_dir, "--seed",
+                                str(seed), "--members", str(args.members), "--val", str(args.val), "--test",
+                                str(args.test), "--classes", str(args.classes)], check=True)
+            a = _child(args, args.search, seed, a_path, data_dir)
+            e = (_child(args, "exhaustive", seed, e_path, data_dir, args.exhaustive_timeout)
+                 if not args.skip_exhaustive else None)
+            if data_dir:
+                shutil.rmtree(data_dir, ignore_errors=True)
             row = {"seed": seed, "zoo": args.zoo, "members": args.members, "num_val": args.val,
                    "classes": args.classes, "max_len": args.max_len, "search": a, "exhaustive": e,
                    "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)], "gap": None}
@@ -209,23 +247,30 @@ def _compare_markdown(rows: list[dict], args: argparse.Namespace, command: str) 
              f"zoo `{args.zoo}`, search `{args.search}` vs exhaustive", "",
              f"`{command}` on {_cpu_model()}, {len(os.sched_getaffinity(0))} cores shared with other "
              "engineers' jobs (1-min load average before/after each seed in the last column).", "",
-             "| seed | search: scored / all | search s | search RSS MiB | exhaustive s | exhaustive RSS MiB "
-             "| speed-up | max gap, mean budgets (pts) | max gap, worst budgets (pts) | cost excess, targets | load |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| seed | search: scored / all (by length) | search s (CPU s) | search RSS MiB | outputs | exhaustive s (CPU s) "
+             "| exhaustive RSS MiB | speed-up | max gap, mean budgets (pts) | max gap, worst budgets (pts) "
+             "| cost excess, targets | load |",
+             "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         a, e, g = r["search"], r["exhaustive"], r["gap"]
         if a is None:
-            lines.append(f"| {r['seed']} | did not finish in {args.timeout} s | | | | | | | | | {r['load_average_1min']} |")
+            lines.append(f"| {r['seed']} | did not finish in {args.timeout} s | | | | | | | | | | {r['load_average_1min']} |")
             continue
         info = a["search"]
-        es = f"{e['frontier_s']:.1f}" if e else f"> {args.timeout} (stopped)" if not args.skip_exhaustive else "not run"
+        limit = args.exhaustive_timeout or args.timeout
+        es = f"{e['frontier_s']:.1f} ({e.get('cpu_s', float('nan')):.0f})" if e else f"> {limit:.0f} (stopped)" if not args.skip_exhaustive else "not run"
+        held = info.get("outputs") or {"form": "full"}
+        held_s = (f"compact k={held['k']}, {held['fallback_samples']:,} in full" if held["form"] == "compact"
+                  else "full")
+        by_len = " / ".join(f"{v:,}" for _, v in sorted(info["scored_by_length"].items(), key=lambda kv: int(kv[0])))
         erss = f"{e['peak_rss_mib']:.0f}" if e else "-"
         ratio = f"{e['frontier_s'] / a['frontier_s']:.1f}x" if e else "-"
         gaps = (f"{g['mean_budget_gap']:.3f} | {g['worst_budget_gap']:.3f} | {g['target_cost_excess_pct']:.2f}%"
                 if g else "- | - | -")
-        lines.append(f"| {r['seed']} | {info['sequences_scored']:,} / {info['sequences_total']:,} | "
-                     f"{a['frontier_s']:.1f} | {a['peak_rss_mib']:.0f} | {es} | {erss} | {ratio} | {gaps} | "
-                     f"{r['load_average_1min']} |")
+        lines.append(f"| {r['seed']} | {info['sequences_scored']:,} / {info['sequences_total']:,} ({by_len}) | "
+                     f"{a['frontier_s']:.1f} ({a.get('cpu_s', float('nan')):.0f}) | {a['peak_rss_mib']:.0f} | {held_s} | "
+                     f"{es} | {erss} | {ratio} | {gaps} | "
+                     f"{', '.join(str(x) for x in r['load_average_1min'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -251,9 +296,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="with --compare: data seeds")
     p.add_argument("--timeout", type=float, default=600.0, help="with --compare: stop a search after this (s)")
     p.add_argument("--skip-exhaustive", action="store_true", help="with --compare: time --search only")
+    p.add_argument("--exhaustive-timeout", type=float, help="with --compare: stop exhaustive after this (s; default --timeout)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--data-dir", help=argparse.SUPPRESS)
+    p.add_argument("--make-data", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.make_data:
+        return make_data(args)
     if args.worker:
         return worker(args)
     command = "python benchmarks/bench_select.py " + " ".join(argv if argv is not None else sys.argv[1:])

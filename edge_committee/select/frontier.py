@@ -33,6 +33,7 @@ import numpy as np
 
 from edge_committee.cascade import reference as ref
 from edge_committee.errors import EdgeCommitteeError
+from edge_committee.select.compact import CompactOutputs
 from edge_committee.select.data import SelectionData
 from edge_committee.select.guided import DEFAULT_DELTA, GuidedWalk, SearchInfo, count_sequences
 from edge_committee.select.intervals import PairedInterval, accuracy_interval, check_level, paired_interval
@@ -57,6 +58,10 @@ CASCADE_KINDS = ("cascade", "learned_cascade")
 LEARNED_KINDS = ("learned_ensemble", "learned_cascade")
 ORDERS = ("cheapest_first", "any")
 SEARCHES = ("auto", "exhaustive", "guided")
+#: member softmaxes above this many bytes (all members, float32) are held compactly (:mod:`.compact`)
+COMPACT_ABOVE = 1 << 30
+#: candidate classes per sample of the compact form
+COMPACT_K = 64
 #: ``search="auto"`` scores every sequence (exhaustive) up to this many, else runs the guided walk
 AUTO_EXHAUSTIVE_MAX = 1_000
 ENSEMBLE_REFERENCE = "ensemble"
@@ -341,6 +346,17 @@ def _target(data: SelectionData, reference: str | None, kind: str) -> np.ndarray
     return split.sequence(names)[-1].label
 
 
+def val_outputs(data: SelectionData, target: np.ndarray | None, confidence: str, max_len: int
+                ) -> SplitOutputs | CompactOutputs:
+    """The validation outputs the search reads: full softmaxes, or, when every member's float32
+    softmax together would exceed :data:`COMPACT_ABOVE` bytes and the confidence is max_prob,
+    :class:`.compact.CompactOutputs` (k classes per sample, bit-identical statistics)."""
+    n, c = data.num_val, next(iter(data.val_logits.values())).shape[1]
+    if confidence == "max_prob" and c > COMPACT_K and 4 * n * c * len(data.names) > COMPACT_ABOVE:
+        return CompactOutputs(data.val_logits, target, confidence, max_len=max_len, k=COMPACT_K)
+    return SplitOutputs(data.val_logits, target, confidence)
+
+
 def resolve_search(data: SelectionData, max_len: int, order: str, search: str) -> str:
     """``"exhaustive"`` or ``"guided"``: what ``search`` (one of :data:`SEARCHES`) means for this data."""
     if search not in SEARCHES:
@@ -420,7 +436,7 @@ def frontier(
     started = time.perf_counter()
     used_ref = (reference or ENSEMBLE_REFERENCE) if data.label_free else None
     target = _target(data, used_ref, confidence)
-    split = SplitOutputs(data.val_logits, target, confidence)
+    split = val_outputs(data, target, confidence, max_len)
     groups = [data.group_of(n) for n in data.names]
     fns = None
     if data.stage_costs is not None:
@@ -450,6 +466,8 @@ def frontier(
         scored_by_length=scored,
         total_by_length=total,
         cost_limit={k: v for k, v in (cost_limit or {}).items()} or None,
+        outputs=({"form": "compact", "k": split.k, "fallback_samples": split.fallback}
+                 if isinstance(split, CompactOutputs) else {"form": "full"}),
     )
     return Frontier(
         search=info,

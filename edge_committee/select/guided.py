@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -50,6 +52,8 @@ DEFAULT_DELTA = 0.004
 #: Only front points that beat the sequence's own prefix by at least this much accuracy (a
 #: fraction) can make it promising: near its cheap end every sequence equals its prefix.
 DEFAULT_GAIN = 0.005
+#: Threads scoring the sequences of one level (levels 3 and up): the CPUs this process may use, at most 2.
+THREADS = max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 #: A sequence is scored when at least this many of the sequences one member shorter that it
 #: contains were promising.
 DEFAULT_PARENTS = 2
@@ -67,6 +71,8 @@ class SearchInfo:
     scored_by_length: dict[int, int] = dataclasses.field(default_factory=dict)
     total_by_length: dict[int, int] = dataclasses.field(default_factory=dict)
     cost_limit: dict[str, float] | None = None  #: budget pruning applied (exact), if any
+    #: how the member outputs were held: {"form": "full"} or {"form": "compact", "k", "fallback_samples"}
+    outputs: dict | None = None
 
     @property
     def sequences_pruned(self) -> int:
@@ -83,6 +89,9 @@ class SearchInfo:
                     "gap to exhaustive is measured, not proven)")
         if self.cost_limit:
             text += "; sequences over the budget skipped (exact)"
+        if self.outputs and self.outputs.get("form") == "compact":
+            text += (f"; member outputs held as {self.outputs['k']} candidate classes per sample "
+                     f"(exact, {self.outputs['fallback_samples']:,} samples in full)")
         return text
 
     def to_dict(self, timing: bool = False) -> dict:
@@ -97,6 +106,7 @@ class SearchInfo:
             "delta": self.delta,
             "cost_limit": self.cost_limit,
             "bound": self.bound,
+            "outputs": self.outputs,
         }
         if timing:
             out["seconds"] = round(self.seconds, 3)
@@ -158,6 +168,13 @@ class _Scored:
     front: SequenceFront
 
 
+@dataclasses.dataclass
+class _Members:
+    """What :meth:`PrefixWalk._children` reads of a node."""
+
+    members: tuple[int, ...]
+
+
 class GuidedWalk(PrefixWalk):
     """:class:`.search.PrefixWalk` that grows only promising prefixes (module docstring).
 
@@ -172,6 +189,7 @@ class GuidedWalk(PrefixWalk):
         self.gain = DEFAULT_GAIN if gain is None else float(gain)
         self._fronts: dict[tuple[int, ...], Staircase] = {}
         self.scored_by_length: dict[int, int] = {}
+        self.threads = THREADS
 
     def run(self) -> tuple[list[SubsetScore], list[SubsetScore], list[SequenceFront]]:
         singles: list[SubsetScore] = []
@@ -180,8 +198,11 @@ class GuidedWalk(PrefixWalk):
         mean_front, worst_front = Staircase(), Staircase()
         level: list[_Scored] = []
         # levels 1 and 2: the exhaustive walk cut at two members
-        for node in self._walk_prefixes([()], 2):
-            self._record(node, singles, ensembles, fronts, level)
+        for members, score, front in self._score_all(self._short_sequences()):
+            if front is None:
+                singles.append(score)
+            else:
+                self._keep(members, score, front, ensembles, fronts, level)
         for s in singles:
             self._fronts[(self.names.index(s.members[0]),)] = _point(s.cost, s.accuracy)
         for s in singles + ensembles:
@@ -192,24 +213,53 @@ class GuidedWalk(PrefixWalk):
             grow = [s for s in level if self._promising(s, mean_front, worst_front)]
             self._fronts = {s.members: _staircase(s.front) for s in level}  # parents of the next level
             level = []
-            for node in self._walk_sequences(self._insertions([s.members for s in grow])):
-                self._record(node, singles, ensembles, fronts, level)
+            for members, ensemble, front in self._score_all(self._insertions([s.members for s in grow])):
+                self._keep(members, ensemble, front, ensembles, fronts, level)
             if not level:
                 break
         return singles, ensembles, fronts
 
-    def _record(self, node: _Node, singles, ensembles, fronts, level: list[_Scored]) -> None:
+    def _short_sequences(self) -> list[tuple[int, ...]]:
+        """Every allowed single and (with ``max_len`` >= 2) pair, in the exhaustive walk's order."""
+        out = []
+        for i in self._children(None):
+            out.append((i,))
+            if self.max_len >= 2:
+                out += [(i, j) for j in self._children(_Members((i,)))]
+        return sorted(out)
+
+    def _score(self, node: _Node) -> tuple[tuple[int, ...], SubsetScore | None, SequenceFront | None]:
+        """A node's ensemble (for sorted members) and cascade front; thread-safe."""
         names = tuple(self.names[i] for i in node.members)
         acc = float(node.stats.correct.mean()) if self.n else 0.0
         if node.depth == 0:
-            singles.append(SubsetScore(names, acc, self.costs[node.members[0]] + self.per_call))
-            return
+            return node.members, SubsetScore(names, acc, self.costs[node.members[0]] + self.per_call), None
+        ensemble = None
         if list(node.members) == sorted(node.members):
-            ensembles.append(SubsetScore(names, acc, sum(self.costs[i] for i in node.members) + self.per_call))
-        front = self._front(node, names)
+            ensemble = SubsetScore(names, acc, sum(self.costs[i] for i in node.members) + self.per_call)
+        return node.members, ensemble, self._front(node, names)
+
+    def _score_all(self, seqs: list[tuple[int, ...]]) -> list[tuple]:
+        """:meth:`_score` of the given sequences (sorted), in order: split into contiguous chunks
+        scored by :data:`THREADS` threads (the tallies, sorts and kernels release the GIL; each
+        chunk re-derives the prefixes it starts inside, so the figures are the same)."""
+        workers = max(1, min(self.threads, len(seqs) // 64))
+        if not getattr(self.split, "thread_safe", False):  # e.g. learned combiners fit (and cache) on first use
+            workers = 1
+        if workers == 1:
+            return [self._score(node) for node in self._walk_sequences(seqs)]
+        bounds = np.linspace(0, len(seqs), workers + 1).astype(int)
+        chunks = [seqs[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda c: [self._score(node) for node in self._walk_sequences(c)], chunks))
+        return [x for part in parts for x in part]
+
+    def _keep(self, members, ensemble, front, ensembles, fronts, level: list[_Scored]) -> None:
+        if ensemble is not None:
+            ensembles.append(ensemble)
         fronts.append(front)
-        level.append(_Scored(node.members, front))
-        self.scored_by_length[len(names)] = self.scored_by_length.get(len(names), 0) + 1
+        level.append(_Scored(members, front))
+        self.scored_by_length[len(members)] = self.scored_by_length.get(len(members), 0) + 1
 
     @staticmethod
     def _add_fronts(level: list[_Scored], mean_front: Staircase, worst_front: Staircase) -> None:
@@ -264,33 +314,6 @@ class GuidedWalk(PrefixWalk):
             for index in seq[len(stack):]:
                 stack.append(self._make(stack[-1] if stack else None, index))
             yield stack.pop()
-
-    def _walk_prefixes(self, prefixes: list[tuple[int, ...]], length: int) -> Iterator[_Node]:
-        """Nodes of the given prefixes (re-derived, common prefixes shared) and of their children
-        up to ``length`` members; yields only the new ones (the children, and with the empty
-        prefix every node of 1..length members)."""
-        stack: list[_Node] = []
-        for prefix in sorted(prefixes):
-            common = 0
-            while common < min(len(stack), len(prefix)) and stack[common].members[-1] == prefix[common]:
-                common += 1
-            del stack[common:]
-            for index in prefix[common:]:
-                stack.append(self._make(stack[-1] if stack else None, index))
-            yield from self._subtree(stack[-1] if stack else None, length)
-
-    def _subtree(self, root: _Node | None, length: int) -> Iterator[_Node]:
-        todo: list[tuple[_Node | None, Iterator[int]]] = [(root, self._children(root))]
-        while todo:
-            parent, children = todo[-1]
-            index = next(children, None)
-            if index is None:
-                todo.pop()
-                continue
-            node = self._make(parent, index)
-            yield node
-            if node.depth + 1 < length:
-                todo.append((node, self._children(node)))
 
 
 def frontier_gap(reference, other, budgets: int = 400) -> dict[str, float]:

@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from edge_committee.select.stats import SplitOutputs, StageStats
+from edge_committee.select.stats import SplitOutputs, StageStats, native as _native
 
 #: Per-stage candidate resolution by sequence length; ``None`` means every distinct value (exact).
 DEFAULT_GRID: dict[int, int | None] = {2: None, 3: 512, 4: 96}
@@ -91,7 +91,7 @@ class StageGrid:
     """
 
     values: np.ndarray  #: (G,) float32 sorted distinct grid values
-    bucket: np.ndarray  #: (N,) int64 h: 0 = cannot exit, else 1 + #{values < conf}
+    bucket: np.ndarray  #: (N,) int32 or int64 h: 0 = cannot exit, else 1 + #{values < conf}
     gap: int  #: most sensitive samples strictly inside one gap (B'_k); 0 means exact
 
     @property
@@ -114,20 +114,33 @@ def make_grid(conf: np.ndarray, ok: np.ndarray, sensitive: np.ndarray, size: int
     including the smallest and the largest.
     """
     vals = np.sort(conf[ok & sensitive])
-    distinct = np.unique(vals)
+    distinct = _sorted_unique(vals)
     if size is None or distinct.shape[0] <= size:
         values = distinct
     else:
         picks = np.round(np.linspace(0, vals.shape[0] - 1, max(size, 2))).astype(np.int64)
-        values = np.unique(vals[picks])
-    b = np.searchsorted(values, conf, side="left")
-    bucket = np.where(ok, b + 1, 0).astype(np.int64)
+        values = _sorted_unique(vals[picks])
+    native = _native("select_buckets")
+    if native is not None and conf.dtype == np.float32 and values.dtype == np.float32:
+        bucket = native(conf, np.ascontiguousarray(ok, bool), values)
+        b = bucket - 1  # = searchsorted(values, conf, "left") where ok
+    else:
+        b = np.searchsorted(values, conf, side="left")
+        bucket = np.where(ok, b + 1, 0).astype(np.int64)
     gap = 0
-    if values.size < distinct.size:
-        at_value = conf == values[np.minimum(b, values.shape[0] - 1)]
-        inner = ok & sensitive & ~at_value
-        gap = int(np.bincount(bucket[inner]).max()) if inner.any() else 0
+    if values.size < distinct.size:  # only sensitive samples strictly inside a gap count
+        idx = np.flatnonzero(ok & sensitive)
+        at_value = conf[idx] == values[np.minimum(b[idx], values.shape[0] - 1)]
+        inner = idx[~at_value]
+        gap = int(np.bincount(bucket[inner]).max()) if inner.size else 0
     return StageGrid(values=values, bucket=bucket, gap=gap)
+
+
+def _sorted_unique(vals: np.ndarray) -> np.ndarray:
+    """``np.unique`` of an already sorted array without sorting it again."""
+    if vals.size < 2:
+        return vals.copy()
+    return vals[np.concatenate([[True], vals[1:] != vals[:-1]])]
 
 
 def pareto_indices(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
@@ -260,6 +273,40 @@ def tally(
     return acc, cost
 
 
+def _native_front():
+    """The extension's ``select_grid_front``, or None."""
+    return _native("select_grid_front")
+
+
+def front_of_grid(
+    path: Sequence[StageStats],
+    stage_cost: Sequence[float | Callable[[np.ndarray], np.ndarray]],
+    grids: Sequence[StageGrid],
+    native: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Pareto set of :func:`tally`'s grid: (flat indices, N * accuracy, N * mean cost), by
+    increasing cost, the same points as ``grid_front(cost, acc)`` on ``tally``'s grids.
+
+    Uses the C++ kernel of the extension (no (G+2)^(K-1) accuracy and cost arrays, one pass) when
+    it is built and every stage cost is a number; ``native=False`` forces NumPy, ``True`` requires
+    the kernel."""
+    fn = _native_front() if native is not False else None
+    numeric = not any(callable(s) for s in stage_cost)
+    if native and (fn is None or not numeric):
+        raise RuntimeError("the native selection tally needs edge_committee._C and numeric stage costs")
+    if fn is None or not numeric:
+        acc, cost = tally(path, stage_cost, grids)
+        idx = grid_front(cost, acc)
+        return idx, acc.ravel()[idx].astype(np.int64), cost.ravel()[idx]
+    n = path[0].correct.shape[0]
+    buckets = np.stack([g.bucket for g in grids]).astype(np.int32)
+    diffs = np.stack([path[k + 1].correct.astype(np.int8) - path[k].correct for k in range(len(grids))])
+    sizes = np.array([g.size for g in grids], np.int64)
+    base = n * float(stage_cost[0])
+    return fn(buckets, sizes, diffs, int(path[0].correct.sum()), base,
+              np.array([float(s) for s in stage_cost[1:]], np.float64))
+
+
 class PrefixWalk:
     """Depth-first walk over member prefixes computing every sequence's Pareto set.
 
@@ -365,9 +412,8 @@ class PrefixWalk:
         stage_cost: list = [self.costs[p.members[-1]] + self.overhead for p in path]
         if self.stage_fns is not None:  # batch-aware: the first stage always runs on everything
             stage_cost[1:] = [self.stage_fns[self.names[p.members[-1]]] for p in path[1:]]
-        acc, cost = tally([p.stats for p in path], stage_cost, grids)
-        idx = grid_front(cost, acc)
-        coords = np.unravel_index(idx, acc.shape)
+        idx, acc, cost = front_of_grid([p.stats for p in path], stage_cost, grids)
+        coords = np.unravel_index(idx, tuple(g.size for g in grids))
         thr = np.stack([g.thresholds()[j] for g, j in zip(grids, coords)], axis=1)
         redundant = np.zeros(idx.shape[0], bool)
         for k, j in enumerate(coords):
@@ -378,8 +424,8 @@ class PrefixWalk:
             members=names,
             worst_cost=node.cum_cost,
             thresholds=thr,
-            accuracy=acc.ravel()[idx] / n,
-            mean_cost=cost.ravel()[idx] / n + self.per_call,
+            accuracy=acc / n,
+            mean_cost=cost / n + self.per_call,
             eps_accuracy=sum(g.gap for g in grids) / n,
             redundant=redundant,
             resolution=r,

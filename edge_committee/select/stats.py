@@ -16,6 +16,7 @@ labels are bit-identical to :func:`~edge_committee.cascade.reference.run_cascade
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
@@ -41,6 +42,23 @@ class StageStats:
     count: np.ndarray | None = None  #: (N,) float32 stages so far with finite logits (the mean's divisor)
 
 
+def native(name: str):
+    """A selection kernel of the extension (plugins/python/selectBindings.cpp), or None without it."""
+    from edge_committee.gate import _ext
+
+    module = _ext.load()
+    return getattr(module, name, None) if module is not None else None
+
+
+def max_argmax(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(x.max(axis=-1), x.argmax(axis=-1))`` of an (N, C) float32 array, in one pass with the
+    extension (NumPy's reductions over a short last axis are slow), else NumPy."""
+    fn = native("select_max_argmax") if x.dtype == np.float32 and x.ndim == 2 and x.shape[1] else None
+    if fn is None:
+        return x.max(axis=-1), x.argmax(axis=-1)
+    return fn(x)
+
+
 class SplitOutputs:
     """The members' softmax outputs on one split, computed once, and the target labels.
 
@@ -50,6 +68,9 @@ class SplitOutputs:
             label-free mode); ``None`` makes every ``correct`` False.
         kind: confidence function name (see :data:`reference.CONFIDENCE_FUNCTIONS`).
     """
+
+    #: :meth:`extend` may run in several threads at once (the guided search's chunks)
+    thread_safe = True
 
     def __init__(self, logits: Mapping[str, np.ndarray], target: np.ndarray | None, kind: str,
                  cache_bytes: int = CACHE_BYTES):
@@ -61,25 +82,28 @@ class SplitOutputs:
         self._cache_bytes = int(cache_bytes)
         first = next(iter(logits.values()))
         self.num_samples, self.num_classes = first.shape
-        self._mean = np.empty(first.shape, np.float32)  # scratch for the running mean
+        self._scratch = threading.local()  # per thread: the running mean's buffer
+        self._lock = threading.Lock()  # guards the softmax cache (the guided search scores in threads)
         self.target = None if target is None else np.asarray(target, np.int64)
 
     def probs(self, name: str) -> np.ndarray:
         """(N, C) float32 softmax of a member, computed on first use and kept while the softmaxes
         kept fit in ``cache_bytes`` (least recently used dropped first): at 1,000 classes 50
         members x 50,000 samples would be 10 GB."""
-        p = self._probs.get(name)
-        if p is not None:
-            self._probs.move_to_end(name)
-            return p
+        with self._lock:
+            p = self._probs.get(name)
+            if p is not None:
+                self._probs.move_to_end(name)
+                return p
         ok = self.ok[name][:, None]
         # rows with non-finite logits contribute nothing (exact zeros), as in the reference
         x = np.asarray(self.logits[name])
         p = np.where(ok, reference.softmax(np.where(ok, x, 0)), np.float32(0))
-        while self._probs and (len(self._probs) + 1) * p.nbytes > self._cache_bytes:
-            self._probs.popitem(last=False)
-        if p.nbytes <= self._cache_bytes:
-            self._probs[name] = p
+        with self._lock:
+            while self._probs and (len(self._probs) + 1) * p.nbytes > self._cache_bytes:
+                self._probs.popitem(last=False)
+            if p.nbytes <= self._cache_bytes:
+                self._probs[name] = p
         return p
 
     def extend(self, prev: StageStats | None, name: str, stage: int) -> StageStats:
@@ -93,10 +117,14 @@ class SplitOutputs:
             prob_sum, contributed = prev.prob_sum + self.probs(name), prev.contributed | ok
             # stages with non-finite logits do not count: the reference's contributions(prob_sum)
             count = prev.count + ok
-            mean = np.divide(prob_sum, np.maximum(count, np.float32(1))[:, None], out=self._mean)
-        conf = reference.confidence(mean, self.kind)
+            scratch = getattr(self._scratch, "mean", None)
+            if scratch is None or scratch.shape != prob_sum.shape:
+                scratch = self._scratch.mean = np.empty(prob_sum.shape, np.float32)
+            mean = np.divide(prob_sum, np.maximum(count, np.float32(1))[:, None], out=scratch)
+        top, arg = max_argmax(mean)
+        conf = top if self.kind == "max_prob" else reference.confidence(mean, self.kind)
         # a sum of softmax rows is > 0 exactly when some stage contributed (the reference's test)
-        label = np.where(contributed, mean.argmax(axis=-1), -1).astype(np.int64)
+        label = np.where(contributed, arg, -1).astype(np.int64)
         correct = np.zeros(self.num_samples, bool) if self.target is None else label == self.target
         return StageStats(prob_sum, conf, ok, label, contributed, correct, count)
 

@@ -14,6 +14,9 @@ noise, ``mu_m = 3 + 2 sqrt(x_m)`` (x_m: log cost scaled to [0, 1]) and ``T_m`` a
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import numpy as np
 
 from edge_committee.select.data import SelectionData
@@ -22,19 +25,50 @@ from edge_committee.select.data import SelectionData
 EFFICIENTNET_MACS = (0.39e9, 0.70e9, 1.0e9, 1.8e9, 4.2e9, 9.9e9, 19e9, 37e9)
 
 
-def _split(rng: np.random.Generator, n: int, c: int, mus: np.ndarray, rho: float, gamma: float) -> tuple:
+def _members(rng: np.random.Generator, n: int, c: int, mus: np.ndarray, rho: float, gamma: float
+             ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """Labels and a generator of the members' float32 logits, one member at a time (so a large
+    zoo can be written to disk member by member); the random draws happen in the same order
+    either way."""
     y = rng.integers(0, c, n)
     d = rng.beta(2.0, 3.0, n)
     wrong = (y + rng.integers(1, c, n)) % c
     shared = rng.standard_normal((n, c))
     shared[np.arange(n), wrong] += gamma * d
-    onehot = np.eye(c)[y]
-    out = []
-    for m, mu in enumerate(mus):
-        noise = rng.standard_normal((n, c))
-        z = mu * (1.0 - 0.5 * d)[:, None] * onehot + rho * shared + np.sqrt(1 - rho**2) * noise
-        out.append(((1.2 + 0.1 * m) * z).astype(np.float32))
-    return out, y.astype(np.int64)
+    rows = np.arange(n)
+
+    def logits() -> Iterator[np.ndarray]:
+        for m, mu in enumerate(mus):
+            noise = rng.standard_normal((n, c))
+            # mu (1 - d/2) onehot(y) + rho U + sqrt(1 - rho^2) E, without an (n, c) one-hot: the
+            # non-label classes add an exact 0, the label class the same sum in the same order
+            z = rho * shared
+            z[rows, y] = mu * (1.0 - 0.5 * d) + z[rows, y]
+            noise *= np.sqrt(1 - rho**2)
+            z += noise
+            del noise
+            z *= 1.2 + 0.1 * m
+            yield z.astype(np.float32)
+
+    return y.astype(np.int64), logits()
+
+
+def _split(rng: np.random.Generator, n: int, c: int, mus: np.ndarray, rho: float, gamma: float) -> tuple:
+    y, gen = _members(rng, n, c, mus, rho, gamma)
+    return list(gen), y
+
+
+def _to_disk(out_dir: str, split: str, names: list[str], gen: Iterator[np.ndarray]) -> dict[str, np.ndarray]:
+    """Write each member's logits to ``out_dir/<split>_<name>.npy`` and map them read-only."""
+    os.makedirs(out_dir, exist_ok=True)
+    out = {}
+    for name, x in zip(names, gen):
+        path = os.path.join(out_dir, f"{split}_{name}.npy")
+        np.save(path + ".tmp.npy", x)
+        os.replace(path + ".tmp.npy", path)
+        del x
+        out[name] = np.load(path, mmap_mode="r")
+    return out
 
 
 def synthetic_data(
@@ -46,11 +80,14 @@ def synthetic_data(
     distractor: float = 3.0,
     seed: int = 0,
     costs: tuple[float, ...] | None = None,
+    out_dir: str | None = None,
 ) -> SelectionData:
     """:class:`SelectionData` of ``num_members`` synthetic members named ``m0..``, costs in MACs.
 
     Accuracy rises with the member index; ``correlation`` (rho) and ``distractor`` (gamma) set
-    how much the members' errors agree (see the module docstring).
+    how much the members' errors agree (see the module docstring). With ``out_dir`` the logits
+    are written there one member at a time (``val_m0.npy``, ...) and memory-mapped: a zoo larger
+    than memory (50 members x 50,000 x 1,000 classes is 10 GB) never is in memory at once.
     """
     rng = np.random.default_rng(seed)
     if costs is None:
@@ -64,11 +101,20 @@ def synthetic_data(
     x = (logc - logc.min()) / span if span > 0 else np.linspace(0, 1, num_members)
     mus = 3.0 + 2.0 * np.sqrt(x)
     names = [f"m{i}" for i in range(num_members)]
-    val, y_val = _split(rng, num_val, num_classes, mus, correlation, distractor)
-    test, y_test = _split(rng, num_test, num_classes, mus, correlation, distractor)
+    if out_dir is not None:  # member by member to disk, memory-mapped back
+        y_val, gen = _members(rng, num_val, num_classes, mus, correlation, distractor)
+        val_logits = _to_disk(out_dir, "val", names, gen)
+        y_test, gen = _members(rng, num_test, num_classes, mus, correlation, distractor)
+        test_logits = _to_disk(out_dir, "test", names, gen)
+        np.savez(os.path.join(out_dir, "meta.npz"), names=np.array(names), costs=np.asarray(costs, np.float64),
+                 val_labels=y_val, test_labels=y_test)
+    else:
+        val, y_val = _split(rng, num_val, num_classes, mus, correlation, distractor)
+        test, y_test = _split(rng, num_test, num_classes, mus, correlation, distractor)
+        val_logits, test_logits = dict(zip(names, val)), dict(zip(names, test))
     return SelectionData(
-        val_logits=dict(zip(names, val)),
-        test_logits=dict(zip(names, test)),
+        val_logits=val_logits,
+        test_logits=test_logits,
         costs=dict(zip(names, (float(c) for c in costs))),
         val_labels=y_val,
         test_labels=y_test,
@@ -107,5 +153,23 @@ def synthetic_zoo(
         costs=dict(zip(names, (float(c) for c in costs))),
         val_labels=y_val,
         test_labels=y_test,
+        cost_unit="MACs",
+    )
+
+
+def load_on_disk(out_dir: str) -> SelectionData:
+    """The zoo :func:`synthetic_data` wrote to ``out_dir``, memory-mapped again."""
+    meta = np.load(os.path.join(out_dir, "meta.npz"))
+    names = [str(n) for n in meta["names"]]
+
+    def split(kind: str) -> dict[str, np.ndarray]:
+        return {n: np.load(os.path.join(out_dir, f"{kind}_{n}.npy"), mmap_mode="r") for n in names}
+
+    return SelectionData(
+        val_logits=split("val"),
+        test_logits=split("test"),
+        costs=dict(zip(names, (float(c) for c in meta["costs"]))),
+        val_labels=meta["val_labels"],
+        test_labels=meta["test_labels"],
         cost_unit="MACs",
     )

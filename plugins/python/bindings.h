@@ -20,6 +20,9 @@ void bindPlugin(pybind11::module_& m);
 //! resample_u8, resample_f32, rgb_to_luma_u8: the banded preprocessing resampler.
 void bindPreprocess(pybind11::module_& m);
 
+//! select_grid_front: the threshold-grid tally and Pareto set of cascade selection.
+void bindSelect(pybind11::module_& m);
+
 } // namespace python
 } // namespace edge_committee
 

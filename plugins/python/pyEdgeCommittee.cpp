@@ -5,8 +5,8 @@
 
 PYBIND11_MODULE(_C, m)
 {
-    m.doc() = "edge_committee native extension: the cascade gate (CPU and CUDA), the plugin loader and the "
-              "preprocessing resampler. Private: use edge_committee.gate and edge_committee.preprocess.";
+    m.doc() = "edge_committee native extension: the cascade gate (CPU and CUDA), the plugin loader, the "
+              "preprocessing resampler and the selection tally. Private: use edge_committee.gate and edge_committee.preprocess.";
 #ifdef EC_WITH_CUDA
     m.attr("has_cuda") = true;
 #else
@@ -15,4 +15,5 @@ PYBIND11_MODULE(_C, m)
     edge_committee::python::bindGate(m);
     edge_committee::python::bindPlugin(m);
     edge_committee::python::bindPreprocess(m);
+    edge_committee::python::bindSelect(m);
 }

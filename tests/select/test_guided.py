@@ -124,3 +124,22 @@ def test_staircase():
     s = Staircase()
     s.add([3.0, 1.0, 2.0], [0.5, 0.2, 0.6])
     assert s(np.array([0.5, 1.0, 2.5, 3.0, 9.0])).tolist() == [-np.inf, 0.2, 0.6, 0.6, 0.6]
+
+
+def test_threaded_scoring_gives_the_serial_frontier(monkeypatch):
+    """Scoring a level's sequences in threads (contiguous chunks) changes nothing: same
+    candidates, same figures, same order."""
+    import edge_committee.select.guided as guided
+
+    data = _zoo(11, 12, 200, 5)
+    monkeypatch.setattr(guided, "THREADS", 3)
+    threaded = frontier(data, max_len=4, search="guided", delta=0.2)
+    monkeypatch.setattr(guided, "THREADS", 1)
+    serial = frontier(data, max_len=4, search="guided", delta=0.2)
+    assert threaded.search.scored_by_length == serial.search.scored_by_length
+    assert threaded.search.scored_by_length[4] >= 64  # enough to split a level into chunks
+    assert [f.members for f in threaded.cascades] == [f.members for f in serial.cascades]
+    for a, b in zip(threaded.cascades, serial.cascades):
+        np.testing.assert_array_equal(a.accuracy, b.accuracy)
+        np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    assert [e.members for e in threaded.ensembles] == [e.members for e in serial.ensembles]

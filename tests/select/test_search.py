@@ -140,3 +140,47 @@ def test_front_equals_brute_force_random(n, c, members, seed, scale, kind):
     for f in front.cascades:
         expected = _brute_force(data, f.members, kind, 0.5)
         np.testing.assert_allclose(np.stack([f.mean_cost, f.accuracy], 1), expected, rtol=1e-12)
+
+
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 300), k=st.integers(2, 5), res=st.integers(1, 12),
+       c=st.integers(2, 5), overhead=st.sampled_from([0.0, 0.3]))
+@settings(max_examples=40, deadline=None)
+def test_native_grid_front_is_bit_identical_to_numpy(seed, n, k, res, c, overhead):
+    """The extension's one-pass tally + Pareto set gives the NumPy path's points exactly (same
+    flat indices, counts and float64 costs), for any sequence length and coarse or exact grids."""
+    from edge_committee.select.search import _native_front, front_of_grid, make_grid
+    from edge_committee.select.stats import SplitOutputs
+
+    if _native_front() is None:
+        pytest.skip("edge_committee._C without select_grid_front")
+    rng = np.random.default_rng(seed)
+    names = [f"x{i}" for i in range(k)]
+    logits = {m: np.round(rng.standard_normal((n, c)) * 2, 1).astype(np.float32) for m in names}
+    split = SplitOutputs(logits, rng.integers(0, c, n), "max_prob")
+    path = split.sequence(names)
+    all_c = np.logical_and.reduce([p.correct for p in path])
+    any_c = np.logical_or.reduce([p.correct for p in path])
+    grids = [make_grid(p.conf, p.ok, any_c & ~all_c, res if seed % 2 else None) for p in path[:-1]]
+    cost = [float(x) + overhead for x in rng.choice([1.0, 2.5, 7.0], k)]
+    a = front_of_grid(path, cost, grids, native=True)
+    b = front_of_grid(path, cost, grids, native=False)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    # the grids and the prefix statistics without the extension are the same too
+    import edge_committee.select.search as search
+    import edge_committee.select.stats as stats
+
+    saved = search._native, stats.native
+    search._native = stats.native = lambda name: None
+    try:
+        plain = SplitOutputs(logits, split.target, "max_prob").sequence(names)
+        plain_grids = [make_grid(p.conf, p.ok, any_c & ~all_c, res if seed % 2 else None) for p in plain[:-1]]
+    finally:
+        search._native, stats.native = saved
+    for p, q in zip(path, plain):
+        np.testing.assert_array_equal(p.conf, q.conf)
+        np.testing.assert_array_equal(p.label, q.label)
+    for g, h in zip(grids, plain_grids):
+        np.testing.assert_array_equal(g.values, h.values)
+        np.testing.assert_array_equal(g.bucket, h.bucket)
+        assert g.gap == h.gap
