@@ -84,3 +84,12 @@ def test_mask_gate_with_few_classes(kind, classes):
     np.testing.assert_array_equal(got["label"], ref.label)
     np.testing.assert_allclose(got["conf"], ref.confidence, atol=1e-6)
     np.testing.assert_allclose(got["prob_sum"] / contributions(got["prob_sum"])[:, None], ref.probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("survivors", [0, 1, 2])
+def test_any_alive_counts_a_single_survivor(survivors):
+    """``any_alive`` (which skips the next member in the fused file) is true for exactly one row left."""
+    sure, unsure = [12.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    first = np.array([unsure] * survivors + [sure] * (3 - survivors), np.float32)
+    got = mask_cascade([first, first], [0.9], "max_prob")  # asserts any_alive == alive.any() at each stage
+    assert list(got["exit_stage"]) == [1] * survivors + [0] * (3 - survivors)
