@@ -1,0 +1,50 @@
+"""Bundle verification (``verify_files``, ``read_manifest``, the digest and path checks): what the
+mutation run over them found untested (docs/mutation_testing.md), each pinned here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_committee.bundle import bundle as bundle_module
+from edge_committee.bundle import read_manifest
+from edge_committee.bundle.bundle import verify_files
+
+
+def _onnx_files(bundle: Path) -> list[str]:
+    return sorted(r for r in read_manifest(bundle)["files"] if r.endswith(".onnx"))
+
+
+def test_a_removed_file_is_reported_missing_not_changed(bundle: Path):
+    rel = _onnx_files(bundle)[0]
+    (bundle / rel).unlink()
+    problems = verify_files(bundle, read_manifest(bundle, verify=False))
+    assert f"{bundle / rel}: missing (listed in manifest.json)" in problems, problems
+    assert not any("checksum mismatch" in p for p in problems)
+
+
+def test_a_file_that_cannot_be_read_is_never_called_intact_nor_changed(bundle: Path, monkeypatch):
+    rel = _onnx_files(bundle)[0]
+    real = bundle_module.sha256_file
+
+    def unreadable(path, *a, **k):
+        if Path(path) == bundle / rel:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(bundle_module, "sha256_file", unreadable)
+    problems = verify_files(bundle, read_manifest(bundle, verify=False))
+    assert problems == [f"{bundle / rel}: missing (listed in manifest.json)"], problems
+
+
+def test_every_listed_file_is_checked_after_one_that_leaves_the_bundle(bundle: Path):
+    """A listed path outside the bundle is a problem; the files listed after it are still hashed."""
+    manifest = read_manifest(bundle)
+    rel = _onnx_files(bundle)[-1]
+    (bundle / rel).unlink()
+    (bundle / rel).write_bytes(b"changed")
+    files = {"../outside.onnx": "0" * 64, **manifest["files"]}  # checked first
+    problems = verify_files(bundle, {**manifest, "files": files})
+    assert any("'../outside.onnx'" in p and "leaves the bundle" in p for p in problems), problems
+    assert f"{bundle / rel}: checksum mismatch (file changed since the bundle was built)" in problems, problems
