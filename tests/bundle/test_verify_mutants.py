@@ -48,3 +48,16 @@ def test_every_listed_file_is_checked_after_one_that_leaves_the_bundle(bundle: P
     problems = verify_files(bundle, {**manifest, "files": files})
     assert any("'../outside.onnx'" in p and "leaves the bundle" in p for p in problems), problems
     assert f"{bundle / rel}: checksum mismatch (file changed since the bundle was built)" in problems, problems
+
+
+def test_unlisted_member_files_and_added_files_are_named_in_whole_sentences(bundle: Path):
+    manifest = read_manifest(bundle)
+    member = manifest["members"][0]
+    files = {k: v for k, v in manifest["files"].items() if k != member["file"]}
+    (bundle / "notes.txt").write_text("mine")
+    problems = verify_files(bundle, {**manifest, "files": files})
+    assert f"{bundle / member['file']}: member {member['name']!r} file not listed" in problems, problems
+    assert f"{bundle / member['file']}: not listed in manifest.json (added after the build); move it out of the " \
+           "bundle" in problems, problems
+    assert f"{bundle / 'notes.txt'}: not listed in manifest.json (added after the build); move it out of the " \
+           "bundle" in problems, problems

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
+from edge_committee.errors import EdgeCommitteeError
+from edge_committee.select.frontier import frontier
 from edge_committee.select.objective import (
     ALWAYS_EXIT,
     NEVER_EXIT,
@@ -30,3 +33,58 @@ def test_a_result_made_without_a_target_writes_nulls(small_frontier):
     d = SelectionResult(cand, small_frontier, "worst_cost", 3e9).to_dict()
     assert d["target_accuracy"] is None and d["confidence_level"] is None and d["interval_level"] == 0.9
     json.dumps(d, allow_nan=False)  # strict JSON, as the manifest needs
+
+
+def test_cost_objectives_resolve_no_target(small_frontier):
+    for objective in ("worst_cost", "mean_cost"):
+        assert choose(small_frontier, objective, 3e9)[1] is None
+
+
+def test_an_ensemble_is_written_with_never_exit_between_its_members(small_frontier):
+    cand, _ = choose(small_frontier, "worst_cost", 1e12, kinds=["ensemble"])
+    assert cand.kind == "ensemble" and len(cand.members) >= 2
+    d = SelectionResult(cand, small_frontier, "worst_cost", 1e12).to_dict()
+    assert d["thresholds"] == [NEVER_EXIT] * (len(cand.members) - 1) and d["combination"] == "average"
+
+
+def _message(call) -> str:
+    with pytest.raises(EdgeCommitteeError) as exc:
+        call()
+    return str(exc.value)
+
+
+def test_refusals_are_whole_sentences(small_data, small_frontier):
+    """Each refusal as the user reads it, anchored at both ends (a substring match let 'XX...XX' pass)."""
+    singles = frontier(small_data, max_len=1)
+    cheapest = min(s.cost for s in small_frontier.singles)
+    cases = [
+        (lambda: choose(small_frontier, "latency", 1.0),
+         r"^unknown objective 'latency'; expected one of worst_cost, mean_cost, accuracy$"),
+        (lambda: choose(small_frontier, "worst_cost", 1.0, kinds=["tree"]),
+         r"^candidate kinds must be a non-empty subset of \(.*\), got \['tree'\]$"),
+        (lambda: choose(singles, "worst_cost", 1e12, kinds=["cascade"]),
+         r"^no candidate of kinds \['cascade'\] \(members: 5, max_len 1\)$"),
+        (lambda: choose(small_frontier, "accuracy", 0.9999),
+         r"^no candidate reaches the target accuracy 0\.9999 on validation; the best achievable is 0\.\d{4}; "
+         r"lower the target$"),
+        (lambda: choose(small_frontier, "worst_cost", 1e8),
+         r"^the worst-cost budget 1e\+08 MACs is below every candidate; the cheapest possible is "
+         + re.escape(f"{cheapest:g}") + r" MACs \(single \S+\); raise the budget$"),
+    ]
+    for call, pattern in cases:
+        text = _message(call)
+        assert re.match(pattern, text), (pattern, text)
+
+
+def test_validation_label_checks_at_their_edges(caplog):
+    from edge_committee.select.objective import check_validation_labels
+
+    assert check_validation_labels(None, 3) == [] and check_validation_labels(np.array([], np.int64), 3) == []
+    with pytest.raises(EdgeCommitteeError, match=r"single class \(class 2, all 1 samples\) of 3"):
+        check_validation_labels(np.array([2]), 3)
+    rare = np.array([0] * 10 + [1] * 10 + [2] * 2)
+    notes = check_validation_labels(rare, 3, warn=lambda s: None)  # not learned: nothing about combiners
+    assert notes == ["1 classes have fewer than 5 validation samples (class 2: 2): accuracies and thresholds "
+                     "from them are noisy"]
+    assert check_validation_labels(rare, 3, learned=True, warn=lambda s: None)[0].endswith(
+        "; a learned combiner fitted on them overfits")
