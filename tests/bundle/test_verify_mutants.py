@@ -61,3 +61,14 @@ def test_unlisted_member_files_and_added_files_are_named_in_whole_sentences(bund
            "bundle" in problems, problems
     assert f"{bundle / 'notes.txt'}: not listed in manifest.json (added after the build); move it out of the " \
            "bundle" in problems, problems
+
+
+def test_reading_a_missing_bundle_changes_nothing_on_disk(tmp_path: Path):
+    """Only an interrupted swap (its journal beside the folder) is finished by a reader; a plain
+    missing folder is one error, and no folder or lock file appears."""
+    from edge_committee.errors import BundleError
+
+    missing = tmp_path / "no" / "such" / "bundle"
+    with pytest.raises(BundleError, match=r"^bundle folder not found: "):
+        read_manifest(missing)
+    assert list(tmp_path.iterdir()) == []
