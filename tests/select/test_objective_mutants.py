@@ -83,6 +83,8 @@ def test_validation_label_checks_at_their_edges(caplog):
     assert _message(lambda: check_validation_labels(np.array([2]), 3)) == (
         "the validation labels hold a single class (class 2, all 1 samples) of 3; every committee would be scored "
         "on that class alone (a constant classifier scores 100 %): use a validation split with samples of every class")
+    five = np.array([0] * 10 + [1] * 10 + [2] * 5)  # MIN_PER_CLASS samples are enough
+    assert check_validation_labels(five, 3, learned=True, warn=lambda s: None) == []
     rare = np.array([0] * 10 + [1] * 10 + [2] * 2)
     notes = check_validation_labels(rare, 3, warn=lambda s: None)  # not learned: nothing about combiners
     assert notes == ["1 classes have fewer than 5 validation samples (class 2: 2): accuracies and thresholds "
