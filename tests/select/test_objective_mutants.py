@@ -91,3 +91,45 @@ def test_validation_label_checks_at_their_edges(caplog):
                      "from them are noisy"]
     assert check_validation_labels(rare, 3, learned=True, warn=lambda s: None)[0].endswith(
         "; a learned combiner fitted on them overfits")
+
+
+@pytest.mark.parametrize("target, outcome", [
+    (0.0, "chosen"), (1.0, "unreachable"), (1.5, "range"), (-0.01, "range"), ("abc", "type"), (None, "type")])
+def test_accuracy_targets_at_and_beyond_their_bounds(small_frontier, target, outcome):
+    """0 and 1 are targets (1 is unreachable here); outside [0, 1] or not a number is a refusal."""
+    if outcome == "chosen":
+        cand, resolved = choose(small_frontier, "accuracy", target)
+        cheapest = min(small_frontier.table()["mean"])
+        assert resolved == 0.0 and cand.mean_cost == cheapest
+        return
+    text = _message(lambda: choose(small_frontier, "accuracy", target))
+    if outcome == "unreachable":
+        expected = r"^no candidate reaches the target accuracy 1\.0000 on validation"
+    elif outcome == "range":
+        expected = rf"^the accuracy target must lie in \[0, 1\], got {re.escape(str(float(target)))}$"
+    else:
+        expected = rf"^the accuracy target must be a number in \[0, 1\] or 'best_single', got {re.escape(repr(target))}$"
+    assert re.match(expected, text), text
+
+
+@pytest.mark.parametrize("budget, ok", [(0, True), (0.5, True), (-1, False), (math.inf, False), (math.nan, False),
+                                        ("abc", False), (None, False)])
+def test_cost_budgets_at_and_beyond_their_bounds(small_frontier, budget, ok):
+    """0 and 0.5 are budgets (below every candidate, so that refusal); negative, infinite, NaN and text
+    are refused as budgets."""
+    text = _message(lambda: choose(small_frontier, "mean_cost", budget))
+    if ok:
+        assert "is below every candidate" in text, text
+    else:
+        assert text == f"the mean_cost budget must be a number >= 0 MACs, got {budget!r}", text
+
+
+def test_select_cascade_defaults_and_refusals(small_data):
+    from edge_committee.select.objective import select_cascade
+
+    res = select_cascade(small_data, "worst_cost", 1e12)
+    assert res.frontier.max_len == 4 and res.frontier.stage_overhead == 0.0
+    assert _message(lambda: select_cascade(small_data, "fastest", 1.0)) == (
+        "unknown objective 'fastest'; expected one of worst_cost, mean_cost, accuracy")
+    acc = select_cascade(small_data, "accuracy", 0.5, search="guided")
+    assert acc.to_dict()["search"]["cost_limit"] is None  # an accuracy target prunes nothing
