@@ -133,3 +133,12 @@ def test_select_cascade_defaults_and_refusals(small_data):
         "unknown objective 'fastest'; expected one of worst_cost, mean_cost, accuracy")
     acc = select_cascade(small_data, "accuracy", 0.5, search="guided")
     assert acc.to_dict()["search"]["cost_limit"] is None  # an accuracy target prunes nothing
+
+
+def test_a_target_met_by_a_wide_margin_keeps_the_first_choice_under_a_confidence_level(small_frontier):
+    """The preferred candidate is checked first: when its interval clears the target it is the answer."""
+    plain, _ = choose(small_frontier, "accuracy", 0.3)
+    assert plain.val_accuracy > 0.5  # the cheapest candidate clears 0.3 by far: its lower bound does too
+    confident, _ = choose(small_frontier, "accuracy", 0.3, confidence_level=0.9)
+    assert (confident.kind, confident.members, confident.thresholds) == (plain.kind, plain.members,
+                                                                         plain.thresholds)
