@@ -72,3 +72,26 @@ def test_reading_a_missing_bundle_changes_nothing_on_disk(tmp_path: Path):
     with pytest.raises(BundleError, match=r"^bundle folder not found: "):
         read_manifest(missing)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_without_a_manifest_and_another_schema_version_are_whole_sentences(bundle: Path, tmp_path: Path):
+    import json
+
+    from edge_committee.bundle.manifest import DIGEST_KEY, SCHEMA_VERSION, manifest_digest
+    from edge_committee.errors import BundleError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BundleError) as exc:
+        read_manifest(empty)
+    assert str(exc.value) == (f"{empty / 'manifest.json'}: missing; {empty} is not a bundle (build one with "
+                              "edge-committee build)")
+    doc = json.loads((bundle / "manifest.json").read_text())
+    doc["schema_version"] = SCHEMA_VERSION + 1
+    doc[DIGEST_KEY] = manifest_digest(doc)
+    (bundle / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError) as exc:
+        read_manifest(bundle)
+    assert str(exc.value) == (f"{bundle / 'manifest.json'}: schema_version {SCHEMA_VERSION + 1} is not supported "
+                              f"(this edge_committee reads {SCHEMA_VERSION}); rebuild the bundle or upgrade "
+                              "edge_committee")
