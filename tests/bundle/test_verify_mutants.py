@@ -95,3 +95,19 @@ def test_a_folder_without_a_manifest_and_another_schema_version_are_whole_senten
     assert str(exc.value) == (f"{bundle / 'manifest.json'}: schema_version {SCHEMA_VERSION + 1} is not supported "
                               f"(this edge_committee reads {SCHEMA_VERSION}); rebuild the bundle or upgrade "
                               "edge_committee")
+
+
+@pytest.mark.parametrize("changed", [1, 2, 3])
+def test_the_refusal_names_the_first_problem_and_counts_the_others(bundle: Path, changed):
+    from edge_committee.errors import BundleError
+
+    rels = _onnx_files(bundle)[:changed]
+    assert len(rels) == changed
+    for rel in rels:
+        (bundle / rel).unlink()
+        (bundle / rel).write_bytes(b"changed")
+    with pytest.raises(BundleError) as exc:
+        read_manifest(bundle)
+    text = str(exc.value)
+    assert text.startswith(f"{bundle / rels[0]}: checksum mismatch (file changed since the bundle was built)")
+    assert text.endswith("built)" if changed == 1 else f"built) (and {changed - 1} more)"), text

@@ -142,3 +142,17 @@ def test_a_target_met_by_a_wide_margin_keeps_the_first_choice_under_a_confidence
     confident, _ = choose(small_frontier, "accuracy", 0.3, confidence_level=0.9)
     assert (confident.kind, confident.members, confident.thresholds) == (plain.kind, plain.members,
                                                                          plain.thresholds)
+
+
+@pytest.mark.parametrize("level", [0.5, 0.9, 0.99])
+def test_best_single_under_a_confidence_level_always_has_an_answer(small_frontier, level):
+    """The reference member itself qualifies (its paired interval is [0, 0]): never a refusal, and
+    nothing less preferred than the reference is chosen."""
+    cand, target = choose(small_frontier, "accuracy", "best_single", confidence_level=level)
+    ref = small_frontier.reference_member
+    assert target == max(s.accuracy for s in small_frontier.singles)
+    assert cand.paired is not None and cand.paired.low >= 0.0
+    if cand.kind == "single":
+        assert cand.members == (ref,)
+    else:
+        assert cand.mean_cost <= next(s.cost for s in small_frontier.singles if s.name == ref) + 1e-6
