@@ -108,7 +108,8 @@ def test_accuracy_targets_at_and_beyond_their_bounds(small_frontier, target, out
     elif outcome == "range":
         expected = rf"^the accuracy target must lie in \[0, 1\], got {re.escape(str(float(target)))}$"
     else:
-        expected = rf"^the accuracy target must be a number in \[0, 1\] or 'best_single', got {re.escape(repr(target))}$"
+        expected = (r"^the accuracy target must be a number in \[0, 1\] or 'best_single', got "
+                    rf"{re.escape(repr(target))}$")
     assert re.match(expected, text), text
 
 
