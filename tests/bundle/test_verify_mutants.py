@@ -111,3 +111,52 @@ def test_the_refusal_names_the_first_problem_and_counts_the_others(bundle: Path,
     text = str(exc.value)
     assert text.startswith(f"{bundle / rels[0]}: checksum mismatch (file changed since the bundle was built)")
     assert text.endswith("built)" if changed == 1 else f"built) (and {changed - 1} more)"), text
+
+
+def test_the_digest_is_the_documented_canonical_json():
+    """docs/bundle.md: sha256 of the JSON with sorted keys, no whitespace, UTF-8 (not \\u escapes),
+    without manifest_sha256; so key order and the digest field itself never change it."""
+    import hashlib
+
+    from edge_committee.bundle.manifest import DIGEST_KEY, canonical_json, manifest_digest
+
+    doc = {"name": "café", "labels": ["b", "a"], "members": [{"z": 1, "a": [0.5, None]}], DIGEST_KEY: "x"}
+    text = '{"labels":["b","a"],"members":[{"a":[0.5,null],"z":1}],"name":"café"}'
+    assert canonical_json(doc) == text.encode("utf-8")
+    assert manifest_digest(doc) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    reordered = dict(reversed(list(doc.items())))
+    assert manifest_digest(reordered) == manifest_digest(doc)
+
+
+def test_digest_problems_are_whole_sentences(tmp_path: Path):
+    from edge_committee.bundle.manifest import DIGEST_KEY, check_digest, manifest_digest
+
+    path = tmp_path / "manifest.json"
+    doc = {"name": "b"}
+    assert check_digest(path, doc) == (f"{path}: has no {DIGEST_KEY} (written by an older edge_committee, or the "
+                                       "field was removed); rebuild the bundle")
+    doc[DIGEST_KEY] = manifest_digest(doc)
+    assert check_digest(path, doc) is None
+    doc["name"] = "c"
+    assert check_digest(path, doc) == (f"{path}: checksum mismatch (the manifest changed since the bundle was "
+                                       "built: thresholds, labels or preprocessing may differ); rebuild the bundle")
+
+
+def test_the_manifest_size_limit_and_an_unreadable_manifest(bundle: Path, monkeypatch):
+    from edge_committee.bundle import manifest as manifest_module
+    from edge_committee.bundle.manifest import parse_manifest
+    from edge_committee.errors import BundleError
+
+    path = bundle / "manifest.json"
+    size = path.stat().st_size
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", size)
+    parse_manifest(path)  # exactly at the limit: read
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", size - 1)
+    with pytest.raises(BundleError) as exc:
+        parse_manifest(path)
+    assert str(exc.value) == f"{path}: {size} bytes is too large for a manifest (at most {size - 1})"
+    monkeypatch.undo()
+    path.write_bytes(b'{"name": "\xff"}')  # not UTF-8
+    with pytest.raises(BundleError) as exc:
+        parse_manifest(path)
+    assert str(exc.value).startswith(f"{path}: cannot read it (") and "utf-8" in str(exc.value)

@@ -157,3 +157,18 @@ def test_best_single_under_a_confidence_level_always_has_an_answer(small_frontie
         assert cand.members == (ref,)
     else:
         assert cand.mean_cost <= next(s.cost for s in small_frontier.singles if s.name == ref) + 1e-6
+
+
+def test_a_target_no_lower_bound_reaches_names_the_best_lower_bound(small_frontier):
+    from edge_committee.select.intervals import clopper_pearson
+
+    best = max(small_frontier.table()["accuracy"])
+    n = small_frontier.num_val
+    text = _message(lambda: choose(small_frontier, "accuracy", float(best), confidence_level=0.9))
+    m = re.match(r"^no candidate's validation accuracy has a 0\.9 lower bound >= (\S+) \(the best lower bound is "
+                 rf"(\S+), on {n} validation samples\); lower --confidence-level or the target, or use more "
+                 r"validation samples$", text)
+    assert m, text
+    expected = clopper_pearson(int(round(best * n)), n, 0.9)[0]
+    assert float(m.group(1)) == pytest.approx(best, abs=1e-4) and float(m.group(2)) == pytest.approx(expected,
+                                                                                                     abs=1e-4)
