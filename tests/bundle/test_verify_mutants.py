@@ -160,3 +160,35 @@ def test_the_manifest_size_limit_and_an_unreadable_manifest(bundle: Path, monkey
     with pytest.raises(BundleError) as exc:
         parse_manifest(path)
     assert str(exc.value).startswith(f"{path}: cannot read it (") and "utf-8" in str(exc.value)
+
+
+def _nested(levels: int) -> str:
+    """A JSON object ``levels`` containers deep (the object itself is level 1)."""
+    return '{"a": ' * (levels - 1) + '{"a": 1' + "}" * levels
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", "not valid JSON ("),
+    ("[1, 2]", "expected a JSON object, got list"),
+    ("[" * 200_000 + "]" * 200_000, "JSON nested too deeply (not a manifest edge_committee wrote)"),
+    (_nested(33), "JSON nested deeper than 32 levels (not a manifest edge_committee wrote)"),
+    ('{"\\ud800' + "k" * 100 + '": 1}', "the string '\\ud800" + "k" * 59 + "' holds a lone UTF-16 surrogate"),
+])
+def test_unreadable_manifests_are_whole_sentences(tmp_path: Path, text, message):
+    from edge_committee.bundle.manifest import MAX_DEPTH, parse_manifest
+    from edge_committee.errors import BundleError
+
+    assert MAX_DEPTH == 32
+    path = tmp_path / "manifest.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(BundleError) as exc:
+        parse_manifest(path)
+    assert str(exc.value).startswith(f"{path}: {message}"), str(exc.value)
+
+
+def test_a_manifest_exactly_max_depth_deep_is_read(tmp_path: Path):
+    from edge_committee.bundle.manifest import MAX_DEPTH, parse_manifest
+
+    path = tmp_path / "manifest.json"
+    path.write_text(_nested(MAX_DEPTH), encoding="utf-8")
+    assert parse_manifest(path)["a"]["a"]

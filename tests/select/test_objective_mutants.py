@@ -172,3 +172,27 @@ def test_a_target_no_lower_bound_reaches_names_the_best_lower_bound(small_fronti
     expected = clopper_pearson(int(round(best * n)), n, 0.9)[0]
     assert float(m.group(1)) == pytest.approx(best, abs=1e-4) and float(m.group(2)) == pytest.approx(expected,
                                                                                                      abs=1e-4)
+
+
+def test_warnings_say_when_the_choice_rests_on_too_few_samples(small_data):
+    from edge_committee.select.objective import select_cascade
+
+    n = small_data.val_labels.size
+    res = select_cascade(small_data, "accuracy", "best_single")
+    c = res.chosen
+    assert c.members != (c.paired.reference,) and c.paired.low < 0  # this data: a cascade, not surely better
+    span = (f"{100 * c.paired.difference:+.2f} points, 0.9 interval [{100 * c.paired.low:+.2f}, "
+            f"{100 * c.paired.high:+.2f}] on {n} validation samples")
+    assert res.warnings == [f"the chosen {c.label} differs from {c.paired.reference} by {span}: it may be less "
+                            "accurate on new data; use --confidence-level 0.9 (or more validation samples)"]
+    target = float(c.val_accuracy)  # met on validation, but not by the lower end of its interval
+    res = select_cascade(small_data, "accuracy", target)
+    c = res.chosen
+    assert c.val_interval[0] < target
+    assert res.warnings == [f"the chosen {c.label} meets the target {100 * target:.2f}% on validation, but its 0.9 "
+                            f"interval starts at {100 * c.val_interval[0]:.2f}% ({n} samples); use "
+                            "--confidence-level to require the lower end"]
+    alone = select_cascade(small_data, "accuracy", "best_single", kinds=["single"])
+    assert alone.chosen.members == (alone.chosen.paired.reference,) and alone.warnings == []
+    sure = select_cascade(small_data, "accuracy", "best_single", confidence_level=0.9)
+    assert sure.chosen.paired.low >= 0 and sure.warnings == []
