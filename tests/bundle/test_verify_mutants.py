@@ -173,6 +173,7 @@ def _nested(levels: int) -> str:
     ("[" * 200_000 + "]" * 200_000, "JSON nested too deeply (not a manifest edge_committee wrote)"),
     (_nested(33), "JSON nested deeper than 32 levels (not a manifest edge_committee wrote)"),
     ('{"\\ud800' + "k" * 100 + '": 1}', "the string '\\ud800" + "k" * 59 + "' holds a lone UTF-16 surrogate"),
+    ('{"name": "\\udfff' + "v" * 100 + '"}', "the string '\\udfff" + "v" * 59 + "' holds a lone UTF-16 surrogate"),
 ])
 def test_unreadable_manifests_are_whole_sentences(tmp_path: Path, text, message):
     from edge_committee.bundle.manifest import MAX_DEPTH, parse_manifest
@@ -192,3 +193,25 @@ def test_a_manifest_exactly_max_depth_deep_is_read(tmp_path: Path):
     path = tmp_path / "manifest.json"
     path.write_text(_nested(MAX_DEPTH), encoding="utf-8")
     assert parse_manifest(path)["a"]["a"]
+
+
+@pytest.mark.parametrize("rel, message", [
+    (5, "5 is not a relative file path inside the bundle"),
+    ("", "'' is not a relative file path inside the bundle"),
+    ("../x.onnx", "the path '../x.onnx' leaves the bundle (absolute or '..'); a bundle only refers to its own "
+                  "files: rebuild it"),
+    ("/etc/passwd", "the path '/etc/passwd' leaves the bundle"),
+    ("a\\b.onnx", "the path 'a\\\\b.onnx' leaves the bundle"),
+    ("C:x.onnx", "the path 'C:x.onnx' leaves the bundle"),
+    ("a\0b", "the path 'a\\x00b' leaves the bundle"),
+    ("manifest.json", "'manifest.json' is not a file of the bundle"),
+    (".", "'.' is not a file of the bundle"),
+])
+def test_bundle_paths_are_refused_in_whole_sentences(rel, message):
+    from edge_committee.bundle.manifest import bundle_relpath
+    from edge_committee.errors import BundleError
+
+    with pytest.raises(BundleError) as exc:
+        bundle_relpath(rel, "where")
+    assert str(exc.value).startswith(f"where: {message}"), str(exc.value)
+    assert str(bundle_relpath("members/m.onnx", "where")) == "members/m.onnx"

@@ -130,6 +130,7 @@ def test_select_cascade_defaults_and_refusals(small_data):
 
     res = select_cascade(small_data, "worst_cost", 1e12)
     assert res.frontier.max_len == 4 and res.frontier.stage_overhead == 0.0
+    assert res.warnings == [] and res.target_accuracy is None  # a cost budget has no accuracy to warn about
     assert _message(lambda: select_cascade(small_data, "fastest", 1.0)) == (
         "unknown objective 'fastest'; expected one of worst_cost, mean_cost, accuracy")
     acc = select_cascade(small_data, "accuracy", 0.5, search="guided")
