@@ -215,3 +215,33 @@ def test_bundle_paths_are_refused_in_whole_sentences(rel, message):
         bundle_relpath(rel, "where")
     assert str(exc.value).startswith(f"where: {message}"), str(exc.value)
     assert str(bundle_relpath("members/m.onnx", "where")) == "members/m.onnx"
+
+
+def test_links_out_of_the_bundle_and_member_paths_are_whole_sentences(tmp_path: Path):
+    import os
+
+    from edge_committee.bundle.manifest import check_paths, resolve_in_bundle
+    from edge_committee.errors import BundleError
+
+    root = tmp_path / "b"
+    root.mkdir()
+    (tmp_path / "outside.onnx").write_bytes(b"x")
+    (root / "evil.onnx").symlink_to(tmp_path / "outside.onnx")
+    (root / "m.onnx").write_bytes(b"m")
+    base = Path(os.path.realpath(root))
+    with pytest.raises(BundleError) as exc:
+        resolve_in_bundle(root, "evil.onnx", "where")
+    assert str(exc.value) == (f"where: 'evil.onnx' resolves to {Path(os.path.realpath(tmp_path / 'outside.onnx'))}, "
+                              f"outside the bundle {base} (a symbolic link); copy the file into the bundle and "
+                              "rebuild it")
+    assert resolve_in_bundle(root, "m.onnx") == root / "m.onnx"
+    where = f"{root / 'manifest.json'}"
+    with pytest.raises(BundleError) as exc:
+        check_paths(root, {"files": {"m.onnx": "0" * 64}, "members": [{"name": "m", "file": "../m.onnx"}]})
+    assert str(exc.value).startswith(f"{where}: member 'm': the path '../m.onnx' leaves the bundle"), str(exc.value)
+    with pytest.raises(BundleError) as exc:
+        check_paths(root, {"files": {}, "members": [{"name": "m", "file": "m.onnx"}]})
+    assert str(exc.value) == f"{root / 'm.onnx'}: member 'm' file not listed in manifest.json"
+    with pytest.raises(BundleError) as exc:
+        check_paths(root, {"files": {"evil.onnx": "0" * 64}, "members": []})
+    assert str(exc.value).startswith(f"{where}: 'evil.onnx' resolves to ")
