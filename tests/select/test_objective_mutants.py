@@ -175,6 +175,10 @@ def test_a_target_no_lower_bound_reaches_names_the_best_lower_bound(small_fronti
                                                                                                      abs=1e-4)
 
 
+def small_data_singles(data):
+    return frontier(data, max_len=1).singles
+
+
 def test_warnings_say_when_the_choice_rests_on_too_few_samples(small_data):
     from edge_committee.select.objective import select_cascade
 
@@ -193,6 +197,11 @@ def test_warnings_say_when_the_choice_rests_on_too_few_samples(small_data):
     assert res.warnings == [f"the chosen {c.label} meets the target {100 * target:.2f}% on validation, but its 0.9 "
                             f"interval starts at {100 * c.val_interval[0]:.2f}% ({n} samples); use "
                             "--confidence-level to require the lower end"]
+    weakest = min(s.accuracy for s in small_data_singles(small_data))
+    single = select_cascade(small_data, "accuracy", weakest, kinds=["single"])  # a single, not the reference
+    c = single.chosen
+    assert c.kind == "single" and c.members != (c.paired.reference,) and c.val_interval[0] < weakest
+    assert len(single.warnings) == 1 and single.warnings[0].startswith(f"the chosen {c.label} meets the target")
     alone = select_cascade(small_data, "accuracy", "best_single", kinds=["single"])
     assert alone.chosen.members == (alone.chosen.paired.reference,) and alone.warnings == []
     sure = select_cascade(small_data, "accuracy", "best_single", confidence_level=0.9)
