@@ -48,7 +48,14 @@ def _module(command: str):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, except that a flag value of the wrong type (``--lr abc``) is a user's mistake like
-    any other: one line, exit 1 (argparse's own usage errors keep its exit code 2)."""
+    any other: one line, exit 1 (argparse's own usage errors keep its exit code 2). A value that
+    starts with a minus and a digit (``--source-size -28x28``) is a value, never a flag (argparse
+    knows only ``-28`` and ``-2.8``): it reaches the value's own check, one line and exit 1, instead
+    of argparse's 'expected one argument' (t3 E2)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\d")  # no option of ours looks like one
 
     def error(self, message: str):
         if re.match(r"argument \S+: invalid (int|float) value", message):

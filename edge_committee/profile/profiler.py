@@ -66,8 +66,12 @@ DEFAULT_TIMING = TimingConfig()
 
 
 def parse_batches(text: str | Sequence[int]) -> list[int]:
-    """``"1,8,64"`` (or a sequence) -> sorted distinct positive batch sizes."""
+    """``"1,8,64"`` (or a sequence) -> sorted distinct positive batch sizes. A repeated size counts
+    once; an empty item (``1,,8``, a trailing comma) is refused: it is a typo more often than not."""
     items = text.split(",") if isinstance(text, str) else list(text)
+    if isinstance(text, str) and text.strip() and any(not b.strip() for b in items):
+        raise EdgeCommitteeError(f"batch sizes must be positive integers like 1,8,64; got {text!r} "
+                                 "(an empty item between commas)")
     try:
         sizes = sorted({int(str(b).strip()) for b in items if str(b).strip()})
     except ValueError:

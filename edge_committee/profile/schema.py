@@ -32,16 +32,20 @@ from edge_committee.errors import EdgeCommitteeError
 
 SCHEMA = "edge_committee.profile/1"
 
-_MS = {"type": "number", "exclusiveMinimum": 0}
+#: the longest timing a profile may hold: about 11.6 days per call. Anything longer is not a
+#: measurement, and sums of a few thousand such timings stay finite (1e308 overflowed to inf
+#: with NumPy warnings in selection, t3 L8).
+MAX_MS = 1e9
+_MS = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_MS}
 _TIMING = {
     "type": "object",
     "required": ["median_ms", "p90_ms", "p99_ms", "mean_ms", "iterations"],
     "properties": {
         "median_ms": _MS, "p90_ms": _MS, "p99_ms": _MS, "mean_ms": _MS,
-        "min_ms": {"type": "number", "minimum": 0},
+        "min_ms": {"type": "number", "minimum": 0, "maximum": MAX_MS},
         "iterations": {"type": "integer", "minimum": 1},
         "stable": {"type": "boolean"},
-        "compute_median_ms": {"type": ["number", "null"], "minimum": 0},
+        "compute_median_ms": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_MS},
     },
 }
 _BY_BATCH = {

@@ -73,20 +73,22 @@ def list_profiles(manifest: dict) -> dict[str, dict]:
     return dict(manifest.get("profiles") or {})
 
 
-def read_profile(path: str | os.PathLike) -> dict:
-    """Read and validate a profile file (new format; see :mod:`.schema`)."""
+def read_profile(path: str | os.PathLike, shown: str | os.PathLike | None = None) -> dict:
+    """Read and validate a profile file (new format; see :mod:`.schema`). ``shown``: the path that
+    messages name (default ``path``; the user's bundle while ``path`` lies in its staging copy)."""
+    shown = os.fspath(shown if shown is not None else path)
     try:
         with open(path, "rb") as f:
             data = f.read(_MAX_BYTES + 1)
         if len(data) > _MAX_BYTES:
-            raise EdgeCommitteeError(f"the latency profile {os.fspath(path)} is larger than {_MAX_BYTES >> 20} MiB; "
+            raise EdgeCommitteeError(f"the latency profile {shown} is larger than {_MAX_BYTES >> 20} MiB; "
                                      "it is not a profile")
         doc = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except OSError as exc:
-        raise EdgeCommitteeError(f"cannot read the latency profile {os.fspath(path)}: {exc}") from None
+        raise EdgeCommitteeError(f"cannot read the latency profile {shown}: {exc.strerror or exc}") from None
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or nested too deeply
-        raise EdgeCommitteeError(f"the latency profile {os.fspath(path)} is not JSON: {exc}") from None
-    return check_profile(doc, path)
+        raise EdgeCommitteeError(f"the latency profile {shown} is not JSON: {exc}") from None
+    return check_profile(doc, shown)
 
 
 def _no_constant(name: str):
@@ -127,7 +129,7 @@ def find_profile(root: str | os.PathLike, manifest: dict, backend: str = "onnxrt
             f"{where} has no latency profile for this device ({current['key']}: {describe(current)}); "
             f"profiles in the bundle: {have}; make one with: {profile_command(where, backend, threads)}"
         )
-    doc = read_profile(Path(root) / entry["file"])
+    doc = read_profile(Path(root) / entry["file"], Path(where) / entry["file"])
     stale = _stale_members(doc, manifest)
     if stale:  # e.g. `adapt` swapped a member's file after the profile timed the old one
         raise EdgeCommitteeError(
@@ -168,21 +170,21 @@ def resolve_profile(root: str | os.PathLike, manifest: dict, profile: str | os.P
     known = list_profiles(manifest)
     name = str(profile)
     if name in known:
-        path = Path(root) / known[name]["file"]
+        path, shown = Path(root) / known[name]["file"], Path(where) / known[name]["file"]
     else:
-        path = Path(profile)
+        path = shown = Path(profile)
         if not path.is_file():
             raise EdgeCommitteeError(
                 f"latency profile {name!r} is neither a file nor a profile in {where} "
                 f"(it has: {', '.join(known) or 'none'})"
             )
-    doc = read_profile(path)
+    doc = read_profile(path, shown)
     current = fingerprint(doc["fingerprint"]["backend"], doc["fingerprint"].get("threads"))
     if doc["fingerprint"]["key"] != current["key"]:
         LOG.warning("warning: the profile %s was measured on another device (%s); this device is %s (%s): "
                     "its latencies may not hold here", doc["name"], describe(doc["fingerprint"]),
                     current["key"], describe(current))
-    _check_members(doc, manifest, path)
+    _check_members(doc, manifest, shown)
     return doc["name"], doc
 
 

@@ -86,3 +86,14 @@ def test_a_value_of_the_wrong_type_exits_1_in_one_line(capsys, argv):
     assert exc.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: argument --") and "invalid" in err[0], err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["profile", "b", "--source-size", "-28x28"], "'-28x28' is not a size WxH"),
+    (["select", "b", "--budget-ms", "-5e-3"], "--budget-ms -0.005: must be a finite number >= 0"),
+])
+def test_a_negative_looking_value_is_a_value_not_a_flag(capsys, argv, message):
+    """t3 E2: '--source-size -28x28' was argparse's 'expected one argument' (usage text, exit 2)."""
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err

@@ -68,3 +68,28 @@ def test_mask_gate_equals_reference(kind, dtype):
 def test_mask_gate_on_an_empty_batch():
     got = mask_cascade([np.zeros((0, 3), np.float32)] * 2, [0.5], "max_prob")
     assert got["label"].shape == (0,) and got["prob_sum"].shape == (0, 3)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3])
+@pytest.mark.parametrize("kind", CONFIDENCE_FUNCTIONS)
+def test_mask_gate_with_few_classes(kind, classes):
+    """One- and two-class rows (the margin's special cases; mutation run, docs/mutation_testing.md)."""
+    rng = np.random.default_rng(classes)
+    logits = [(rng.standard_normal((40, classes)) * 3).astype(np.float32) for _ in range(2)]
+    t = {"max_prob": 0.8, "margin": 0.5, "neg_entropy": -0.4}[kind]
+    ref = run_cascade(logits, [t], kind)
+    got = mask_cascade(logits, [t], kind)
+    assert classes == 1 or 0 < (ref.exit_stage == 0).sum() < 40  # both stages used
+    np.testing.assert_array_equal(got["exit_stage"], ref.exit_stage)
+    np.testing.assert_array_equal(got["label"], ref.label)
+    np.testing.assert_allclose(got["conf"], ref.confidence, atol=1e-6)
+    np.testing.assert_allclose(got["prob_sum"] / contributions(got["prob_sum"])[:, None], ref.probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("survivors", [0, 1, 2])
+def test_any_alive_counts_a_single_survivor(survivors):
+    """``any_alive`` (which skips the next member in the fused file) is true for exactly one row left."""
+    sure, unsure = [12.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    first = np.array([unsure] * survivors + [sure] * (3 - survivors), np.float32)
+    got = mask_cascade([first, first], [0.9], "max_prob")  # asserts any_alive == alive.any() at each stage
+    assert list(got["exit_stage"]) == [1] * survivors + [0] * (3 - survivors)

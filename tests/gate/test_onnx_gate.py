@@ -152,3 +152,12 @@ def test_bad_requests_are_explained():
         append_gate(member, 0, 2, 0.5, logits="nope")
     with pytest.raises(ValueError, match="outside"):
         append_gate(member, 2, 2, 0.5)
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3])
+@pytest.mark.parametrize("kind", CONFIDENCE_FUNCTIONS)
+def test_few_classes_match_the_reference(kind, classes):
+    """The margin of a one-class row is its probability, of a two-class row the difference of both
+    (not the larger): drawn too rarely by the random comparison (mutation run, docs/mutation_testing.md)."""
+    ref = run_and_compare(OrtImpl("float32"), make_logits(7, 40, classes, 3, "float32", 0.0, 3.0), kind, [0.5, 0.3])
+    assert ref.active.size == 0

@@ -95,6 +95,14 @@ def test_round_robin_rotates_who_goes_first_and_times_every_full_batch():
     assert all(size == 3 for _, size in timed) and all(len(t) == 3 for t in ms) and len(preds[0]) == 3
 
 
+@pytest.mark.parametrize("limit, got", [(None, "got 10"), (3, "got 3 (--limit 3)"), (0, "got 0 (--limit 0)")])
+def test_too_few_images_for_a_batch_counts_the_images_used(limit, got):
+    """t3 L14: ``bench --limit 0`` said 'got 40', the whole source, instead of the images it used."""
+    with pytest.raises(EdgeCommitteeError) as exc:
+        run_round_robin([_Recorder("a", [])], np.zeros(10), 16 if limit is None else 4, limit=limit)
+    assert str(exc.value).endswith(got) and "at least" in str(exc.value), str(exc.value)
+
+
 def test_round_robin_turns_are_blocks_the_slowest_runs_in_turn_s():
     class Clock:
         now = 0.0

@@ -45,6 +45,6 @@ def test_batch_sizes_parse():
 
     from edge_committee.errors import EdgeCommitteeError
 
-    for bad in ("0,1", "a", ""):
+    for bad in ("0,1", "a", "", "1,,8", "1,8,"):  # t3 L12: empty items were dropped silently
         with pytest.raises(EdgeCommitteeError, match="positive integers"):
             parse_batches(bad)

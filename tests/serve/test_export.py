@@ -190,6 +190,8 @@ def test_preferred_batch_sizes_come_from_the_profiles():
     (["--version-policy", "newest"], "--version-policy 'newest': expected latest, latest:N, all or specific"),
     (["--version", "0"], "--version 0: must be an integer >= 1"),  # cli/_numbers.py checks it first
     (["--form", "fused", "--member-backend", "tensorrt"], "for TensorRT use --form bls --member-backend tensorrt"),
+    (["--name", ""], "--name '': expected a model name"),  # t3 S5: fell back to the bundle's name silently
+    (["--name", "* /"], "--name '* /': expected a model name"),
 ])
 def test_bad_triton_options_are_one_line(tiny_cascade: Path, tmp_path: Path, capsys, argv, message):
     code = main(["export-triton", str(tiny_cascade), "--out", str(tmp_path / "repo"), *argv])

@@ -157,6 +157,9 @@ def export_triton(bundle: str | os.PathLike, out: str | os.PathLike, max_batch: 
     """
     _check_args(member_backend, max_batch, instances, form, version)
     version_policy_text(version_policy)  # one line now, not a broken config later
+    if name is not None and not re.sub(r"[^A-Za-z0-9_.-]", "", str(name)).lstrip("."):  # '' or nothing usable
+        raise EdgeCommitteeError(f"--name {name!r}: expected a model name of letters, digits, '_', '-' or '.'; "
+                                 "leave --name out to use the bundle's name")
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     kind = task_kind(manifest.get("task"))
