@@ -11,6 +11,37 @@ __version__ = "0.1.0"
 __all__ = ["build", "load", "stream", "__version__"]
 
 
+def _map_calibration_in_a_checkout() -> None:
+    """Make ``edge_committee.calibration`` importable when the package runs from a source checkout.
+
+    Installed, ``setup.py`` maps the repository's top-level ``calibration/`` folder to
+    ``edge_committee.calibration``. ``python -m edge_committee`` in the repository root imports this
+    folder instead of the installed copy, so the same mapping is made here, by a finder asked only
+    for that one name after the normal ones have failed."""
+    import importlib.abc
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    top = here.parent / "calibration"
+    if (here / "calibration").exists() or not (top / "__init__.py").is_file():
+        return
+
+    class _CalibrationFinder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "edge_committee.calibration":
+                return None
+            return importlib.util.spec_from_file_location(name, top / "__init__.py",
+                                                          submodule_search_locations=[str(top)])
+
+    if not any(type(f).__name__ == "_CalibrationFinder" for f in sys.meta_path):
+        sys.meta_path.append(_CalibrationFinder())
+
+
+_map_calibration_in_a_checkout()
+
+
 def build(*args, **kwargs):
     """Build a bundle from a committee spec; see :func:`edge_committee.api.build`."""
     from edge_committee.api import build as _build

@@ -44,3 +44,19 @@ def test_help(command, capsys):
         make_parser().parse_args(command + ["-h"])
     assert e.value.code == 0
     assert "usage: edge-committee" in capsys.readouterr().out
+
+
+def test_calibration_imports_from_a_source_checkout():
+    """``python -m edge_committee`` in the repository root runs the checkout, not the installed copy:
+    ``edge_committee.calibration`` (setup.py maps the top-level ``calibration/`` folder to it) must
+    still import there (an INT8 build needs it)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import edge_committee, edge_committee.calibration as c, edge_committee.calibration.record as r; "
+            "print(edge_committee.__file__); print(c.__file__); print(r.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+    pkg, cal, rec = out.stdout.split()
+    assert Path(pkg) == root / "edge_committee" / "__init__.py"
+    assert Path(cal) == root / "calibration" / "__init__.py" and Path(rec) == root / "calibration" / "record.py"
