@@ -123,38 +123,35 @@ def read_dense_source(source: str | None, manifest: dict):
 
 def _bench_segmentation(args, manifest: dict, out: Path) -> int:
     from edge_committee.profile.bench_dense import bench_segmentation
-    from edge_committee.profile.profiler import parse_batches
-    from edge_committee.profile.report import bench_markdown, write_bench
 
     if args.profile:
         raise EdgeCommitteeError("--profile: a segmentation bench has no cost-model predictions (a profile times "
                                  "members per sample, not per deferred tile); leave it out")
     frames, class_maps = read_dense_source(args.source, manifest)
-    batches = parse_batches(args.batch)
-    doc = bench_segmentation(args.bundle, frames, class_maps, batches, args.backend, args.threads,
-                             warmup=args.warmup, limit=args.limit, show_progress=not args.quiet, manifest=manifest,
-                             members=args.member, **({"preprocess": args.preprocess} if args.preprocess else {}))
-    doc["source"] = args.source
-    paths = write_bench(doc, out, None, force=args.force)
-    print(bench_markdown(doc))
-    print("written: " + ", ".join(str(p) for p in paths.values()))
-    return 0
+    return _bench_task(args, out, lambda **kw: bench_segmentation(args.bundle, frames, class_maps, **kw),
+                       manifest, args.source)
 
 
 def _bench_video(args, manifest: dict, out: Path) -> int:
     from edge_committee.profile.bench_video import bench_video, read_video_source
-    from edge_committee.profile.profiler import parse_batches
-    from edge_committee.profile.report import bench_markdown, write_bench
 
     if args.profile:
         raise EdgeCommitteeError("--profile: a video bench has no cost-model predictions (a device profile times "
                                  "members on images, not on their views of a clip); leave it out")
     clips, labels = read_video_source(args.source, manifest)
-    batches = parse_batches(args.batch)
-    doc = bench_video(args.bundle, clips, labels, batches, args.backend, args.threads, warmup=args.warmup,
-                      limit=args.limit, show_progress=not args.quiet, manifest=manifest, members=args.member,
-                      **({"preprocess": args.preprocess} if args.preprocess else {}))
-    doc["source"] = args.source or "the bundle's test split"
+    return _bench_task(args, out, lambda **kw: bench_video(args.bundle, clips, labels, **kw), manifest,
+                       args.source or "the bundle's test split")
+
+
+def _bench_task(args, out: Path, bench, manifest: dict, source: str) -> int:
+    """Run a dense kind's ``bench(**options)`` with the command's options, write and print its report."""
+    from edge_committee.profile.profiler import parse_batches
+    from edge_committee.profile.report import bench_markdown, write_bench
+
+    doc = bench(batch_sizes=parse_batches(args.batch), backend=args.backend, threads=args.threads,
+                warmup=args.warmup, limit=args.limit, show_progress=not args.quiet, manifest=manifest,
+                members=args.member, **({"preprocess": args.preprocess} if args.preprocess else {}))
+    doc["source"] = source
     paths = write_bench(doc, out, None, force=args.force)
     print(bench_markdown(doc))
     print("written: " + ", ".join(str(p) for p in paths.values()))
