@@ -28,34 +28,22 @@ SPLITS = ("validation", "test")
 
 def read_dense_split(cfg: Mapping[str, Any], base_dir: Path, where: str) -> tuple[np.ndarray, np.ndarray | None]:
     """(frames (N, H, W, C) uint8, class maps (N, H, W) int64 or None) from an ``npz`` split."""
-    from edge_committee.data.readers import as_nhwc_uint8
+    from edge_committee.data.readers import as_nhwc_uint8, read_npz_arrays, slice_arrays
 
     if cfg.get("format") != "npz":
         raise SpecError(f"{where}.format: {cfg.get('format')!r}: a segmentation split is an npz file with frames and "
                         "class maps; use format: npz (keys x: (N, H, W[, C]) uint8, y: (N, H, W) integers)")
     p = Path(os.path.expanduser(str(cfg.get("path", ""))))
     p = p if p.is_absolute() else base_dir / p
-    xk, yk = cfg.get("images_key", "x"), cfg.get("labels_key", "y")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if xk not in z:
-                raise SpecError(f"{where}: {p} has no array {xk!r} (has {', '.join(z.files)})")
-            x, y = z[xk], (z[yk] if yk in z else None)
-    except FileNotFoundError:
-        raise EdgeCommitteeError(f"{where}: file not found: {p}") from None
-    except (OSError, ValueError) as exc:
-        raise EdgeCommitteeError(f"{where}: cannot read {p}: {exc}") from None
+    yk = cfg.get("labels_key", "y")
+    x, y = read_npz_arrays(p, cfg, where)
     x = as_nhwc_uint8(x, where)
     if y is not None:
         if not np.issubdtype(y.dtype, np.integer) or y.shape != x.shape[:3]:
             raise EdgeCommitteeError(f"{where}: class maps {yk!r} must be integers of shape {x.shape[:3]} (one per "
                                      f"frame pixel); got {y.dtype} {y.shape}")
         y = y.astype(np.int64)
-    sl = slice(cfg.get("start"), cfg.get("stop"))
-    x, y = x[sl], (None if y is None else y[sl])
-    if len(x) == 0:
-        raise EdgeCommitteeError(f"{where}: the split is empty (check start/stop)")
-    return x, y
+    return slice_arrays(cfg, x, y, where)
 
 
 def _check_dense_member(path: Path, name: str) -> str:

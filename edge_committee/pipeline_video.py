@@ -30,21 +30,15 @@ SPLITS = ("validation", "test")
 def read_clip_split(cfg: Mapping[str, Any], base_dir: Path, where: str, clip_frames: int,
                     num_classes: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(clips (N, T, H, W, C) uint8, labels (N,) int64 or None) from an ``npz`` split (keys x, y)."""
+    from edge_committee.data.readers import read_npz_arrays, slice_arrays
+
     if cfg.get("format") != "npz":
         raise SpecError(f"{where}.format: {cfg.get('format')!r}: a video split is an npz file of clips; use "
                         "format: npz (keys x: (N, T, H, W[, C]) uint8 clips, y: (N,) integer labels)")
     p = Path(os.path.expanduser(str(cfg.get("path", ""))))
     p = p if p.is_absolute() else base_dir / p
     xk, yk = cfg.get("images_key", "x"), cfg.get("labels_key", "y")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if xk not in z:
-                raise SpecError(f"{where}: {p} has no array {xk!r} (has {', '.join(z.files)})")
-            x, y = z[xk], (z[yk] if yk in z else None)
-    except FileNotFoundError:
-        raise EdgeCommitteeError(f"{where}: file not found: {p}") from None
-    except (OSError, ValueError) as exc:
-        raise EdgeCommitteeError(f"{where}: cannot read {p}: {exc}") from None
+    x, y = read_npz_arrays(p, cfg, where)
     if x.dtype != np.uint8 or x.ndim not in (4, 5) or (x.ndim == 5 and x.shape[-1] not in (1, 3)):
         raise EdgeCommitteeError(f"{where}: clips {xk!r} must be uint8 (N, T, H, W) or (N, T, H, W, 1|3); "
                                  f"got {x.dtype} {x.shape}")
@@ -60,11 +54,7 @@ def read_clip_split(cfg: Mapping[str, Any], base_dir: Path, where: str, clip_fra
             raise SpecError(f"{where}: labels range over [{y.min()}, {y.max()}] but the committee has "
                             f"{num_classes} labels")
         y = y.astype(np.int64)
-    sl = slice(cfg.get("start"), cfg.get("stop"))
-    x, y = x[sl], (None if y is None else y[sl])
-    if len(x) == 0:
-        raise EdgeCommitteeError(f"{where}: the split is empty (check start/stop)")
-    return x, y
+    return slice_arrays(cfg, x, y, where)
 
 
 def check_video_member(path: Path, name: str, shape: tuple[int, ...], num_classes: int) -> str:

@@ -283,17 +283,7 @@ def read_split(
         split = RawSplit(as_nhwc_uint8(images, where), labels, files)
     elif fmt == "npz":
         p = path("path")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                xk, yk = cfg.get("images_key", "x"), cfg.get("labels_key", "y")
-                if xk not in z:
-                    raise SpecError(f"{where}: {p} has no array {xk!r} (has {', '.join(z.files)})")
-                images = z[xk]
-                labels = z[yk] if yk in z else None
-        except FileNotFoundError:
-            raise EdgeCommitteeError(f"{where}: file not found: {p}") from None
-        except (OSError, ValueError) as exc:
-            raise EdgeCommitteeError(f"{where}: cannot read {p}: {exc}") from None
+        images, labels = read_npz_arrays(p, cfg, where)
         split = RawSplit(as_nhwc_uint8(images, where), labels, [str(p)])
     else:
         split = read_folder(path("path"), label_names, cfg.get("labeled"))
@@ -311,6 +301,31 @@ def read_split(
     if len(split) == 0:
         raise EdgeCommitteeError(f"{where}: the split is empty (check start/stop)")
     return split
+
+
+def read_npz_arrays(p: Path, cfg: Mapping[str, Any], where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images and labels (None when absent) of an ``npz`` split at ``p``, under the spec's keys
+    ``images_key``/``labels_key`` (default ``x``/``y``); one-line errors name ``where`` and the file."""
+    xk, yk = cfg.get("images_key", "x"), cfg.get("labels_key", "y")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if xk not in z:
+                raise SpecError(f"{where}: {p} has no array {xk!r} (has {', '.join(z.files)})")
+            return z[xk], (z[yk] if yk in z else None)
+    except FileNotFoundError:
+        raise EdgeCommitteeError(f"{where}: file not found: {p}") from None
+    except (OSError, ValueError) as exc:
+        raise EdgeCommitteeError(f"{where}: cannot read {p}: {exc}") from None
+
+
+def slice_arrays(cfg: Mapping[str, Any], x: np.ndarray, y: np.ndarray | None,
+                 where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A split's ``start``/``stop`` applied to its arrays; an empty result is refused in one line."""
+    sl = slice(cfg.get("start"), cfg.get("stop"))
+    x, y = x[sl], (None if y is None else y[sl])
+    if len(x) == 0:
+        raise EdgeCommitteeError(f"{where}: the split is empty (check start/stop)")
+    return x, y
 
 
 def _integer_labels(labels: Any, where: str) -> np.ndarray:
