@@ -45,16 +45,22 @@ from edge_committee.serve.triton.config import TensorConfig
 LABELS_FILE = "labels.txt"
 
 
+def _check_pixels(x: np.ndarray, name: str, dims: str) -> str | None:
+    """Why a request's ``name`` tensor is not uint8 pixels of shape [``dims``, 1|3] with no empty
+    dimension, or None."""
+    if x.dtype != np.uint8:
+        return f"'{name}' must be uint8 {name} (raw pixels 0..255); got {x.dtype}"
+    if x.ndim != dims.count(",") + 2 or x.shape[-1] not in (1, 3):
+        return (f"'{name}' must be uint8 {name} of shape [{dims}, 1|3]; got shape {list(x.shape)} "
+                f"(send grayscale as [{dims}, 1])")
+    if 0 in x.shape:
+        return f"'{name}' has an empty dimension: shape {list(x.shape)}"
+    return None
+
+
 def check_images(x: np.ndarray, spec: dict | None = None) -> str | None:
     """Why a request's ``images`` (N, H, W, C) cannot be run, or None when they can."""
-    if x.dtype != np.uint8:
-        return f"'images' must be uint8 images (raw pixels 0..255); got {x.dtype}"
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        return (f"'images' must be uint8 images of shape [N, H, W, 1|3]; got shape {list(x.shape)} "
-                "(send grayscale as [N, H, W, 1])")
-    if 0 in x.shape:
-        return f"'images' has an empty dimension: shape {list(x.shape)}"
-    return None
+    return _check_pixels(x, "images", "N, H, W")
 
 
 def _frame_dims(pp, member: dict) -> tuple[int, ...]:
@@ -166,13 +172,9 @@ def _view_dims(pp, member: dict) -> tuple[int, ...]:
 def check_clips(x: np.ndarray, spec: dict | None = None) -> str | None:
     """Why a request's ``clips`` (N, T, H, W, C) cannot be run, or None when they can (``spec``: the
     cascade.json, for the shortest clip the members' views take)."""
-    if x.dtype != np.uint8:
-        return f"'clips' must be uint8 clips (raw pixels 0..255); got {x.dtype}"
-    if x.ndim != 5 or x.shape[-1] not in (1, 3):
-        return (f"'clips' must be uint8 clips of shape [N, T, H, W, 1|3]; got shape {list(x.shape)} "
-                "(send grayscale as [N, T, H, W, 1])")
-    if 0 in x.shape:
-        return f"'clips' has an empty dimension: shape {list(x.shape)}"
+    why = _check_pixels(x, "clips", "N, T, H, W")
+    if why is not None:
+        return why
     span = max((ClipView(**m["view"]).span for m in (spec or {}).get("members", ())), default=1)
     if x.shape[1] < span:
         return f"'clips' of {x.shape[1]} frames; this committee's views span {span} frames: send at least {span}"
