@@ -18,22 +18,22 @@ def _map_calibration_in_a_checkout() -> None:
     ``edge_committee.calibration``. ``python -m edge_committee`` in the repository root imports this
     folder instead of the installed copy, so the same mapping is made here, by a finder asked only
     for that one name after the normal ones have failed."""
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    top = os.path.join(os.path.dirname(here), "calibration")
+    if os.path.exists(os.path.join(here, "calibration")) or not os.path.isfile(os.path.join(top, "__init__.py")):
+        return  # installed (the mapped copy is inside the package), or no checkout around it
     import importlib.abc
     import importlib.util
     import sys
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-    top = here.parent / "calibration"
-    if (here / "calibration").exists() or not (top / "__init__.py").is_file():
-        return
 
     class _CalibrationFinder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name != "edge_committee.calibration":
                 return None
-            return importlib.util.spec_from_file_location(name, top / "__init__.py",
-                                                          submodule_search_locations=[str(top)])
+            return importlib.util.spec_from_file_location(name, os.path.join(top, "__init__.py"),
+                                                          submodule_search_locations=[top])
 
     if not any(type(f).__name__ == "_CalibrationFinder" for f in sys.meta_path):
         sys.meta_path.append(_CalibrationFinder())
